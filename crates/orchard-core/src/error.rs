@@ -1,0 +1,94 @@
+//! One error type for the whole core. Every error carries a stable `code` that the napi
+//! binding passes to JavaScript, where the TypeScript layer maps it to a typed error class.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// A frame or message that does not follow the PIE wire protocol.
+    Protocol,
+    /// A request the caller built wrongly (bad option, wrong type, out of range).
+    InvalidRequest,
+    /// Prompt rendering failed (unknown family, template error, malformed message).
+    Template,
+    /// The NNG transport failed (dial, send, receive).
+    Transport,
+    /// No engine binary could be found.
+    EngineNotFound,
+    /// The engine was launched but did not become ready.
+    EngineStartup,
+    /// The engine process died or disconnected.
+    EngineDied,
+    /// The engine answered a request or command with an error.
+    Engine,
+    /// The requested model is not loaded, or failed to load.
+    ModelNotLoaded,
+    /// A deadline passed.
+    Timeout,
+    /// The caller cancelled.
+    Aborted,
+    /// A filesystem or process error.
+    Io,
+    /// A bug in orchard itself (a caught panic).
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Protocol => "PROTOCOL",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::Template => "TEMPLATE",
+            ErrorCode::Transport => "TRANSPORT",
+            ErrorCode::EngineNotFound => "ENGINE_NOT_FOUND",
+            ErrorCode::EngineStartup => "ENGINE_STARTUP",
+            ErrorCode::EngineDied => "ENGINE_DIED",
+            ErrorCode::Engine => "ENGINE",
+            ErrorCode::ModelNotLoaded => "MODEL_NOT_LOADED",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::Aborted => "ABORTED",
+            ErrorCode::Io => "IO",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn protocol(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Protocol, message)
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+    pub fn template(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Template, message)
+    }
+    pub fn transport(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Transport, message)
+    }
+    pub fn io(context: &str, err: std::io::Error) -> Self {
+        Self::new(ErrorCode::Io, format!("{context}: {err}"))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;

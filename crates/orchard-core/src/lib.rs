@@ -1,0 +1,9 @@
+//! orchard-core: the Rust core of orchard-ts. No napi here; everything is testable with cargo test.
+
+pub mod error;
+pub mod format;
+pub mod nng;
+pub mod paths;
+pub mod wire;
+
+pub use error::{Error, ErrorCode, Result};

@@ -1,0 +1,367 @@
+//! Messages on the SUB socket (protocol.md §2.3, §4, §6):
+//! `resp:<hex channel>:<json delta>` and `__PIE_EVENT__:<name>\0<json>`.
+//!
+//! Decoding is lenient where the references disagree: `error_message` or `error`,
+//! `probability` or `logprob`, token ids as strings or numbers, `embedding_bytes` as base64
+//! or as an array of bytes, and `null` where a list or flag is expected.
+
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+pub const DELTA_PREFIX: &[u8] = b"resp:";
+pub const EVENT_PREFIX: &[u8] = b"__PIE_EVENT__:";
+
+fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TokenId {
+    Text(String),
+    Int(i64),
+    Float(f64),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ByteField {
+    Base64(String),
+    Bytes(Vec<u8>),
+}
+
+fn byte_field<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<u8>>, D::Error> {
+    match Option::<ByteField>::deserialize(d)? {
+        None => Ok(None),
+        Some(ByteField::Bytes(b)) => Ok(Some(b)),
+        Some(ByteField::Base64(s)) => base64::engine::general_purpose::STANDARD
+            .decode(s.as_bytes())
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTopLogprob {
+    token: Option<TokenId>,
+    #[serde(default)]
+    logprob: Option<f64>,
+    #[serde(default)]
+    probability: Option<f64>,
+    #[serde(default, deserialize_with = "byte_field")]
+    bytes: Option<Vec<u8>>,
+}
+
+/// One alternative for a sampled token. `token` is the engine's token id as text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f64,
+    pub bytes: Option<Vec<u8>>,
+}
+
+impl<'de> Deserialize<'de> for TopLogprob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let raw = RawTopLogprob::deserialize(d)?;
+        let token = match raw.token {
+            Some(TokenId::Text(s)) => s,
+            Some(TokenId::Int(i)) => i.to_string(),
+            Some(TokenId::Float(f)) => f.to_string(),
+            None => String::new(),
+        };
+        let logprob = raw.logprob.or(raw.probability).ok_or_else(|| {
+            serde::de::Error::custom("top_logprobs entry has neither logprob nor probability")
+        })?;
+        Ok(TopLogprob {
+            token,
+            logprob,
+            bytes: raw.bytes,
+        })
+    }
+}
+
+/// A structured-stream event (message, reasoning and tool-call items).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct StateEvent {
+    #[serde(default)]
+    pub event_type: String,
+    #[serde(default)]
+    pub item_type: String,
+    #[serde(default)]
+    pub output_index: u32,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub identifier: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub delta: String,
+    #[serde(default)]
+    pub value: Option<Value>,
+}
+
+/// One delta of one sequence.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct Delta {
+    #[serde(default)]
+    pub request_id: u64,
+    #[serde(default)]
+    pub sequence_id: Option<u64>,
+    #[serde(default)]
+    pub prompt_index: Option<u32>,
+    #[serde(default)]
+    pub candidate_index: Option<u32>,
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tokens: Vec<i64>,
+    #[serde(default)]
+    pub num_tokens_in_delta: Option<u32>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub top_logprobs: Vec<TopLogprob>,
+    #[serde(default)]
+    pub cumulative_logprob: Option<f64>,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default", alias = "is_final")]
+    pub is_final_delta: bool,
+    #[serde(default)]
+    pub matched_stop_token_id: Option<i64>,
+    #[serde(default)]
+    pub matched_stop_token: Option<String>,
+    /// The engine's error text (`error_message`, or `error` from older producers).
+    #[serde(default)]
+    pub error_message: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    pub prompt_token_count: Option<u64>,
+    #[serde(default)]
+    pub generation_len: Option<u64>,
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
+    #[serde(default)]
+    pub cached_token_count: Option<u64>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub state_events: Vec<StateEvent>,
+    #[serde(default)]
+    pub modal_decoder_id: Option<String>,
+    #[serde(default)]
+    pub modal_type: Option<String>,
+    #[serde(default)]
+    pub modal_event: Option<String>,
+    #[serde(default)]
+    pub modal_mime_type: Option<String>,
+    #[serde(default)]
+    pub modal_metadata_json: Option<String>,
+    #[serde(default)]
+    pub modal_bytes_b64: Option<String>,
+    #[serde(default, deserialize_with = "byte_field")]
+    pub embedding_bytes: Option<Vec<u8>>,
+    #[serde(default)]
+    pub usage: Option<Value>,
+}
+
+impl Delta {
+    /// Parse one delta's JSON body.
+    pub fn from_json(body: &[u8]) -> Result<Delta> {
+        let mut d: Delta = serde_json::from_slice(body)
+            .map_err(|e| Error::protocol(format!("delta is not a valid PIE delta: {e}")))?;
+        if d.error_message.is_none() {
+            d.error_message = d.error.take();
+        }
+        Ok(d)
+    }
+
+    /// An error delta: `finish_reason` "error" (any case), or an error text on a final delta.
+    pub fn is_error(&self) -> bool {
+        self.finish_reason
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case("error"))
+            || (self.is_final_delta && self.error_message.is_some())
+    }
+
+    /// The error text of an error delta, falling back to `content` as the references do.
+    pub fn error_text(&self) -> String {
+        self.error_message
+            .clone()
+            .or_else(|| self.content.clone().filter(|c| !c.is_empty()))
+            .unwrap_or_else(|| "the engine reported an error without a message".to_string())
+    }
+
+    /// `finish_reason` normalised: lower case, and `None` for the non-final marker "DELTA".
+    pub fn finish_reason_normalized(&self) -> Option<String> {
+        self.finish_reason
+            .as_deref()
+            .filter(|r| !r.eq_ignore_ascii_case("delta") && !r.is_empty())
+            .map(|r| r.to_ascii_lowercase())
+    }
+
+    /// The embedding as float32 values, when the delta carries one.
+    pub fn embedding(&self) -> Option<Vec<f32>> {
+        self.embedding_bytes.as_ref().map(|b| {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        })
+    }
+}
+
+/// A broadcast engine event (`telemetry`, `model_loaded`, `model_load_failed`, ...).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EngineEvent {
+    pub name: String,
+    pub payload: Value,
+}
+
+impl EngineEvent {
+    /// `health.pid` of a telemetry heartbeat (a positive JSON integer), if any.
+    pub fn telemetry_pid(&self) -> Option<u32> {
+        if self.name != "telemetry" {
+            return None;
+        }
+        self.payload
+            .get("health")?
+            .get("pid")?
+            .as_u64()
+            .filter(|p| *p > 0)
+            .and_then(|p| u32::try_from(p).ok())
+    }
+
+    /// The `model_id` an activation event refers to.
+    pub fn model_id(&self) -> Option<&str> {
+        self.payload.get("model_id")?.as_str()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Incoming {
+    Delta { channel: u64, delta: Box<Delta> },
+    Event(EngineEvent),
+}
+
+/// Split `resp:<hex>:` from a delta message: the channel id and the JSON body.
+pub fn split_delta_topic(msg: &[u8]) -> Result<(u64, &[u8])> {
+    let rest = msg
+        .strip_prefix(DELTA_PREFIX)
+        .ok_or_else(|| Error::protocol("delta message does not start with 'resp:'"))?;
+    let colon = rest
+        .iter()
+        .position(|b| *b == b':')
+        .ok_or_else(|| Error::protocol("delta topic 'resp:<hex>' lacks its closing ':'"))?;
+    let hex = std::str::from_utf8(&rest[..colon])
+        .ok()
+        .filter(|h| !h.is_empty() && h.len() <= 16)
+        .ok_or_else(|| Error::protocol("delta topic channel is not 1-16 hex digits"))?;
+    let channel = u64::from_str_radix(hex, 16)
+        .map_err(|_| Error::protocol(format!("delta topic channel '{hex}' is not hexadecimal")))?;
+    Ok((channel, &rest[colon + 1..]))
+}
+
+/// Decode one SUB message.
+pub fn decode_message(msg: &[u8]) -> Result<Incoming> {
+    if msg.starts_with(DELTA_PREFIX) {
+        let (channel, body) = split_delta_topic(msg)?;
+        let delta = Delta::from_json(body)?;
+        return Ok(Incoming::Delta {
+            channel,
+            delta: Box::new(delta),
+        });
+    }
+    if let Some(rest) = msg.strip_prefix(EVENT_PREFIX) {
+        let nul = rest.iter().position(|b| *b == 0).ok_or_else(|| {
+            Error::protocol("event message lacks the NUL byte between its name and body")
+        })?;
+        let name = std::str::from_utf8(&rest[..nul])
+            .map_err(|_| Error::protocol("event name is not UTF-8"))?
+            .to_string();
+        let payload: Value = serde_json::from_slice(&rest[nul + 1..])
+            .map_err(|e| Error::protocol(format!("event '{name}' body is not valid JSON: {e}")))?;
+        return Ok(Incoming::Event(EngineEvent { name, payload }));
+    }
+    let head = String::from_utf8_lossy(&msg[..msg.len().min(24)]).into_owned();
+    Err(Error::protocol(format!(
+        "message with unknown topic (starts with {head:?}); expected 'resp:' or '__PIE_EVENT__:'"
+    )))
+}
+
+/// The topic prefix a client subscribes to for its channel.
+pub fn channel_topic(channel: u64) -> String {
+    format!("resp:{channel:x}:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_reference_delta_examples() {
+        let m = br#"resp:1f9a7c3e0b21:{"request_id":12,"sequence_id":90001,"prompt_index":0,"candidate_index":0,"content":"Hel","tokens":[9906],"num_tokens_in_delta":1,"is_final_delta":false,"finish_reason":"DELTA","top_logprobs":[{"token":"9906","probability":-0.01},{"token":"13347","probability":-4.7}]}"#;
+        let Incoming::Delta { channel, delta } = decode_message(m).unwrap() else {
+            panic!("expected a delta")
+        };
+        assert_eq!(channel, 0x1f9a7c3e0b21);
+        assert_eq!(delta.request_id, 12);
+        assert_eq!(delta.content.as_deref(), Some("Hel"));
+        assert_eq!(delta.top_logprobs[1].token, "13347");
+        assert_eq!(delta.top_logprobs[1].logprob, -4.7);
+        assert_eq!(delta.finish_reason_normalized(), None);
+        assert!(!delta.is_error());
+    }
+
+    #[test]
+    fn error_key_variants_and_nulls() {
+        let a = Delta::from_json(br#"{"request_id":13,"is_final_delta":true,"finish_reason":"error","error_message":"Model 'x' is not loaded"}"#).unwrap();
+        assert!(a.is_error());
+        assert_eq!(a.error_text(), "Model 'x' is not loaded");
+        let b = Delta::from_json(br#"{"request_id":1,"is_final_delta":true,"finish_reason":"error","content":"Engine process disconnected.","error":"Engine process disconnected.","tokens":null,"state_events":null}"#).unwrap();
+        assert_eq!(
+            b.error_message.as_deref(),
+            Some("Engine process disconnected.")
+        );
+        assert!(b.tokens.is_empty());
+    }
+
+    #[test]
+    fn embedding_bytes_base64_or_array() {
+        let bytes: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|f| f.to_le_bytes())
+            .collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let a =
+            Delta::from_json(format!(r#"{{"request_id":1,"embedding_bytes":"{b64}"}}"#).as_bytes())
+                .unwrap();
+        let b = Delta::from_json(
+            format!(r#"{{"request_id":1,"embedding_bytes":{:?}}}"#, bytes).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(a.embedding(), Some(vec![1.5, -2.0]));
+        assert_eq!(a.embedding_bytes, b.embedding_bytes);
+    }
+
+    #[test]
+    fn events_and_bad_messages() {
+        let mut m = b"__PIE_EVENT__:telemetry\0".to_vec();
+        m.extend_from_slice(br#"{"version":1,"health":{"pid":31337}}"#);
+        let Incoming::Event(e) = decode_message(&m).unwrap() else {
+            panic!("expected an event")
+        };
+        assert_eq!(e.telemetry_pid(), Some(31337));
+        for bad in [
+            &b"resp:zz:{}"[..],
+            b"resp:12{}",
+            b"resp:12:{not json",
+            b"__PIE_EVENT__:telemetry{}",
+            b"hello",
+            b"resp:12:{\"request_id\":\"x\"}",
+        ] {
+            let err = decode_message(bad).unwrap_err();
+            assert_eq!(err.code, crate::ErrorCode::Protocol, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! The reference serializer's input vocabulary (`../shared/fixtures/wire-vectors.json`):
+//! `{ request: {...}, prompts: [{ prompt_bytes, sampling_params: {...}, logits_params: {...}, ... }] }`
+//! turned into a typed [`Request`]. Byte fields are base64 strings. Unknown keys and wrong
+//! types are refused with an error naming the field.
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::json::{type_name, Obj};
+use super::layout::{LayoutSegment, SegmentKind};
+use super::request::{
+    CapabilityInput, PromptPayload, Request, RequestType, ThinkingTokens, ToolCallFormat,
+    ToolCallingTokens,
+};
+use crate::error::{Error, Result};
+
+const REQUEST_KEYS: &[&str] = &[
+    "request_id",
+    "model_id",
+    "model_path",
+    "request_type",
+    "request_channel_id",
+    "response_channel_id",
+];
+
+const PROMPT_KEYS: &[&str] = &[
+    "prompt_bytes",
+    "prompt",
+    "image_buffers",
+    "audio_buffers",
+    "capabilities",
+    "layout",
+    "max_generated_tokens",
+    "num_candidates",
+    "best_of",
+    "final_candidates",
+    "stop_sequences",
+    "sampling_params",
+    "logits_params",
+    "tool_schemas_json",
+    "active_tool_schemas_json",
+    "tool_calling_tokens",
+    "output_frame_tokens",
+    "thinking_tokens",
+    "tool_choice",
+    "min_tool_calls",
+    "max_tool_calls",
+    "response_format_json",
+    "modal_options_json",
+    "task_name",
+    "reasoning_effort",
+    "prefix_cache",
+];
+
+const SAMPLING_KEYS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "rng_seed",
+    "deterministic",
+];
+
+const LOGITS_KEYS: &[&str] = &[
+    "top_logprobs",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_context_size",
+    "repetition_penalty",
+    "logit_bias",
+];
+
+fn bytes_field(o: &Obj, key: &str, v: &Value) -> Result<Vec<u8>> {
+    match v {
+        Value::String(s) => base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| o.fail(key, format!("not valid base64: {e}"))),
+        Value::Null => Ok(Vec::new()),
+        other => Err(o.fail(
+            key,
+            format!("expected base64 text or a Buffer, got {}", type_name(other)),
+        )),
+    }
+}
+
+fn byte_list(o: &Obj, key: &str) -> Result<Vec<Vec<u8>>> {
+    o.array(key)?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| bytes_field(o, &format!("{key}[{i}]"), v))
+        .collect()
+}
+
+fn parse_prompt(o: &Obj) -> Result<PromptPayload> {
+    o.deny_unknown(PROMPT_KEYS)?;
+    let text = match (o.get("prompt_bytes"), o.get("prompt")) {
+        (Some(v), _) if !v.is_null() => bytes_field(o, "prompt_bytes", v)?,
+        (_, Some(Value::String(s))) => s.as_bytes().to_vec(),
+        (_, Some(Value::Null)) | (_, None) => Vec::new(),
+        (_, Some(other)) => {
+            return Err(o.fail(
+                "prompt",
+                format!("expected a string, got {}", type_name(other)),
+            ))
+        }
+    };
+
+    let mut capabilities = Vec::new();
+    for c in o.objects("capabilities")? {
+        c.deny_unknown(&["name", "position", "payload"])?;
+        capabilities.push(CapabilityInput {
+            name: c.string_or("name", "")?,
+            position: c.i64_or("position", 0)?,
+            payload: match c.get("payload") {
+                Some(v) => bytes_field(&c, "payload", v)?,
+                None => Vec::new(),
+            },
+        });
+    }
+
+    let layout = match o.get("layout") {
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            let mut segs = Vec::new();
+            for s in o.objects("layout")? {
+                s.deny_unknown(&["type", "length"])?;
+                let kind = match s.string_or("type", "text")?.to_ascii_lowercase().as_str() {
+                    "text" => SegmentKind::Text,
+                    "image" => SegmentKind::Image,
+                    "audio" => SegmentKind::Audio,
+                    "capability" => SegmentKind::Capability,
+                    other => {
+                        return Err(s.fail(
+                            "type",
+                            format!("unknown segment type '{other}'; expected text, image, audio or capability"),
+                        ))
+                    }
+                };
+                segs.push(LayoutSegment::new(kind, s.u64_or("length", 0)?));
+            }
+            // An empty list means "use the default layout", as in the reference.
+            (!segs.is_empty()).then_some(segs)
+        }
+    };
+
+    let sp = o.object_or_empty("sampling_params")?;
+    sp.deny_unknown(SAMPLING_KEYS)?;
+    let lp = o.object_or_empty("logits_params")?;
+    lp.deny_unknown(LOGITS_KEYS)?;
+
+    let mut logit_bias = Vec::new();
+    if let Some(v) = lp.get("logit_bias").filter(|v| !v.is_null()) {
+        let bias = Obj::new(v, lp.at("logit_bias"), Error::invalid)?;
+        for key in bias.keys() {
+            let token: i64 = key
+                .trim()
+                .parse()
+                .map_err(|_| bias.fail(key, "keys must be token ids (integers)"))?;
+            logit_bias.push((token, bias.f64_opt(key)?.unwrap_or(0.0)));
+        }
+    }
+
+    let tct = o.object_or_empty("tool_calling_tokens")?;
+    let mut formats = Vec::new();
+    for f in tct.objects("formats")? {
+        f.deny_unknown(&ToolCallFormat::KEYS)?;
+        let mut tf = ToolCallFormat::default();
+        tf.name = f.string_or("name", "")?;
+        tf.call_start = f.string_or("call_start", "")?;
+        tf.inline_start = f.string_or("inline_start", "")?;
+        tf.channel = f.string_or("channel", "")?;
+        tf.recipient_prefix = f.string_or("recipient_prefix", "")?;
+        tf.constraint_prefix = f.string_or("constraint_prefix", "")?;
+        tf.constraint = f.string_or("constraint", "")?;
+        tf.message = f.string_or("message", "")?;
+        tf.call_end = f.string_or("call_end", "")?;
+        formats.push(tf);
+    }
+    let think = o.object_or_empty("thinking_tokens")?;
+    let output_frame_tokens = {
+        let oft = o.object_or_empty("output_frame_tokens")?;
+        oft.keys()
+            .map(|k| Ok((k.clone(), oft.string_or(k, "")?)))
+            .collect::<Result<Vec<_>>>()?
+    };
+
+    let tool_choice = match o.get("tool_choice") {
+        None | Some(Value::Null) => "auto".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v @ Value::Object(_)) => super::json::python_dumps(v),
+        Some(other) => {
+            return Err(o.fail(
+                "tool_choice",
+                format!("expected a string or an object, got {}", type_name(other)),
+            ))
+        }
+    };
+
+    let num_candidates = o.u64_or("num_candidates", 1)?.max(1);
+    let best_of = o.u64_or("best_of", num_candidates)?;
+    let final_candidates = o.u64_or("final_candidates", best_of)?;
+    let to_u32 = |key: &str, v: u64| -> Result<u32> {
+        u32::try_from(v).map_err(|_| o.fail(key, format!("{v} is too large")))
+    };
+    Ok(PromptPayload {
+        text,
+        images: byte_list(o, "image_buffers")?,
+        audio: byte_list(o, "audio_buffers")?,
+        capabilities,
+        layout,
+        num_candidates: to_u32("num_candidates", num_candidates)?,
+        best_of: to_u32("best_of", best_of)?,
+        final_candidates: to_u32("final_candidates", final_candidates)?,
+        max_generated_tokens: o.u64_or("max_generated_tokens", 0)?,
+        temperature: sp.f64_or("temperature", 1.0)?,
+        top_p: sp.f64_or("top_p", 1.0)?,
+        top_k: sp.i64_or("top_k", -1)?,
+        min_p: sp.f64_or("min_p", 0.0)?,
+        rng_seed: Some(sp.u64_or("rng_seed", 0)? & 0xFFFF_FFFF),
+        deterministic: sp.bool_or("deterministic", false)?,
+        top_logprobs: to_u32("top_logprobs", lp.u64_or("top_logprobs", 0)?)?,
+        frequency_penalty: lp.f64_or("frequency_penalty", 0.0)?,
+        presence_penalty: lp.f64_or("presence_penalty", 0.0)?,
+        repetition_context_size: lp.i64_or("repetition_context_size", 0)?,
+        repetition_penalty: lp.f64_or("repetition_penalty", 1.0)?,
+        stop_sequences: o.strings("stop_sequences")?,
+        tool_schemas_json: o.string_or("tool_schemas_json", "")?,
+        active_tool_schemas_json: o.string_or("active_tool_schemas_json", "")?,
+        tool_calling_tokens: ToolCallingTokens {
+            formats,
+            section_start: tct.string_or("section_start", "")?,
+            section_end: tct.string_or("section_end", "")?,
+        },
+        output_frame_tokens,
+        thinking_tokens: ThinkingTokens {
+            start: think.string_or("start", "")?,
+            end: think.string_or("end", "")?,
+            required: think.bool_or("required", false)?,
+        },
+        tool_choice,
+        min_tool_calls: match o.i64_or("min_tool_calls", 0)? {
+            0 => 1,
+            n => n,
+        },
+        max_tool_calls: o.i64_or("max_tool_calls", 0)?,
+        response_format_json: o.string_or("response_format_json", "")?,
+        modal_options_json: o.string_or("modal_options_json", "")?,
+        logit_bias,
+        task_name: o.opt_string("task_name")?,
+        reasoning_effort: o.opt_string("reasoning_effort")?,
+        prefix_cache: o.bool_or("prefix_cache", true)?,
+    })
+}
+
+/// Parse `{ request, prompts }` in the reference vocabulary.
+pub fn parse_request(input: &Value) -> Result<Request> {
+    let root = Obj::new(input, String::new(), Error::invalid)?;
+    root.deny_unknown(&["request", "prompts"])?;
+    let r = Obj::new(
+        root.get("request")
+            .ok_or_else(|| Error::invalid("request: required"))?,
+        "request".to_string(),
+        Error::invalid,
+    )?;
+    r.deny_unknown(REQUEST_KEYS)?;
+    let request_type = match r.get("request_type") {
+        Some(Value::String(s)) => RequestType::from_name(s).ok_or_else(|| {
+            r.fail(
+                "request_type",
+                format!("unknown type '{s}'; expected generation, embedding, query, point, detect, agent, omni, prefill_task, audio or image"),
+            )
+        })?,
+        Some(Value::Number(_)) => {
+            let code = r.u64_req("request_type")?;
+            RequestType::from_code(code)
+                .ok_or_else(|| r.fail("request_type", format!("unknown code {code}; expected 0..=9")))?
+        }
+        None | Some(Value::Null) => RequestType::Generation,
+        Some(other) => {
+            return Err(r.fail(
+                "request_type",
+                format!("expected a name or a code, got {}", type_name(other)),
+            ))
+        }
+    };
+    let prompts = root
+        .array("prompts")?
+        .iter()
+        .enumerate()
+        .map(|(i, p)| parse_prompt(&Obj::new(p, format!("prompts[{i}]"), Error::invalid)?))
+        .collect::<Result<Vec<_>>>()?;
+    if prompts.is_empty() {
+        return Err(Error::invalid(
+            "prompts: a request needs at least one prompt",
+        ));
+    }
+    Ok(Request {
+        request_id: r.u64_req("request_id")?,
+        model_id: r
+            .opt_string("model_id")?
+            .ok_or_else(|| r.fail("model_id", "required"))?,
+        model_path: r.string_or("model_path", "")?,
+        request_type,
+        request_channel_id: r.u64_or("request_channel_id", 0)?,
+        response_channel_id: r.u64_req("response_channel_id")?,
+        prompts,
+    })
+}
