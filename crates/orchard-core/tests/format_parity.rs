@@ -1,0 +1,179 @@
+//! Prompt parity with the reference Python client.
+//!
+//! Reads `shared/fixtures/prompt-parity.json` (outside the repository) and renders every case
+//! whose family has a profile in `model-specs/`. Each case must give the exact prompt, layout
+//! and reasoning flag the reference produced, or fail where the reference failed.
+//!
+//! Families without a profile yet are skipped and listed; llama3 must always be covered.
+
+use std::path::PathBuf;
+
+use orchard_core::format::{render_case, ModelSpecs};
+use serde_json::Value;
+
+const REQUIRED_FAMILIES: &[&str] = &["llama3"];
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture_path() -> PathBuf {
+    manifest_dir().join("../../../shared/fixtures/prompt-parity.json")
+}
+
+/// The repository's model-specs, or another profile folder named by `ORCHARD_PARITY_SPECS`
+/// (to try the fixture against profiles in progress).
+fn specs() -> ModelSpecs {
+    match std::env::var_os("ORCHARD_PARITY_SPECS") {
+        Some(dir) => ModelSpecs::new(PathBuf::from(dir)),
+        None => ModelSpecs::new(manifest_dir().join("../../model-specs")),
+    }
+}
+
+fn load_cases() -> Vec<Value> {
+    let path = fixture_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read the parity fixture {}: {e}", path.display()));
+    let doc: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", path.display()));
+    doc.get("cases")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_else(|| panic!("{} has no \"cases\" list", path.display()))
+}
+
+/// Where two strings first differ, with some context, for readable failures.
+fn first_difference(want: &str, got: &str) -> String {
+    let at = want
+        .char_indices()
+        .zip(got.chars())
+        .find(|((_, a), b)| a != b)
+        .map(|((i, _), _)| i)
+        .unwrap_or_else(|| want.len().min(got.len()));
+    let start = want[..at]
+        .char_indices()
+        .rev()
+        .nth(40)
+        .map_or(0, |(i, _)| i);
+    let tail = |s: &str| -> String { s.get(start..).unwrap_or("").chars().take(120).collect() };
+    format!(
+        "first difference at byte {at}\n      want: {:?}\n      got:  {:?}",
+        tail(want),
+        tail(got)
+    )
+}
+
+/// Compare one case; `Err` describes the mismatch.
+fn check_case(specs: &ModelSpecs, case: &Value) -> Result<(), String> {
+    let result = render_case(specs, case);
+    if let Some(reference_error) = case.get("reference_error") {
+        return match result {
+            Err(_) => Ok(()),
+            Ok(r) => Err(format!(
+                "the reference failed ({reference_error}) but we rendered {:?}",
+                r.prompt
+            )),
+        };
+    }
+    let expected = case
+        .get("expected")
+        .ok_or("case has neither expected nor reference_error")?;
+    let got = result.map_err(|e| format!("render failed: [{}] {}", e.code.as_str(), e.message))?;
+
+    let mut problems = Vec::new();
+    let want_prompt = expected.get("prompt").and_then(Value::as_str).unwrap_or("");
+    if got.prompt != want_prompt {
+        problems.push(format!(
+            "prompt differs ({} vs {} bytes): {}",
+            want_prompt.len(),
+            got.prompt.len(),
+            first_difference(want_prompt, &got.prompt)
+        ));
+    }
+    let got_layout = serde_json::to_value(&got.layout).map_err(|e| e.to_string())?;
+    let want_layout = expected.get("layout").cloned().unwrap_or(Value::Null);
+    if got_layout != want_layout {
+        problems.push(format!("layout: want {want_layout}, got {got_layout}"));
+    }
+    let want_reasoning = expected.get("reasoning").and_then(Value::as_bool);
+    if want_reasoning != Some(got.reasoning) {
+        problems.push(format!(
+            "reasoning: want {want_reasoning:?}, got {}",
+            got.reasoning
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n    "))
+    }
+}
+
+#[test]
+fn prompt_parity_with_reference_client() {
+    let specs = specs();
+    let cases = load_cases();
+    let available = specs.families().expect("model-specs folder is readable");
+
+    let mut checked: Vec<(String, usize)> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let id = case.get("id").and_then(Value::as_str).unwrap_or("<no id>");
+        let config = case.get("config").cloned().unwrap_or(Value::Null);
+        let family = match specs.family_for_config(&config) {
+            Ok(family) => family,
+            Err(_) => {
+                let model_type = config
+                    .get("model_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?");
+                if !skipped.iter().any(|s| s == model_type) {
+                    skipped.push(model_type.to_string());
+                }
+                continue;
+            }
+        };
+        match checked.iter_mut().find(|(f, _)| *f == family) {
+            Some((_, n)) => *n += 1,
+            None => checked.push((family.clone(), 1)),
+        }
+        if let Err(problem) = check_case(&specs, case) {
+            failures.push(format!("{id}:\n    {problem}"));
+        }
+    }
+
+    eprintln!("families with a profile: {available:?}");
+    eprintln!("cases checked per family: {checked:?}");
+    eprintln!("model types without a profile (skipped): {skipped:?}");
+    for family in REQUIRED_FAMILIES {
+        let count = checked.iter().find(|(f, _)| f == family).map_or(0, |c| c.1);
+        assert!(
+            count > 0,
+            "no fixture case was checked for required family '{family}'"
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} checked cases differ from the reference:\n{}",
+        failures.len(),
+        checked.iter().map(|c| c.1).sum::<usize>(),
+        failures.join("\n")
+    );
+}
+
+/// The llama3 cases of the fixture, counted, so a shrinking fixture is noticed.
+#[test]
+fn llama3_fixture_cases_are_all_present() {
+    let specs = specs();
+    let n = load_cases()
+        .iter()
+        .filter(|c| {
+            c.get("config")
+                .and_then(|cfg| specs.family_for_config(cfg).ok())
+                .as_deref()
+                == Some("llama3")
+        })
+        .count();
+    assert_eq!(n, 12, "expected the 12 llama3 cases of the parity fixture");
+}
