@@ -1,9 +1,13 @@
 //! orchard-core: the Rust core of orchard-ts. No napi here; everything is testable with cargo test.
 
+pub mod chat;
+pub mod engine;
 pub mod error;
 pub mod format;
 pub mod nng;
 pub mod paths;
+pub mod session;
+pub mod transport;
 pub mod wire;
 
 pub use error::{Error, ErrorCode, Result};

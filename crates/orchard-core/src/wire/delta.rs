@@ -136,8 +136,9 @@ pub struct Delta {
     /// The engine's error text (`error_message`, or `error` from older producers).
     #[serde(default)]
     pub error_message: Option<String>,
+    /// The legacy `error` key; [`Delta::from_json`] moves it into `error_message`.
     #[serde(default)]
-    error: Option<String>,
+    pub error: Option<String>,
     #[serde(default)]
     pub prompt_token_count: Option<u64>,
     #[serde(default)]

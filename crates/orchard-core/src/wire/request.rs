@@ -126,7 +126,7 @@ impl ToolCallFormat {
         ]
     }
 
-    fn fields_mut(&mut self) -> [&mut String; 9] {
+    pub fn fields_mut(&mut self) -> [&mut String; 9] {
         [
             &mut self.name,
             &mut self.call_start,

@@ -91,6 +91,44 @@ fn byte_list(o: &Obj, key: &str) -> Result<Vec<Vec<u8>>> {
         .collect()
 }
 
+/// `logit_bias` as a `{token_id: bias}` map (the reference form), or as a list of
+/// `[token, bias]` pairs or `{token, bias}` entries when the order must survive a
+/// JavaScript object (which sorts integer-like keys).
+fn parse_logit_bias(lp: &Obj) -> Result<Vec<(i64, f64)>> {
+    let mut out = Vec::new();
+    match lp.get("logit_bias") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("logit_bias[{i}]");
+                let pair = match item {
+                    Value::Array(p) if p.len() == 2 => (p[0].as_i64(), p[1].as_f64()),
+                    Value::Object(m) => (
+                        m.get("token").and_then(Value::as_i64),
+                        m.get("bias").and_then(Value::as_f64),
+                    ),
+                    _ => (None, None),
+                };
+                match pair {
+                    (Some(t), Some(b)) => out.push((t, b)),
+                    _ => return Err(lp.fail(&at, "expected [token, bias] or {token, bias}")),
+                }
+            }
+        }
+        Some(v) => {
+            let bias = Obj::new(v, lp.at("logit_bias"), Error::invalid)?;
+            for key in bias.keys() {
+                let token: i64 = key
+                    .trim()
+                    .parse()
+                    .map_err(|_| bias.fail(key, "keys must be token ids (integers)"))?;
+                out.push((token, bias.f64_opt(key)?.unwrap_or(0.0)));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn parse_prompt(o: &Obj) -> Result<PromptPayload> {
     o.deny_unknown(PROMPT_KEYS)?;
     let text = match (o.get("prompt_bytes"), o.get("prompt")) {
@@ -148,32 +186,16 @@ fn parse_prompt(o: &Obj) -> Result<PromptPayload> {
     let lp = o.object_or_empty("logits_params")?;
     lp.deny_unknown(LOGITS_KEYS)?;
 
-    let mut logit_bias = Vec::new();
-    if let Some(v) = lp.get("logit_bias").filter(|v| !v.is_null()) {
-        let bias = Obj::new(v, lp.at("logit_bias"), Error::invalid)?;
-        for key in bias.keys() {
-            let token: i64 = key
-                .trim()
-                .parse()
-                .map_err(|_| bias.fail(key, "keys must be token ids (integers)"))?;
-            logit_bias.push((token, bias.f64_opt(key)?.unwrap_or(0.0)));
-        }
-    }
+    let logit_bias = parse_logit_bias(&lp)?;
 
     let tct = o.object_or_empty("tool_calling_tokens")?;
     let mut formats = Vec::new();
     for f in tct.objects("formats")? {
         f.deny_unknown(&ToolCallFormat::KEYS)?;
         let mut tf = ToolCallFormat::default();
-        tf.name = f.string_or("name", "")?;
-        tf.call_start = f.string_or("call_start", "")?;
-        tf.inline_start = f.string_or("inline_start", "")?;
-        tf.channel = f.string_or("channel", "")?;
-        tf.recipient_prefix = f.string_or("recipient_prefix", "")?;
-        tf.constraint_prefix = f.string_or("constraint_prefix", "")?;
-        tf.constraint = f.string_or("constraint", "")?;
-        tf.message = f.string_or("message", "")?;
-        tf.call_end = f.string_or("call_end", "")?;
+        for (key, slot) in ToolCallFormat::KEYS.iter().zip(tf.fields_mut()) {
+            *slot = f.string_or(key, "")?;
+        }
         formats.push(tf);
     }
     let think = o.object_or_empty("thinking_tokens")?;

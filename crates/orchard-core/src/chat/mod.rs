@@ -1,0 +1,366 @@
+//! Chat options (camelCase, validated) → one prompt of a generation request.
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::format::{Profile, RenderRequest};
+use crate::wire::{Obj, PromptPayload, ThinkingTokens, ToolCallFormat, ToolCallingTokens};
+
+/// `max_generated_tokens` when the caller sets no `maxTokens` (orchard-py's default).
+pub const DEFAULT_MAX_TOKENS: u64 = 8192;
+/// The seed a deterministic request uses when the caller gives none.
+pub const DETERMINISTIC_SEED: u64 = 11;
+
+const OPTION_KEYS: &[&str] = &[
+    "maxTokens",
+    "temperature",
+    "topP",
+    "topK",
+    "minP",
+    "seed",
+    "deterministic",
+    "stop",
+    "n",
+    "bestOf",
+    "topLogprobs",
+    "frequencyPenalty",
+    "presencePenalty",
+    "repetitionPenalty",
+    "repetitionContextSize",
+    "logitBias",
+    "reasoning",
+    "tools",
+    "prefixCache",
+];
+
+/// Validated chat options. `None` means "the profile's default", never a sentinel value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChatOptions {
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<i64>,
+    pub min_p: Option<f64>,
+    pub seed: Option<u64>,
+    pub deterministic: bool,
+    pub stop: Option<Vec<String>>,
+    pub n: u32,
+    pub best_of: Option<u32>,
+    pub top_logprobs: u32,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub repetition_penalty: Option<f64>,
+    pub repetition_context_size: Option<i64>,
+    pub logit_bias: Vec<(i64, f64)>,
+    pub reasoning: Option<Value>,
+    pub tools: Option<Vec<Value>>,
+    pub prefix_cache: bool,
+}
+
+fn range(o: &Obj, key: &str, v: Option<f64>, lo: f64, hi: f64, hint: &str) -> Result<Option<f64>> {
+    match v {
+        Some(x) if !(x.is_finite() && x >= lo && x <= hi) => {
+            Err(o.fail(key, format!("{x} is out of range; {hint}")))
+        }
+        _ => Ok(v),
+    }
+}
+
+impl ChatOptions {
+    /// Parse the options object (JSON text from TypeScript). Unknown keys, wrong types and
+    /// out-of-range values are `InvalidRequest` errors naming the key.
+    pub fn parse(v: &Value) -> Result<ChatOptions> {
+        if v.is_null() {
+            return Ok(ChatOptions {
+                n: 1,
+                prefix_cache: true,
+                ..Default::default()
+            });
+        }
+        let o = Obj::new(v, "options".to_string(), Error::invalid)?;
+        o.deny_unknown(OPTION_KEYS)?;
+        let stop = match o.get("stop") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(vec![s.clone()]),
+            Some(Value::Array(_)) => Some(o.strings("stop")?),
+            Some(_) => return Err(o.fail("stop", "expected a string or an array of strings")),
+        };
+        if stop
+            .as_ref()
+            .is_some_and(|s| s.iter().any(String::is_empty))
+        {
+            return Err(o.fail("stop", "stop sequences must not be empty strings"));
+        }
+        let n = o.u64_or("n", 1)?;
+        if !(1..=64).contains(&n) {
+            return Err(o.fail("n", format!("{n} is out of range; use 1 to 64")));
+        }
+        let best_of = o.u64_opt("bestOf")?;
+        if let Some(b) = best_of {
+            if b < n || b > 64 {
+                return Err(o.fail("bestOf", format!("{b} is out of range; use n ({n}) to 64")));
+            }
+        }
+        let top_k = o.i64_opt("topK")?;
+        if let Some(k) = top_k {
+            if k < -1 || k == 0 {
+                return Err(o.fail(
+                    "topK",
+                    format!("{k} is out of range; use -1 (off) or a positive integer"),
+                ));
+            }
+        }
+        let top_logprobs = o.u64_or("topLogprobs", 0)?;
+        if top_logprobs > 20 {
+            return Err(o.fail(
+                "topLogprobs",
+                format!("{top_logprobs} is out of range; use 0 to 20"),
+            ));
+        }
+        let max_tokens = o.u64_opt("maxTokens")?;
+        if max_tokens == Some(0) {
+            return Err(o.fail("maxTokens", "must be at least 1"));
+        }
+        let mut logit_bias = Vec::new();
+        if let Some(b) = o.get("logitBias").filter(|v| !v.is_null()) {
+            let bias = Obj::new(b, o.at("logitBias"), Error::invalid)?;
+            for key in bias.keys() {
+                let token: i64 = key
+                    .parse()
+                    .map_err(|_| bias.fail(key, "keys must be token ids (integers)"))?;
+                let value = range(
+                    &bias,
+                    key,
+                    bias.f64_opt(key)?,
+                    -100.0,
+                    100.0,
+                    "use -100 to 100",
+                )?;
+                logit_bias.push((token, value.unwrap_or(0.0)));
+            }
+        }
+        let tools = match o.get("tools") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(t)) => Some(t.clone()),
+            Some(_) => return Err(o.fail("tools", "expected an array of tool definitions")),
+        };
+        let reasoning = match o.get("reasoning") {
+            None | Some(Value::Null) => None,
+            Some(v @ Value::Bool(_)) => Some(v.clone()),
+            Some(Value::String(s))
+                if ["minimal", "low", "medium", "high"].contains(&s.as_str()) =>
+            {
+                Some(Value::String(s.clone()))
+            }
+            Some(other) => return Err(o.fail(
+                "reasoning",
+                format!(
+                    "{other} is not valid; use true, false, 'minimal', 'low', 'medium' or 'high'"
+                ),
+            )),
+        };
+        Ok(ChatOptions {
+            max_tokens,
+            temperature: range(
+                &o,
+                "temperature",
+                o.f64_opt("temperature")?,
+                0.0,
+                100.0,
+                "use 0 or more",
+            )?,
+            top_p: range(
+                &o,
+                "topP",
+                o.f64_opt("topP")?,
+                f64::MIN_POSITIVE,
+                1.0,
+                "use a value in (0, 1]",
+            )?,
+            top_k,
+            min_p: range(
+                &o,
+                "minP",
+                o.f64_opt("minP")?,
+                0.0,
+                1.0,
+                "use a value in [0, 1]",
+            )?,
+            seed: o.u64_opt("seed")?,
+            deterministic: o.bool_or("deterministic", false)?,
+            stop,
+            n: n as u32,
+            best_of: best_of.map(|b| b as u32),
+            top_logprobs: top_logprobs as u32,
+            frequency_penalty: range(
+                &o,
+                "frequencyPenalty",
+                o.f64_opt("frequencyPenalty")?,
+                -2.0,
+                2.0,
+                "use -2 to 2",
+            )?,
+            presence_penalty: range(
+                &o,
+                "presencePenalty",
+                o.f64_opt("presencePenalty")?,
+                -2.0,
+                2.0,
+                "use -2 to 2",
+            )?,
+            repetition_penalty: range(
+                &o,
+                "repetitionPenalty",
+                o.f64_opt("repetitionPenalty")?,
+                f64::MIN_POSITIVE,
+                10.0,
+                "use a value in (0, 10]",
+            )?,
+            repetition_context_size: o.i64_opt("repetitionContextSize")?,
+            logit_bias,
+            reasoning,
+            tools,
+            prefix_cache: o.bool_or("prefixCache", true)?,
+        })
+    }
+}
+
+/// The profile's `tool_calling_tokens` JSON in its wire form.
+fn tool_calling_tokens(profile: &Profile) -> Result<ToolCallingTokens> {
+    let json = profile.tool_calling_tokens();
+    let o = Obj::new(
+        &json,
+        format!("{}/capabilities.yaml tool_calling", profile.family()),
+        Error::template,
+    )?;
+    let mut formats = Vec::new();
+    for f in o.objects("formats")? {
+        let mut tf = ToolCallFormat::default();
+        for (key, slot) in ToolCallFormat::KEYS.iter().zip(tf.fields_mut()) {
+            *slot = f.string_or(key, "")?;
+        }
+        formats.push(tf);
+    }
+    Ok(ToolCallingTokens {
+        formats,
+        section_start: o.string_or("section_start", "")?,
+        section_end: o.string_or("section_end", "")?,
+    })
+}
+
+/// Render `messages` with `profile` (the model's `config.json` visible to the template) and
+/// fill one prompt payload from `opts`: explicit values win, then the profile's sampling
+/// lane, then the wire defaults.
+pub fn build_prompt(
+    profile: &Profile,
+    config: &Value,
+    messages: Vec<Value>,
+    opts: &ChatOptions,
+) -> Result<PromptPayload> {
+    let rendered = profile.render_with_config(
+        &RenderRequest {
+            messages,
+            tools: opts.tools.clone(),
+            reasoning: opts.reasoning.clone(),
+            task: None,
+        },
+        config,
+    )?;
+    let lane = profile.sampling_defaults(opts.deterministic);
+    let wire = PromptPayload::default();
+    let seed = match (opts.seed, opts.deterministic) {
+        (Some(s), _) => s,
+        (None, true) => DETERMINISTIC_SEED,
+        (None, false) => u64::from(rand::random::<u32>()),
+    };
+    let thinking = profile.thinking_tokens();
+    let best_of = opts.best_of.unwrap_or(opts.n).max(opts.n);
+    Ok(PromptPayload {
+        text: rendered.prompt.into_bytes(),
+        images: rendered.images,
+        audio: rendered.audio,
+        layout: Some(rendered.layout),
+        num_candidates: best_of,
+        best_of,
+        final_candidates: opts.n,
+        max_generated_tokens: opts.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        temperature: opts
+            .temperature
+            .or(lane.temperature)
+            .unwrap_or(wire.temperature),
+        top_p: opts.top_p.or(lane.top_p).unwrap_or(wire.top_p),
+        top_k: opts.top_k.or(lane.top_k).unwrap_or(wire.top_k),
+        min_p: opts.min_p.or(lane.min_p).unwrap_or(wire.min_p),
+        rng_seed: Some(seed & 0xFFFF_FFFF),
+        deterministic: opts.deterministic,
+        top_logprobs: opts.top_logprobs,
+        frequency_penalty: opts
+            .frequency_penalty
+            .or(lane.frequency_penalty)
+            .unwrap_or(0.0),
+        presence_penalty: opts
+            .presence_penalty
+            .or(lane.presence_penalty)
+            .unwrap_or(0.0),
+        repetition_context_size: opts
+            .repetition_context_size
+            .or(lane.repetition_context_size)
+            .unwrap_or(60),
+        repetition_penalty: opts
+            .repetition_penalty
+            .or(lane.repetition_penalty)
+            .unwrap_or(1.0),
+        stop_sequences: opts
+            .stop
+            .clone()
+            .unwrap_or_else(|| profile.default_stop_sequences()),
+        thinking_tokens: ThinkingTokens {
+            start: thinking.start,
+            end: thinking.end,
+            required: thinking.required,
+        },
+        tool_calling_tokens: tool_calling_tokens(profile)?,
+        output_frame_tokens: profile.output_frame_tokens().into_iter().collect(),
+        logit_bias: opts.logit_bias.clone(),
+        reasoning_effort: rendered.reasoning_effort,
+        prefix_cache: opts.prefix_cache,
+        ..wire
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn invalid_options_name_the_key() {
+        for (v, key) in [
+            (json!({"temprature": 1}), "temprature"),
+            (json!({"temperature": "hot"}), "temperature"),
+            (json!({"temperature": -1}), "temperature"),
+            (json!({"topP": 0}), "topP"),
+            (json!({"topK": 0}), "topK"),
+            (json!({"maxTokens": 0}), "maxTokens"),
+            (json!({"maxTokens": 1.5}), "maxTokens"),
+            (json!({"n": 2, "bestOf": 1}), "bestOf"),
+            (json!({"stop": [1]}), "stop"),
+            (json!({"reasoning": "extreme"}), "reasoning"),
+            (json!({"logitBias": {"abc": 1}}), "logitBias"),
+        ] {
+            let err = ChatOptions::parse(&v).unwrap_err();
+            assert_eq!(err.code, crate::ErrorCode::InvalidRequest);
+            assert!(err.message.contains(key), "{v}: {err}");
+        }
+    }
+
+    #[test]
+    fn absent_means_default_and_explicit_zero_is_kept() {
+        let d = ChatOptions::parse(&json!({})).unwrap();
+        assert_eq!(d.temperature, None);
+        assert_eq!(d.n, 1);
+        let z = ChatOptions::parse(&json!({"temperature": 0, "stop": "END"})).unwrap();
+        assert_eq!(z.temperature, Some(0.0));
+        assert_eq!(z.stop, Some(vec!["END".to_string()]));
+    }
+}

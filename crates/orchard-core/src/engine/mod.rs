@@ -1,0 +1,368 @@
+//! Finding, launching and attaching to the engine (protocol.md §7).
+
+pub mod process;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::nng::{Protocol, Socket};
+use crate::paths::{self, Endpoints, ENGINE_BINARY_NAME};
+use crate::wire::{self, Incoming};
+
+pub use process::{pid_alive, pid_is_engine};
+
+pub const PID_FILE: &str = "engine.pid";
+pub const LOCK_FILE: &str = "engine.lock";
+pub const LOG_FILE: &str = "engine.log";
+
+/// Where to look for the engine binary, in order, with the reason each path was tried.
+pub fn binary_candidates(explicit: Option<&Path>) -> Vec<(PathBuf, &'static str)> {
+    let mut out = Vec::new();
+    if let Some(p) = explicit {
+        out.push((p.to_path_buf(), "the binary option"));
+    }
+    if let Some(p) = std::env::var_os("ORCHARD_ENGINE_BINARY").filter(|v| !v.is_empty()) {
+        out.push((PathBuf::from(p), "ORCHARD_ENGINE_BINARY"));
+    }
+    if let Some(p) = std::env::var_os("PIE_LOCAL_BUILD").filter(|v| !v.is_empty()) {
+        out.push((
+            PathBuf::from(p).join("bin").join(ENGINE_BINARY_NAME),
+            "PIE_LOCAL_BUILD",
+        ));
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        out.push((
+            PathBuf::from(home)
+                .join(".orchard")
+                .join("bin")
+                .join(ENGINE_BINARY_NAME),
+            "the default install",
+        ));
+    }
+    out
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The first engine binary that exists, or an error naming every path tried and the fix.
+pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf> {
+    let candidates = binary_candidates(explicit);
+    if let Some((p, _)) = candidates.iter().find(|(p, _)| is_executable(p)) {
+        return Ok(p.clone());
+    }
+    let tried = candidates
+        .iter()
+        .map(|(p, why)| format!("  {} ({why})", p.display()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(Error::new(
+        ErrorCode::EngineNotFound,
+        format!(
+            "no engine binary found; tried:\n{tried}\nSet ORCHARD_ENGINE_BINARY to a proxy_inference_engine \
+             binary (on Linux, build the emulator with `npm run build:emulator` and use \
+             target/release/proxy_inference_engine), or install PIE into ~/.orchard/bin."
+        ),
+    ))
+}
+
+/// An exclusive `flock` on `<cache>/engine.lock`, released on drop.
+pub struct EngineLock {
+    file: File,
+}
+
+impl EngineLock {
+    pub fn acquire(cache_root: &Path, timeout: Duration) -> Result<EngineLock> {
+        let path = cache_root.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&format!("cannot open {}", path.display()), e))?;
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            // SAFETY: flock on a file descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(EngineLock { file });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "another process held {} for more than {timeout:?}; is an engine starting elsewhere?",
+                        path.display()
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for EngineLock {
+    fn drop(&mut self) {
+        // SAFETY: unlocking our own descriptor.
+        unsafe {
+            libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+pub fn read_pid_file(cache_root: &Path) -> Option<u32> {
+    std::fs::read_to_string(cache_root.join(PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub fn write_pid_file(cache_root: &Path, pid: u32) -> Result<()> {
+    let path = cache_root.join(PID_FILE);
+    let tmp = cache_root.join(format!("{PID_FILE}.{}", std::process::id()));
+    std::fs::write(&tmp, format!("{pid}\n"))
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::io(&format!("cannot write {}", path.display()), e))
+}
+
+pub fn remove_pid_file(cache_root: &Path) {
+    let _ = std::fs::remove_file(cache_root.join(PID_FILE));
+    let _ = std::fs::remove_file(cache_root.join("engine.ready"));
+}
+
+fn log_tail(cache_root: &Path) -> String {
+    let text = std::fs::read_to_string(cache_root.join(LOG_FILE)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(10)..].join("\n");
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("\nlast lines of engine.log:\n{tail}")
+    }
+}
+
+/// Launch `binary` detached (own session), output to `<cache>/engine.log`, no arguments.
+/// A thread reaps it when it exits, so it never lingers as a zombie.
+pub fn launch(binary: &Path, cache_root: &Path) -> Result<u32> {
+    let log_path = cache_root.join(LOG_FILE);
+    let log = File::create(&log_path)
+        .map_err(|e| Error::io(&format!("cannot create {}", log_path.display()), e))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| Error::io("cannot duplicate the engine log handle", e))?;
+    let mut cmd = Command::new(binary);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        .env("ORCHARD_CACHE_ROOT", cache_root);
+    // SAFETY: setsid is async-signal-safe and touches only the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::new(
+            ErrorCode::EngineStartup,
+            format!("cannot launch {}: {e}", binary.display()),
+        )
+    })?;
+    let pid = child.id();
+    let _ = std::thread::Builder::new()
+        .name("orchard-engine-reaper".into())
+        .spawn(move || {
+            let _ = child.wait();
+        });
+    Ok(pid)
+}
+
+/// Wait for a telemetry heartbeat whose `health.pid` is `pid`.
+pub fn wait_ready(
+    endpoints: &Endpoints,
+    pid: u32,
+    timeout: Duration,
+    cache_root: &Path,
+) -> Result<()> {
+    let sub = Socket::open(Protocol::Sub)?;
+    sub.subscribe(b"__PIE_EVENT__:telemetry")?;
+    sub.set_reconnect_times(Duration::from_millis(10), Duration::from_millis(100))?;
+    sub.set_recv_timeout(Some(Duration::from_millis(250)))?;
+    sub.dial(&endpoints.responses, false)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match sub.recv() {
+            Ok(msg) => {
+                if let Ok(Incoming::Event(ev)) = wire::decode_message(&msg) {
+                    if ev.telemetry_pid() == Some(pid) {
+                        return Ok(());
+                    }
+                }
+            }
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !pid_alive(pid) {
+            return Err(Error::new(
+                ErrorCode::EngineStartup,
+                format!(
+                    "the engine (pid {pid}) exited before it became ready{}",
+                    log_tail(cache_root)
+                ),
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::new(
+                ErrorCode::EngineStartup,
+                format!(
+                    "the engine (pid {pid}) sent no heartbeat within {timeout:?}{}",
+                    log_tail(cache_root)
+                ),
+            ));
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    pub binary: Option<PathBuf>,
+    pub startup_timeout: Duration,
+    pub lock_timeout: Duration,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            binary: None,
+            startup_timeout: Duration::from_secs(60),
+            lock_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunningEngine {
+    pub pid: u32,
+    pub launched: bool,
+    pub cache_root: PathBuf,
+    pub endpoints: Endpoints,
+}
+
+/// Attach to the engine named by `engine.pid` if it is alive and really the engine binary;
+/// otherwise launch one and wait for its heartbeat. Runs under `engine.lock`.
+pub fn attach_or_launch(opts: &StartOptions) -> Result<RunningEngine> {
+    let cache_root = paths::cache_root()?;
+    let endpoints = Endpoints::from_env()?;
+    let _lock = EngineLock::acquire(&cache_root, opts.lock_timeout)?;
+    if let Some(pid) = read_pid_file(&cache_root).filter(|p| pid_is_engine(*p)) {
+        return Ok(RunningEngine {
+            pid,
+            launched: false,
+            cache_root,
+            endpoints,
+        });
+    }
+    remove_pid_file(&cache_root);
+    let binary = find_binary(opts.binary.as_deref())?;
+    let pid = launch(&binary, &cache_root)?;
+    if let Err(e) = wait_ready(&endpoints, pid, opts.startup_timeout, &cache_root) {
+        stop_pid(pid, Duration::from_secs(2));
+        return Err(e);
+    }
+    write_pid_file(&cache_root, pid)?;
+    Ok(RunningEngine {
+        pid,
+        launched: true,
+        cache_root,
+        endpoints,
+    })
+}
+
+/// SIGINT, then SIGTERM, then SIGKILL, each after `grace` and only while `pid` is still the
+/// engine binary. Returns true when the process is gone.
+pub fn stop_pid(pid: u32, grace: Duration) -> bool {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
+        if !pid_is_engine(pid) {
+            return !pid_alive(pid);
+        }
+        signal(pid, sig);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if !pid_alive(pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    !pid_alive(pid)
+}
+
+use process::signal;
+
+/// Stop the engine named by `engine.pid` (administrative; ignores other clients' leases).
+/// Returns the pid that was stopped, if any.
+pub fn stop_engine(grace: Duration, lock_timeout: Duration) -> Result<Option<u32>> {
+    let cache_root = paths::cache_root()?;
+    let _lock = EngineLock::acquire(&cache_root, lock_timeout)?;
+    let Some(pid) = read_pid_file(&cache_root) else {
+        return Ok(None);
+    };
+    if !pid_is_engine(pid) {
+        remove_pid_file(&cache_root);
+        return Ok(None);
+    }
+    if !stop_pid(pid, grace) {
+        return Err(Error::new(
+            ErrorCode::Engine,
+            format!("the engine (pid {pid}) survived SIGINT, SIGTERM and SIGKILL"),
+        ));
+    }
+    remove_pid_file(&cache_root);
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(cache_root.join(LOG_FILE))
+        .ok();
+    if let Some(f) = f.as_mut() {
+        let _ = writeln!(f, "[orchard] engine {pid} stopped by Engine.stop()");
+    }
+    Ok(Some(pid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binary_error_names_paths_and_fix() {
+        let err = find_binary(Some(Path::new("/nonexistent/proxy_inference_engine"))).unwrap_err();
+        assert_eq!(err.code, ErrorCode::EngineNotFound);
+        assert!(err.message.contains("/nonexistent/proxy_inference_engine"));
+        assert!(err.message.contains("ORCHARD_ENGINE_BINARY"));
+    }
+
+    #[test]
+    fn lock_excludes_a_second_holder_until_released() {
+        let dir = std::env::temp_dir().join(format!("orchard-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = EngineLock::acquire(&dir, Duration::from_millis(100)).unwrap();
+        // flock is per open file description, so a second open in this process contends.
+        let err = EngineLock::acquire(&dir, Duration::from_millis(50))
+            .err()
+            .unwrap();
+        assert_eq!(err.code, ErrorCode::Timeout);
+        drop(first);
+        EngineLock::acquire(&dir, Duration::from_millis(100)).unwrap();
+    }
+}

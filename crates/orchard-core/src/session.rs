@@ -1,0 +1,302 @@
+//! The process-wide session: one engine lease, one transport, the loaded models.
+//!
+//! Every `Engine` object in a process shares one session (like orchard-py's global
+//! context). The engine sees one `client_register` per process and one `client_deregister`
+//! when the last lease is released.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::chat::{build_prompt, ChatOptions};
+use crate::engine::{self, RunningEngine, StartOptions};
+use crate::error::{Error, ErrorCode, Result};
+use crate::format::{ModelSpecs, Profile};
+use crate::transport::{block_on_timeout, RequestSlot, Transport};
+use crate::wire::{Request, RequestType};
+
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct LoadedModel {
+    pub requested_id: String,
+    pub canonical_id: String,
+    pub model_path: PathBuf,
+    pub config: Value,
+    pub profile: Arc<Profile>,
+}
+
+pub struct Session {
+    pub engine: RunningEngine,
+    pub transport: Arc<Transport>,
+    specs: ModelSpecs,
+    leases: Mutex<usize>,
+    models: Mutex<HashMap<String, Arc<LoadedModel>>>,
+}
+
+static CURRENT: Mutex<Option<Arc<Session>>> = Mutex::new(None);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn status_of(reply: &Value) -> &str {
+    reply.get("status").and_then(Value::as_str).unwrap_or("")
+}
+
+fn message_of(reply: &Value) -> String {
+    reply
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown error")
+        .to_string()
+}
+
+fn register(transport: &Transport) -> Result<()> {
+    let reply = transport.management(
+        &json!({"type": "client_register", "client_pid": std::process::id()}),
+        REGISTER_TIMEOUT,
+    )?;
+    match status_of(&reply) {
+        "ok" | "accepted" => Ok(()),
+        _ => Err(Error::new(
+            ErrorCode::Engine,
+            format!("engine refused client_register: {}", message_of(&reply)),
+        )),
+    }
+}
+
+fn connect(opts: &StartOptions, specs_root: &Path) -> Result<Session> {
+    let mut replaced = false;
+    loop {
+        let engine = engine::attach_or_launch(opts)?;
+        let attempt = Transport::connect(engine.endpoints.clone(), CONNECT_TIMEOUT)
+            .and_then(|t| register(&t).map(|_| t));
+        match attempt {
+            Ok(transport) => {
+                return Ok(Session {
+                    engine,
+                    transport,
+                    specs: ModelSpecs::new(specs_root),
+                    leases: Mutex::new(0),
+                    models: Mutex::new(HashMap::new()),
+                })
+            }
+            // An engine that just accepted its last deregistration is shutting down:
+            // replace it once.
+            Err(e) if !engine.launched && !replaced => {
+                replaced = true;
+                let _lock = engine::EngineLock::acquire(&engine.cache_root, opts.lock_timeout)?;
+                if engine::read_pid_file(&engine.cache_root) == Some(engine.pid) {
+                    engine::stop_pid(engine.pid, Duration::from_secs(2));
+                    engine::remove_pid_file(&engine.cache_root);
+                }
+                if std::env::var_os("ORCHARD_DEBUG").is_some() {
+                    eprintln!("orchard: replacing engine {} after: {e}", engine.pid);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Take a lease on the engine, starting or attaching on the first one.
+pub fn acquire(opts: &StartOptions, specs_root: &Path) -> Result<Arc<Session>> {
+    let mut current = lock(&CURRENT);
+    if let Some(s) = current.as_ref() {
+        if !s.transport.is_closed() && engine::pid_alive(s.engine.pid) {
+            *lock(&s.leases) += 1;
+            return Ok(s.clone());
+        }
+        s.transport.close();
+    }
+    let session = Arc::new(connect(opts, specs_root)?);
+    *lock(&session.leases) = 1;
+    *current = Some(session.clone());
+    Ok(session)
+}
+
+impl Session {
+    /// Give back one lease; the last one deregisters and closes the connection. The engine
+    /// itself is never signalled here.
+    pub fn release(self: &Arc<Self>) {
+        let last = {
+            let mut leases = lock(&self.leases);
+            *leases = leases.saturating_sub(1);
+            *leases == 0
+        };
+        if !last {
+            return;
+        }
+        let mut current = lock(&CURRENT);
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, self)) {
+            *current = None;
+        }
+        drop(current);
+        self.disconnect(REGISTER_TIMEOUT);
+    }
+
+    fn disconnect(&self, timeout: Duration) {
+        if !self.transport.is_closed() && engine::pid_alive(self.engine.pid) {
+            let _ = self.transport.management(
+                &json!({"type": "client_deregister", "client_pid": std::process::id()}),
+                timeout,
+            );
+        }
+        self.transport.close();
+    }
+
+    pub fn specs(&self) -> &ModelSpecs {
+        &self.specs
+    }
+
+    pub fn model(&self, id: &str) -> Option<Arc<LoadedModel>> {
+        let models = lock(&self.models);
+        models.get(id).cloned().or_else(|| {
+            models
+                .values()
+                .find(|m| m.canonical_id == id || m.requested_id.eq_ignore_ascii_case(id))
+                .cloned()
+        })
+    }
+
+    /// Resolve `id` to a local model directory with a `config.json`, pick its profile, and
+    /// activate it in the engine (`load_model`, then the `model_loaded` event).
+    pub fn load_model(&self, id: &str, timeout: Duration) -> Result<Arc<LoadedModel>> {
+        if let Some(m) = self.model(id) {
+            return Ok(m);
+        }
+        let dir = PathBuf::from(id);
+        let config_path = dir.join("config.json");
+        if !config_path.is_file() {
+            return Err(Error::new(
+                ErrorCode::ModelNotLoaded,
+                format!(
+                    "cannot resolve model '{id}': no config.json at {}; pass a local model directory \
+                     (downloading from the Hugging Face Hub is not available yet)",
+                    config_path.display()
+                ),
+            ));
+        }
+        let model_path = dir
+            .canonicalize()
+            .map_err(|e| Error::io(&format!("cannot resolve {}", dir.display()), e))?;
+        let config: Value = serde_json::from_str(
+            &std::fs::read_to_string(&config_path)
+                .map_err(|e| Error::io(&format!("cannot read {}", config_path.display()), e))?,
+        )
+        .map_err(|e| Error::invalid(format!("{}: not valid JSON: {e}", config_path.display())))?;
+        let family = self.specs.family_for_config(&config)?;
+        let profile = self.specs.profile(&family)?;
+        let canonical_id = id.to_string();
+
+        let wanted = canonical_id.clone();
+        let activation = self.transport.events().wait_for(move |ev| {
+            (ev.name == "model_loaded" || ev.name == "model_load_failed")
+                && ev.model_id() == Some(wanted.as_str())
+        });
+        let reply = self.transport.management(
+            &json!({
+                "type": "load_model",
+                "requested_id": id,
+                "canonical_id": canonical_id,
+                "model_path": model_path.to_string_lossy(),
+                "wait_for_completion": false,
+            }),
+            REGISTER_TIMEOUT,
+        )?;
+        match status_of(&reply) {
+            "ok" => {}
+            "accepted" => match block_on_timeout(activation, timeout) {
+                Some(Ok(ev)) if ev.name == "model_loaded" => {}
+                Some(Ok(ev)) => {
+                    let why = ev
+                        .payload
+                        .get("error")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| format!("Model '{canonical_id}' failed to load."));
+                    return Err(Error::new(
+                        ErrorCode::ModelNotLoaded,
+                        format!("model '{id}' failed to load: {why}"),
+                    ));
+                }
+                Some(Err(e)) => return Err(e),
+                None => {
+                    let _ = self.transport.management(
+                        &json!({"type": "cancel_model_load", "requested_id": id, "canonical_id": canonical_id}),
+                        crate::transport::CANCEL_TIMEOUT,
+                    );
+                    return Err(Error::new(
+                        ErrorCode::Timeout,
+                        format!("model '{id}' did not finish loading within {timeout:?}"),
+                    ));
+                }
+            },
+            _ => {
+                return Err(Error::new(
+                    ErrorCode::ModelNotLoaded,
+                    format!(
+                        "engine rejected load_model for '{id}': {}",
+                        message_of(&reply)
+                    ),
+                ))
+            }
+        }
+        let model = Arc::new(LoadedModel {
+            requested_id: id.to_string(),
+            canonical_id,
+            model_path,
+            config,
+            profile,
+        });
+        lock(&self.models).insert(id.to_string(), model.clone());
+        Ok(model)
+    }
+
+    /// Render and send one chat request. `messages` is the JSON array of messages.
+    pub fn chat(
+        &self,
+        model_id: &str,
+        messages: Vec<Value>,
+        opts: &ChatOptions,
+    ) -> Result<(u64, Arc<RequestSlot>)> {
+        let model = self.model(model_id).ok_or_else(|| {
+            Error::new(
+                ErrorCode::ModelNotLoaded,
+                format!("model '{model_id}' is not loaded; call `await engine.loadModel('{model_id}')` first"),
+            )
+        })?;
+        let prompt = build_prompt(&model.profile, &model.config, messages, opts)?;
+        let request_id = self.transport.next_request_id();
+        let request = Request {
+            request_id,
+            model_id: model.canonical_id.clone(),
+            model_path: model.model_path.to_string_lossy().into_owned(),
+            request_type: RequestType::Generation,
+            request_channel_id: 0,
+            response_channel_id: self.transport.channel_id(),
+            prompts: vec![prompt],
+        };
+        let slot = self.transport.submit(request)?;
+        Ok((request_id, slot))
+    }
+}
+
+/// At process exit: deregister quickly and close, whatever leases are still open.
+pub fn shutdown_for_exit() {
+    let current = lock(&CURRENT).take();
+    if let Some(s) = current {
+        s.disconnect(Duration::from_millis(500));
+    }
+}
+
+/// Stop the engine of this cache root (administrative; other clients lose it too).
+pub fn stop_engine(grace: Duration) -> Result<Option<u32>> {
+    shutdown_for_exit();
+    engine::stop_engine(grace, Duration::from_secs(30))
+}
