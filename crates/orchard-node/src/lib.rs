@@ -1,1 +1,465 @@
+//! napi-rs binding of orchard-core. Thin by design: argument conversion, error codes and
+//! handles. Errors reach JavaScript as `[ORCHARD:<CODE>] message`, which the TypeScript
+//! layer turns into typed error classes. No Rust panic crosses into Node: every export runs
+//! inside `catch_unwind`.
 
+#![deny(clippy::all)]
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use napi::bindgen_prelude::{BigInt, Buffer};
+use napi::{Env, Status};
+use napi_derive::napi;
+use orchard_core::chat::ChatOptions;
+use orchard_core::engine::StartOptions;
+use orchard_core::session::{self, Session};
+use orchard_core::transport::{Batch, RequestSlot, Transport};
+use orchard_core::wire::{self, Delta, Incoming};
+use orchard_core::{Error, ErrorCode};
+use serde_json::Value;
+
+fn to_napi(e: Error) -> napi::Error {
+    napi::Error::new(
+        Status::GenericFailure,
+        format!("[ORCHARD:{}] {}", e.code.as_str(), e.message),
+    )
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> Error {
+    let what = p
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_string());
+    Error::new(
+        ErrorCode::Internal,
+        format!("internal error in orchard's native core (please report it): {what}"),
+    )
+}
+
+/// Run `f`, turning a core error or a panic into a JavaScript error.
+fn guarded<T>(f: impl FnOnce() -> orchard_core::Result<T>) -> napi::Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(to_napi),
+        Err(p) => Err(to_napi(panic_message(p))),
+    }
+}
+
+/// Run blocking core work on the blocking pool (never on the JS thread).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> orchard_core::Result<T> + Send + 'static,
+) -> napi::Result<T> {
+    match tokio::task::spawn_blocking(move || guarded(f)).await {
+        Ok(r) => r,
+        Err(e) => Err(to_napi(Error::new(
+            ErrorCode::Internal,
+            format!("native task failed: {e}"),
+        ))),
+    }
+}
+
+fn parse_json(text: &str, what: &str) -> orchard_core::Result<Value> {
+    serde_json::from_str(text).map_err(|e| Error::invalid(format!("{what}: not valid JSON: {e}")))
+}
+
+static EXIT_HOOK: Once = Once::new();
+
+/// Register the process-exit cleanup (deregister, close sockets, join the listener). Called
+/// once by the TypeScript layer when it loads.
+#[napi]
+pub fn install_exit_hook(env: Env) -> napi::Result<()> {
+    let mut result = Ok(());
+    EXIT_HOOK.call_once(|| {
+        result = env
+            .add_env_cleanup_hook((), |_| {
+                let _ = catch_unwind(session::shutdown_for_exit);
+            })
+            .map(|_| ());
+    });
+    result
+}
+
+#[napi(object)]
+pub struct NativeStartOptions {
+    pub binary: Option<String>,
+    pub startup_timeout_ms: Option<u32>,
+    pub lock_timeout_ms: Option<u32>,
+    pub model_specs_dir: String,
+}
+
+#[napi(object)]
+pub struct NativeModelInfo {
+    pub requested_id: String,
+    pub canonical_id: String,
+    pub model_path: String,
+    pub family: String,
+}
+
+#[napi(object)]
+pub struct NativeTopLogprob {
+    pub token: String,
+    pub logprob: f64,
+    pub bytes: Option<Vec<u32>>,
+}
+
+#[napi(object)]
+pub struct NativeStateEvent {
+    pub event_type: String,
+    pub item_type: String,
+    pub output_index: u32,
+    pub identifier: String,
+    pub delta: String,
+    /// JSON text of the event's final value, when it has one.
+    pub value_json: Option<String>,
+}
+
+#[napi(object)]
+pub struct NativeDelta {
+    pub request_id: i64,
+    pub sequence_id: Option<i64>,
+    pub prompt_index: Option<u32>,
+    pub candidate_index: Option<u32>,
+    pub content: Option<String>,
+    pub tokens: Vec<i64>,
+    pub top_logprobs: Vec<NativeTopLogprob>,
+    pub cumulative_logprob: Option<f64>,
+    pub finish_reason: Option<String>,
+    pub is_final: bool,
+    pub matched_stop_token_id: Option<i64>,
+    pub matched_stop_token: Option<String>,
+    pub error_message: Option<String>,
+    pub prompt_token_count: Option<i64>,
+    pub generation_len: Option<i64>,
+    pub reasoning_tokens: Option<i64>,
+    pub cached_token_count: Option<i64>,
+    pub state_events: Vec<NativeStateEvent>,
+    pub modal_decoder_id: Option<String>,
+    pub modal_type: Option<String>,
+    pub modal_event: Option<String>,
+    pub modal_mime_type: Option<String>,
+    pub modal_metadata_json: Option<String>,
+    pub modal_bytes_b64: Option<String>,
+    pub embedding: Option<Vec<f64>>,
+}
+
+fn to_i64(v: Option<u64>) -> Option<i64> {
+    v.map(|x| x.min(i64::MAX as u64) as i64)
+}
+
+impl From<Delta> for NativeDelta {
+    fn from(d: Delta) -> Self {
+        let finish_reason = d.finish_reason_normalized();
+        let embedding = d
+            .embedding()
+            .map(|v| v.into_iter().map(f64::from).collect());
+        let error_message = if d.is_error() {
+            Some(d.error_text())
+        } else {
+            d.error_message
+        };
+        NativeDelta {
+            request_id: d.request_id.min(i64::MAX as u64) as i64,
+            sequence_id: to_i64(d.sequence_id),
+            prompt_index: d.prompt_index,
+            candidate_index: d.candidate_index,
+            content: d.content,
+            tokens: d.tokens,
+            top_logprobs: d
+                .top_logprobs
+                .into_iter()
+                .map(|t| NativeTopLogprob {
+                    token: t.token,
+                    logprob: t.logprob,
+                    bytes: t.bytes.map(|b| b.into_iter().map(u32::from).collect()),
+                })
+                .collect(),
+            cumulative_logprob: d.cumulative_logprob,
+            finish_reason,
+            is_final: d.is_final_delta,
+            matched_stop_token_id: d.matched_stop_token_id,
+            matched_stop_token: d.matched_stop_token,
+            error_message,
+            prompt_token_count: to_i64(d.prompt_token_count),
+            generation_len: to_i64(d.generation_len),
+            reasoning_tokens: to_i64(d.reasoning_tokens),
+            cached_token_count: to_i64(d.cached_token_count),
+            state_events: d
+                .state_events
+                .into_iter()
+                .map(|e| NativeStateEvent {
+                    event_type: e.event_type,
+                    item_type: e.item_type,
+                    output_index: e.output_index,
+                    identifier: e.identifier,
+                    delta: e.delta,
+                    value_json: e.value.map(|v| v.to_string()),
+                })
+                .collect(),
+            modal_decoder_id: d.modal_decoder_id,
+            modal_type: d.modal_type,
+            modal_event: d.modal_event,
+            modal_mime_type: d.modal_mime_type,
+            modal_metadata_json: d.modal_metadata_json,
+            modal_bytes_b64: d.modal_bytes_b64,
+            embedding,
+        }
+    }
+}
+
+/// A lease on the engine. Several in one process share one connection.
+#[napi]
+pub struct NativeEngine {
+    session: Arc<Session>,
+    closed: AtomicBool,
+}
+
+#[napi]
+impl NativeEngine {
+    #[napi(factory)]
+    pub async fn start(options: NativeStartOptions) -> napi::Result<NativeEngine> {
+        let mut opts = StartOptions {
+            binary: options.binary.map(PathBuf::from),
+            ..StartOptions::default()
+        };
+        if let Some(ms) = options.startup_timeout_ms {
+            opts.startup_timeout = Duration::from_millis(u64::from(ms));
+        }
+        if let Some(ms) = options.lock_timeout_ms {
+            opts.lock_timeout = Duration::from_millis(u64::from(ms));
+        }
+        let specs = PathBuf::from(options.model_specs_dir);
+        let session = blocking(move || session::acquire(&opts, &specs)).await?;
+        Ok(NativeEngine {
+            session,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    #[napi(getter)]
+    pub fn pid(&self) -> u32 {
+        self.session.engine.pid
+    }
+
+    #[napi(getter)]
+    pub fn launched(&self) -> bool {
+        self.session.engine.launched
+    }
+
+    #[napi(getter)]
+    pub fn cache_root(&self) -> String {
+        self.session
+            .engine
+            .cache_root
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[napi(getter)]
+    pub fn channel_id(&self) -> BigInt {
+        BigInt::from(self.session.transport.channel_id())
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Release this lease. Idempotent; never stops the engine.
+    #[napi]
+    pub async fn close(&self) -> napi::Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let session = self.session.clone();
+        blocking(move || {
+            session.release();
+            Ok(())
+        })
+        .await
+    }
+
+    fn ensure_open(&self) -> napi::Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(to_napi(Error::new(
+                ErrorCode::EngineDied,
+                "this Engine was closed; call Engine.start() for a new one",
+            )));
+        }
+        Ok(())
+    }
+
+    #[napi]
+    pub async fn load_model(
+        &self,
+        id: String,
+        timeout_ms: Option<u32>,
+    ) -> napi::Result<NativeModelInfo> {
+        self.ensure_open()?;
+        let session = self.session.clone();
+        let timeout = Duration::from_millis(u64::from(timeout_ms.unwrap_or(600_000)));
+        let m = blocking(move || session.load_model(&id, timeout)).await?;
+        Ok(NativeModelInfo {
+            requested_id: m.requested_id.clone(),
+            canonical_id: m.canonical_id.clone(),
+            model_path: m.model_path.to_string_lossy().into_owned(),
+            family: m.profile.family().to_string(),
+        })
+    }
+
+    /// Render and send a chat request; `messages_json` is a JSON array, `options_json` a
+    /// JSON object of chat options (or "null").
+    #[napi]
+    pub async fn chat(
+        &self,
+        model: String,
+        messages_json: String,
+        options_json: String,
+    ) -> napi::Result<NativeChat> {
+        self.ensure_open()?;
+        let session = self.session.clone();
+        let (request_id, slot) = blocking(move || {
+            let messages = match parse_json(&messages_json, "messages")? {
+                Value::Array(m) => m,
+                _ => return Err(Error::invalid("messages: expected an array of messages")),
+            };
+            let opts = ChatOptions::parse(&parse_json(&options_json, "options")?)?;
+            session.chat(&model, messages, &opts)
+        })
+        .await?;
+        Ok(NativeChat {
+            request_id,
+            slot,
+            transport: self.session.transport.clone(),
+        })
+    }
+}
+
+/// One in-flight request: pull batches of deltas until it ends.
+#[napi]
+pub struct NativeChat {
+    request_id: u64,
+    slot: Arc<RequestSlot>,
+    transport: Arc<Transport>,
+}
+
+#[napi]
+impl NativeChat {
+    #[napi(getter)]
+    pub fn request_id(&self) -> i64 {
+        self.request_id as i64
+    }
+
+    /// Every delta queued so far (waiting for at least one), or null once the request ended.
+    #[napi]
+    pub async fn next(&self) -> napi::Result<Option<Vec<NativeDelta>>> {
+        match self.slot.next_batch().await {
+            Batch::Deltas(d) => Ok(Some(d.into_iter().map(NativeDelta::from).collect())),
+            Batch::Finished => Ok(None),
+            Batch::Failed(e) => Err(to_napi(e)),
+        }
+    }
+
+    /// Stop routing this request's deltas and send `cancel_request` to the engine.
+    #[napi]
+    pub async fn cancel(&self) -> napi::Result<()> {
+        if self.slot.is_done() {
+            return Ok(());
+        }
+        let transport = self.transport.clone();
+        let id = self.request_id;
+        blocking(move || transport.cancel(id)).await
+    }
+}
+
+/// Stop the engine of the current cache root (SIGINT, SIGTERM, SIGKILL with identity checks).
+#[napi]
+pub async fn stop_engine(grace_ms: Option<u32>) -> napi::Result<Option<u32>> {
+    let grace = Duration::from_millis(u64::from(grace_ms.unwrap_or(5_000)));
+    blocking(move || session::stop_engine(grace)).await
+}
+
+/// Encode a request frame from the reference serializer's vocabulary (JSON text with byte
+/// fields as base64).
+#[napi]
+pub fn encode_request(input_json: String) -> napi::Result<Buffer> {
+    guarded(|| {
+        let input = parse_json(&input_json, "input")?;
+        let req = wire::vocab::parse_request(&input)?;
+        Ok(Buffer::from(wire::encode_request(&req)?))
+    })
+}
+
+#[napi(object)]
+pub struct NativeIncoming {
+    pub kind: String,
+    pub channel: Option<BigInt>,
+    pub delta: Option<NativeDelta>,
+    pub event_name: Option<String>,
+    pub payload_json: Option<String>,
+}
+
+/// Decode one SUB message (`resp:<hex>:<json>` or `__PIE_EVENT__:<name>\0<json>`).
+#[napi]
+pub fn decode_message(message: Buffer) -> napi::Result<NativeIncoming> {
+    guarded(|| {
+        Ok(match wire::decode_message(&message)? {
+            Incoming::Delta { channel, delta } => NativeIncoming {
+                kind: "delta".into(),
+                channel: Some(BigInt::from(channel)),
+                delta: Some(NativeDelta::from(*delta)),
+                event_name: None,
+                payload_json: None,
+            },
+            Incoming::Event(ev) => NativeIncoming {
+                kind: "event".into(),
+                channel: None,
+                delta: None,
+                event_name: Some(ev.name),
+                payload_json: Some(ev.payload.to_string()),
+            },
+        })
+    })
+}
+
+#[napi(object)]
+pub struct NativeSegment {
+    #[napi(js_name = "type")]
+    pub kind: String,
+    pub length: f64,
+}
+
+#[napi(object)]
+pub struct NativeRendered {
+    pub prompt: String,
+    pub layout: Vec<NativeSegment>,
+    pub reasoning: bool,
+}
+
+/// Render a prompt without an engine. `input_json`: `{config, messages, tools, reasoning, task}`.
+#[napi]
+pub fn render_chat(input_json: String, model_specs_dir: String) -> napi::Result<NativeRendered> {
+    guarded(|| {
+        let input = parse_json(&input_json, "input")?;
+        let specs = orchard_core::format::ModelSpecs::new(model_specs_dir);
+        let r = orchard_core::format::render_case(&specs, &input)?;
+        Ok(NativeRendered {
+            prompt: r.prompt,
+            layout: r
+                .layout
+                .iter()
+                .map(|s| NativeSegment {
+                    kind: serde_json::to_value(s.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    length: s.length as f64,
+                })
+                .collect(),
+            reasoning: r.reasoning,
+        })
+    })
+}

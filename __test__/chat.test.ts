@@ -1,0 +1,206 @@
+// Integration: the emulator started through Engine.start, real IPC sockets, a private cache root.
+import { spawn } from 'node:child_process'
+import { rmSync } from 'node:fs'
+import path from 'node:path'
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+import { AbortError, Engine, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
+import type { ChatDelta, ChatMessage } from '../src-ts'
+import { emulatorBinary, makeModelDir, repoRoot, tempCacheRoot } from './helpers'
+
+const cacheRoot = tempCacheRoot('chat')
+let engine: Engine
+let model: string
+
+const messages: ChatMessage[] = [
+  { role: 'system', content: 'You are a helpful assistant.' },
+  { role: 'user', content: 'Tell me about apple orchards.' },
+]
+
+beforeAll(async () => {
+  process.env.ORCHARD_CACHE_ROOT = cacheRoot
+  process.env.ORCHARD_ENGINE_BINARY = emulatorBinary
+  process.env.PIE_EMULATOR_TOKEN_DELAY_MS = '2'
+  model = makeModelDir(cacheRoot)
+  engine = await Engine.start({ startupTimeoutMs: 30_000 })
+  await engine.loadModel(model)
+})
+
+afterAll(async () => {
+  await engine?.close()
+  await Engine.stop({ graceMs: 2_000 }).catch(() => null)
+  rmSync(cacheRoot, { recursive: true, force: true })
+})
+
+describe('Engine.start', () => {
+  it('launched the emulator and knows its pid', () => {
+    expect(engine.launched).toBe(true)
+    expect(engine.pid).toBeGreaterThan(0)
+    expect(engine.cacheRoot).toBe(path.resolve(cacheRoot))
+  })
+
+  it('shares one connection between engines in a process', async () => {
+    const second = await Engine.start()
+    expect(second.pid).toBe(engine.pid)
+    expect(second.launched).toBe(true)
+    await second.close()
+    // The first lease still works.
+    const r = await engine.client().chat(model, messages, { maxTokens: 3 })
+    expect(r.usage.completionTokens).toBe(3)
+  })
+})
+
+describe('chat', () => {
+  it('returns the final result when awaited', async () => {
+    const r = await engine.client().chat(model, messages, { maxTokens: 12, seed: 5 })
+    expect(r.text.length).toBeGreaterThan(0)
+    expect(['stop', 'length']).toContain(r.finishReason)
+    expect(r.usage.promptTokens).toBeGreaterThan(0)
+    expect(r.usage.completionTokens).toBeGreaterThan(0)
+    expect(r.usage.completionTokens).toBeLessThanOrEqual(12)
+    expect(r.usage.totalTokens).toBe(r.usage.promptTokens + r.usage.completionTokens)
+  })
+
+  it('stops at maxTokens with finishReason length', async () => {
+    const r = await engine.client().chat(model, messages, { maxTokens: 4, stop: ['<never>'], seed: 9, temperature: 0 })
+    if (r.finishReason === 'length') expect(r.usage.completionTokens).toBe(4)
+    else expect(r.usage.completionTokens).toBeLessThan(4)
+  })
+
+  it('streams deltas whose text adds up to the final result', async () => {
+    const stream = engine.client().chat(model, messages, { maxTokens: 16, seed: 3 })
+    const deltas: ChatDelta[] = []
+    for await (const d of stream) deltas.push(d)
+    const result = await stream.finalResult()
+    expect(deltas.length).toBeGreaterThan(1)
+    expect(deltas.filter((d) => d.isFinal)).toHaveLength(1)
+    expect(deltas.at(-1)!.isFinal).toBe(true)
+    expect(deltas.map((d) => d.content ?? '').join('')).toBe(result.text)
+    expect(deltas.every((d) => d.requestId === result.requestId)).toBe(true)
+  })
+
+  it('is deterministic for a seed', async () => {
+    const c = engine.client()
+    const a = await c.chat(model, messages, { maxTokens: 20, seed: 1234, temperature: 0.9 })
+    const b = await c.chat(model, messages, { maxTokens: 20, seed: 1234, temperature: 0.9 })
+    expect(a.text).toBe(b.text)
+  })
+
+  it('serves two clients concurrently', async () => {
+    const one = engine.client()
+    const two = engine.client()
+    const [a, b] = await Promise.all([
+      one.chat(model, messages, { maxTokens: 10, seed: 1 }),
+      two.chat(model, [{ role: 'user', content: 'Say something about engines.' }], { maxTokens: 10, seed: 2 }),
+    ])
+    expect(a.requestId).not.toBe(b.requestId)
+    expect(a.usage.completionTokens).toBeGreaterThan(0)
+    expect(b.usage.completionTokens).toBeGreaterThan(0)
+  })
+
+  it('rejects a model that is not loaded with ModelNotLoadedError', async () => {
+    const err = await engine
+      .client()
+      .chat('/nowhere/model', messages)
+      .then(
+        () => null,
+        (e: unknown) => e,
+      )
+    expect(err).toBeInstanceOf(ModelNotLoadedError)
+    expect(String((err as Error).message)).toMatch(/loadModel/)
+  })
+
+  it('rejects a model directory without config.json when loading', async () => {
+    await expect(engine.loadModel(path.join(cacheRoot, 'empty'))).rejects.toBeInstanceOf(ModelNotLoadedError)
+  })
+
+  it('rejects bad options naming the key', async () => {
+    const c = engine.client()
+    await expect(c.chat(model, messages, { temprature: 1 } as never)).rejects.toThrow(/temprature/)
+    await expect(c.chat(model, messages, { topP: 2 })).rejects.toBeInstanceOf(InvalidRequestError)
+    expect(() => c.chat(model, [])).toThrow(InvalidRequestError)
+  })
+
+  it('can be consumed only once', async () => {
+    const stream = engine.client().chat(model, messages, { maxTokens: 2 })
+    await stream
+    expect(() => stream[Symbol.asyncIterator]()).toThrow(/once/)
+  })
+})
+
+describe('cancellation', () => {
+  it('break ends the stream and sends cancel_request', async () => {
+    const stream = engine.client().chat(model, messages, { maxTokens: 4000, stop: ['<never>'] })
+    let n = 0
+    for await (const d of stream) {
+      if (d.content) n++
+      if (n === 3) break
+    }
+    await expect(stream.finalResult()).rejects.toBeInstanceOf(AbortError)
+    // The connection is still healthy afterwards.
+    const r = await engine.client().chat(model, messages, { maxTokens: 2 })
+    expect(r.usage.completionTokens).toBeGreaterThan(0)
+  })
+
+  it('an AbortSignal rejects the stream with AbortError', async () => {
+    const controller = new AbortController()
+    const stream = engine.client().chat(model, messages, { maxTokens: 4000, stop: ['<never>'], signal: controller.signal })
+    const seen: ChatDelta[] = []
+    const consume = (async () => {
+      for await (const d of stream) {
+        seen.push(d)
+        if (seen.length === 2) controller.abort()
+      }
+    })()
+    await expect(consume).rejects.toBeInstanceOf(AbortError)
+    expect(seen.some((d) => d.isFinal)).toBe(false)
+  })
+
+  it('an already aborted signal never sends', async () => {
+    const stream = engine.client().chat(model, messages, { signal: AbortSignal.abort() })
+    await expect(stream).rejects.toBeInstanceOf(AbortError)
+  })
+})
+
+describe('process lifetime', () => {
+  it('a child process that chats and closes exits on its own within 2 s', async () => {
+    const script = `
+      const { Engine } = require(${JSON.stringify(path.join(repoRoot, 'dist'))});
+      (async () => {
+        const engine = await Engine.start();
+        await engine.loadModel(${JSON.stringify(model)});
+        const r = await engine.client().chat(${JSON.stringify(model)}, [{ role: 'user', content: 'hi' }], { maxTokens: 5 });
+        await engine.close();
+        process.stdout.write(JSON.stringify({ tokens: r.usage.completionTokens, attached: !engine.launched }) + '\\n');
+      })().catch((e) => { console.error(e); process.exit(3); });
+    `
+    const child = spawn(process.execPath, ['-e', script], {
+      env: process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    let err = ''
+    let closedAt = 0
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString()
+      closedAt ||= performance.now()
+    })
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()))
+    const code = await new Promise<number | null>((resolve) => {
+      const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+      child.on('exit', (c) => {
+        clearTimeout(killer)
+        resolve(c)
+      })
+    })
+    const exitedAfterMs = performance.now() - closedAt
+    expect(err).toBe('')
+    expect(code).toBe(0)
+    expect(JSON.parse(out)).toEqual({ tokens: 5, attached: true })
+    expect(exitedAfterMs).toBeLessThan(2_000)
+    // The engine is still there for us: the child only gave back its own lease.
+    const r = await engine.client().chat(model, messages, { maxTokens: 2 })
+    expect(r.usage.completionTokens).toBeGreaterThan(0)
+  })
+})

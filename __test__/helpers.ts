@@ -1,0 +1,92 @@
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+
+export const repoRoot = path.resolve(__dirname, '..')
+export const sharedFixtures = path.resolve(repoRoot, '..', 'shared', 'fixtures')
+export const emulatorBinary = path.join(repoRoot, 'target', 'release', 'proxy_inference_engine')
+
+export function readFixtureText(name: string): string {
+  return readFileSync(path.join(sharedFixtures, name), 'utf8')
+}
+
+export function readFixture<T>(name: string): T {
+  return JSON.parse(readFixtureText(name)) as T
+}
+
+/**
+ * A JSON value where every number keeps its written kind, so `1.0` and `1` differ.
+ * (JSON.parse folds them; the wire protocol does not.)
+ */
+export type Tagged = null | boolean | string | { int: string } | { float: number } | Tagged[] | { obj: Array<[string, Tagged]> }
+
+export function parseTagged(text: string): Tagged {
+  let i = 0
+  const ws = () => {
+    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++
+  }
+  const value = (): Tagged => {
+    ws()
+    const c = text[i]
+    if (c === '{') {
+      i++
+      const obj: Array<[string, Tagged]> = []
+      ws()
+      if (text[i] === '}') {
+        i++
+        return { obj }
+      }
+      for (;;) {
+        ws()
+        const k = value() as string
+        ws()
+        i++ // ':'
+        obj.push([k, value()])
+        ws()
+        if (text[i++] === '}') return { obj }
+      }
+    }
+    if (c === '[') {
+      i++
+      const arr: Tagged[] = []
+      ws()
+      if (text[i] === ']') {
+        i++
+        return arr
+      }
+      for (;;) {
+        arr.push(value())
+        ws()
+        if (text[i++] === ']') return arr
+      }
+    }
+    if (c === '"') {
+      const start = i
+      i++
+      while (text[i] !== '"') i += text[i] === '\\' ? 2 : 1
+      i++
+      return JSON.parse(text.slice(start, i)) as string
+    }
+    const m = /^-?\d+(\.\d+)?([eE][+-]?\d+)?|^true|^false|^null/.exec(text.slice(i))
+    if (!m) throw new Error(`bad JSON at ${i}`)
+    i += m[0].length
+    if (m[0] === 'true') return true
+    if (m[0] === 'false') return false
+    if (m[0] === 'null') return null
+    return m[1] || m[2] ? { float: Number(m[0]) } : { int: BigInt(m[0]).toString() }
+  }
+  return value()
+}
+
+/** A short temporary cache root (Unix socket paths are limited to ~104 bytes). */
+export function tempCacheRoot(tag: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), `ot-${tag}-`))
+}
+
+/** A model directory the emulator accepts: a config.json naming a llama model. */
+export function makeModelDir(root: string, name = 'tiny-llama'): string {
+  const dir = path.join(root, 'models', name)
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'llama', architectures: ['LlamaForCausalLM'] }))
+  return dir
+}

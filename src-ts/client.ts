@@ -1,0 +1,44 @@
+/** Client: chat requests over an engine connection. */
+
+import { InvalidRequestError } from './errors'
+import { ChatStream } from './stream'
+import type { ChatMessage, ChatOptions } from './types'
+
+import type { NativeEngine } from '../index'
+
+export class Client {
+  readonly #engine: NativeEngine
+
+  /** @internal use `engine.client()` */
+  constructor(engine: NativeEngine) {
+    this.#engine = engine
+  }
+
+  /**
+   * Send a chat request. The returned stream can be awaited for the final result or
+   * iterated with `for await` for deltas:
+   *
+   * ```ts
+   * const { text } = await client.chat(model, [{ role: 'user', content: 'Hi' }])
+   * for await (const d of client.chat(model, messages, { maxTokens: 64 })) process.stdout.write(d.content ?? '')
+   * ```
+   */
+  chat(model: string, messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
+    if (typeof model !== 'string' || model.length === 0) {
+      throw new InvalidRequestError('INVALID_REQUEST', 'model: expected the id of a loaded model')
+    }
+    if (!Array.isArray(messages) || messages.length === 0) {
+      throw new InvalidRequestError('INVALID_REQUEST', 'messages: expected a non-empty array of messages')
+    }
+    const { signal, ...wireOptions } = options
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new InvalidRequestError('INVALID_REQUEST', 'signal: expected an AbortSignal')
+    }
+    // Options and messages cross as JSON text: no object walk in native code, key order kept.
+    const handle = signal?.aborted
+      ? Promise.reject(new Error('aborted before send'))
+      : this.#engine.chat(model, JSON.stringify(messages), JSON.stringify(wireOptions))
+    const keep = typeof wireOptions.n === 'number' ? wireOptions.n : 1
+    return new ChatStream(handle, { signal, keep })
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Typed errors. Every error orchard throws is an {@link OrchardError} with a stable `code`;
+ * branch with `instanceof` on the subclasses or compare `err.code`.
+ */
+
+export type OrchardErrorCode =
+  | 'PROTOCOL'
+  | 'INVALID_REQUEST'
+  | 'TEMPLATE'
+  | 'TRANSPORT'
+  | 'ENGINE_NOT_FOUND'
+  | 'ENGINE_STARTUP'
+  | 'ENGINE_DIED'
+  | 'ENGINE'
+  | 'MODEL_NOT_LOADED'
+  | 'TIMEOUT'
+  | 'ABORTED'
+  | 'IO'
+  | 'INTERNAL'
+  | 'NATIVE_LOAD'
+
+export class OrchardError extends Error {
+  readonly code: OrchardErrorCode
+  constructor(code: OrchardErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = new.target.name
+  }
+}
+
+/** A frame or message that does not follow the PIE wire protocol. */
+export class ProtocolError extends OrchardError {}
+/** A request built wrongly: unknown option, wrong type, value out of range. */
+export class InvalidRequestError extends OrchardError {}
+/** Prompt rendering failed: unknown model family, bad message, template error. */
+export class TemplateError extends OrchardError {}
+/** The NNG transport failed. */
+export class TransportError extends OrchardError {}
+/** No engine binary was found; the message lists the paths tried and the fix. */
+export class EngineNotFoundError extends OrchardError {}
+/** The engine was launched but never became ready. */
+export class EngineStartupError extends OrchardError {}
+/** The engine died or the connection to it closed. */
+export class EngineDiedError extends OrchardError {}
+/** The engine answered with an error (carries the engine's own message). */
+export class EngineError extends OrchardError {}
+/** The model is not loaded (or failed to load). */
+export class ModelNotLoadedError extends OrchardError {}
+/** A deadline passed. */
+export class TimeoutError extends OrchardError {}
+/** The operation was aborted (`signal`, `.cancel()` or leaving a `for await` early). */
+export class AbortError extends OrchardError {
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super('ABORTED', message, options)
+    this.name = 'AbortError'
+  }
+}
+/** A filesystem or process error. */
+export class IoError extends OrchardError {}
+/** A bug in orchard itself. Please report it. */
+export class InternalError extends OrchardError {}
+/** The native addon could not be loaded on this platform. */
+export class NativeLoadError extends OrchardError {}
+
+const classes: Record<Exclude<OrchardErrorCode, 'ABORTED'>, new (code: OrchardErrorCode, message: string, options?: { cause?: unknown }) => OrchardError> = {
+  PROTOCOL: ProtocolError,
+  INVALID_REQUEST: InvalidRequestError,
+  TEMPLATE: TemplateError,
+  TRANSPORT: TransportError,
+  ENGINE_NOT_FOUND: EngineNotFoundError,
+  ENGINE_STARTUP: EngineStartupError,
+  ENGINE_DIED: EngineDiedError,
+  ENGINE: EngineError,
+  MODEL_NOT_LOADED: ModelNotLoadedError,
+  TIMEOUT: TimeoutError,
+  IO: IoError,
+  INTERNAL: InternalError,
+  NATIVE_LOAD: NativeLoadError,
+}
+
+export function makeError(code: OrchardErrorCode, message: string, cause?: unknown): OrchardError {
+  if (code === 'ABORTED') return new AbortError(message, { cause })
+  const Cls = classes[code] ?? InternalError
+  return new Cls(code, message, cause === undefined ? undefined : { cause })
+}
+
+const NATIVE_PREFIX = /^\[ORCHARD:([A-Z_]+)\] ([\s\S]*)$/
+
+/** Turn an error thrown by the native addon into the matching typed error. */
+export function fromNative(err: unknown): unknown {
+  if (err instanceof OrchardError) return err
+  if (err instanceof Error) {
+    const m = NATIVE_PREFIX.exec(err.message)
+    if (m) return makeError(m[1] as OrchardErrorCode, m[2] ?? '', err)
+  }
+  return err
+}
+
+/** Await a native call, rethrowing its error typed. */
+export async function native<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call()
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+/** Run a synchronous native call, rethrowing its error typed. */
+export function nativeSync<T>(call: () => T): T {
+  try {
+    return call()
+  } catch (e) {
+    throw fromNative(e)
+  }
+}

@@ -1,0 +1,84 @@
+/** Low-level access to the PIE wire codec (for tools, tests and protocol work). */
+
+import { nativeSync } from './errors'
+import { binding } from './native'
+import { toChatDelta } from './stream'
+import type { ChatDelta } from './types'
+
+/** Bytes in the reference vocabulary: base64 text or a Buffer / Uint8Array. */
+export type WireBytes = string | Uint8Array
+
+export interface WirePrompt {
+  prompt_bytes?: WireBytes
+  prompt?: string
+  image_buffers?: WireBytes[]
+  audio_buffers?: WireBytes[]
+  capabilities?: Array<{ name: string; position?: number; payload?: WireBytes }>
+  layout?: Array<{ type: 'text' | 'image' | 'audio' | 'capability'; length: number }>
+  max_generated_tokens?: number
+  num_candidates?: number
+  best_of?: number
+  final_candidates?: number
+  stop_sequences?: string[]
+  sampling_params?: {
+    temperature?: number
+    top_p?: number
+    top_k?: number
+    min_p?: number
+    rng_seed?: number | bigint
+    deterministic?: boolean
+  }
+  logits_params?: {
+    top_logprobs?: number
+    frequency_penalty?: number
+    presence_penalty?: number
+    repetition_context_size?: number
+    repetition_penalty?: number
+    /** `{token_id: bias}`, or ordered `[token, bias]` pairs: a JS object sorts integer keys. */
+    logit_bias?: Record<string, number> | Array<[number, number] | { token: number; bias: number }>
+  }
+  [key: string]: unknown
+}
+
+export interface WireRequest {
+  request: {
+    request_id: number | bigint
+    model_id: string
+    model_path?: string
+    request_type?: string | number
+    request_channel_id?: number | bigint
+    response_channel_id: number | bigint
+  }
+  prompts: WirePrompt[]
+}
+
+export type WireMessage =
+  | { kind: 'delta'; channel: bigint; delta: ChatDelta }
+  | { kind: 'event'; name: string; payload: unknown }
+
+function toJson(input: WireRequest): string {
+  return JSON.stringify(input, function (this: Record<string, unknown>, key: string, value: unknown) {
+    const original = this[key]
+    if (original instanceof Uint8Array) {
+      return Buffer.from(original.buffer, original.byteOffset, original.byteLength).toString('base64')
+    }
+    // Ids above 2^53 travel as decimal text; the codec reads them back as u64.
+    if (typeof value === 'bigint') return value.toString()
+    return value
+  })
+}
+
+/** Build the request frame (`u32 LE length | JSON | aligned blobs`) the engine reads. */
+export function encodeRequest(input: WireRequest): Buffer {
+  return nativeSync(() => binding.encodeRequest(toJson(input)))
+}
+
+/** Decode one message from the response socket: a delta or an engine event. */
+export function decodeMessage(message: Uint8Array): WireMessage {
+  const buf = Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength)
+  const m = nativeSync(() => binding.decodeMessage(buf))
+  if (m.kind === 'delta' && m.delta && m.channel !== undefined && m.channel !== null) {
+    return { kind: 'delta', channel: m.channel, delta: toChatDelta(m.delta) }
+  }
+  return { kind: 'event', name: m.eventName ?? '', payload: JSON.parse(m.payloadJson ?? 'null') as unknown }
+}
