@@ -8,7 +8,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{BigInt, Buffer};
@@ -16,6 +16,7 @@ use napi::{Env, Status};
 use napi_derive::napi;
 use orchard_core::chat::ChatOptions;
 use orchard_core::engine::StartOptions;
+use orchard_core::format::ModelSpecs;
 use orchard_core::session::{self, Session};
 use orchard_core::transport::{Batch, RequestSlot, Transport};
 use orchard_core::wire::{self, Delta, Incoming};
@@ -439,13 +440,24 @@ pub struct NativeRendered {
     pub reasoning: bool,
 }
 
+/// One profile cache per model-specs folder, kept for the life of the process.
+fn specs_for(dir: String) -> Arc<ModelSpecs> {
+    static CACHE: Mutex<Vec<(String, Arc<ModelSpecs>)>> = Mutex::new(Vec::new());
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, s)) = cache.iter().find(|(d, _)| *d == dir) {
+        return s.clone();
+    }
+    let specs = Arc::new(ModelSpecs::new(dir.clone()));
+    cache.push((dir, specs.clone()));
+    specs
+}
+
 /// Render a prompt without an engine. `input_json`: `{config, messages, tools, reasoning, task}`.
 #[napi]
 pub fn render_chat(input_json: String, model_specs_dir: String) -> napi::Result<NativeRendered> {
     guarded(|| {
         let input = parse_json(&input_json, "input")?;
-        let specs = orchard_core::format::ModelSpecs::new(model_specs_dir);
-        let r = orchard_core::format::render_case(&specs, &input)?;
+        let r = orchard_core::format::render_case(&specs_for(model_specs_dir), &input)?;
         Ok(NativeRendered {
             prompt: r.prompt,
             layout: r

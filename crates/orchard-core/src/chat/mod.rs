@@ -152,12 +152,14 @@ impl ChatOptions {
             {
                 Some(Value::String(s.clone()))
             }
-            Some(other) => return Err(o.fail(
-                "reasoning",
-                format!(
+            Some(other) => {
+                return Err(o.fail(
+                    "reasoning",
+                    format!(
                     "{other} is not valid; use true, false, 'minimal', 'low', 'medium' or 'high'"
                 ),
-            )),
+                ))
+            }
         };
         Ok(ChatOptions {
             max_tokens,

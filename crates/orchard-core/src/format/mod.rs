@@ -32,6 +32,16 @@ use serde_json::Value as Json;
 
 use crate::error::{Error, Result};
 
+/// Python's `json.dumps(v, ensure_ascii=...)` with its default separators (`", "`, `": "`).
+pub fn python_json(v: &Json, ensure_ascii: bool) -> String {
+    let opts = python::JsonOptions {
+        ensure_ascii,
+        ..python::JsonOptions::default()
+    };
+    python::json_dumps(&minijinja::Value::from_serialize(v), &opts)
+        .unwrap_or_else(|_| v.to_string())
+}
+
 /// Render a prompt-parity-shaped case: `{config, messages, tools, reasoning, task}`.
 ///
 /// `config` is the model's `config.json` (at least `model_type`); it picks the family and is
@@ -390,5 +400,22 @@ mod tests {
             render_case(&scratch.specs(), &input).unwrap_err().code,
             ErrorCode::Template
         );
+    }
+}
+
+#[cfg(test)]
+mod python_json_tests {
+    use super::python_json;
+
+    #[test]
+    fn spacing_escapes_and_float_kinds() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"type":"function","name":"café","n":[1,2.0,null,true,1e-5]}"#)
+                .unwrap();
+        assert_eq!(
+            python_json(&v, true),
+            r#"{"type": "function", "name": "caf\u00e9", "n": [1, 2.0, null, true, 1e-05]}"#
+        );
+        assert!(python_json(&v, false).contains("café"));
     }
 }

@@ -209,7 +209,7 @@ fn parse_prompt(o: &Obj) -> Result<PromptPayload> {
     let tool_choice = match o.get("tool_choice") {
         None | Some(Value::Null) => "auto".to_string(),
         Some(Value::String(s)) => s.clone(),
-        Some(v @ Value::Object(_)) => super::json::python_dumps(v),
+        Some(v @ Value::Object(_)) => crate::format::python_json(v, true),
         Some(other) => {
             return Err(o.fail(
                 "tool_choice",
