@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::chat::{build_prompt, ChatOptions};
+use crate::engine::process::ExitWatch;
 use crate::engine::{self, RunningEngine, StartOptions};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::{ModelSpecs, Profile};
@@ -33,6 +34,7 @@ pub struct LoadedModel {
 pub struct Session {
     pub engine: RunningEngine,
     pub transport: Arc<Transport>,
+    exit_watch: Option<Arc<ExitWatch>>,
     specs: ModelSpecs,
     leases: Mutex<usize>,
     models: Mutex<HashMap<String, Arc<LoadedModel>>>,
@@ -70,6 +72,32 @@ fn register(transport: &Transport) -> Result<()> {
     }
 }
 
+/// Fail everything in flight as soon as the engine process exits (no polling: a pidfd or
+/// kqueue wakes a thread that otherwise sleeps).
+fn watch_engine(engine: &RunningEngine, transport: &Arc<Transport>) -> Option<Arc<ExitWatch>> {
+    let watch = Arc::new(ExitWatch::new(engine.pid).ok()?);
+    let (w, t) = (watch.clone(), Arc::downgrade(transport));
+    let pid = engine.pid;
+    let log = engine.cache_root.join(engine::LOG_FILE);
+    std::thread::Builder::new()
+        .name("orchard-engine-watch".into())
+        .spawn(move || {
+            if w.wait() {
+                if let Some(t) = t.upgrade() {
+                    t.fail(Error::new(
+                        ErrorCode::EngineDied,
+                        format!(
+                            "the engine process (pid {pid}) exited; call Engine.start() to launch a new one (its log: {})",
+                            log.display()
+                        ),
+                    ));
+                }
+            }
+        })
+        .ok()?;
+    Some(watch)
+}
+
 fn connect(opts: &StartOptions, specs_root: &Path) -> Result<Session> {
     let mut replaced = false;
     loop {
@@ -78,13 +106,15 @@ fn connect(opts: &StartOptions, specs_root: &Path) -> Result<Session> {
             .and_then(|t| register(&t).map(|_| t));
         match attempt {
             Ok(transport) => {
+                let exit_watch = watch_engine(&engine, &transport);
                 return Ok(Session {
                     engine,
                     transport,
+                    exit_watch,
                     specs: ModelSpecs::new(specs_root),
                     leases: Mutex::new(0),
                     models: Mutex::new(HashMap::new()),
-                })
+                });
             }
             // An engine that just accepted its last deregistration is shutting down:
             // replace it once.
@@ -141,6 +171,9 @@ impl Session {
     }
 
     fn disconnect(&self, timeout: Duration) {
+        if let Some(w) = &self.exit_watch {
+            w.stop();
+        }
         if !self.transport.is_closed() && engine::pid_alive(self.engine.pid) {
             let _ = self.transport.management(
                 &json!({"type": "client_deregister", "client_pid": std::process::id()}),

@@ -21,21 +21,23 @@ pub const PID_FILE: &str = "engine.pid";
 pub const LOCK_FILE: &str = "engine.lock";
 pub const LOG_FILE: &str = "engine.log";
 
-/// Where to look for the engine binary, in order, with the reason each path was tried.
+/// Where to look for the engine binary, with the reason. The first configured source wins
+/// alone (an explicit option, then `ORCHARD_ENGINE_BINARY`, then `PIE_LOCAL_BUILD`): a
+/// configured path that does not exist is an error, never a silent fallback.
 pub fn binary_candidates(explicit: Option<&Path>) -> Vec<(PathBuf, &'static str)> {
-    let mut out = Vec::new();
     if let Some(p) = explicit {
-        out.push((p.to_path_buf(), "the binary option"));
+        return vec![(p.to_path_buf(), "the binary option")];
     }
     if let Some(p) = std::env::var_os("ORCHARD_ENGINE_BINARY").filter(|v| !v.is_empty()) {
-        out.push((PathBuf::from(p), "ORCHARD_ENGINE_BINARY"));
+        return vec![(PathBuf::from(p), "ORCHARD_ENGINE_BINARY")];
     }
     if let Some(p) = std::env::var_os("PIE_LOCAL_BUILD").filter(|v| !v.is_empty()) {
-        out.push((
+        return vec![(
             PathBuf::from(p).join("bin").join(ENGINE_BINARY_NAME),
             "PIE_LOCAL_BUILD",
-        ));
+        )];
     }
+    let mut out = Vec::new();
     if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
         out.push((
             PathBuf::from(home)
@@ -53,7 +55,7 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The first engine binary that exists, or an error naming every path tried and the fix.
+/// The engine binary to launch, or an error naming every path tried and the fix.
 pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf> {
     let candidates = binary_candidates(explicit);
     if let Some((p, _)) = candidates.iter().find(|(p, _)| is_executable(p)) {

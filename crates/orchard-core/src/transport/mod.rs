@@ -51,6 +51,8 @@ pub struct Transport {
     listener: Mutex<Option<JoinHandle<()>>>,
     next_request_id: AtomicU64,
     closed: Arc<AtomicBool>,
+    /// Why the connection ended, when it was ended on purpose (e.g. the engine died).
+    end_reason: Arc<Mutex<Option<Error>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,6 +102,7 @@ impl Transport {
             listener: Mutex::new(None),
             next_request_id: AtomicU64::new(1),
             closed: Arc::new(AtomicBool::new(false)),
+            end_reason: Arc::new(Mutex::new(None)),
         });
         let first_event = transport.events.wait_for(|_| true);
         let handle = {
@@ -107,9 +110,10 @@ impl Transport {
             let slots = transport.slots.clone();
             let events = transport.events.clone();
             let closed = transport.closed.clone();
+            let end_reason = transport.end_reason.clone();
             std::thread::Builder::new()
                 .name("orchard-sub-listener".into())
-                .spawn(move || listen(sub, channel_id, slots, events, closed))
+                .spawn(move || listen(sub, channel_id, slots, events, closed, end_reason))
                 .map_err(|e| Error::io("cannot start the SUB listener thread", e))?
         };
         *lock(&transport.listener) = Some(handle);
@@ -163,6 +167,9 @@ impl Transport {
 
     fn ensure_open(&self) -> Result<()> {
         if self.is_closed() {
+            if let Some(reason) = lock(&self.end_reason).clone() {
+                return Err(reason);
+            }
             return Err(Error::new(
                 ErrorCode::EngineDied,
                 "the engine connection is closed; call Engine.start() again",
@@ -257,6 +264,13 @@ impl Transport {
         Ok(value)
     }
 
+    /// End the connection because of `reason`: every request in flight fails with it, and
+    /// so does every later call.
+    pub fn fail(&self, reason: Error) {
+        lock(&self.end_reason).get_or_insert(reason);
+        self.close();
+    }
+
     /// Close the sockets, stop the listener and fail whatever is still in flight.
     pub fn close(&self) {
         if self.closed.swap(true, Ordering::SeqCst) {
@@ -285,6 +299,7 @@ fn listen(
     slots: SlotMap,
     events: Arc<EventHub>,
     closed: Arc<AtomicBool>,
+    end_reason: Arc<Mutex<Option<Error>>>,
 ) {
     let reason = loop {
         let msg = match sub.recv() {
@@ -317,6 +332,7 @@ fn listen(
         }
     };
     closed.store(true, Ordering::SeqCst);
+    let reason = lock(&end_reason).clone().unwrap_or(reason);
     for (_, slot) in lock(&slots).drain() {
         slot.fail(reason.clone());
     }
