@@ -40,6 +40,12 @@ export declare class NativeEngine {
 export declare function decodeMessage(message: Buffer): NativeIncoming
 
 /**
+ * Decode a request frame into the reference vocabulary, as JSON text (the inverse of
+ * `encode_request`). Damaged frames are PROTOCOL errors.
+ */
+export declare function decodeRequest(frame: Buffer): string
+
+/**
  * Encode a request frame from the reference serializer's vocabulary (JSON text with byte
  * fields as base64).
  */

@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.NativeChat = nativeBinding.NativeChat
 module.exports.NativeEngine = nativeBinding.NativeEngine
 module.exports.decodeMessage = nativeBinding.decodeMessage
+module.exports.decodeRequest = nativeBinding.decodeRequest
 module.exports.encodeRequest = nativeBinding.encodeRequest
 module.exports.installExitHook = nativeBinding.installExitHook
 module.exports.renderChat = nativeBinding.renderChat

@@ -98,6 +98,39 @@ describe('wire.encodeRequest reproduces the reference frames', () => {
   })
 })
 
+describe('wire.decodeRequest', () => {
+  it('reads every reference frame back into an input that encodes to the same bytes', () => {
+    for (const v of vectors) {
+      const frame = Buffer.from(v.frame_base64, 'base64')
+      expect(wire.encodeRequest(wire.decodeRequest(frame)).equals(frame), v.name).toBe(true)
+    }
+  })
+
+  it('rejects damaged frames with ProtocolError', () => {
+    const frame = Buffer.from(vectors[0]!.frame_base64, 'base64')
+    const metaLen = frame.readUInt32LE(0)
+    const oversize = Buffer.from(frame)
+    oversize.writeUInt32LE(0xffffffff, 0)
+    const badJson = Buffer.from(frame)
+    badJson[4] = '['.charCodeAt(0)
+    const meta = frame.subarray(4, 4 + metaLen).toString().replace('"text_size":5', '"text_size":"five"')
+    const wrongType = Buffer.concat([Buffer.alloc(4), Buffer.from(meta), frame.subarray(4 + metaLen)])
+    wrongType.writeUInt32LE(Buffer.byteLength(meta), 0)
+    const outside = Buffer.from(frame.subarray(0, frame.length - 8))
+    for (const [name, bad] of [
+      ['empty', Buffer.alloc(0)],
+      ['short prefix', frame.subarray(0, 3)],
+      ['truncated metadata', frame.subarray(0, 40)],
+      ['oversize length', oversize],
+      ['bad JSON', badJson],
+      ['wrong field type', wrongType],
+      ['blob outside the payload', outside],
+    ] as const) {
+      expect(() => wire.decodeRequest(bad), name).toThrow(ProtocolError)
+    }
+  })
+})
+
 describe('wire.decodeMessage', () => {
   it('decodes a delta with its channel as BigInt', () => {
     const m = wire.decodeMessage(

@@ -73,6 +73,16 @@ export function encodeRequest(input: WireRequest): Buffer {
   return nativeSync(() => binding.encodeRequest(toJson(input)))
 }
 
+/**
+ * Read a request frame back into the vocabulary of {@link encodeRequest} (bytes as base64,
+ * logit biases as ordered pairs, ids above 2^53 as decimal text). A truncated frame, bad
+ * JSON, a wrong field type or an offset outside the payload throws `ProtocolError`.
+ */
+export function decodeRequest(frame: Uint8Array): WireRequest {
+  const buf = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
+  return JSON.parse(nativeSync(() => binding.decodeRequest(buf))) as WireRequest
+}
+
 /** Decode one message from the response socket: a delta or an engine event. */
 export function decodeMessage(message: Uint8Array): WireMessage {
   const buf = Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength)

@@ -104,3 +104,16 @@ fn vocabulary_errors_name_the_field() {
     input["prompts"] = serde_json::json!([]);
     assert!(vocab::parse_request(&input).is_err());
 }
+
+#[test]
+fn decoded_frames_round_trip_through_the_vocabulary() {
+    for v in vectors() {
+        let name = v["name"].as_str().unwrap();
+        let frame = base64::engine::general_purpose::STANDARD
+            .decode(v["frame_base64"].as_str().unwrap())
+            .unwrap();
+        let vocab_form = vocab::to_vocab(&wire::decode_request(&frame).unwrap());
+        let again = wire::encode_request(&vocab::parse_request(&vocab_form).unwrap()).unwrap();
+        assert_eq!(again, frame, "{name}");
+    }
+}

@@ -394,6 +394,16 @@ pub fn encode_request(input_json: String) -> napi::Result<Buffer> {
     })
 }
 
+/// Decode a request frame into the reference vocabulary, as JSON text (the inverse of
+/// `encode_request`). Damaged frames are PROTOCOL errors.
+#[napi]
+pub fn decode_request(frame: Buffer) -> napi::Result<String> {
+    guarded(|| {
+        let req = wire::decode_request(&frame)?;
+        Ok(wire::vocab::to_vocab(&req).to_string())
+    })
+}
+
 #[napi(object)]
 pub struct NativeIncoming {
     pub kind: String,

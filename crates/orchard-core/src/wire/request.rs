@@ -112,7 +112,7 @@ impl ToolCallFormat {
         "call_end",
     ];
 
-    fn fields(&self) -> [&String; 9] {
+    pub fn fields(&self) -> [&String; 9] {
         [
             &self.name,
             &self.call_start,

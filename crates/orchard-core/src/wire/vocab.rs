@@ -328,3 +328,121 @@ pub fn parse_request(input: &Value) -> Result<Request> {
         prompts,
     })
 }
+
+fn b64(bytes: &[u8]) -> Value {
+    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+fn request_type_name(t: RequestType) -> &'static str {
+    match t {
+        RequestType::Generation => "generation",
+        RequestType::Embedding => "embedding",
+        RequestType::Query => "query",
+        RequestType::Point => "point",
+        RequestType::Detect => "detect",
+        RequestType::Agent => "agent",
+        RequestType::Omni => "omni",
+        RequestType::PrefillTask => "prefill_task",
+        RequestType::Audio => "audio",
+        RequestType::Image => "image",
+    }
+}
+
+/// The inverse of [`parse_request`]: a request in the reference vocabulary, bytes as base64
+/// and logit biases as ordered `[token, bias]` pairs (ids above 2^53 as decimal text).
+pub fn to_vocab(req: &Request) -> Value {
+    use serde_json::json;
+    let id = |v: u64| -> Value {
+        if v < (1 << 53) {
+            v.into()
+        } else {
+            Value::String(v.to_string())
+        }
+    };
+    let prompts: Vec<Value> = req
+        .prompts
+        .iter()
+        .map(|p| {
+            let layout: Vec<Value> = p
+                .effective_layout()
+                .iter()
+                .map(|s| json!({"type": s.kind, "length": s.length}))
+                .collect();
+            let formats: Vec<Value> = p
+                .tool_calling_tokens
+                .formats
+                .iter()
+                .map(|f| {
+                    let mut m = serde_json::Map::new();
+                    for (k, v) in ToolCallFormat::KEYS.iter().zip(f.fields()) {
+                        m.insert((*k).to_string(), Value::String(v.clone()));
+                    }
+                    Value::Object(m)
+                })
+                .collect();
+            let mut sampling = json!({
+                "temperature": p.temperature,
+                "top_p": p.top_p,
+                "top_k": p.top_k,
+                "min_p": p.min_p,
+                "deterministic": p.deterministic,
+            });
+            if let Some(seed) = p.rng_seed {
+                sampling["rng_seed"] = seed.into();
+            }
+            json!({
+                "prompt_bytes": b64(&p.text),
+                "image_buffers": p.images.iter().map(|i| b64(i)).collect::<Vec<_>>(),
+                "audio_buffers": p.audio.iter().map(|a| b64(a)).collect::<Vec<_>>(),
+                "capabilities": p.capabilities.iter().map(|c| json!({"name": c.name, "position": c.position, "payload": b64(&c.payload)})).collect::<Vec<_>>(),
+                "layout": layout,
+                "max_generated_tokens": p.max_generated_tokens,
+                "num_candidates": p.num_candidates,
+                "best_of": p.best_of,
+                "final_candidates": p.final_candidates,
+                "stop_sequences": p.stop_sequences,
+                "sampling_params": sampling,
+                "logits_params": {
+                    "top_logprobs": p.top_logprobs,
+                    "frequency_penalty": p.frequency_penalty,
+                    "presence_penalty": p.presence_penalty,
+                    "repetition_context_size": p.repetition_context_size,
+                    "repetition_penalty": p.repetition_penalty,
+                    "logit_bias": p.logit_bias.iter().map(|(t, b)| json!([t, b])).collect::<Vec<_>>(),
+                },
+                "tool_schemas_json": p.tool_schemas_json,
+                "active_tool_schemas_json": p.active_tool_schemas_json,
+                "tool_calling_tokens": {
+                    "formats": formats,
+                    "section_start": p.tool_calling_tokens.section_start,
+                    "section_end": p.tool_calling_tokens.section_end,
+                },
+                "output_frame_tokens": p.output_frame_tokens.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+                "thinking_tokens": {
+                    "start": p.thinking_tokens.start,
+                    "end": p.thinking_tokens.end,
+                    "required": p.thinking_tokens.required,
+                },
+                "tool_choice": p.tool_choice,
+                "min_tool_calls": p.min_tool_calls,
+                "max_tool_calls": p.max_tool_calls,
+                "response_format_json": p.response_format_json,
+                "modal_options_json": p.modal_options_json,
+                "task_name": p.task_name,
+                "reasoning_effort": p.reasoning_effort,
+                "prefix_cache": p.prefix_cache,
+            })
+        })
+        .collect();
+    json!({
+        "request": {
+            "request_id": id(req.request_id),
+            "model_id": req.model_id,
+            "model_path": req.model_path,
+            "request_type": request_type_name(req.request_type),
+            "request_channel_id": id(req.request_channel_id),
+            "response_channel_id": id(req.response_channel_id),
+        },
+        "prompts": prompts,
+    })
+}
