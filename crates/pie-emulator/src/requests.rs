@@ -1,0 +1,245 @@
+//! The PULL side: decode request frames and turn them into sequences, embeddings or error
+//! deltas.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchard_core::nng::Socket;
+use orchard_core::wire::decode_request;
+use orchard_core::wire::request::{split_frame, PromptPayload, Request, RequestType};
+use serde_json::Value;
+
+use crate::lm::{embed, prompt_token_count};
+use crate::sampler::SamplingParams;
+use crate::sequence::{embedding_delta, error_delta, SeqIds, Sequence, SequenceSpec};
+use crate::state::{lock, Ctx};
+
+/// Dimensions of the emulator's embeddings.
+pub const EMBEDDING_DIMS: usize = 16;
+/// Seed used when a prompt carries no `rng_seed` (protocol default).
+pub const DEFAULT_SEED: u64 = 11;
+/// More sequences than this in one request are refused (one error delta per prompt).
+pub const MAX_SEQUENCES_PER_REQUEST: u64 = 65_536;
+
+pub fn serve(pull: &Socket, ctx: &Ctx) {
+    loop {
+        match pull.recv() {
+            Ok(frame) => {
+                let outcome = catch_unwind(AssertUnwindSafe(|| handle_frame(&frame, ctx)));
+                if outcome.is_err() {
+                    crate::warn!(
+                        "internal error while handling a {}-byte request frame; dropped",
+                        frame.len()
+                    );
+                }
+            }
+            Err(e) if e.is_closed() => return,
+            Err(e) => {
+                crate::warn!("request socket: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+fn type_name(t: RequestType) -> &'static str {
+    match t {
+        RequestType::Generation => "generation",
+        RequestType::Embedding => "embedding",
+        RequestType::Query => "query",
+        RequestType::Point => "point",
+        RequestType::Detect => "detect",
+        RequestType::Agent => "agent",
+        RequestType::Omni => "omni",
+        RequestType::PrefillTask => "prefill_task",
+        RequestType::Audio => "audio",
+        RequestType::Image => "image",
+    }
+}
+
+pub fn handle_frame(frame: &[u8], ctx: &Ctx) {
+    match decode_request(frame) {
+        Ok(req) => handle_request(req, ctx),
+        Err(err) => reject_malformed(frame, &err.message, ctx),
+    }
+}
+
+/// A frame that does not decode: answer with error deltas when its header says where to,
+/// otherwise log and drop it.
+fn reject_malformed(frame: &[u8], why: &str, ctx: &Ctx) {
+    let Ok((meta, _)) = split_frame(frame) else {
+        crate::warn!(
+            "dropped an unreadable {}-byte request frame: {why}",
+            frame.len()
+        );
+        return;
+    };
+    let request_id = meta.get("request_id").and_then(Value::as_u64);
+    let channel = meta.get("response_channel_id").and_then(Value::as_u64);
+    let (Some(request_id), Some(channel)) = (request_id, channel) else {
+        crate::warn!("dropped a request frame without request_id/response_channel_id: {why}");
+        return;
+    };
+    crate::warn!("request {request_id} on channel {channel:x} is malformed: {why}");
+    let mut shape: Vec<u64> = match meta.get("prompts") {
+        Some(Value::Array(prompts)) => prompts
+            .iter()
+            .map(|p| {
+                let n = |k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(1);
+                n("num_candidates").max(n("best_of")).max(1)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if shape.is_empty() {
+        shape.push(1);
+    }
+    publish_errors(
+        ctx,
+        channel,
+        request_id,
+        &shape,
+        &format!("malformed request: {why}"),
+    );
+}
+
+/// One final error delta per sequence of a request of the given shape (sequences per
+/// prompt). Absurdly large requests get one error delta per prompt instead.
+fn publish_errors(ctx: &Ctx, channel: u64, request_id: u64, shape: &[u64], message: &str) {
+    let total: u64 = shape.iter().fold(0u64, |a, n| a.saturating_add(*n));
+    for (prompt_index, &n) in shape.iter().enumerate() {
+        let n = if total > MAX_SEQUENCES_PER_REQUEST {
+            1
+        } else {
+            n
+        };
+        for candidate_index in 0..n {
+            let ids = SeqIds {
+                channel,
+                request_id,
+                sequence_id: ctx.sequence_id(),
+                prompt_index: prompt_index as u32,
+                candidate_index: candidate_index as u32,
+            };
+            ctx.publisher.delta(channel, &error_delta(&ids, message));
+        }
+    }
+}
+
+fn sampling_params(p: &PromptPayload, ctx: &Ctx) -> SamplingParams {
+    SamplingParams {
+        temperature: p.temperature,
+        top_p: p.top_p,
+        top_k: p.top_k,
+        min_p: p.min_p,
+        top_logprobs: (p.top_logprobs as usize).min(ctx.lm.vocab_size()),
+        logit_bias: p
+            .logit_bias
+            .iter()
+            .filter_map(|(id, bias)| ctx.lm.token_of_wire_id(*id).map(|t| (t, *bias)))
+            .collect(),
+        repetition_penalty: p.repetition_penalty,
+        repetition_context: usize::try_from(p.repetition_context_size.max(0)).unwrap_or(0),
+        frequency_penalty: p.frequency_penalty,
+        presence_penalty: p.presence_penalty,
+    }
+}
+
+fn handle_request(req: Request, ctx: &Ctx) {
+    let shape: Vec<u64> = req
+        .prompts
+        .iter()
+        .map(|p| u64::from(p.sequence_count()))
+        .collect();
+    let total: u64 = shape.iter().sum();
+    let channel = req.response_channel_id;
+    let kind = type_name(req.request_type);
+    let model = lock(&ctx.registry).ready(&req.model_id);
+    let Some(model) = model else {
+        crate::info!(
+            "request {} ({kind}) on channel {channel:x}: model '{}' is not loaded",
+            req.request_id,
+            req.model_id
+        );
+        let msg = format!("model '{}' is not loaded; load it first", req.model_id);
+        publish_errors(ctx, channel, req.request_id, &shape, &msg);
+        return;
+    };
+    if total > MAX_SEQUENCES_PER_REQUEST {
+        let msg = format!(
+            "request asks for {total} sequences; the emulator accepts at most {MAX_SEQUENCES_PER_REQUEST}"
+        );
+        publish_errors(ctx, channel, req.request_id, &shape, &msg);
+        return;
+    }
+    crate::info!(
+        "request {} ({kind}) on channel {channel:x}: model '{model}', {} prompt(s), {total} sequence(s)",
+        req.request_id,
+        req.prompts.len()
+    );
+    match req.request_type {
+        RequestType::Generation => {
+            let mut sequences = Vec::with_capacity(total as usize);
+            for (prompt_index, p) in req.prompts.iter().enumerate() {
+                let text = String::from_utf8_lossy(&p.text);
+                let boosted = Arc::new(ctx.lm.prompt_words(&text));
+                let stops = Arc::new(p.stop_sequences.clone());
+                let params = sampling_params(p, ctx);
+                let prompt_tokens = prompt_token_count(&text);
+                let max_tokens = if p.max_generated_tokens == 0 {
+                    ctx.config.default_max_tokens
+                } else {
+                    p.max_generated_tokens
+                };
+                let seed = p.rng_seed.map_or(DEFAULT_SEED, |s| s & 0xFFFF_FFFF);
+                for candidate_index in 0..p.sequence_count() {
+                    let spec = SequenceSpec {
+                        ids: SeqIds {
+                            channel,
+                            request_id: req.request_id,
+                            sequence_id: ctx.sequence_id(),
+                            prompt_index: prompt_index as u32,
+                            candidate_index,
+                        },
+                        model: model.clone(),
+                        params: params.clone(),
+                        seed,
+                        max_tokens,
+                        stops: stops.clone(),
+                        boosted: boosted.clone(),
+                        prompt_tokens,
+                    };
+                    sequences.push(Sequence::new(spec, &ctx.lm));
+                }
+            }
+            ctx.scheduler.submit(sequences);
+        }
+        RequestType::Embedding => {
+            for (prompt_index, p) in req.prompts.iter().enumerate() {
+                let text = String::from_utf8_lossy(&p.text);
+                let vector = embed(&text, EMBEDDING_DIMS);
+                let prompt_tokens = prompt_token_count(&text);
+                for candidate_index in 0..p.sequence_count() {
+                    let ids = SeqIds {
+                        channel,
+                        request_id: req.request_id,
+                        sequence_id: ctx.sequence_id(),
+                        prompt_index: prompt_index as u32,
+                        candidate_index,
+                    };
+                    ctx.publisher
+                        .delta(channel, &embedding_delta(&ids, &vector, prompt_tokens));
+                }
+            }
+        }
+        other => {
+            let msg = format!(
+                "the PIE emulator does not implement request type '{}' (request_type {})",
+                type_name(other),
+                other.code()
+            );
+            publish_errors(ctx, channel, req.request_id, &shape, &msg);
+        }
+    }
+}

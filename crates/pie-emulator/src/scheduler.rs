@@ -1,0 +1,182 @@
+//! The batch scheduler: one thread steps every active sequence by one token per tick, like an
+//! engine's batched decode step, then sleeps `PIE_EMULATOR_TOKEN_DELAY_MS`. New sequences
+//! join at the next tick; cancellations are applied as soon as they arrive.
+
+use std::collections::{BTreeMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::sequence::{error_delta, Sequence};
+use crate::state::{lock, Ctx};
+
+#[derive(Default)]
+struct Inbox {
+    pending: Vec<Sequence>,
+    cancels: Vec<u64>,
+    stop: bool,
+}
+
+/// Per-model counters published in telemetry.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelStats {
+    pub running: u32,
+    pub tokens_total: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub active_sequences: u32,
+    pub active_requests: u32,
+    /// Prompt plus generated tokens of the active sequences (for KV-cache page counts).
+    pub tokens_in_flight: u64,
+    pub tokens_total: u64,
+    pub avg_step_ms: f64,
+    pub models: BTreeMap<String, ModelStats>,
+}
+
+#[derive(Default)]
+pub struct Scheduler {
+    inbox: Mutex<Inbox>,
+    cv: Condvar,
+    stats: Mutex<Stats>,
+}
+
+impl Scheduler {
+    pub fn submit(&self, sequences: Vec<Sequence>) {
+        if sequences.is_empty() {
+            return;
+        }
+        lock(&self.inbox).pending.extend(sequences);
+        self.cv.notify_all();
+    }
+
+    /// Stop every active sequence of `request_id` (on any channel).
+    pub fn cancel(&self, request_id: u64) {
+        lock(&self.inbox).cancels.push(request_id);
+        self.cv.notify_all();
+    }
+
+    pub fn stop(&self) {
+        lock(&self.inbox).stop = true;
+        self.cv.notify_all();
+    }
+
+    pub fn stats(&self) -> Stats {
+        lock(&self.stats).clone()
+    }
+
+    fn record(&self, active: &[Sequence], step_ms: Option<f64>, tokens: &BTreeMap<String, u64>) {
+        let mut s = lock(&self.stats);
+        let mut requests = HashSet::new();
+        let mut in_flight = 0;
+        for m in s.models.values_mut() {
+            m.running = 0;
+        }
+        for seq in active {
+            requests.insert((seq.ids.channel, seq.ids.request_id));
+            in_flight += seq.prompt_tokens() + seq.generated_len() as u64;
+            s.models.entry(seq.model.clone()).or_default().running += 1;
+        }
+        for (model, n) in tokens {
+            s.models.entry(model.clone()).or_default().tokens_total += n;
+            s.tokens_total += n;
+        }
+        s.active_sequences = active.len() as u32;
+        s.active_requests = requests.len() as u32;
+        s.tokens_in_flight = in_flight;
+        if let Some(ms) = step_ms {
+            s.avg_step_ms = if s.avg_step_ms == 0.0 {
+                ms
+            } else {
+                0.9 * s.avg_step_ms + 0.1 * ms
+            };
+        }
+    }
+
+    /// The scheduler thread's loop; returns after [`Scheduler::stop`].
+    pub fn run(&self, ctx: &Ctx) {
+        let delay = ctx.config.token_delay;
+        let mut active: Vec<Sequence> = Vec::new();
+        let mut next_tick = Instant::now();
+        loop {
+            let (arrived, cancels) = {
+                let mut inbox = lock(&self.inbox);
+                loop {
+                    if inbox.stop {
+                        return;
+                    }
+                    if !inbox.pending.is_empty() || !inbox.cancels.is_empty() {
+                        break;
+                    }
+                    if active.is_empty() {
+                        inbox = self.cv.wait(inbox).unwrap_or_else(|e| e.into_inner());
+                        continue;
+                    }
+                    let now = Instant::now();
+                    if now >= next_tick {
+                        break;
+                    }
+                    inbox = self
+                        .cv
+                        .wait_timeout(inbox, next_tick - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+                (
+                    std::mem::take(&mut inbox.pending),
+                    std::mem::take(&mut inbox.cancels),
+                )
+            };
+            if active.is_empty() && !arrived.is_empty() {
+                // An idle engine starts decoding at once.
+                next_tick = Instant::now();
+            }
+            active.extend(arrived);
+
+            if !cancels.is_empty() {
+                let wanted: HashSet<u64> = cancels.into_iter().collect();
+                for seq in active.iter_mut() {
+                    if wanted.contains(&seq.ids.request_id) && !seq.done {
+                        let delta = seq.cancel();
+                        ctx.publisher.delta(seq.ids.channel, &delta);
+                    }
+                }
+                active.retain(|s| !s.done);
+            }
+
+            let mut step_ms = None;
+            let mut tokens: BTreeMap<String, u64> = BTreeMap::new();
+            let tick_start = Instant::now();
+            if !active.is_empty() && tick_start >= next_tick {
+                for seq in active.iter_mut() {
+                    let lm = &ctx.lm;
+                    match catch_unwind(AssertUnwindSafe(|| seq.step(lm))) {
+                        Ok(delta) => ctx.publisher.delta(seq.ids.channel, &delta),
+                        Err(_) => {
+                            crate::warn!(
+                                "internal error while generating sequence {}; ending it",
+                                seq.ids.sequence_id
+                            );
+                            seq.done = true;
+                            let delta = error_delta(
+                                &seq.ids,
+                                "internal emulator error while generating this sequence",
+                            );
+                            ctx.publisher.delta(seq.ids.channel, &delta);
+                        }
+                    }
+                    *tokens.entry(seq.model.clone()).or_default() += 1;
+                }
+                active.retain(|s| !s.done);
+                step_ms = Some(tick_start.elapsed().as_secs_f64() * 1000.0);
+                next_tick = tick_start + delay;
+                if delay == Duration::ZERO {
+                    // Let the receiving threads in between back-to-back steps.
+                    std::thread::yield_now();
+                }
+            }
+            self.record(&active, step_ms, &tokens);
+        }
+    }
+}
