@@ -30,6 +30,14 @@ fn specs() -> ModelSpecs {
     }
 }
 
+/// `ORCHARD_PARITY_FAMILY=a,b` restricts the run to those families (while writing a profile).
+fn family_filter() -> Option<Vec<String>> {
+    std::env::var("ORCHARD_PARITY_FAMILY")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(|v| v.split(',').map(|f| f.trim().to_string()).collect())
+}
+
 fn load_cases() -> Vec<Value> {
     let path = fixture_path();
     let text = std::fs::read_to_string(&path)
@@ -134,6 +142,9 @@ fn prompt_parity_with_reference_client() {
                 continue;
             }
         };
+        if family_filter().is_some_and(|only| !only.contains(&family)) {
+            continue;
+        }
         match checked.iter_mut().find(|(f, _)| *f == family) {
             Some((_, n)) => *n += 1,
             None => checked.push((family.clone(), 1)),
@@ -146,7 +157,10 @@ fn prompt_parity_with_reference_client() {
     eprintln!("families with a profile: {available:?}");
     eprintln!("cases checked per family: {checked:?}");
     eprintln!("model types without a profile (skipped): {skipped:?}");
-    for family in REQUIRED_FAMILIES {
+    for family in REQUIRED_FAMILIES
+        .iter()
+        .filter(|f| family_filter().is_none_or(|only| only.iter().any(|o| o == *f)))
+    {
         let count = checked.iter().find(|(f, _)| f == family).map_or(0, |c| c.1);
         assert!(
             count > 0,
