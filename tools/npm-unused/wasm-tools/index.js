@@ -1,0 +1,4 @@
+throw new Error(
+  '@napi-rs/wasm-tools is replaced by a placeholder in orchard-ts (see tools/npm-unused/README.md): ' +
+    'the project builds natively with cargo and never cross-compiles or builds WebAssembly.',
+)
