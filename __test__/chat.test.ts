@@ -163,38 +163,45 @@ describe('cancellation', () => {
   })
 })
 
+/** Run a Node child that attaches to our engine and chats; resolve when it exits. */
+async function runChild(options: { close: boolean }) {
+  const script = `
+    const { Engine } = require(${JSON.stringify(path.join(repoRoot, 'dist'))});
+    (async () => {
+      const engine = await Engine.start();
+      await engine.loadModel(${JSON.stringify(model)});
+      const r = await engine.client().chat(${JSON.stringify(model)}, [{ role: 'user', content: 'hi' }], { maxTokens: 5 });
+      if (${options.close}) await engine.close();
+      process.stdout.write(JSON.stringify({ tokens: r.usage.completionTokens, attached: !engine.launched }) + '\\n');
+    })().catch((e) => { console.error(e); process.exit(3); });
+  `
+  return spawnAndWait(['-e', script])
+}
+
+async function spawnAndWait(args: string[]) {
+  const child = spawn(process.execPath, args, { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  let firstOutputAt = 0
+  child.stdout.on('data', (b: Buffer) => {
+    out += b.toString()
+    firstOutputAt ||= performance.now()
+  })
+  child.stderr.on('data', (b: Buffer) => (err += b.toString()))
+  const code = await new Promise<number | null>((resolve) => {
+    const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+    child.on('exit', (c) => {
+      clearTimeout(killer)
+      resolve(c)
+    })
+  })
+  // The child prints once it is done with the engine; what follows is its own shutdown.
+  return { code, out, err, exitedAfterMs: performance.now() - firstOutputAt }
+}
+
 describe('process lifetime', () => {
   it('a child process that chats and closes exits on its own within 2 s', async () => {
-    const script = `
-      const { Engine } = require(${JSON.stringify(path.join(repoRoot, 'dist'))});
-      (async () => {
-        const engine = await Engine.start();
-        await engine.loadModel(${JSON.stringify(model)});
-        const r = await engine.client().chat(${JSON.stringify(model)}, [{ role: 'user', content: 'hi' }], { maxTokens: 5 });
-        await engine.close();
-        process.stdout.write(JSON.stringify({ tokens: r.usage.completionTokens, attached: !engine.launched }) + '\\n');
-      })().catch((e) => { console.error(e); process.exit(3); });
-    `
-    const child = spawn(process.execPath, ['-e', script], {
-      env: process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let out = ''
-    let err = ''
-    let closedAt = 0
-    child.stdout.on('data', (b: Buffer) => {
-      out += b.toString()
-      closedAt ||= performance.now()
-    })
-    child.stderr.on('data', (b: Buffer) => (err += b.toString()))
-    const code = await new Promise<number | null>((resolve) => {
-      const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-      child.on('exit', (c) => {
-        clearTimeout(killer)
-        resolve(c)
-      })
-    })
-    const exitedAfterMs = performance.now() - closedAt
+    const { code, out, err, exitedAfterMs } = await runChild({ close: true })
     expect(err).toBe('')
     expect(code).toBe(0)
     expect(JSON.parse(out)).toEqual({ tokens: 5, attached: true })
@@ -202,5 +209,28 @@ describe('process lifetime', () => {
     // The engine is still there for us: the child only gave back its own lease.
     const r = await engine.client().chat(model, messages, { maxTokens: 2 })
     expect(r.usage.completionTokens).toBeGreaterThan(0)
+  })
+
+  it('a child that never calls close() still exits on its own', async () => {
+    const { code, out, err, exitedAfterMs } = await runChild({ close: false })
+    expect(err).toBe('')
+    expect(code).toBe(0)
+    expect(JSON.parse(out)).toEqual({ tokens: 5, attached: true })
+    expect(exitedAfterMs).toBeLessThan(2_000)
+    const r = await engine.client().chat(model, messages, { maxTokens: 2 })
+    expect(r.usage.completionTokens).toBeGreaterThan(0)
+  })
+
+  it('loads in a worker thread that is then terminated, without disturbing this thread', async () => {
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker('require(${JSON.stringify(path.join(repoRoot, 'dist'))}); require("node:worker_threads").parentPort.postMessage("loaded")', { eval: true });
+      w.on('message', async () => { await w.terminate(); process.stdout.write('terminated\\n'); });
+      w.on('error', (e) => { console.error(e); process.exit(3); });
+    `
+    const { code, out, err } = await spawnAndWait(['-e', script])
+    expect(err).toBe('')
+    expect(code).toBe(0)
+    expect(out.trim()).toBe('terminated')
   })
 })

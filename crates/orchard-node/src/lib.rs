@@ -7,8 +7,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{BigInt, Buffer};
@@ -67,21 +67,21 @@ fn parse_json(text: &str, what: &str) -> orchard_core::Result<Value> {
     serde_json::from_str(text).map_err(|e| Error::invalid(format!("{what}: not valid JSON: {e}")))
 }
 
-static EXIT_HOOK: Once = Once::new();
+/// Node environments (the main thread and workers) that loaded the addon and are alive.
+static LIVE_ENVS: AtomicUsize = AtomicUsize::new(0);
 
-/// Register the process-exit cleanup (deregister, close sockets, join the listener). Called
-/// once by the TypeScript layer when it loads.
+/// Register this environment's cleanup. When the last environment that loaded the addon
+/// goes away (process exit), deregister from the engine, close the sockets and join the
+/// listener. Called once per environment by the TypeScript layer when it loads.
 #[napi]
 pub fn install_exit_hook(env: Env) -> napi::Result<()> {
-    let mut result = Ok(());
-    EXIT_HOOK.call_once(|| {
-        result = env
-            .add_env_cleanup_hook((), |_| {
-                let _ = catch_unwind(session::shutdown_for_exit);
-            })
-            .map(|_| ());
-    });
-    result
+    LIVE_ENVS.fetch_add(1, Ordering::SeqCst);
+    env.add_env_cleanup_hook((), |_| {
+        if LIVE_ENVS.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let _ = catch_unwind(session::shutdown_for_exit);
+        }
+    })
+    .map(|_| ())
 }
 
 #[napi(object)]
