@@ -36,6 +36,12 @@ export declare class NativeEngine {
   chat(model: string, messagesJson: string, optionsJson: string): Promise<NativeChat>
 }
 
+/**
+ * The frame `client.chat` would send for one conversation, without an engine: render with
+ * the profile `config` selects, apply the options, encode. (For tools and benchmarks.)
+ */
+export declare function buildChatFrame(configJson: string, messagesJson: string, optionsJson: string, modelSpecsDir: string): Buffer
+
 /** Decode one SUB message (`resp:<hex>:<json>` or `__PIE_EVENT__:<name>\0<json>`). */
 export declare function decodeMessage(message: Buffer): NativeIncoming
 
@@ -52,8 +58,9 @@ export declare function decodeRequest(frame: Buffer): string
 export declare function encodeRequest(inputJson: string): Buffer
 
 /**
- * Register the process-exit cleanup (deregister, close sockets, join the listener). Called
- * once by the TypeScript layer when it loads.
+ * Register this environment's cleanup. When the last environment that loaded the addon
+ * goes away (process exit), deregister from the engine, close the sockets and join the
+ * listener. Called once per environment by the TypeScript layer when it loads.
  */
 export declare function installExitHook(): void
 

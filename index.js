@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeChat = nativeBinding.NativeChat
 module.exports.NativeEngine = nativeBinding.NativeEngine
+module.exports.buildChatFrame = nativeBinding.buildChatFrame
 module.exports.decodeMessage = nativeBinding.decodeMessage
 module.exports.decodeRequest = nativeBinding.decodeRequest
 module.exports.encodeRequest = nativeBinding.encodeRequest

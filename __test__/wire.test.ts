@@ -131,6 +131,30 @@ describe('wire.decodeRequest', () => {
   })
 })
 
+describe('wire.buildChatFrame', () => {
+  it('renders, resolves options and encodes what chat would send', () => {
+    const frame = wire.buildChatFrame({
+      config: { model_type: 'llama' },
+      messages: [{ role: 'user', content: 'hello' }],
+      options: { maxTokens: 7, temperature: 0, seed: 42, stop: ['END'] },
+    })
+    const req = wire.decodeRequest(frame)
+    const p = req.prompts[0]!
+    expect(Buffer.from(String(p.prompt_bytes), 'base64').toString()).toMatch(/<\|start_header_id\|>user<\|end_header_id\|>\n\nhello<\|eot_id\|>/)
+    expect(p.max_generated_tokens).toBe(7)
+    expect(p.sampling_params).toMatchObject({ temperature: 0, rng_seed: 42 })
+    expect(p.stop_sequences).toEqual(['END'])
+  })
+
+  it('uses the profile defaults for what the caller leaves out', () => {
+    const req = wire.decodeRequest(wire.buildChatFrame({ config: { model_type: 'llama' }, messages: [{ role: 'user', content: 'x' }] }))
+    const p = req.prompts[0]!
+    expect(p.stop_sequences).toEqual(['<|eot_id|>'])
+    expect(p.sampling_params?.temperature).toBe(0.6)
+    expect(p.max_generated_tokens).toBe(8192)
+  })
+})
+
 describe('wire.decodeMessage', () => {
   it('decodes a delta with its channel as BigInt', () => {
     const m = wire.decodeMessage(

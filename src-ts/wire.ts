@@ -1,9 +1,9 @@
 /** Low-level access to the PIE wire codec (for tools, tests and protocol work). */
 
 import { nativeSync } from './errors'
-import { binding } from './native'
+import { binding, modelSpecsDir } from './native'
 import { toChatDelta } from './stream'
-import type { ChatDelta } from './types'
+import type { ChatDelta, ChatMessage, ChatOptions } from './types'
 
 /** Bytes in the reference vocabulary: base64 text or a Buffer / Uint8Array. */
 export type WireBytes = string | Uint8Array
@@ -91,4 +91,19 @@ export function decodeMessage(message: Uint8Array): WireMessage {
     return { kind: 'delta', channel: m.channel, delta: toChatDelta(m.delta) }
   }
   return { kind: 'event', name: m.eventName ?? '', payload: JSON.parse(m.payloadJson ?? 'null') as unknown }
+}
+
+/**
+ * The frame `client.chat` would send for one conversation, built without an engine: the
+ * prompt rendered with the profile that `config` (a model's config.json) selects, the
+ * options resolved against that profile, then encoded.
+ */
+export function buildChatFrame(input: {
+  config: Record<string, unknown>
+  messages: ChatMessage[]
+  options?: Omit<ChatOptions, 'signal'>
+}): Buffer {
+  return nativeSync(() =>
+    binding.buildChatFrame(JSON.stringify(input.config), JSON.stringify(input.messages), JSON.stringify(input.options ?? {}), modelSpecsDir()),
+  )
 }

@@ -57,6 +57,8 @@ impl fmt::Display for NngError {
     }
 }
 
+impl std::error::Error for NngError {}
+
 impl From<NngError> for Error {
     fn from(e: NngError) -> Self {
         let code = if e.is_timeout() {

@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::chat::{build_prompt, ChatOptions};
+use crate::chat::{build_request, ChatOptions, Target};
 use crate::engine::process::ExitWatch;
 use crate::engine::{self, RunningEngine, StartOptions};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::{ModelSpecs, Profile};
 use crate::transport::{block_on_timeout, RequestSlot, Transport};
-use crate::wire::{Request, RequestType};
 
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -304,17 +303,20 @@ impl Session {
                 format!("model '{model_id}' is not loaded; call `await engine.loadModel('{model_id}')` first"),
             )
         })?;
-        let prompt = build_prompt(&model.profile, &model.config, messages, opts)?;
         let request_id = self.transport.next_request_id();
-        let request = Request {
-            request_id,
-            model_id: model.canonical_id.clone(),
-            model_path: model.model_path.to_string_lossy().into_owned(),
-            request_type: RequestType::Generation,
-            request_channel_id: 0,
-            response_channel_id: self.transport.channel_id(),
-            prompts: vec![prompt],
-        };
+        let model_path = model.model_path.to_string_lossy();
+        let request = build_request(
+            &model.profile,
+            &model.config,
+            messages,
+            opts,
+            &Target {
+                request_id,
+                model_id: &model.canonical_id,
+                model_path: &model_path,
+                response_channel_id: self.transport.channel_id(),
+            },
+        )?;
         let slot = self.transport.submit(request)?;
         Ok((request_id, slot))
     }

@@ -450,6 +450,40 @@ pub struct NativeRendered {
     pub reasoning: bool,
 }
 
+/// The frame `client.chat` would send for one conversation, without an engine: render with
+/// the profile `config` selects, apply the options, encode. (For tools and benchmarks.)
+#[napi]
+pub fn build_chat_frame(
+    config_json: String,
+    messages_json: String,
+    options_json: String,
+    model_specs_dir: String,
+) -> napi::Result<Buffer> {
+    guarded(|| {
+        let config = parse_json(&config_json, "config")?;
+        let messages = match parse_json(&messages_json, "messages")? {
+            Value::Array(m) => m,
+            _ => return Err(Error::invalid("messages: expected an array of messages")),
+        };
+        let opts = ChatOptions::parse(&parse_json(&options_json, "options")?)?;
+        let specs = specs_for(model_specs_dir);
+        let profile = specs.profile_for_config(&config)?;
+        let req = orchard_core::chat::build_request(
+            &profile,
+            &config,
+            messages,
+            &opts,
+            &orchard_core::chat::Target {
+                request_id: 1,
+                model_id: "model",
+                model_path: "",
+                response_channel_id: 1,
+            },
+        )?;
+        Ok(Buffer::from(wire::encode_request(&req)?))
+    })
+}
+
 /// One profile cache per model-specs folder, kept for the life of the process.
 fn specs_for(dir: String) -> Arc<ModelSpecs> {
     static CACHE: Mutex<Vec<(String, Arc<ModelSpecs>)>> = Mutex::new(Vec::new());

@@ -18,6 +18,10 @@ pub struct Config {
     pub reap_interval: Duration,
     /// `PIE_EMULATOR_DEFAULT_MAX_TOKENS` (default 64): cap when a request says 0.
     pub default_max_tokens: u64,
+    /// `PIE_EMULATOR_FLOOD_RATE` (`max`, or deltas per second per sequence): flood mode for
+    /// benchmarks. Generation skips the language model; every delta's `content` is the
+    /// monotonic clock at publish time in nanoseconds, then a space. `Some(step interval)`.
+    pub flood: Option<Duration>,
 }
 
 impl Default for Config {
@@ -30,6 +34,7 @@ impl Default for Config {
             exit_grace: Duration::from_millis(200),
             reap_interval: Duration::from_millis(1000),
             default_max_tokens: 64,
+            flood: None,
         }
     }
 }
@@ -79,7 +84,26 @@ impl Config {
                 )),
             }
         }
+        if let Some(v) = get("PIE_EMULATOR_FLOOD_RATE") {
+            match v.trim() {
+                "" => {}
+                "max" => c.flood = Some(Duration::ZERO),
+                n => match n.parse::<f64>() {
+                    Ok(rate) if rate > 0.0 && rate.is_finite() => {
+                        c.flood = Some(Duration::from_secs_f64(1.0 / rate))
+                    }
+                    _ => warnings.push(format!(
+                        "PIE_EMULATOR_FLOOD_RATE={v:?} is neither 'max' nor a positive rate; flood mode is off"
+                    )),
+                },
+            }
+        }
         (c, warnings)
+    }
+
+    /// Time between scheduler steps (one delta per active sequence each step).
+    pub fn step_interval(&self) -> Duration {
+        self.flood.unwrap_or(self.token_delay)
     }
 
     pub fn from_env() -> (Config, Vec<String>) {
@@ -107,5 +131,11 @@ mod tests {
         assert_eq!(c.token_delay, Duration::ZERO);
         assert_eq!(c.telemetry_interval, Duration::from_millis(500));
         assert_eq!(w.len(), 1);
+        let (c, _) =
+            Config::from_lookup(|k| (k == "PIE_EMULATOR_FLOOD_RATE").then(|| "2000".into()));
+        assert_eq!(c.step_interval(), Duration::from_micros(500));
+        let (c, _) =
+            Config::from_lookup(|k| (k == "PIE_EMULATOR_FLOOD_RATE").then(|| "max".into()));
+        assert_eq!(c.flood, Some(Duration::ZERO));
     }
 }

@@ -209,6 +209,7 @@ fn handle_request(req: Request, ctx: &Ctx) {
                         stops: stops.clone(),
                         boosted: boosted.clone(),
                         prompt_tokens,
+                        flood: ctx.config.flood.is_some(),
                     };
                     sequences.push(Sequence::new(spec, &ctx.lm));
                 }

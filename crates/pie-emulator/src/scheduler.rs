@@ -96,7 +96,7 @@ impl Scheduler {
 
     /// The scheduler thread's loop; returns after [`Scheduler::stop`].
     pub fn run(&self, ctx: &Ctx) {
-        let delay = ctx.config.token_delay;
+        let delay = ctx.config.step_interval();
         let mut active: Vec<Sequence> = Vec::new();
         let mut next_tick = Instant::now();
         loop {

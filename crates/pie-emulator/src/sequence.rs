@@ -100,6 +100,8 @@ pub struct SequenceSpec {
     pub stops: Arc<Vec<String>>,
     pub boosted: Arc<Vec<usize>>,
     pub prompt_tokens: u64,
+    /// Flood mode (benchmarks): no language model, timestamps as content.
+    pub flood: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,8 +127,24 @@ pub struct Sequence {
     emitted: usize,
     cumulative_logprob: f64,
     logits: Vec<f64>,
+    flood: bool,
     /// Set once the final delta has been produced.
     pub done: bool,
+}
+
+/// The monotonic clock in nanoseconds: the same clock as Node's `process.hrtime.bigint()`.
+pub fn monotonic_ns() -> u64 {
+    #[cfg(target_os = "macos")]
+    const CLOCK: libc::clockid_t = libc::CLOCK_UPTIME_RAW;
+    #[cfg(not(target_os = "macos"))]
+    const CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(CLOCK, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Sequence {
@@ -146,6 +164,7 @@ impl Sequence {
             emitted: 0,
             cumulative_logprob: 0.0,
             logits: Vec::with_capacity(lm.vocab_size()),
+            flood: spec.flood,
             done: false,
         }
     }
@@ -191,8 +210,29 @@ impl Sequence {
         hold
     }
 
+    /// Flood mode: one delta whose content is the publish time; no sampling.
+    fn flood_step(&mut self) -> Value {
+        const FLOOD_TOKEN: usize = 1;
+        self.generated.push(FLOOD_TOKEN);
+        let mut m = self.ids.head();
+        m.insert("content".into(), format!("{} ", monotonic_ns()).into());
+        m.insert("tokens".into(), json!([FLOOD_TOKEN]));
+        m.insert("num_tokens_in_delta".into(), 1.into());
+        m.insert("cumulative_logprob".into(), 0.0.into());
+        if self.generated.len() as u64 >= self.max_tokens {
+            self.finish_fields(&mut m, "length");
+        } else {
+            m.insert("is_final_delta".into(), false.into());
+            m.insert("finish_reason".into(), "DELTA".into());
+        }
+        Value::Object(m)
+    }
+
     /// Sample one token and produce its delta.
     pub fn step(&mut self, lm: &Model) -> Value {
+        if self.flood {
+            return self.flood_step();
+        }
         self.logits.clear();
         self.logits.extend_from_slice(lm.row(self.context));
         for &t in self.boosted.iter() {
@@ -314,6 +354,7 @@ mod tests {
             stops: Arc::new(stops.iter().map(|s| s.to_string()).collect()),
             boosted: Arc::new(Vec::new()),
             prompt_tokens: 3,
+            flood: false,
         }
     }
 
@@ -418,5 +459,30 @@ mod tests {
         assert_eq!(m["is_final_delta"], true);
         assert_eq!(m["embedding_bytes"].as_str().unwrap().len(), 12);
         assert_eq!(finite(f64::NEG_INFINITY), json!(f64::MIN));
+    }
+
+    #[test]
+    fn flood_mode_emits_timestamps_and_one_final() {
+        let lm = Model::builtin();
+        let mut sp = spec(&[], 3, 1.0);
+        sp.flood = true;
+        let mut seq = Sequence::new(sp, &lm);
+        let before = monotonic_ns();
+        let deltas: Vec<Value> = (0..3).map(|_| seq.step(&lm)).collect();
+        assert!(seq.done);
+        let finals = deltas
+            .iter()
+            .filter(|d| d["is_final_delta"] == true)
+            .count();
+        assert_eq!(finals, 1);
+        assert_eq!(deltas[2]["finish_reason"], "length");
+        assert_eq!(deltas[2]["generation_len"], 3);
+        let ns: u64 = deltas[0]["content"]
+            .as_str()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(ns >= before);
     }
 }

@@ -4,7 +4,9 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::format::{Profile, RenderRequest};
-use crate::wire::{Obj, PromptPayload, ThinkingTokens, ToolCallFormat, ToolCallingTokens};
+use crate::wire::{
+    Obj, PromptPayload, Request, RequestType, ThinkingTokens, ToolCallFormat, ToolCallingTokens,
+};
 
 /// `max_generated_tokens` when the caller sets no `maxTokens` (orchard-py's default).
 pub const DEFAULT_MAX_TOKENS: u64 = 8192;
@@ -327,6 +329,33 @@ pub fn build_prompt(
         reasoning_effort: rendered.reasoning_effort,
         prefix_cache: opts.prefix_cache,
         ..wire
+    })
+}
+
+/// Where a request goes: the engine's ids for the model and the reply channel.
+pub struct Target<'a> {
+    pub request_id: u64,
+    pub model_id: &'a str,
+    pub model_path: &'a str,
+    pub response_channel_id: u64,
+}
+
+/// A complete one-conversation generation request.
+pub fn build_request(
+    profile: &Profile,
+    config: &Value,
+    messages: Vec<Value>,
+    opts: &ChatOptions,
+    target: &Target,
+) -> Result<Request> {
+    Ok(Request {
+        request_id: target.request_id,
+        model_id: target.model_id.to_string(),
+        model_path: target.model_path.to_string(),
+        request_type: RequestType::Generation,
+        request_channel_id: 0,
+        response_channel_id: target.response_channel_id,
+        prompts: vec![build_prompt(profile, config, messages, opts)?],
     })
 }
 
