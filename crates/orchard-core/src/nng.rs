@@ -191,6 +191,11 @@ impl Socket {
         self.set_ms(sys::NNG_OPT_RECONNMAXT, Some(max))
     }
 
+    /// REQ only: how long before an unanswered request is sent again (`None` = never).
+    pub fn set_req_resend_time(&self, d: Option<Duration>) -> NngResult<()> {
+        self.set_ms(sys::NNG_OPT_REQ_RESENDTIME, d)
+    }
+
     /// SUB only: receive messages whose body starts with `prefix`.
     pub fn subscribe(&self, prefix: &[u8]) -> NngResult<()> {
         // SAFETY: prefix points to prefix.len() readable bytes for the call.

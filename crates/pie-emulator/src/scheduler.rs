@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use crate::sequence::{error_delta, Sequence};
 use crate::state::{lock, Ctx};
 
+const FLOOD_DRAIN_PAUSE: Duration = Duration::from_millis(50);
+
 #[derive(Default)]
 struct Inbox {
     pending: Vec<Sequence>,
@@ -149,6 +151,12 @@ impl Scheduler {
             let mut tokens: BTreeMap<String, u64> = BTreeMap::new();
             let tick_start = Instant::now();
             if !active.is_empty() && tick_start >= next_tick {
+                if active.iter().any(Sequence::flood_final_next) {
+                    // PUB/SUB drops what a subscriber cannot queue. A flood outruns most
+                    // consumers, so give them a moment to drain before the final deltas,
+                    // or a lost final would leave its stream waiting forever.
+                    std::thread::sleep(FLOOD_DRAIN_PAUSE);
+                }
                 for seq in active.iter_mut() {
                     let lm = &ctx.lm;
                     match catch_unwind(AssertUnwindSafe(|| seq.step(lm))) {

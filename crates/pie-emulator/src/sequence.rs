@@ -169,6 +169,11 @@ impl Sequence {
         }
     }
 
+    /// Flood mode only: the next step produces this sequence's final delta.
+    pub fn flood_final_next(&self) -> bool {
+        self.flood && self.generated.len() as u64 + 1 >= self.max_tokens
+    }
+
     pub fn generated_len(&self) -> usize {
         self.generated.len()
     }

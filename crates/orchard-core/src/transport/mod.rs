@@ -87,6 +87,9 @@ impl Transport {
             .map_err(|e| no_engine(e, &endpoints.requests))?;
         let management = Socket::open(Protocol::Req)?;
         management.set_recv_max_size(0)?;
+        // Never re-send a management command: a slow reply must not become a duplicate
+        // load or cancel, and an idle REQ socket then keeps no retry timer ticking.
+        management.set_req_resend_time(None)?;
         management
             .dial(&endpoints.management, true)
             .map_err(|e| no_engine(e, &endpoints.management))?;

@@ -1,0 +1,183 @@
+// One benchmark scenario in its own process (its own engine, its own cache root).
+// Usage: node --expose-gc bench/scenario.mjs <name>; prints one JSON object.
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+const { Engine, wire } = createRequire(import.meta.url)(path.join(root, 'dist', 'index.js'))
+const rawSub = path.join(root, 'target', 'release', 'examples', 'raw_sub')
+
+const name = process.argv[2]
+const cacheRoot = process.env.ORCHARD_CACHE_ROOT
+const modelDir = path.join(cacheRoot, 'm')
+mkdirSync(modelDir, { recursive: true })
+writeFileSync(path.join(modelDir, 'config.json'), JSON.stringify({ model_type: 'llama' }))
+const user = [{ role: 'user', content: 'flood' }]
+const flood = (n) => ({ maxTokens: n, stop: ['<never>'] })
+
+async function withEngine(fn) {
+  const engine = await Engine.start()
+  try {
+    await engine.loadModel(modelDir)
+    return await fn(engine, engine.client())
+  } finally {
+    await engine.close()
+  }
+}
+
+let lostFinals = 0
+
+/**
+ * Consume a stream. PUB/SUB drops what a subscriber cannot queue, so under a flood a final
+ * delta can be lost: then the stream is cancelled after 3 s of silence and counted in
+ * `lostFinals`. Returns the deltas received and when the last one arrived.
+ */
+async function drain(stream, onDelta) {
+  let last = performance.now()
+  let received = 0
+  const watchdog = setInterval(() => {
+    if (performance.now() - last > 3000) void stream.cancel()
+  }, 500)
+  try {
+    for await (const d of stream) {
+      received++
+      last = performance.now()
+      if (onDelta) onDelta(d)
+    }
+  } catch (e) {
+    if (e?.name !== 'AbortError') throw e
+    lostFinals++
+  } finally {
+    clearInterval(watchdog)
+  }
+  return { received, last }
+}
+
+function raw(streams, deltas) {
+  const out = execFileSync(rawSub, ['--model', modelDir, '--streams', String(streams), '--deltas', String(deltas)], {
+    env: process.env,
+    encoding: 'utf8',
+  })
+  return JSON.parse(out)
+}
+
+const scenarios = {
+  // One stream, emulator publishing as fast as it can.
+  async stream() {
+    const N = Number(process.env.BENCH_STREAM_DELTAS || 200_000)
+    return withEngine(async (_e, client) => {
+      await drain(client.chat(modelDir, user, flood(2_000))) // warm-up
+      const t0 = performance.now()
+      const { received, last } = await drain(client.chat(modelDir, user, flood(N)))
+      const js = received / ((last - t0) / 1000)
+      const r = raw(1, N)
+      return { sent: N, js_received: received, raw_received: r.deltas, lost_finals: lostFinals, stream_deltas_per_s_js: js, stream_deltas_per_s_raw: r.deltas / r.seconds }
+    })
+  },
+
+  // 64 concurrent streams.
+  async batch64() {
+    const N = Number(process.env.BENCH_BATCH_DELTAS || 200_000)
+    const per = Math.ceil(N / 64)
+    return withEngine(async (_e, client) => {
+      await drain(client.chat(modelDir, user, flood(2_000)))
+      const t0 = performance.now()
+      const runs = await Promise.all(Array.from({ length: 64 }, () => drain(client.chat(modelDir, user, flood(per)))))
+      const received = runs.reduce((a, r) => a + r.received, 0)
+      const last = Math.max(...runs.map((r) => r.last))
+      const js = received / ((last - t0) / 1000)
+      const r = raw(64, per)
+      return { sent: per * 64, js_received: received, raw_received: r.deltas, lost_finals: lostFinals, batch64_deltas_per_s_js: js, batch64_deltas_per_s_raw: r.deltas / r.seconds }
+    })
+  },
+
+  // Publish → iterator latency at a paced 2,000 deltas/s (the emulator stamps each delta).
+  async latency() {
+    const N = Number(process.env.BENCH_LATENCY_DELTAS || 10_000)
+    return withEngine(async (_e, client) => {
+      const us = []
+      await drain(client.chat(modelDir, user, flood(N)), (d) => {
+        const sent = d.content && BigInt(d.content.trim())
+        if (sent) us.push(Number(process.hrtime.bigint() - sent) / 1000)
+      })
+      const sample = us.slice(Math.min(200, us.length >> 2)).sort((a, b) => a - b)
+      const q = (p) => sample[Math.min(sample.length - 1, Math.floor(p * sample.length))]
+      return { samples: sample.length, delivery_latency_p50_us: q(0.5), delivery_latency_p99_us: q(0.99) }
+    })
+  },
+
+  // Render + encode of a 10-turn conversation with two tools (no engine).
+  async build() {
+    const tools = [
+      { type: 'function', function: { name: 'get_weather', description: 'Current weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } },
+      { type: 'function', function: { name: 'search_orchards', description: 'Find orchards near a place', parameters: { type: 'object', properties: { place: { type: 'string' }, radius_km: { type: 'number' } }, required: ['place'] } } },
+    ]
+    const messages = [{ role: 'system', content: 'You are a helpful assistant for fruit growers.' }]
+    for (let i = 0; i < 10; i++) {
+      messages.push({ role: 'user', content: `Question ${i}: which apple varieties grow well in a cool, wet climate near the coast?` })
+      messages.push({ role: 'assistant', content: `Answer ${i}: Cox's Orange Pippin, Discovery and Katy do well there; plant on well-drained ground.` })
+    }
+    messages.push({ role: 'user', content: 'And pears?' })
+    const input = { config: { model_type: 'llama' }, messages, options: { tools, maxTokens: 256 } }
+    for (let i = 0; i < 200; i++) wire.buildChatFrame(input)
+    const times = []
+    for (let i = 0; i < 2000; i++) {
+      const t = process.hrtime.bigint()
+      wire.buildChatFrame(input)
+      times.push(Number(process.hrtime.bigint() - t) / 1000)
+    }
+    times.sort((a, b) => a - b)
+    return { request_build_us: times[times.length >> 1] }
+  },
+
+  // CPU used by a connected client that does nothing for 10 s.
+  async idle() {
+    return withEngine(async (_e, client) => {
+      await client.chat(modelDir, [{ role: 'user', content: 'hi' }], { maxTokens: 4 })
+      await new Promise((r) => setTimeout(r, 500))
+      const before = process.cpuUsage()
+      await new Promise((r) => setTimeout(r, 10_000))
+      const used = process.cpuUsage(before)
+      return { idle_cpu_ms_per_10s: (used.user + used.system) / 1000 }
+    })
+  },
+
+  // Resident memory growth across 1,000,000 streamed deltas after warm-up.
+  async rss() {
+    const total = Number(process.env.BENCH_RSS_DELTAS || 1_000_000)
+    return withEngine(async (_e, client) => {
+      const gc = globalThis.gc ?? (() => undefined)
+      await drain(client.chat(modelDir, user, flood(100_000)))
+      gc()
+      const before = process.memoryUsage().rss
+      let received = 0
+      for (let sent = 0; sent < total; sent += 100_000) received += (await drain(client.chat(modelDir, user, flood(100_000)))).received
+      gc()
+      await new Promise((r) => setTimeout(r, 200))
+      gc()
+      const after = process.memoryUsage().rss
+      return { received, rss_growth_mb_1m_deltas: (after - before) / (1024 * 1024) }
+    })
+  },
+
+  // 1,000 concurrent streams all complete with every token.
+  async concurrent1000() {
+    return withEngine(async (_e, client) => {
+      const results = await Promise.all(
+        Array.from({ length: 1000 }, (_, i) => client.chat(modelDir, [{ role: 'user', content: `stream ${i}` }], { maxTokens: 8, stop: ['<never>'] })),
+      )
+      const ok = results.every((r) => r.usage.completionTokens === 8 && r.finishReason === 'length')
+      return { concurrent_streams_1000_ok: ok ? 1 : 0 }
+    })
+  },
+}
+
+const run = scenarios[name]
+if (!run) {
+  console.error(`unknown scenario ${name}; one of ${Object.keys(scenarios).join(', ')}`)
+  process.exit(2)
+}
+process.stdout.write(JSON.stringify(await run()) + '\n')
