@@ -12,8 +12,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 /** One in-flight request: pull batches of deltas until it ends. */
 export declare class NativeChat {
   get requestId(): number
-  /** Every delta queued so far (waiting for at least one), or null once the request ended. */
-  next(): Promise<Array<NativeDelta> | null>
+  /**
+   * Every delta queued so far (waiting for at least one) as a JSON array of `ChatDelta`
+   * objects, or null once the request ended.
+   */
+  next(): Promise<string | null>
   /** Stop routing this request's deltas and send `cancel_request` to the engine. */
   cancel(): Promise<void>
 }
@@ -64,38 +67,11 @@ export declare function encodeRequest(inputJson: string): Buffer
  */
 export declare function installExitHook(): void
 
-export interface NativeDelta {
-  requestId: number
-  sequenceId?: number
-  promptIndex?: number
-  candidateIndex?: number
-  content?: string
-  tokens: Array<number>
-  topLogprobs: Array<NativeTopLogprob>
-  cumulativeLogprob?: number
-  finishReason?: string
-  isFinal: boolean
-  matchedStopTokenId?: number
-  matchedStopToken?: string
-  errorMessage?: string
-  promptTokenCount?: number
-  generationLen?: number
-  reasoningTokens?: number
-  cachedTokenCount?: number
-  stateEvents: Array<NativeStateEvent>
-  modalDecoderId?: string
-  modalType?: string
-  modalEvent?: string
-  modalMimeType?: string
-  modalMetadataJson?: string
-  modalBytesB64?: string
-  embedding?: Array<number>
-}
-
 export interface NativeIncoming {
   kind: string
   channel?: bigint
-  delta?: NativeDelta
+  /** The delta as `ChatDelta` JSON text. */
+  deltaJson?: string
   eventName?: string
   payloadJson?: string
 }
@@ -123,22 +99,6 @@ export interface NativeStartOptions {
   startupTimeoutMs?: number
   lockTimeoutMs?: number
   modelSpecsDir: string
-}
-
-export interface NativeStateEvent {
-  eventType: string
-  itemType: string
-  outputIndex: number
-  identifier: string
-  delta: string
-  /** JSON text of the event's final value, when it has one. */
-  valueJson?: string
-}
-
-export interface NativeTopLogprob {
-  token: string
-  logprob: number
-  bytes?: Array<number>
 }
 
 /** Render a prompt without an engine. `input_json`: `{config, messages, tools, reasoning, task}`. */

@@ -159,7 +159,8 @@ const scenarios = {
       await new Promise((r) => setTimeout(r, 200))
       gc()
       const after = process.memoryUsage().rss
-      return { received, rss_growth_mb_1m_deltas: (after - before) / (1024 * 1024) }
+      const heap = process.memoryUsage()
+      return { received, heap_total_mb: heap.heapTotal / 2 ** 20, rss_growth_mb_1m_deltas: (after - before) / (1024 * 1024) }
     })
   },
 

@@ -1,61 +1,9 @@
 /** ChatStream: an awaitable, once-iterable stream of deltas for one request. */
 
 import { AbortError, EngineError, OrchardError, fromNative } from './errors'
-import type { ChatChoice, ChatDelta, ChatResult, StateEvent, Usage } from './types'
+import type { ChatChoice, ChatDelta, ChatResult, Usage } from './types'
 
-import type { NativeChat, NativeDelta } from '../index'
-
-function toStateEvent(e: NativeDelta['stateEvents'][number]): StateEvent {
-  const event: StateEvent = {
-    eventType: e.eventType,
-    itemType: e.itemType,
-    outputIndex: e.outputIndex,
-    identifier: e.identifier,
-    delta: e.delta,
-  }
-  if (e.valueJson != null) event.value = JSON.parse(e.valueJson) as unknown
-  return event
-}
-
-/** Native delta → public delta: drop absent fields, parse nested JSON. */
-export function toChatDelta(d: NativeDelta): ChatDelta {
-  const out: ChatDelta = {
-    requestId: d.requestId,
-    tokens: d.tokens,
-    topLogprobs: d.topLogprobs.map((t) =>
-      t.bytes == null ? { token: t.token, logprob: t.logprob } : { token: t.token, logprob: t.logprob, bytes: t.bytes },
-    ),
-    isFinal: d.isFinal,
-    stateEvents: d.stateEvents.length === 0 ? [] : d.stateEvents.map(toStateEvent),
-  }
-  const optional = [
-    'sequenceId',
-    'promptIndex',
-    'candidateIndex',
-    'content',
-    'cumulativeLogprob',
-    'finishReason',
-    'matchedStopTokenId',
-    'matchedStopToken',
-    'errorMessage',
-    'promptTokenCount',
-    'generationLen',
-    'reasoningTokens',
-    'cachedTokenCount',
-    'modalDecoderId',
-    'modalType',
-    'modalEvent',
-    'modalMimeType',
-    'modalMetadataJson',
-    'modalBytesB64',
-    'embedding',
-  ] as const
-  for (const key of optional) {
-    const v = d[key]
-    if (v != null) (out as unknown as Record<string, unknown>)[key] = v
-  }
-  return out
-}
+import type { NativeChat } from '../index'
 
 interface Sequence {
   promptIndex: number
@@ -204,7 +152,7 @@ export class ChatStream implements AsyncIterable<ChatDelta>, PromiseLike<ChatRes
       signal?.addEventListener('abort', onAbort, { once: true })
       if (signal?.aborted || this.#cancelled) throw abortFromSignal(signal)
       for (;;) {
-        let batch: NativeDelta[] | null
+        let batch: string | null
         try {
           batch = await native.next()
         } catch (e) {
@@ -212,8 +160,8 @@ export class ChatStream implements AsyncIterable<ChatDelta>, PromiseLike<ChatRes
           throw fromNative(e)
         }
         if (batch === null) break
-        for (const raw of batch) {
-          const delta = toChatDelta(raw)
+        // The native side writes the public ChatDelta shape; one parse per batch.
+        for (const delta of JSON.parse(batch) as ChatDelta[]) {
           if (delta.finishReason === 'error' || (delta.isFinal && delta.errorMessage != null)) {
             throw new EngineError('ENGINE', delta.errorMessage ?? 'the engine reported an error')
           }

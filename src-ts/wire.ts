@@ -2,7 +2,6 @@
 
 import { nativeSync } from './errors'
 import { binding, modelSpecsDir } from './native'
-import { toChatDelta } from './stream'
 import type { ChatDelta, ChatMessage, ChatOptions } from './types'
 
 /** Bytes in the reference vocabulary: base64 text or a Buffer / Uint8Array. */
@@ -87,8 +86,8 @@ export function decodeRequest(frame: Uint8Array): WireRequest {
 export function decodeMessage(message: Uint8Array): WireMessage {
   const buf = Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength)
   const m = nativeSync(() => binding.decodeMessage(buf))
-  if (m.kind === 'delta' && m.delta && m.channel !== undefined && m.channel !== null) {
-    return { kind: 'delta', channel: m.channel, delta: toChatDelta(m.delta) }
+  if (m.kind === 'delta' && m.deltaJson != null && m.channel != null) {
+    return { kind: 'delta', channel: m.channel, delta: JSON.parse(m.deltaJson) as ChatDelta }
   }
   return { kind: 'event', name: m.eventName ?? '', payload: JSON.parse(m.payloadJson ?? 'null') as unknown }
 }

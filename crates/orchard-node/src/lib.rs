@@ -19,7 +19,9 @@ use orchard_core::engine::StartOptions;
 use orchard_core::format::ModelSpecs;
 use orchard_core::session::{self, Session};
 use orchard_core::transport::{Batch, RequestSlot, Transport};
-use orchard_core::wire::{self, Delta, Incoming};
+use orchard_core::wire::{self, Incoming};
+
+mod delta;
 use orchard_core::{Error, ErrorCode};
 use serde_json::Value;
 
@@ -98,117 +100,6 @@ pub struct NativeModelInfo {
     pub canonical_id: String,
     pub model_path: String,
     pub family: String,
-}
-
-#[napi(object)]
-pub struct NativeTopLogprob {
-    pub token: String,
-    pub logprob: f64,
-    pub bytes: Option<Vec<u32>>,
-}
-
-#[napi(object)]
-pub struct NativeStateEvent {
-    pub event_type: String,
-    pub item_type: String,
-    pub output_index: u32,
-    pub identifier: String,
-    pub delta: String,
-    /// JSON text of the event's final value, when it has one.
-    pub value_json: Option<String>,
-}
-
-#[napi(object)]
-pub struct NativeDelta {
-    pub request_id: i64,
-    pub sequence_id: Option<i64>,
-    pub prompt_index: Option<u32>,
-    pub candidate_index: Option<u32>,
-    pub content: Option<String>,
-    pub tokens: Vec<i64>,
-    pub top_logprobs: Vec<NativeTopLogprob>,
-    pub cumulative_logprob: Option<f64>,
-    pub finish_reason: Option<String>,
-    pub is_final: bool,
-    pub matched_stop_token_id: Option<i64>,
-    pub matched_stop_token: Option<String>,
-    pub error_message: Option<String>,
-    pub prompt_token_count: Option<i64>,
-    pub generation_len: Option<i64>,
-    pub reasoning_tokens: Option<i64>,
-    pub cached_token_count: Option<i64>,
-    pub state_events: Vec<NativeStateEvent>,
-    pub modal_decoder_id: Option<String>,
-    pub modal_type: Option<String>,
-    pub modal_event: Option<String>,
-    pub modal_mime_type: Option<String>,
-    pub modal_metadata_json: Option<String>,
-    pub modal_bytes_b64: Option<String>,
-    pub embedding: Option<Vec<f64>>,
-}
-
-fn to_i64(v: Option<u64>) -> Option<i64> {
-    v.map(|x| x.min(i64::MAX as u64) as i64)
-}
-
-impl From<Delta> for NativeDelta {
-    fn from(d: Delta) -> Self {
-        let finish_reason = d.finish_reason_normalized();
-        let embedding = d
-            .embedding()
-            .map(|v| v.into_iter().map(f64::from).collect());
-        let error_message = if d.is_error() {
-            Some(d.error_text())
-        } else {
-            d.error_message
-        };
-        NativeDelta {
-            request_id: d.request_id.min(i64::MAX as u64) as i64,
-            sequence_id: to_i64(d.sequence_id),
-            prompt_index: d.prompt_index,
-            candidate_index: d.candidate_index,
-            content: d.content,
-            tokens: d.tokens,
-            top_logprobs: d
-                .top_logprobs
-                .into_iter()
-                .map(|t| NativeTopLogprob {
-                    token: t.token,
-                    logprob: t.logprob,
-                    bytes: t.bytes.map(|b| b.into_iter().map(u32::from).collect()),
-                })
-                .collect(),
-            cumulative_logprob: d.cumulative_logprob,
-            finish_reason,
-            is_final: d.is_final_delta,
-            matched_stop_token_id: d.matched_stop_token_id,
-            matched_stop_token: d.matched_stop_token,
-            error_message,
-            prompt_token_count: to_i64(d.prompt_token_count),
-            generation_len: to_i64(d.generation_len),
-            reasoning_tokens: to_i64(d.reasoning_tokens),
-            cached_token_count: to_i64(d.cached_token_count),
-            state_events: d
-                .state_events
-                .into_iter()
-                .map(|e| NativeStateEvent {
-                    event_type: e.event_type,
-                    item_type: e.item_type,
-                    output_index: e.output_index,
-                    identifier: e.identifier,
-                    delta: e.delta,
-                    value_json: e.value.map(|v| v.to_string()),
-                })
-                .collect(),
-            modal_decoder_id: d.modal_decoder_id,
-            modal_type: d.modal_type,
-            modal_event: d.modal_event,
-            modal_mime_type: d.modal_mime_type,
-            modal_metadata_json: d.modal_metadata_json,
-            modal_bytes_b64: d.modal_bytes_b64,
-            embedding,
-        }
-    }
 }
 
 /// A lease on the engine. Several in one process share one connection.
@@ -354,11 +245,12 @@ impl NativeChat {
         self.request_id as i64
     }
 
-    /// Every delta queued so far (waiting for at least one), or null once the request ended.
+    /// Every delta queued so far (waiting for at least one) as a JSON array of `ChatDelta`
+    /// objects, or null once the request ended.
     #[napi]
-    pub async fn next(&self) -> napi::Result<Option<Vec<NativeDelta>>> {
+    pub async fn next(&self) -> napi::Result<Option<String>> {
         match self.slot.next_batch().await {
-            Batch::Deltas(d) => Ok(Some(d.into_iter().map(NativeDelta::from).collect())),
+            Batch::Deltas(d) => Ok(Some(delta::batch_json(&d))),
             Batch::Finished => Ok(None),
             Batch::Failed(e) => Err(to_napi(e)),
         }
@@ -408,7 +300,8 @@ pub fn decode_request(frame: Buffer) -> napi::Result<String> {
 pub struct NativeIncoming {
     pub kind: String,
     pub channel: Option<BigInt>,
-    pub delta: Option<NativeDelta>,
+    /// The delta as `ChatDelta` JSON text.
+    pub delta_json: Option<String>,
     pub event_name: Option<String>,
     pub payload_json: Option<String>,
 }
@@ -421,14 +314,14 @@ pub fn decode_message(message: Buffer) -> napi::Result<NativeIncoming> {
             Incoming::Delta { channel, delta } => NativeIncoming {
                 kind: "delta".into(),
                 channel: Some(BigInt::from(channel)),
-                delta: Some(NativeDelta::from(*delta)),
+                delta_json: Some(delta::delta_json(&delta)),
                 event_name: None,
                 payload_json: None,
             },
             Incoming::Event(ev) => NativeIncoming {
                 kind: "event".into(),
                 channel: None,
-                delta: None,
+                delta_json: None,
                 event_name: Some(ev.name),
                 payload_json: Some(ev.payload.to_string()),
             },

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 pub use block_on::block_on_timeout;
 pub use events::{EventHub, EventWait};
-pub use slot::{Batch, NextBatch, RequestSlot};
+pub use slot::{Batch, NextBatch, QueuedDelta, RequestSlot};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::nng::{Protocol, Socket};
@@ -296,6 +296,25 @@ impl Drop for Transport {
     }
 }
 
+/// Queue one delta message in its request's slot, reading only its routing fields.
+fn route_delta(msg: crate::nng::Message, channel_id: u64, slots: &SlotMap) -> Result<()> {
+    let (channel, body) = wire::delta::split_delta_topic(&msg)?;
+    if channel != channel_id {
+        return Ok(()); // another client's channel that shares our hex prefix
+    }
+    let offset = msg.len() - body.len();
+    let routing = wire::DeltaRouting::from_json(body)?.facts();
+    let id = routing.request_id;
+    let slot = lock(slots).get(&id).cloned();
+    if let Some(slot) = slot {
+        let done = slot.push(QueuedDelta::Message(msg, offset), routing);
+        if done {
+            lock(slots).remove(&id);
+        }
+    }
+    Ok(())
+}
+
 fn listen(
     sub: Arc<Socket>,
     channel_id: u64,
@@ -315,22 +334,18 @@ fn listen(
             }
             Err(e) => break Error::new(ErrorCode::Transport, format!("SUB receive: {e}")),
         };
-        match wire::decode_message(&msg) {
-            Ok(Incoming::Delta { channel, delta }) if channel == channel_id => {
-                let id = delta.request_id;
-                let slot = lock(&slots).get(&id).cloned();
-                if let Some(slot) = slot {
-                    if slot.push(*delta) {
-                        lock(&slots).remove(&id);
-                    }
+        let outcome = if msg.starts_with(wire::delta::DELTA_PREFIX) {
+            route_delta(msg, channel_id, &slots)
+        } else {
+            wire::decode_message(&msg).map(|incoming| {
+                if let Incoming::Event(event) = incoming {
+                    events.dispatch(event);
                 }
-            }
-            Ok(Incoming::Delta { .. }) => {} // another client's channel sharing our hex prefix
-            Ok(Incoming::Event(event)) => events.dispatch(event),
-            Err(e) => {
-                if std::env::var_os("ORCHARD_DEBUG").is_some() {
-                    eprintln!("orchard: dropped a malformed engine message: {e}");
-                }
+            })
+        };
+        if let Err(e) = outcome {
+            if std::env::var_os("ORCHARD_DEBUG").is_some() {
+                eprintln!("orchard: dropped a malformed engine message: {e}");
             }
         }
     };

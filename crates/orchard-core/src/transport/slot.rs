@@ -1,8 +1,10 @@
 //! Per-request delta queues and the futures that drain them.
 //!
-//! The listener thread pushes deltas into a [`RequestSlot`]; a consumer awaits
-//! [`RequestSlot::next_batch`], which yields every delta already queued at once (one
-//! crossing into JavaScript per batch, not per delta).
+//! The listener thread reads only what routing needs from each delta
+//! ([`crate::wire::DeltaRouting`]) and
+//! queues the message as received; the consumer decodes a whole batch when it drains the
+//! slot, on its own thread. A queued delta therefore costs one buffer, not a decoded struct,
+//! and the listener stays fast enough to keep the SUB socket's queue from overflowing.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -11,7 +13,23 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, ErrorCode};
-use crate::wire::Delta;
+use crate::nng::Message;
+use crate::wire::{Delta, RoutingFacts};
+
+/// A backlog this deep means the consumer fell far behind the engine (a flood); once it is
+/// drained, hand the freed buffers back to the OS so the burst does not stay resident.
+const LARGE_BACKLOG: usize = 8192;
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
 
 /// What a drained slot reports.
 #[derive(Debug)]
@@ -24,8 +42,24 @@ pub enum Batch {
     Failed(Error),
 }
 
+/// A delta's JSON body as it arrived.
+pub enum QueuedDelta {
+    /// An NNG message and the offset of the JSON body after its topic.
+    Message(Message, usize),
+    Owned(Vec<u8>),
+}
+
+impl QueuedDelta {
+    fn body(&self) -> &[u8] {
+        match self {
+            QueuedDelta::Message(m, offset) => m.get(*offset..).unwrap_or(&[]),
+            QueuedDelta::Owned(v) => v,
+        }
+    }
+}
+
 struct State {
-    queue: VecDeque<Delta>,
+    queue: VecDeque<QueuedDelta>,
     remaining_finals: u64,
     finished: bool,
     failure: Option<Error>,
@@ -59,15 +93,13 @@ impl RequestSlot {
 
     /// Queue a delta. Returns true once the request is complete (every sequence sent its
     /// final delta, or a final error delta without indexes ended it).
-    pub fn push(&self, delta: Delta) -> bool {
+    pub fn push(&self, delta: QueuedDelta, routing: RoutingFacts) -> bool {
         let mut s = self.lock();
         if s.finished || s.failure.is_some() {
             return true;
         }
-        if delta.is_final_delta {
-            let ends_request = delta.is_error()
-                && (delta.prompt_index.is_none() || delta.candidate_index.is_none());
-            s.remaining_finals = if ends_request {
+        if routing.is_final {
+            s.remaining_finals = if routing.ends_request {
                 0
             } else {
                 s.remaining_finals.saturating_sub(1)
@@ -117,21 +149,37 @@ impl RequestSlot {
     }
 
     fn poll_batch(&self, cx: &mut Context<'_>) -> Poll<Batch> {
-        let mut s = self.lock();
-        if !s.queue.is_empty() {
-            return Poll::Ready(Batch::Deltas(s.queue.drain(..).collect()));
+        let drained: Vec<QueuedDelta> = {
+            let mut s = self.lock();
+            if s.queue.is_empty() {
+                if let Some(e) = s.failure.clone() {
+                    return Poll::Ready(Batch::Failed(e));
+                }
+                if s.finished {
+                    return Poll::Ready(Batch::Finished);
+                }
+                match &s.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => s.waker = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+            s.queue.drain(..).collect()
+        };
+        // Decode outside the lock, so the listener never waits on it. A delta whose routing
+        // fields parsed but whose body does not is a protocol error for this request.
+        let mut deltas = Vec::with_capacity(drained.len());
+        for q in &drained {
+            match Delta::from_json(q.body()) {
+                Ok(d) => deltas.push(d),
+                Err(e) => return Poll::Ready(Batch::Failed(e)),
+            }
         }
-        if let Some(e) = s.failure.clone() {
-            return Poll::Ready(Batch::Failed(e));
+        if drained.len() >= LARGE_BACKLOG {
+            drop(drained);
+            release_freed_memory();
         }
-        if s.finished {
-            return Poll::Ready(Batch::Finished);
-        }
-        match &s.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => s.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
+        Poll::Ready(Batch::Deltas(deltas))
     }
 
     /// Wait for the next batch.
@@ -170,14 +218,17 @@ mod tests {
         Pin::new(&mut fut).poll(&mut cx)
     }
 
-    fn delta(final_: bool, p: u32, c: u32) -> Delta {
-        Delta {
-            request_id: 1,
-            prompt_index: Some(p),
-            candidate_index: Some(c),
-            is_final_delta: final_,
-            ..Delta::default()
-        }
+    fn push(slot: &RequestSlot, json: &str) -> bool {
+        let routing = crate::wire::DeltaRouting::from_json(json.as_bytes())
+            .unwrap()
+            .facts();
+        slot.push(QueuedDelta::Owned(json.as_bytes().to_vec()), routing)
+    }
+
+    fn delta(final_: bool, p: u32, c: u32) -> String {
+        format!(
+            r#"{{"request_id":1,"prompt_index":{p},"candidate_index":{c},"is_final_delta":{final_},"content":"x"}}"#
+        )
     }
 
     #[test]
@@ -185,17 +236,21 @@ mod tests {
         let slot = RequestSlot::new(1, 2);
         let flag = Arc::new(Flag(Default::default()));
         assert!(poll(&slot, &flag).is_pending());
-        assert!(!slot.push(delta(false, 0, 0)));
+        assert!(!push(&slot, &delta(false, 0, 0)));
         assert!(
             flag.0.load(std::sync::atomic::Ordering::SeqCst),
             "push wakes the waiter"
         );
-        assert!(!slot.push(delta(true, 0, 0)));
+        assert!(!push(&slot, &delta(true, 0, 0)));
         match poll(&slot, &flag) {
-            Poll::Ready(Batch::Deltas(d)) => assert_eq!(d.len(), 2),
+            Poll::Ready(Batch::Deltas(d)) => {
+                assert_eq!(d.len(), 2);
+                assert_eq!(d[0].content.as_deref(), Some("x"));
+                assert!(d[1].is_final_delta);
+            }
             other => panic!("{other:?}"),
         }
-        assert!(slot.push(delta(true, 0, 1)));
+        assert!(push(&slot, &delta(true, 0, 1)));
         assert!(matches!(poll(&slot, &flag), Poll::Ready(Batch::Deltas(_))));
         assert!(matches!(poll(&slot, &flag), Poll::Ready(Batch::Finished)));
     }
@@ -203,24 +258,44 @@ mod tests {
     #[test]
     fn error_final_without_indexes_ends_everything() {
         let slot = RequestSlot::new(1, 5);
-        let d = Delta {
-            request_id: 1,
-            is_final_delta: true,
-            finish_reason: Some("error".into()),
-            error_message: Some("boom".into()),
-            ..Delta::default()
-        };
-        assert!(slot.push(d));
+        assert!(push(
+            &slot,
+            r#"{"request_id":1,"is_final_delta":true,"finish_reason":"error","error_message":"boom"}"#
+        ));
+        let slot = RequestSlot::new(1, 5);
+        assert!(push(
+            &slot,
+            r#"{"request_id":1,"is_final_delta":true,"error":"Engine process disconnected."}"#
+        ));
+        let slot = RequestSlot::new(1, 2);
+        assert!(
+            !push(
+                &slot,
+                r#"{"request_id":1,"prompt_index":0,"candidate_index":0,"is_final_delta":true,"finish_reason":"error","error_message":"one sequence failed"}"#
+            ),
+            "an error final that names its sequence ends only that sequence"
+        );
     }
 
     #[test]
     fn abort_discards_queue_and_fails() {
         let slot = RequestSlot::new(1, 1);
         let flag = Arc::new(Flag(Default::default()));
-        slot.push(delta(false, 0, 0));
+        push(&slot, &delta(false, 0, 0));
         slot.abort("cancelled by caller");
         match poll(&slot, &flag) {
             Poll::Ready(Batch::Failed(e)) => assert_eq!(e.code, ErrorCode::Aborted),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_that_routes_but_does_not_decode_fails_the_request() {
+        let slot = RequestSlot::new(1, 1);
+        let flag = Arc::new(Flag(Default::default()));
+        push(&slot, r#"{"request_id":1,"tokens":"not a list"}"#);
+        match poll(&slot, &flag) {
+            Poll::Ready(Batch::Failed(e)) => assert_eq!(e.code, ErrorCode::Protocol),
             other => panic!("{other:?}"),
         }
     }

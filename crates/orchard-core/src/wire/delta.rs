@@ -212,6 +212,65 @@ impl Delta {
     }
 }
 
+/// What routing and completion counting need of a delta, read without decoding the rest
+/// (no allocation for the fields it skips).
+#[derive(Debug, Default, Deserialize)]
+pub struct DeltaRouting<'a> {
+    #[serde(default)]
+    pub request_id: u64,
+    #[serde(default)]
+    pub prompt_index: Option<u32>,
+    #[serde(default)]
+    pub candidate_index: Option<u32>,
+    #[serde(default, deserialize_with = "null_as_default", alias = "is_final")]
+    pub is_final_delta: bool,
+    #[serde(default, borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    error_message: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+impl DeltaRouting<'_> {
+    pub fn from_json(body: &[u8]) -> Result<DeltaRouting<'_>> {
+        serde_json::from_slice(body)
+            .map_err(|e| Error::protocol(format!("delta is not a valid PIE delta: {e}")))
+    }
+
+    /// The same rule as [`Delta::is_error`].
+    pub fn is_error(&self) -> bool {
+        self.finish_reason
+            .as_deref()
+            .is_some_and(|r| r.eq_ignore_ascii_case("error"))
+            || (self.is_final_delta && (self.error_message.is_some() || self.error.is_some()))
+    }
+
+    /// A final error delta that names no sequence ends the whole request.
+    pub fn ends_request(&self) -> bool {
+        self.is_final_delta
+            && self.is_error()
+            && (self.prompt_index.is_none() || self.candidate_index.is_none())
+    }
+
+    /// The routing facts as owned values.
+    pub fn facts(&self) -> RoutingFacts {
+        RoutingFacts {
+            request_id: self.request_id,
+            is_final: self.is_final_delta,
+            ends_request: self.ends_request(),
+        }
+    }
+}
+
+/// What completion counting needs to know of one delta.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoutingFacts {
+    pub request_id: u64,
+    pub is_final: bool,
+    pub ends_request: bool,
+}
+
 /// A broadcast engine event (`telemetry`, `model_loaded`, `model_load_failed`, ...).
 #[derive(Clone, Debug, PartialEq)]
 pub struct EngineEvent {

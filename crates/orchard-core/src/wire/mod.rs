@@ -6,7 +6,10 @@ mod layout;
 pub mod request;
 pub mod vocab;
 
-pub use delta::{decode_message, Delta, EngineEvent, Incoming, StateEvent, TopLogprob};
+pub use delta::{
+    decode_message, Delta, DeltaRouting, EngineEvent, Incoming, RoutingFacts, StateEvent,
+    TopLogprob,
+};
 pub use json::Obj;
 pub use layout::{LayoutSegment, SegmentKind};
 pub use request::{
