@@ -43,21 +43,6 @@ pub fn serve(pull: &Socket, ctx: &Ctx) {
     }
 }
 
-fn type_name(t: RequestType) -> &'static str {
-    match t {
-        RequestType::Generation => "generation",
-        RequestType::Embedding => "embedding",
-        RequestType::Query => "query",
-        RequestType::Point => "point",
-        RequestType::Detect => "detect",
-        RequestType::Agent => "agent",
-        RequestType::Omni => "omni",
-        RequestType::PrefillTask => "prefill_task",
-        RequestType::Audio => "audio",
-        RequestType::Image => "image",
-    }
-}
-
 pub fn handle_frame(frame: &[u8], ctx: &Ctx) {
     match decode_request(frame) {
         Ok(req) => handle_request(req, ctx),
@@ -154,7 +139,7 @@ fn handle_request(req: Request, ctx: &Ctx) {
         .collect();
     let total: u64 = shape.iter().sum();
     let channel = req.response_channel_id;
-    let kind = type_name(req.request_type);
+    let kind = RequestType::name(req.request_type);
     let model = lock(&ctx.registry).ready(&req.model_id);
     let Some(model) = model else {
         crate::info!(
@@ -237,7 +222,7 @@ fn handle_request(req: Request, ctx: &Ctx) {
         other => {
             let msg = format!(
                 "the PIE emulator does not implement request type '{}' (request_type {})",
-                type_name(other),
+                RequestType::name(other),
                 other.code()
             );
             publish_errors(ctx, channel, req.request_id, &shape, &msg);

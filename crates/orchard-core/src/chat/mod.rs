@@ -4,9 +4,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::format::{Profile, RenderRequest};
-use crate::wire::{
-    Obj, PromptPayload, Request, RequestType, ThinkingTokens, ToolCallFormat, ToolCallingTokens,
-};
+use crate::wire::{Obj, PromptPayload, Request, RequestType, ThinkingTokens, ToolCallingTokens};
 
 /// `max_generated_tokens` when the caller sets no `maxTokens` (orchard-py's default).
 pub const DEFAULT_MAX_TOKENS: u64 = 8192;
@@ -237,19 +235,7 @@ fn tool_calling_tokens(profile: &Profile) -> Result<ToolCallingTokens> {
         format!("{}/capabilities.yaml tool_calling", profile.family()),
         Error::template,
     )?;
-    let mut formats = Vec::new();
-    for f in o.objects("formats")? {
-        let mut tf = ToolCallFormat::default();
-        for (key, slot) in ToolCallFormat::KEYS.iter().zip(tf.fields_mut()) {
-            *slot = f.string_or(key, "")?;
-        }
-        formats.push(tf);
-    }
-    Ok(ToolCallingTokens {
-        formats,
-        section_start: o.string_or("section_start", "")?,
-        section_end: o.string_or("section_end", "")?,
-    })
+    ToolCallingTokens::from_obj(&o, false)
 }
 
 /// Render `messages` with `profile` (the model's `config.json` visible to the template) and

@@ -30,6 +30,21 @@ pub enum RequestType {
 }
 
 impl RequestType {
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestType::Generation => "generation",
+            RequestType::Embedding => "embedding",
+            RequestType::Query => "query",
+            RequestType::Point => "point",
+            RequestType::Detect => "detect",
+            RequestType::Agent => "agent",
+            RequestType::Omni => "omni",
+            RequestType::PrefillTask => "prefill_task",
+            RequestType::Audio => "audio",
+            RequestType::Image => "image",
+        }
+    }
+
     pub fn code(self) -> u64 {
         match self {
             RequestType::Generation => 0,
@@ -126,7 +141,7 @@ impl ToolCallFormat {
         ]
     }
 
-    pub fn fields_mut(&mut self) -> [&mut String; 9] {
+    fn fields_mut(&mut self) -> [&mut String; 9] {
         [
             &mut self.name,
             &mut self.call_start,
@@ -148,11 +163,44 @@ pub struct ToolCallingTokens {
     pub section_end: String,
 }
 
+impl ToolCallingTokens {
+    /// Read `{formats: [{name, call_start, ...}], section_start, section_end}`; with
+    /// `strict`, a format key outside [`ToolCallFormat::KEYS`] is an error.
+    pub fn from_obj(o: &Obj, strict: bool) -> Result<ToolCallingTokens> {
+        let mut formats = Vec::new();
+        for f in o.objects("formats")? {
+            if strict {
+                f.deny_unknown(&ToolCallFormat::KEYS)?;
+            }
+            let mut tf = ToolCallFormat::default();
+            for (key, slot) in ToolCallFormat::KEYS.iter().zip(tf.fields_mut()) {
+                *slot = f.string_or(key, "")?;
+            }
+            formats.push(tf);
+        }
+        Ok(ToolCallingTokens {
+            formats,
+            section_start: o.string_or("section_start", "")?,
+            section_end: o.string_or("section_end", "")?,
+        })
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ThinkingTokens {
     pub start: String,
     pub end: String,
     pub required: bool,
+}
+
+impl ThinkingTokens {
+    pub fn from_obj(o: &Obj) -> Result<ThinkingTokens> {
+        Ok(ThinkingTokens {
+            start: o.string_or("start", "")?,
+            end: o.string_or("end", "")?,
+            required: o.bool_or("required", false)?,
+        })
+    }
 }
 
 /// One prompt of a request: an independent generation sharing the request id.
@@ -745,16 +793,6 @@ fn decode_prompt(o: &Obj, payload: &[u8]) -> Result<PromptPayload> {
         layout.push(LayoutSegment::new(kind, length));
     }
 
-    let tct = o.object_or_empty("tool_calling_tokens")?;
-    let mut formats = Vec::new();
-    for f in tct.objects("formats")? {
-        let mut tf = ToolCallFormat::default();
-        for (k, slot) in ToolCallFormat::KEYS.iter().zip(tf.fields_mut()) {
-            *slot = f.string_or(k, "")?;
-        }
-        formats.push(tf);
-    }
-    let thinking = o.object_or_empty("thinking_tokens")?;
     let mut logit_bias = Vec::new();
     for e in o.objects("logit_bias")? {
         logit_bias.push((e.i64_or("token", 0)?, e.f64_or("bias", 0.0)?));
@@ -814,17 +852,12 @@ fn decode_prompt(o: &Obj, payload: &[u8]) -> Result<PromptPayload> {
         stop_sequences: o.strings("stop_sequences")?,
         tool_schemas_json: o.string_or("tool_schemas_json", "")?,
         active_tool_schemas_json: o.string_or("active_tool_schemas_json", "")?,
-        tool_calling_tokens: ToolCallingTokens {
-            formats,
-            section_start: tct.string_or("section_start", "")?,
-            section_end: tct.string_or("section_end", "")?,
-        },
+        tool_calling_tokens: ToolCallingTokens::from_obj(
+            &o.object_or_empty("tool_calling_tokens")?,
+            false,
+        )?,
         output_frame_tokens,
-        thinking_tokens: ThinkingTokens {
-            start: thinking.string_or("start", "")?,
-            end: thinking.string_or("end", "")?,
-            required: thinking.bool_or("required", false)?,
-        },
+        thinking_tokens: ThinkingTokens::from_obj(&o.object_or_empty("thinking_tokens")?)?,
         tool_choice: o.string_or("tool_choice", "auto")?,
         min_tool_calls: o.i64_or("min_tool_calls", 1)?,
         max_tool_calls: o.i64_or("max_tool_calls", 0)?,

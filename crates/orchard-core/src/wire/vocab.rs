@@ -188,17 +188,6 @@ fn parse_prompt(o: &Obj) -> Result<PromptPayload> {
 
     let logit_bias = parse_logit_bias(&lp)?;
 
-    let tct = o.object_or_empty("tool_calling_tokens")?;
-    let mut formats = Vec::new();
-    for f in tct.objects("formats")? {
-        f.deny_unknown(&ToolCallFormat::KEYS)?;
-        let mut tf = ToolCallFormat::default();
-        for (key, slot) in ToolCallFormat::KEYS.iter().zip(tf.fields_mut()) {
-            *slot = f.string_or(key, "")?;
-        }
-        formats.push(tf);
-    }
-    let think = o.object_or_empty("thinking_tokens")?;
     let output_frame_tokens = {
         let oft = o.object_or_empty("output_frame_tokens")?;
         oft.keys()
@@ -248,17 +237,12 @@ fn parse_prompt(o: &Obj) -> Result<PromptPayload> {
         stop_sequences: o.strings("stop_sequences")?,
         tool_schemas_json: o.string_or("tool_schemas_json", "")?,
         active_tool_schemas_json: o.string_or("active_tool_schemas_json", "")?,
-        tool_calling_tokens: ToolCallingTokens {
-            formats,
-            section_start: tct.string_or("section_start", "")?,
-            section_end: tct.string_or("section_end", "")?,
-        },
+        tool_calling_tokens: ToolCallingTokens::from_obj(
+            &o.object_or_empty("tool_calling_tokens")?,
+            true,
+        )?,
         output_frame_tokens,
-        thinking_tokens: ThinkingTokens {
-            start: think.string_or("start", "")?,
-            end: think.string_or("end", "")?,
-            required: think.bool_or("required", false)?,
-        },
+        thinking_tokens: ThinkingTokens::from_obj(&o.object_or_empty("thinking_tokens")?)?,
         tool_choice,
         min_tool_calls: match o.i64_or("min_tool_calls", 0)? {
             0 => 1,
@@ -331,21 +315,6 @@ pub fn parse_request(input: &Value) -> Result<Request> {
 
 fn b64(bytes: &[u8]) -> Value {
     Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-}
-
-fn request_type_name(t: RequestType) -> &'static str {
-    match t {
-        RequestType::Generation => "generation",
-        RequestType::Embedding => "embedding",
-        RequestType::Query => "query",
-        RequestType::Point => "point",
-        RequestType::Detect => "detect",
-        RequestType::Agent => "agent",
-        RequestType::Omni => "omni",
-        RequestType::PrefillTask => "prefill_task",
-        RequestType::Audio => "audio",
-        RequestType::Image => "image",
-    }
 }
 
 /// The inverse of [`parse_request`]: a request in the reference vocabulary, bytes as base64
@@ -439,7 +408,7 @@ pub fn to_vocab(req: &Request) -> Value {
             "request_id": id(req.request_id),
             "model_id": req.model_id,
             "model_path": req.model_path,
-            "request_type": request_type_name(req.request_type),
+            "request_type": req.request_type.name(),
             "request_channel_id": id(req.request_channel_id),
             "response_channel_id": id(req.response_channel_id),
         },
