@@ -200,26 +200,19 @@ async function spawnAndWait(args: string[]) {
 }
 
 describe('process lifetime', () => {
-  it('a child process that chats and closes exits on its own within 2 s', async () => {
-    const { code, out, err, exitedAfterMs } = await runChild({ close: true })
-    expect(err).toBe('')
-    expect(code).toBe(0)
-    expect(JSON.parse(out)).toEqual({ tokens: 5, attached: true })
-    expect(exitedAfterMs).toBeLessThan(2_000)
-    // The engine is still there for us: the child only gave back its own lease.
-    const r = await engine.client().chat(model, messages, { maxTokens: 2 })
-    expect(r.usage.completionTokens).toBeGreaterThan(0)
-  })
-
-  it('a child that never calls close() still exits on its own', async () => {
-    const { code, out, err, exitedAfterMs } = await runChild({ close: false })
-    expect(err).toBe('')
-    expect(code).toBe(0)
-    expect(JSON.parse(out)).toEqual({ tokens: 5, attached: true })
-    expect(exitedAfterMs).toBeLessThan(2_000)
-    const r = await engine.client().chat(model, messages, { maxTokens: 2 })
-    expect(r.usage.completionTokens).toBeGreaterThan(0)
-  })
+  for (const close of [true, false]) {
+    const what = close ? 'chats and closes' : 'chats and never calls close()'
+    it(`a child process that ${what} exits on its own within 2 s`, async () => {
+      const { code, out, err, exitedAfterMs } = await runChild({ close })
+      expect(err).toBe('')
+      expect(code).toBe(0)
+      expect(JSON.parse(out)).toEqual({ tokens: 5, attached: true })
+      expect(exitedAfterMs).toBeLessThan(2_000)
+      // The engine is still there for us: the child only gave back its own lease.
+      const r = await engine.client().chat(model, messages, { maxTokens: 2 })
+      expect(r.usage.completionTokens).toBeGreaterThan(0)
+    })
+  }
 
   it('loads in a worker thread that is then terminated, without disturbing this thread', async () => {
     const script = `
