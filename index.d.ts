@@ -32,6 +32,8 @@ export declare class NativeEngine {
   /** Release this lease. Idempotent; never stops the engine. */
   close(): Promise<void>
   loadModel(id: string, timeoutMs?: number | undefined | null): Promise<NativeModelInfo>
+  /** What `chat` would send, without sending: JSON `{prompt, layout, sampling, ...}`. */
+  renderPrompt(model: string, messagesJson: string, optionsJson: string): Promise<string>
   /**
    * Render and send a chat request; `messages_json` is a JSON array, `options_json` a
    * JSON object of chat options (or "null").

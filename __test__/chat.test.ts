@@ -129,6 +129,17 @@ describe('chat', () => {
   })
 })
 
+describe('renderPrompt', () => {
+  it('returns the prompt and the sampling values chat would send', async () => {
+    const r = await engine.client().renderPrompt(model, messages, { maxTokens: 9, topK: 5 })
+    expect(r.prompt).toContain('<|start_header_id|>user<|end_header_id|>\n\nTell me about apple orchards.<|eot_id|>')
+    expect(r.layout).toEqual([{ type: 'text', length: Buffer.byteLength(r.prompt) }])
+    // Explicit values win; the rest come from the llama3 profile's default lane.
+    expect(r.sampling).toMatchObject({ maxTokens: 9, topK: 5, temperature: 0.6, topP: 0.9, stop: ['<|eot_id|>'] })
+    expect(r.reasoning).toBe(false)
+  })
+})
+
 describe('cancellation', () => {
   it('break ends the stream and sends cancel_request', async () => {
     const stream = engine.client().chat(model, messages, { maxTokens: 4000, stop: ['<never>'] })

@@ -1,8 +1,8 @@
 /** Client: chat requests over an engine connection. */
 
-import { InvalidRequestError } from './errors'
+import { InvalidRequestError, native } from './errors'
 import { ChatStream } from './stream'
-import type { ChatMessage, ChatOptions } from './types'
+import type { ChatMessage, ChatOptions, RenderedRequest } from './types'
 
 import type { NativeEngine } from '../index'
 
@@ -24,12 +24,7 @@ export class Client {
    * ```
    */
   chat(model: string, messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
-    if (typeof model !== 'string' || model.length === 0) {
-      throw new InvalidRequestError('INVALID_REQUEST', 'model: expected the id of a loaded model')
-    }
-    if (!Array.isArray(messages) || messages.length === 0) {
-      throw new InvalidRequestError('INVALID_REQUEST', 'messages: expected a non-empty array of messages')
-    }
+    checkRequest(model, messages)
     const { signal, ...wireOptions } = options
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw new InvalidRequestError('INVALID_REQUEST', 'signal: expected an AbortSignal')
@@ -40,5 +35,24 @@ export class Client {
       : this.#engine.chat(model, JSON.stringify(messages), JSON.stringify(wireOptions))
     const keep = typeof wireOptions.n === 'number' ? wireOptions.n : 1
     return new ChatStream(handle, { signal, keep })
+  }
+
+  /**
+   * What {@link Client.chat} would send, without generating: the exact prompt text and the
+   * sampling values resolved against the model's profile.
+   */
+  async renderPrompt(model: string, messages: ChatMessage[], options: Omit<ChatOptions, 'signal'> = {}): Promise<RenderedRequest> {
+    checkRequest(model, messages)
+    const json = await native(() => this.#engine.renderPrompt(model, JSON.stringify(messages), JSON.stringify(options)))
+    return JSON.parse(json) as RenderedRequest
+  }
+}
+
+function checkRequest(model: unknown, messages: unknown): void {
+  if (typeof model !== 'string' || model.length === 0) {
+    throw new InvalidRequestError('INVALID_REQUEST', 'model: expected the id of a loaded model')
+  }
+  if (!Array.isArray(messages) || messages.length === 0) {
+    throw new InvalidRequestError('INVALID_REQUEST', 'messages: expected a non-empty array of messages')
   }
 }

@@ -159,3 +159,30 @@ export interface ModelInfo {
   /** The model-specs family used to render prompts. */
   family: string
 }
+
+/** What `client.renderPrompt` returns: the request `chat` would send, resolved. */
+export interface RenderedRequest {
+  prompt: string
+  layout: Array<{ type: string; length: number }>
+  reasoning: boolean
+  reasoningEffort: string | null
+  sampling: {
+    maxTokens: number
+    temperature: number
+    topP: number
+    topK: number
+    minP: number
+    seed: number | null
+    deterministic: boolean
+    stop: string[]
+    n: number
+    bestOf: number
+    topLogprobs: number
+    frequencyPenalty: number
+    presencePenalty: number
+    repetitionPenalty: number
+    repetitionContextSize: number
+    logitBias: Array<[number, number]>
+    prefixCache: boolean
+  }
+}

@@ -290,6 +290,26 @@ impl Session {
         Ok(model)
     }
 
+    /// The prompt payload `chat` would send, without sending it.
+    pub fn render(
+        &self,
+        model_id: &str,
+        messages: Vec<Value>,
+        opts: &ChatOptions,
+    ) -> Result<crate::wire::PromptPayload> {
+        let model = self.loaded(model_id)?;
+        crate::chat::build_prompt(&model.profile, &model.config, messages, opts)
+    }
+
+    fn loaded(&self, model_id: &str) -> Result<Arc<LoadedModel>> {
+        self.model(model_id).ok_or_else(|| {
+            Error::new(
+                ErrorCode::ModelNotLoaded,
+                format!("model '{model_id}' is not loaded; call `await engine.loadModel('{model_id}')` first"),
+            )
+        })
+    }
+
     /// Render and send one chat request. `messages` is the JSON array of messages.
     pub fn chat(
         &self,
@@ -297,12 +317,7 @@ impl Session {
         messages: Vec<Value>,
         opts: &ChatOptions,
     ) -> Result<(u64, Arc<RequestSlot>)> {
-        let model = self.model(model_id).ok_or_else(|| {
-            Error::new(
-                ErrorCode::ModelNotLoaded,
-                format!("model '{model_id}' is not loaded; call `await engine.loadModel('{model_id}')` first"),
-            )
-        })?;
+        let model = self.loaded(model_id)?;
         let request_id = self.transport.next_request_id();
         let model_path = model.model_path.to_string_lossy();
         let request = build_request(

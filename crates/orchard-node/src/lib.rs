@@ -202,6 +202,27 @@ impl NativeEngine {
         })
     }
 
+    /// What `chat` would send, without sending: JSON `{prompt, layout, sampling, ...}`.
+    #[napi]
+    pub async fn render_prompt(
+        &self,
+        model: String,
+        messages_json: String,
+        options_json: String,
+    ) -> napi::Result<String> {
+        self.ensure_open()?;
+        let session = self.session.clone();
+        blocking(move || {
+            let messages = match parse_json(&messages_json, "messages")? {
+                Value::Array(m) => m,
+                _ => return Err(Error::invalid("messages: expected an array of messages")),
+            };
+            let opts = ChatOptions::parse(&parse_json(&options_json, "options")?)?;
+            Ok(rendered_json(&session.render(&model, messages, &opts)?))
+        })
+        .await
+    }
+
     /// Render and send a chat request; `messages_json` is a JSON array, `options_json` a
     /// JSON object of chat options (or "null").
     #[napi]
@@ -228,6 +249,43 @@ impl NativeEngine {
             transport: self.session.transport.clone(),
         })
     }
+}
+
+/// What `chat` would send for one conversation: the rendered prompt and the sampling values
+/// resolved against the model's profile, as JSON text.
+fn rendered_json(p: &orchard_core::wire::PromptPayload) -> String {
+    let layout: Vec<Value> = p
+        .effective_layout()
+        .iter()
+        .map(|s| serde_json::json!({"type": s.kind, "length": s.length}))
+        .collect();
+    serde_json::json!({
+        "prompt": String::from_utf8_lossy(&p.text),
+        "layout": layout,
+        // The renderer sets an effort exactly when reasoning is on.
+        "reasoning": p.reasoning_effort.is_some(),
+        "reasoningEffort": p.reasoning_effort,
+        "sampling": {
+            "maxTokens": p.max_generated_tokens,
+            "temperature": p.temperature,
+            "topP": p.top_p,
+            "topK": p.top_k,
+            "minP": p.min_p,
+            "seed": p.rng_seed,
+            "deterministic": p.deterministic,
+            "stop": p.stop_sequences,
+            "n": p.final_candidates,
+            "bestOf": p.best_of,
+            "topLogprobs": p.top_logprobs,
+            "frequencyPenalty": p.frequency_penalty,
+            "presencePenalty": p.presence_penalty,
+            "repetitionPenalty": p.repetition_penalty,
+            "repetitionContextSize": p.repetition_context_size,
+            "logitBias": p.logit_bias,
+            "prefixCache": p.prefix_cache,
+        },
+    })
+    .to_string()
 }
 
 /// One in-flight request: pull batches of deltas until it ends.
