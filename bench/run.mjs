@@ -18,6 +18,7 @@ const scenarios = [
   ['batch64', { PIE_EMULATOR_FLOOD_RATE: 'max' }],
   ['latency', { PIE_EMULATOR_FLOOD_RATE: '2000' }],
   ['build', {}],
+  ['render', {}],
   ['idle', {}],
   ['rss', { PIE_EMULATOR_FLOOD_RATE: 'max' }],
   ['concurrent1000', { PIE_EMULATOR_TOKEN_DELAY_MS: '1' }],
@@ -56,6 +57,9 @@ const summary = {
   idle_cpu_ms_per_10s: results.idle_cpu_ms_per_10s,
   rss_growth_mb_1m_deltas: results.rss_growth_mb_1m_deltas,
   concurrent_streams_1000_ok: results.concurrent_streams_1000_ok,
+  render_per_s_llama3: results.render_per_s_llama3,
+  render_per_s_qwen3_5: results.render_per_s_qwen3_5,
+  render_per_s_gpt_oss: results.render_per_s_gpt_oss,
 }
 
 const targets = {
@@ -66,7 +70,7 @@ const targets = {
   rss_growth_mb_1m_deltas: ['<=', 5],
   concurrent_streams_1000_ok: ['==', 1],
 }
-const fmt = (v) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(3)) : String(v))
+const fmt = (v) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(3)) : v == null ? 'n/a' : String(v))
 const rows = Object.entries(summary).map(([k, v]) => {
   const t = targets[k]
   const met = !t ? '' : (t[0] === '>=' ? v >= t[1] : t[0] === '<=' ? v <= t[1] : v === t[1]) ? 'met' : 'missed'
@@ -79,6 +83,7 @@ const table = [
   `Measured ${new Date().toISOString().slice(0, 10)} on ${machine} with \`npm run bench\` (release build, pie-emulator).`,
   'Throughputs are deltas per second; ratios compare the JavaScript stream with a plain Rust SUB',
   'consumer (`crates/orchard-core/examples/raw_sub.rs`) receiving the same flood in the same run.',
+  '`render_per_s_<family>`: prompts rendered per second (`renderChat`) for a 10-turn conversation with two tools.',
   '',
   '| metric | value | target | |',
   '| --- | --- | --- | --- |',

@@ -7,7 +7,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
-const { Engine, wire } = createRequire(import.meta.url)(path.join(root, 'dist', 'index.js'))
+const { Engine, wire, renderChat } = createRequire(import.meta.url)(path.join(root, 'dist', 'index.js'))
 const rawSub = path.join(root, 'target', 'release', 'examples', 'raw_sub')
 
 const name = process.argv[2]
@@ -64,6 +64,21 @@ function raw(streams, deltas) {
   return JSON.parse(out)
 }
 
+/** A 10-turn conversation with two tools. */
+function conversation() {
+  const tools = [
+    { type: 'function', function: { name: 'get_weather', description: 'Current weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } },
+    { type: 'function', function: { name: 'search_orchards', description: 'Find orchards near a place', parameters: { type: 'object', properties: { place: { type: 'string' }, radius_km: { type: 'number' } }, required: ['place'] } } },
+  ]
+  const messages = [{ role: 'system', content: 'You are a helpful assistant for fruit growers.' }]
+  for (let i = 0; i < 10; i++) {
+    messages.push({ role: 'user', content: `Question ${i}: which apple varieties grow well in a cool, wet climate near the coast?` })
+    messages.push({ role: 'assistant', content: `Answer ${i}: Cox's Orange Pippin, Discovery and Katy do well there; plant on well-drained ground.` })
+  }
+  messages.push({ role: 'user', content: 'And pears?' })
+  return { tools, messages }
+}
+
 const scenarios = {
   // One stream, emulator publishing as fast as it can.
   async stream() {
@@ -111,16 +126,7 @@ const scenarios = {
 
   // Render + encode of a 10-turn conversation with two tools (no engine).
   async build() {
-    const tools = [
-      { type: 'function', function: { name: 'get_weather', description: 'Current weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } },
-      { type: 'function', function: { name: 'search_orchards', description: 'Find orchards near a place', parameters: { type: 'object', properties: { place: { type: 'string' }, radius_km: { type: 'number' } }, required: ['place'] } } },
-    ]
-    const messages = [{ role: 'system', content: 'You are a helpful assistant for fruit growers.' }]
-    for (let i = 0; i < 10; i++) {
-      messages.push({ role: 'user', content: `Question ${i}: which apple varieties grow well in a cool, wet climate near the coast?` })
-      messages.push({ role: 'assistant', content: `Answer ${i}: Cox's Orange Pippin, Discovery and Katy do well there; plant on well-drained ground.` })
-    }
-    messages.push({ role: 'user', content: 'And pears?' })
+    const { tools, messages } = conversation()
     const input = { config: { model_type: 'llama' }, messages, options: { tools, maxTokens: 256 } }
     for (let i = 0; i < 200; i++) wire.buildChatFrame(input)
     const times = []
@@ -131,6 +137,31 @@ const scenarios = {
     }
     times.sort((a, b) => a - b)
     return { request_build_us: times[times.length >> 1] }
+  },
+
+  // Prompts rendered per second, same conversation, per model family.
+  async render() {
+    const { tools, messages } = conversation()
+    const out = {}
+    for (const family of ['llama3', 'qwen3_5', 'gpt_oss']) {
+      const input = { config: { model_type: family }, messages, tools }
+      try {
+        renderChat(input)
+      } catch (e) {
+        out[`render_per_s_${family}`] = null
+        out[`render_error_${family}`] = String(e.message).split('\n')[0]
+        continue
+      }
+      for (let i = 0; i < 200; i++) renderChat(input)
+      const t0 = performance.now()
+      let n = 0
+      while (performance.now() - t0 < 1000) {
+        renderChat(input)
+        n++
+      }
+      out[`render_per_s_${family}`] = n / ((performance.now() - t0) / 1000)
+    }
+    return out
   },
 
   // CPU used by a connected client that does nothing for 10 s.
