@@ -16,6 +16,8 @@ use super::profile::Profile;
 pub struct ModelSpecs {
     root: PathBuf,
     profiles: Mutex<HashMap<String, Arc<Profile>>>,
+    /// `model_type` → family, for types already resolved (resolving reads the folder).
+    resolved: Mutex<HashMap<String, String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -37,6 +39,7 @@ impl ModelSpecs {
         ModelSpecs {
             root: root.into(),
             profiles: Mutex::new(HashMap::new()),
+            resolved: Mutex::new(HashMap::new()),
         }
     }
 
@@ -99,14 +102,21 @@ impl ModelSpecs {
 
     /// Like [`family_for_config`](Self::family_for_config), from the `model_type` string.
     pub fn family_for_model_type(&self, model_type: &str) -> Result<String> {
-        let families = self.families()?;
-        if families.iter().any(|f| f == model_type) {
-            return Ok(model_type.to_string());
+        if let Some(family) = lock(&self.resolved).get(model_type) {
+            return Ok(family.clone());
         }
-        for family in &families {
-            if self.aliases_of(family).iter().any(|a| a == model_type) {
-                return Ok(family.clone());
-            }
+        let families = self.families()?;
+        let found = if families.iter().any(|f| f == model_type) {
+            Some(model_type.to_string())
+        } else {
+            families
+                .iter()
+                .find(|f| self.aliases_of(f).iter().any(|a| a == model_type))
+                .cloned()
+        };
+        if let Some(family) = found {
+            lock(&self.resolved).insert(model_type.to_string(), family.clone());
+            return Ok(family);
         }
         let listing: Vec<String> = families
             .iter()
@@ -160,5 +170,6 @@ impl ModelSpecs {
     /// Forget loaded profiles (after profile files changed on disk).
     pub fn clear_cache(&self) {
         lock(&self.profiles).clear();
+        lock(&self.resolved).clear();
     }
 }
