@@ -168,7 +168,8 @@ const scenarios = {
   async idle() {
     return withEngine(async (_e, client) => {
       await client.chat(modelDir, [{ role: 'user', content: 'hi' }], { maxTokens: 4 })
-      await new Promise((r) => setTimeout(r, 500))
+      // Steady state: let start-up work (JIT, the emulator's fast first heartbeats) settle.
+      await new Promise((r) => setTimeout(r, 3_000))
       const before = process.cpuUsage()
       await new Promise((r) => setTimeout(r, 10_000))
       const used = process.cpuUsage(before)
