@@ -209,6 +209,19 @@ impl Socket {
         })
     }
 
+    /// SUB only: stop receiving messages that start with `prefix`.
+    pub fn unsubscribe(&self, prefix: &[u8]) -> NngResult<()> {
+        // SAFETY: prefix points to prefix.len() readable bytes for the call.
+        check("nng_socket_set(sub:unsubscribe)", unsafe {
+            sys::nng_socket_set(
+                self.raw,
+                option_name(sys::NNG_OPT_SUB_UNSUBSCRIBE),
+                prefix.as_ptr().cast(),
+                prefix.len(),
+            )
+        })
+    }
+
     /// SUB only: when the receive queue is full, drop the incoming message instead of the
     /// oldest queued one.
     pub fn set_sub_prefer_new(&self, prefer_new: bool) -> NngResult<()> {

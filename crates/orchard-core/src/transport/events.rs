@@ -54,7 +54,6 @@ impl Future for EventWait {
 #[derive(Default)]
 pub struct EventHub {
     waiters: Mutex<Vec<Arc<EventWaiter>>>,
-    last_telemetry: Mutex<Option<EngineEvent>>,
     failure: Mutex<Option<Error>>,
 }
 
@@ -88,12 +87,6 @@ impl EventHub {
     }
 
     pub fn dispatch(&self, event: EngineEvent) {
-        if event.name == "telemetry" {
-            *self
-                .last_telemetry
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(event.clone());
-        }
         let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
         waiters.retain(|w| {
             if Arc::strong_count(w) == 1 {
@@ -101,13 +94,6 @@ impl EventHub {
             }
             !((w.predicate)(&event) && w.settle(Ok(event.clone())))
         });
-    }
-
-    pub fn last_telemetry(&self) -> Option<EngineEvent> {
-        self.last_telemetry
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     /// Settle every waiter (now and later) with `error`.

@@ -26,6 +26,12 @@ use crate::wire::{self, delta::channel_topic, Incoming, Request};
 const SUB_RECV_BUFFER: i32 = 8192;
 const PUSH_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
+const TELEMETRY_TOPIC: &[u8] = b"__PIE_EVENT__:telemetry";
+/// The engine events a client acts on (model activation).
+const ACTIVATION_TOPICS: [&[u8]; 2] = [
+    b"__PIE_EVENT__:model_loaded\0",
+    b"__PIE_EVENT__:model_load_failed\0",
+];
 
 /// `(pid << 32) | random u32`, never 0 (protocol.md §8.1).
 pub fn new_channel_id() -> u64 {
@@ -78,7 +84,12 @@ impl Transport {
         sub.set_recv_max_size(0)?;
         sub.set_recv_buffer(SUB_RECV_BUFFER)?;
         sub.subscribe(channel_topic(channel_id).as_bytes())?;
-        sub.subscribe(wire::delta::EVENT_PREFIX)?;
+        // Telemetry only until the connection is proven; then only the events we act on,
+        // so an idle client is not woken twice a second by heartbeats.
+        sub.subscribe(TELEMETRY_TOPIC)?;
+        for topic in ACTIVATION_TOPICS {
+            sub.subscribe(topic)?;
+        }
         sub.dial(&endpoints.responses, true)
             .map_err(|e| no_engine(e, &endpoints.responses))?;
         let push = Socket::open(Protocol::Push)?;
@@ -121,7 +132,10 @@ impl Transport {
         };
         *lock(&transport.listener) = Some(handle);
         match block_on_timeout(first_event, ready_timeout) {
-            Some(Ok(_)) => Ok(transport),
+            Some(Ok(_)) => {
+                transport.sub.unsubscribe(TELEMETRY_TOPIC)?;
+                Ok(transport)
+            }
             Some(Err(e)) => {
                 transport.close();
                 Err(e)
