@@ -89,7 +89,7 @@ const scenarios = {
       const { received, last } = await drain(client.chat(modelDir, user, flood(N)))
       const js = received / ((last - t0) / 1000)
       const r = raw(1, N)
-      return { sent: N, js_received: received, raw_received: r.deltas, lost_finals: lostFinals, stream_deltas_per_s_js: js, stream_deltas_per_s_raw: r.deltas / r.seconds }
+      return { stream_delivered_js: received / N, stream_delivered_raw: r.deltas / N, lost_finals: lostFinals, stream_deltas_per_s_js: js, stream_deltas_per_s_raw: r.deltas / r.seconds }
     })
   },
 
@@ -105,7 +105,7 @@ const scenarios = {
       const last = Math.max(...runs.map((r) => r.last))
       const js = received / ((last - t0) / 1000)
       const r = raw(64, per)
-      return { sent: per * 64, js_received: received, raw_received: r.deltas, lost_finals: lostFinals, batch64_deltas_per_s_js: js, batch64_deltas_per_s_raw: r.deltas / r.seconds }
+      return { batch64_delivered_js: received / (per * 64), batch64_delivered_raw: r.deltas / (per * 64), lost_finals: lostFinals, batch64_deltas_per_s_js: js, batch64_deltas_per_s_raw: r.deltas / r.seconds }
     })
   },
 
