@@ -15,6 +15,7 @@ use crate::nng::{Protocol, Socket};
 use crate::paths::{self, Endpoints, ENGINE_BINARY_NAME};
 use crate::wire::{self, Incoming};
 
+use process::signal;
 pub use process::{pid_alive, pid_is_engine};
 
 pub const PID_FILE: &str = "engine.pid";
@@ -310,8 +311,6 @@ pub fn stop_pid(pid: u32, grace: Duration) -> bool {
     }
     !pid_alive(pid)
 }
-
-use process::signal;
 
 /// Stop the engine named by `engine.pid` (administrative; ignores other clients' leases).
 /// Returns the pid that was stopped, if any.
