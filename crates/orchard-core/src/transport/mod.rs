@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 pub use block_on::block_on_timeout;
 pub use events::{EventHub, EventWait};
-pub use slot::{Batch, NextBatch, QueuedDelta, RequestSlot};
+pub use slot::{Batch, NextBatch, RequestSlot};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::nng::{Protocol, Socket};
@@ -316,12 +316,11 @@ fn route_delta(msg: crate::nng::Message, channel_id: u64, slots: &SlotMap) -> Re
     if channel != channel_id {
         return Ok(()); // another client's channel that shares our hex prefix
     }
-    let offset = msg.len() - body.len();
     let routing = wire::DeltaRouting::from_json(body)?.facts();
     let id = routing.request_id;
     let slot = lock(slots).get(&id).cloned();
     if let Some(slot) = slot {
-        let done = slot.push(QueuedDelta::Message(msg, offset), routing);
+        let done = slot.push(body, routing);
         if done {
             lock(slots).remove(&id);
         }

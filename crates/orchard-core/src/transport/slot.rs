@@ -6,30 +6,13 @@
 //! slot, on its own thread. A queued delta therefore costs one buffer, not a decoded struct,
 //! and the listener stays fast enough to keep the SUB socket's queue from overflowing.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, ErrorCode};
-use crate::nng::Message;
 use crate::wire::{Delta, RoutingFacts};
-
-/// A backlog this deep means the consumer fell far behind the engine (a flood); once it is
-/// drained, hand the freed buffers back to the OS so the burst does not stay resident.
-const LARGE_BACKLOG: usize = 8192;
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_freed_memory() {
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_memory() {}
 
 /// What a drained slot reports.
 #[derive(Debug)]
@@ -42,24 +25,10 @@ pub enum Batch {
     Failed(Error),
 }
 
-/// A delta's JSON body as it arrived.
-pub enum QueuedDelta {
-    /// An NNG message and the offset of the JSON body after its topic.
-    Message(Message, usize),
-    Owned(Vec<u8>),
-}
-
-impl QueuedDelta {
-    fn body(&self) -> &[u8] {
-        match self {
-            QueuedDelta::Message(m, offset) => m.get(*offset..).unwrap_or(&[]),
-            QueuedDelta::Owned(v) => v,
-        }
-    }
-}
-
 struct State {
-    queue: VecDeque<QueuedDelta>,
+    /// The queued deltas' JSON bodies, back to back; `ends[i]` is where body `i` ends.
+    bodies: Vec<u8>,
+    ends: Vec<usize>,
     remaining_finals: u64,
     finished: bool,
     failure: Option<Error>,
@@ -76,7 +45,8 @@ impl RequestSlot {
         Arc::new(RequestSlot {
             request_id,
             state: Mutex::new(State {
-                queue: VecDeque::new(),
+                bodies: Vec::new(),
+                ends: Vec::new(),
                 remaining_finals: expected_finals.max(1),
                 finished: false,
                 failure: None,
@@ -93,7 +63,7 @@ impl RequestSlot {
 
     /// Queue a delta. Returns true once the request is complete (every sequence sent its
     /// final delta, or a final error delta without indexes ended it).
-    pub fn push(&self, delta: QueuedDelta, routing: RoutingFacts) -> bool {
+    pub fn push(&self, body: &[u8], routing: RoutingFacts) -> bool {
         let mut s = self.lock();
         if s.finished || s.failure.is_some() {
             return true;
@@ -105,7 +75,9 @@ impl RequestSlot {
                 s.remaining_finals.saturating_sub(1)
             };
         }
-        s.queue.push_back(delta);
+        s.bodies.extend_from_slice(body);
+        let end = s.bodies.len();
+        s.ends.push(end);
         if s.remaining_finals == 0 {
             s.finished = true;
         }
@@ -135,7 +107,8 @@ impl RequestSlot {
         if s.failure.is_some() {
             return;
         }
-        s.queue.clear();
+        s.bodies = Vec::new();
+        s.ends = Vec::new();
         s.finished = false;
         s.failure = Some(Error::new(ErrorCode::Aborted, message));
         if let Some(w) = s.waker.take() {
@@ -149,9 +122,9 @@ impl RequestSlot {
     }
 
     fn poll_batch(&self, cx: &mut Context<'_>) -> Poll<Batch> {
-        let drained: Vec<QueuedDelta> = {
+        let (bodies, ends) = {
             let mut s = self.lock();
-            if s.queue.is_empty() {
+            if s.ends.is_empty() {
                 if let Some(e) = s.failure.clone() {
                     return Poll::Ready(Batch::Failed(e));
                 }
@@ -164,20 +137,18 @@ impl RequestSlot {
                 }
                 return Poll::Pending;
             }
-            s.queue.drain(..).collect()
+            (std::mem::take(&mut s.bodies), std::mem::take(&mut s.ends))
         };
         // Decode outside the lock, so the listener never waits on it. A delta whose routing
         // fields parsed but whose body does not is a protocol error for this request.
-        let mut deltas = Vec::with_capacity(drained.len());
-        for q in &drained {
-            match Delta::from_json(q.body()) {
+        let mut deltas = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for end in ends {
+            match Delta::from_json(&bodies[start..end]) {
                 Ok(d) => deltas.push(d),
                 Err(e) => return Poll::Ready(Batch::Failed(e)),
             }
-        }
-        if drained.len() >= LARGE_BACKLOG {
-            drop(drained);
-            release_freed_memory();
+            start = end;
         }
         Poll::Ready(Batch::Deltas(deltas))
     }
@@ -222,7 +193,7 @@ mod tests {
         let routing = crate::wire::DeltaRouting::from_json(json.as_bytes())
             .unwrap()
             .facts();
-        slot.push(QueuedDelta::Owned(json.as_bytes().to_vec()), routing)
+        slot.push(json.as_bytes(), routing)
     }
 
     fn delta(final_: bool, p: u32, c: u32) -> String {
