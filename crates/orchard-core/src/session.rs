@@ -182,10 +182,6 @@ impl Session {
         self.transport.close();
     }
 
-    pub fn specs(&self) -> &ModelSpecs {
-        &self.specs
-    }
-
     pub fn model(&self, id: &str) -> Option<Arc<LoadedModel>> {
         let models = lock(&self.models);
         models.get(id).cloned().or_else(|| {

@@ -178,10 +178,6 @@ impl Transport {
         id
     }
 
-    pub fn in_flight(&self) -> usize {
-        lock(&self.slots).len()
-    }
-
     fn ensure_open(&self) -> Result<()> {
         if self.is_closed() {
             if let Some(reason) = lock(&self.end_reason).clone() {
