@@ -69,6 +69,19 @@ fn parse_json(text: &str, what: &str) -> orchard_core::Result<Value> {
     serde_json::from_str(text).map_err(|e| Error::invalid(format!("{what}: not valid JSON: {e}")))
 }
 
+/// The messages array and validated options of a chat call, from their JSON text.
+fn parse_chat_input(
+    messages_json: &str,
+    options_json: &str,
+) -> orchard_core::Result<(Vec<Value>, ChatOptions)> {
+    let messages = match parse_json(messages_json, "messages")? {
+        Value::Array(m) => m,
+        _ => return Err(Error::invalid("messages: expected an array of messages")),
+    };
+    let opts = ChatOptions::parse(&parse_json(options_json, "options")?)?;
+    Ok((messages, opts))
+}
+
 /// Node environments (the main thread and workers) that loaded the addon and are alive.
 static LIVE_ENVS: AtomicUsize = AtomicUsize::new(0);
 
@@ -213,11 +226,7 @@ impl NativeEngine {
         self.ensure_open()?;
         let session = self.session.clone();
         blocking(move || {
-            let messages = match parse_json(&messages_json, "messages")? {
-                Value::Array(m) => m,
-                _ => return Err(Error::invalid("messages: expected an array of messages")),
-            };
-            let opts = ChatOptions::parse(&parse_json(&options_json, "options")?)?;
+            let (messages, opts) = parse_chat_input(&messages_json, &options_json)?;
             Ok(rendered_json(&session.render(&model, messages, &opts)?))
         })
         .await
@@ -235,11 +244,7 @@ impl NativeEngine {
         self.ensure_open()?;
         let session = self.session.clone();
         let (request_id, slot) = blocking(move || {
-            let messages = match parse_json(&messages_json, "messages")? {
-                Value::Array(m) => m,
-                _ => return Err(Error::invalid("messages: expected an array of messages")),
-            };
-            let opts = ChatOptions::parse(&parse_json(&options_json, "options")?)?;
+            let (messages, opts) = parse_chat_input(&messages_json, &options_json)?;
             session.chat(&model, messages, &opts)
         })
         .await?;
@@ -412,11 +417,7 @@ pub fn build_chat_frame(
 ) -> napi::Result<Buffer> {
     guarded(|| {
         let config = parse_json(&config_json, "config")?;
-        let messages = match parse_json(&messages_json, "messages")? {
-            Value::Array(m) => m,
-            _ => return Err(Error::invalid("messages: expected an array of messages")),
-        };
-        let opts = ChatOptions::parse(&parse_json(&options_json, "options")?)?;
+        let (messages, opts) = parse_chat_input(&messages_json, &options_json)?;
         let specs = specs_for(model_specs_dir);
         let profile = specs.profile_for_config(&config)?;
         let req = orchard_core::chat::build_request(

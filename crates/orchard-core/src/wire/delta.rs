@@ -104,6 +104,11 @@ pub struct StateEvent {
     pub value: Option<Value>,
 }
 
+/// An error delta: `finish_reason` "error" (any case), or a final delta with error text.
+fn is_error_delta(finish_reason: Option<&str>, is_final: bool, has_error_text: bool) -> bool {
+    finish_reason.is_some_and(|r| r.eq_ignore_ascii_case("error")) || (is_final && has_error_text)
+}
+
 /// One delta of one sequence.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct Delta {
@@ -178,12 +183,13 @@ impl Delta {
         Ok(d)
     }
 
-    /// An error delta: `finish_reason` "error" (any case), or an error text on a final delta.
+    /// An error delta: `finish_reason` "error" (any case), or a final delta with error text.
     pub fn is_error(&self) -> bool {
-        self.finish_reason
-            .as_deref()
-            .is_some_and(|r| r.eq_ignore_ascii_case("error"))
-            || (self.is_final_delta && self.error_message.is_some())
+        is_error_delta(
+            self.finish_reason.as_deref(),
+            self.is_final_delta,
+            self.error_message.is_some(),
+        )
     }
 
     /// The error text of an error delta, falling back to `content` as the references do.
@@ -240,10 +246,11 @@ impl DeltaRouting<'_> {
 
     /// The same rule as [`Delta::is_error`].
     pub fn is_error(&self) -> bool {
-        self.finish_reason
-            .as_deref()
-            .is_some_and(|r| r.eq_ignore_ascii_case("error"))
-            || (self.is_final_delta && (self.error_message.is_some() || self.error.is_some()))
+        is_error_delta(
+            self.finish_reason.as_deref(),
+            self.is_final_delta,
+            self.error_message.is_some() || self.error.is_some(),
+        )
     }
 
     /// A final error delta that names no sequence ends the whole request.
