@@ -6,6 +6,7 @@
 //! slot, on its own thread. A queued delta therefore costs one buffer, not a decoded struct,
 //! and the listener stays fast enough to keep the SUB socket's queue from overflowing.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -25,10 +26,22 @@ pub enum Batch {
     Failed(Error),
 }
 
-struct State {
-    /// The queued deltas' JSON bodies, back to back; `ends[i]` is where body `i` ends.
+/// Queued bodies are kept in blocks of about this many bytes, and a batch is one block. The
+/// bound keeps every allocation on this path below glibc's mmap threshold: one large buffer,
+/// freed, raises that threshold and leaves later buffers fragmenting the heap (resident memory
+/// that never comes back). It also keeps a batch's decoded form, and the JavaScript objects
+/// made from it, small when a consumer that fell behind catches up.
+const BLOCK_BYTES: usize = 64 * 1024;
+
+/// Queued deltas: JSON bodies back to back; `ends[i]` is where body `i` ends.
+#[derive(Default)]
+struct Block {
     bodies: Vec<u8>,
     ends: Vec<usize>,
+}
+
+struct State {
+    blocks: VecDeque<Block>,
     remaining_finals: u64,
     finished: bool,
     failure: Option<Error>,
@@ -45,8 +58,7 @@ impl RequestSlot {
         Arc::new(RequestSlot {
             request_id,
             state: Mutex::new(State {
-                bodies: Vec::new(),
-                ends: Vec::new(),
+                blocks: VecDeque::new(),
                 remaining_finals: expected_finals.max(1),
                 finished: false,
                 failure: None,
@@ -75,9 +87,19 @@ impl RequestSlot {
                 s.remaining_finals.saturating_sub(1)
             };
         }
-        s.bodies.extend_from_slice(body);
-        let end = s.bodies.len();
-        s.ends.push(end);
+        let fits = s
+            .blocks
+            .back()
+            .is_some_and(|b| b.bodies.is_empty() || b.bodies.len() + body.len() <= BLOCK_BYTES);
+        if !fits {
+            s.blocks.push_back(Block {
+                bodies: Vec::with_capacity(BLOCK_BYTES.max(body.len())),
+                ends: Vec::new(),
+            });
+        }
+        let block = s.blocks.back_mut().expect("a block was just ensured");
+        block.bodies.extend_from_slice(body);
+        block.ends.push(block.bodies.len());
         if s.remaining_finals == 0 {
             s.finished = true;
         }
@@ -107,8 +129,7 @@ impl RequestSlot {
         if s.failure.is_some() {
             return;
         }
-        s.bodies = Vec::new();
-        s.ends = Vec::new();
+        s.blocks = VecDeque::new();
         s.finished = false;
         s.failure = Some(Error::new(ErrorCode::Aborted, message));
         if let Some(w) = s.waker.take() {
@@ -122,9 +143,9 @@ impl RequestSlot {
     }
 
     fn poll_batch(&self, cx: &mut Context<'_>) -> Poll<Batch> {
-        let (bodies, ends) = {
+        let block = {
             let mut s = self.lock();
-            if s.ends.is_empty() {
+            let Some(block) = s.blocks.pop_front() else {
                 if let Some(e) = s.failure.clone() {
                     return Poll::Ready(Batch::Failed(e));
                 }
@@ -136,15 +157,15 @@ impl RequestSlot {
                     _ => s.waker = Some(cx.waker().clone()),
                 }
                 return Poll::Pending;
-            }
-            (std::mem::take(&mut s.bodies), std::mem::take(&mut s.ends))
+            };
+            block
         };
         // Decode outside the lock, so the listener never waits on it. A delta whose routing
         // fields parsed but whose body does not is a protocol error for this request.
-        let mut deltas = Vec::with_capacity(ends.len());
+        let mut deltas = Vec::with_capacity(block.ends.len());
         let mut start = 0;
-        for end in ends {
-            match Delta::from_json(&bodies[start..end]) {
+        for end in block.ends {
+            match Delta::from_json(&block.bodies[start..end]) {
                 Ok(d) => deltas.push(d),
                 Err(e) => return Poll::Ready(Batch::Failed(e)),
             }
@@ -224,6 +245,60 @@ mod tests {
         assert!(push(&slot, &delta(true, 0, 1)));
         assert!(matches!(poll(&slot, &flag), Poll::Ready(Batch::Deltas(_))));
         assert!(matches!(poll(&slot, &flag), Poll::Ready(Batch::Finished)));
+    }
+
+    #[test]
+    fn a_backlog_is_handed_out_in_bounded_batches_in_order() {
+        let slot = RequestSlot::new(1, 1);
+        let flag = Arc::new(Flag(Default::default()));
+        let total = 3000;
+        for i in 0..total {
+            let body = format!(
+                r#"{{"request_id":1,"prompt_index":0,"candidate_index":0,"is_final_delta":{},"content":"{i}"}}"#,
+                i + 1 == total
+            );
+            push(&slot, &body);
+        }
+        let mut sizes = Vec::new();
+        let mut next = 0;
+        loop {
+            match poll(&slot, &flag) {
+                Poll::Ready(Batch::Deltas(d)) => {
+                    sizes.push(d.len());
+                    for delta in d {
+                        assert_eq!(delta.content.as_deref(), Some(next.to_string().as_str()));
+                        next += 1;
+                    }
+                }
+                Poll::Ready(Batch::Finished) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(next, total);
+        assert!(sizes.len() > 2, "{sizes:?}");
+        // ~100-byte bodies: a 64 KiB block holds several hundred of them.
+        let (last, full) = sizes.split_last().unwrap();
+        assert!(full.iter().all(|&n| n > 300 && n < 1000), "{sizes:?}");
+        assert!(*last > 0 && *last < 1000, "{sizes:?}");
+    }
+
+    #[test]
+    fn a_batch_is_bounded_in_bytes_too() {
+        let slot = RequestSlot::new(1, 1);
+        let flag = Arc::new(Flag(Default::default()));
+        let text = "y".repeat(BLOCK_BYTES / 5);
+        for _ in 0..9 {
+            push(&slot, &format!(r#"{{"request_id":1,"content":"{text}"}}"#));
+        }
+        // A body larger than a block still goes out, alone.
+        let big = "z".repeat(BLOCK_BYTES * 2);
+        push(&slot, &format!(r#"{{"request_id":1,"content":"{big}"}}"#));
+        push(&slot, &format!(r#"{{"request_id":1,"content":"{text}"}}"#));
+        let mut sizes = Vec::new();
+        while let Poll::Ready(Batch::Deltas(d)) = poll(&slot, &flag) {
+            sizes.push(d.len());
+        }
+        assert_eq!(sizes, vec![4, 4, 1, 1, 1]);
     }
 
     #[test]
