@@ -38,6 +38,21 @@ fn family_filter() -> Option<Vec<String>> {
         .map(|v| v.split(',').map(|f| f.trim().to_string()).collect())
 }
 
+/// Cases where we deliberately differ from the reference (a reference bug), with our expected
+/// output: `__test__/prompt-divergences.json`, explained in `docs/prompt-divergences.md`.
+fn load_divergences() -> Vec<Value> {
+    let path = manifest_dir().join("../../__test__/prompt-divergences.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Vec::new();
+    };
+    let doc: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", path.display()));
+    doc.get("cases")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_else(|| panic!("{} has no \"cases\" list", path.display()))
+}
+
 fn load_cases() -> Vec<Value> {
     let path = fixture_path();
     let text = std::fs::read_to_string(&path)
@@ -72,7 +87,7 @@ fn first_difference(want: &str, got: &str) -> String {
 }
 
 /// Compare one case; `Err` describes the mismatch.
-fn check_case(specs: &ModelSpecs, case: &Value) -> Result<(), String> {
+fn check_case(specs: &ModelSpecs, case: &Value, divergence: Option<&Value>) -> Result<(), String> {
     let result = render_case(specs, case);
     if let Some(reference_error) = case.get("reference_error") {
         // The reference crashed on these inputs; ours must render them (see
@@ -85,9 +100,18 @@ fn check_case(specs: &ModelSpecs, case: &Value) -> Result<(), String> {
             )
         });
     }
-    let expected = case
+    let reference = case
         .get("expected")
         .ok_or("case has neither expected nor reference_error")?;
+    let expected = match divergence {
+        Some(ours) => {
+            if ours.get("prompt") == reference.get("prompt") {
+                return Err("listed as a divergence but the reference prompt is the same".into());
+            }
+            ours
+        }
+        None => reference,
+    };
     let got = result.map_err(|e| format!("render failed: [{}] {}", e.code.as_str(), e.message))?;
 
     let mut problems = Vec::new();
@@ -123,6 +147,23 @@ fn check_case(specs: &ModelSpecs, case: &Value) -> Result<(), String> {
 fn prompt_parity_with_reference_client() {
     let specs = specs();
     let cases = load_cases();
+    let divergences = load_divergences();
+    let documented =
+        std::fs::read_to_string(manifest_dir().join("../../docs/prompt-divergences.md"))
+            .unwrap_or_default();
+    for d in &divergences {
+        let id = d.get("id").and_then(Value::as_str).unwrap_or("<no id>");
+        assert!(
+            documented.contains(id),
+            "divergence {id} is not explained in docs/prompt-divergences.md"
+        );
+        assert!(
+            cases
+                .iter()
+                .any(|c| c.get("id").and_then(Value::as_str) == Some(id)),
+            "divergence {id} names no fixture case"
+        );
+    }
     let available = specs.families().expect("model-specs folder is readable");
 
     let mut checked: Vec<(String, usize)> = Vec::new();
@@ -151,7 +192,10 @@ fn prompt_parity_with_reference_client() {
             Some((_, n)) => *n += 1,
             None => checked.push((family.clone(), 1)),
         }
-        if let Err(problem) = check_case(&specs, case) {
+        let divergence = divergences
+            .iter()
+            .find(|d| d.get("id").and_then(Value::as_str) == Some(id));
+        if let Err(problem) = check_case(&specs, case, divergence) {
             failures.push(format!("{id}:\n    {problem}"));
         }
     }
