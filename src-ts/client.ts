@@ -1,7 +1,7 @@
 /** Client: chat requests over an engine connection. */
 
 import { InvalidRequestError, native } from './errors'
-import { ChatStream } from './stream'
+import { ChatBatchStream, ChatStream } from './stream'
 import type { ChatMessage, ChatOptions, RenderedRequest } from './types'
 
 import type { NativeEngine } from '../index'
@@ -25,27 +25,88 @@ export class Client {
    */
   chat(model: string, messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
     checkRequest(model, messages)
-    const { signal, ...wireOptions } = options
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      throw new InvalidRequestError('INVALID_REQUEST', 'signal: expected an AbortSignal')
-    }
+    const { signal, stallTimeout, wire } = splitOptions(options, 'options')
     // Options and messages cross as JSON text: no object walk in native code, key order kept.
     const handle = signal?.aborted
       ? Promise.reject(new Error('aborted before send'))
-      : this.#engine.chat(model, JSON.stringify(messages), JSON.stringify(wireOptions))
-    const keep = typeof wireOptions.n === 'number' ? wireOptions.n : 1
-    return new ChatStream(handle, { signal, keep })
+      : this.#engine.chat(model, JSON.stringify(messages), JSON.stringify(wire))
+    const keep = keptCandidates(options)
+    return new ChatStream(handle, { signal, stallTimeout, finish: (a) => a.result(0, keep) })
+  }
+
+  /**
+   * Send several conversations as one request. `options` is one object for all of them or
+   * an array with one per conversation (only the first entry's `signal` and `stallTimeout`
+   * apply, to the whole batch). Awaiting gives one result per conversation, in order;
+   * iterating gives every delta, each with its `promptIndex`.
+   *
+   * ```ts
+   * const [a, b] = await client.chatBatch(model, [[{ role: 'user', content: 'Hi' }], [{ role: 'user', content: 'Bye' }]])
+   * ```
+   */
+  chatBatch(model: string, conversations: ChatMessage[][], options: ChatOptions | ChatOptions[] = {}): ChatBatchStream {
+    if (typeof model !== 'string' || model.length === 0) {
+      throw new InvalidRequestError('INVALID_REQUEST', 'model: expected the id of a loaded model')
+    }
+    if (!Array.isArray(conversations) || conversations.length === 0) {
+      throw new InvalidRequestError('INVALID_REQUEST', 'conversations: expected a non-empty array of conversations')
+    }
+    conversations.forEach((c, i) => {
+      if (!Array.isArray(c) || c.length === 0) {
+        throw new InvalidRequestError('INVALID_REQUEST', `conversations[${i}]: expected a non-empty array of messages`)
+      }
+    })
+    const list = Array.isArray(options) ? options : [options]
+    if (list.length !== 1 && list.length !== conversations.length) {
+      throw new InvalidRequestError(
+        'INVALID_REQUEST',
+        `options: ${list.length} entries for ${conversations.length} conversations; give one options object, or one per conversation`,
+      )
+    }
+    const split = list.map((o, i) => splitOptions(o, Array.isArray(options) ? `options[${i}]` : 'options'))
+    const { signal, stallTimeout } = split[0]!
+    const wire = split.map((s) => s.wire)
+    const handle = signal?.aborted
+      ? Promise.reject(new Error('aborted before send'))
+      : this.#engine.chatBatch(model, JSON.stringify(conversations), JSON.stringify(Array.isArray(options) ? wire : wire[0]))
+    const keeps = conversations.map((_, i) => keptCandidates(list[Math.min(i, list.length - 1)]!))
+    return new ChatBatchStream(handle, { signal, stallTimeout, finish: (a) => keeps.map((keep, i) => a.result(i, keep)) })
   }
 
   /**
    * What {@link Client.chat} would send, without generating: the exact prompt text and the
    * sampling values resolved against the model's profile.
    */
-  async renderPrompt(model: string, messages: ChatMessage[], options: Omit<ChatOptions, 'signal'> = {}): Promise<RenderedRequest> {
+  async renderPrompt(model: string, messages: ChatMessage[], options: Omit<ChatOptions, 'signal' | 'stallTimeout'> = {}): Promise<RenderedRequest> {
     checkRequest(model, messages)
-    const json = await native(() => this.#engine.renderPrompt(model, JSON.stringify(messages), JSON.stringify(options)))
+    const { wire } = splitOptions(options, 'options')
+    const json = await native(() => this.#engine.renderPrompt(model, JSON.stringify(messages), JSON.stringify(wire)))
     return JSON.parse(json) as RenderedRequest
   }
+}
+
+/** Separate what stays in JavaScript (`signal`, `stallTimeout`) from what the core validates. */
+function splitOptions(
+  options: ChatOptions,
+  path: string,
+): { signal: AbortSignal | undefined; stallTimeout: number | undefined; wire: Omit<ChatOptions, 'signal' | 'stallTimeout'> } {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidRequestError('INVALID_REQUEST', `${path}: expected an options object`)
+  }
+  const { signal, stallTimeout, ...wire } = options
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new InvalidRequestError('INVALID_REQUEST', `${path}.signal: expected an AbortSignal`)
+  }
+  if (stallTimeout !== undefined && !(typeof stallTimeout === 'number' && Number.isFinite(stallTimeout) && stallTimeout > 0)) {
+    throw new InvalidRequestError('INVALID_REQUEST', `${path}.stallTimeout: expected a positive number of milliseconds`)
+  }
+  return { signal, stallTimeout, wire }
+}
+
+/** Candidates a result keeps: `finalCandidates`, else `n`, else 1 (the core validates them). */
+function keptCandidates(options: ChatOptions): number {
+  if (typeof options.finalCandidates === 'number') return options.finalCandidates
+  return typeof options.n === 'number' ? options.n : 1
 }
 
 function checkRequest(model: unknown, messages: unknown): void {

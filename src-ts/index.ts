@@ -1,7 +1,7 @@
 export { Engine } from './engine'
 export type { EngineStartOptions, LoadModelOptions } from './engine'
 export { Client } from './client'
-export { ChatStream } from './stream'
+export { ChatBatchStream, ChatStream, DeltaStream } from './stream'
 export { renderChat } from './render'
 export type { RenderInput, RenderedPrompt } from './render'
 export * as wire from './wire'

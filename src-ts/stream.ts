@@ -1,100 +1,21 @@
 /** ChatStream: an awaitable, once-iterable stream of deltas for one request. */
 
-import { AbortError, EngineError, OrchardError, fromNative } from './errors'
-import type { ChatChoice, ChatDelta, ChatResult, Usage } from './types'
+import { Aggregator } from './aggregate'
+import { AbortError, EngineError, OrchardError, TimeoutError, fromNative } from './errors'
+import type { ChatDelta, ChatResult } from './types'
 
 import type { NativeChat } from '../index'
 
-interface Sequence {
-  promptIndex: number
-  candidateIndex: number
-  text: string
-  tokens: number[]
-  finishReason: string | null
-  cumulativeLogprob: number | null
-  generationLen: number
-  reasoningTokens: number
-  promptTokens: number
-  cachedTokens: number
+type Outcome<R> = { ok: true; value: R } | { ok: false; error: unknown }
+
+/** @internal */
+export interface StreamOptions<R> {
+  signal?: AbortSignal | undefined
+  /** Milliseconds of silence from a live engine before the request fails. */
+  stallTimeout?: number | undefined
+  /** The result, from the aggregated deltas. */
+  finish: (aggregate: Aggregator) => R
 }
-
-/** Folds deltas into per-sequence text and usage. */
-class Aggregator {
-  readonly #sequences = new Map<string, Sequence>()
-  requestId = 0
-
-  add(d: ChatDelta): void {
-    this.requestId = d.requestId
-    const p = d.promptIndex ?? 0
-    const c = d.candidateIndex ?? 0
-    const key = `${p}:${c}`
-    let s = this.#sequences.get(key)
-    if (!s) {
-      s = {
-        promptIndex: p,
-        candidateIndex: c,
-        text: '',
-        tokens: [],
-        finishReason: null,
-        cumulativeLogprob: null,
-        generationLen: 0,
-        reasoningTokens: 0,
-        promptTokens: 0,
-        cachedTokens: 0,
-      }
-      this.#sequences.set(key, s)
-    }
-    if (d.content) s.text += d.content
-    if (d.tokens.length) s.tokens.push(...d.tokens)
-    if (d.cumulativeLogprob != null) s.cumulativeLogprob = d.cumulativeLogprob
-    if (d.generationLen != null) s.generationLen = Math.max(s.generationLen, d.generationLen)
-    if (d.reasoningTokens != null) s.reasoningTokens = Math.max(s.reasoningTokens, d.reasoningTokens)
-    if (d.promptTokenCount != null) s.promptTokens = Math.max(s.promptTokens, d.promptTokenCount)
-    if (d.cachedTokenCount != null) s.cachedTokens = Math.max(s.cachedTokens, d.cachedTokenCount)
-    if (d.isFinal) s.finishReason = d.finishReason ?? null
-  }
-
-  result(keep: number): ChatResult {
-    const all = [...this.#sequences.values()]
-    let chosen = all
-    if (all.length > keep) {
-      // Rank like the reference: cumulative logprob per generated token, best first.
-      const score = (s: Sequence) => (s.cumulativeLogprob ?? -Infinity) / Math.max(1, s.generationLen || s.tokens.length)
-      chosen = [...all].sort((a, b) => score(b) - score(a)).slice(0, keep)
-    } else {
-      chosen = [...all].sort((a, b) => a.promptIndex - b.promptIndex || a.candidateIndex - b.candidateIndex)
-    }
-    const choices: ChatChoice[] = chosen.map((s, index) => ({
-      index,
-      text: s.text,
-      finishReason: s.finishReason,
-      tokens: s.tokens,
-      cumulativeLogprob: s.cumulativeLogprob,
-    }))
-    const promptTokens = all.reduce((m, s) => Math.max(m, s.promptTokens), 0)
-    const reasoningTokens = all.reduce((n, s) => n + s.reasoningTokens, 0)
-    const completionTokens = all.reduce(
-      (n, s) => n + Math.max(0, (s.generationLen || s.tokens.length) - s.reasoningTokens),
-      0,
-    )
-    const usage: Usage = {
-      promptTokens,
-      completionTokens,
-      reasoningTokens,
-      cachedTokens: all.reduce((m, s) => Math.max(m, s.cachedTokens), 0),
-      totalTokens: promptTokens + completionTokens + reasoningTokens,
-    }
-    return {
-      text: choices[0]?.text ?? '',
-      finishReason: choices[0]?.finishReason ?? null,
-      usage,
-      choices,
-      requestId: this.requestId,
-    }
-  }
-}
-
-type Outcome = { ok: true; value: ChatResult } | { ok: false; error: unknown }
 
 function abortFromSignal(signal: AbortSignal | undefined): AbortError {
   const reason: unknown = signal?.reason
@@ -103,27 +24,29 @@ function abortFromSignal(signal: AbortSignal | undefined): AbortError {
 }
 
 /**
- * A streamed chat request. Iterate it once with `for await` to receive {@link ChatDelta}s,
- * or `await` it for the aggregated {@link ChatResult}. Leaving the loop early, calling
- * {@link ChatStream.cancel} or aborting the `signal` stops the engine's work and ends the
+ * A streamed request. Iterate it once with `for await` to receive {@link ChatDelta}s, or
+ * `await` it for the aggregated result. Leaving the loop early, calling
+ * {@link DeltaStream.cancel} or aborting the `signal` stops the engine's work and ends the
  * stream with an {@link AbortError}.
  */
-export class ChatStream implements AsyncIterable<ChatDelta>, PromiseLike<ChatResult> {
+export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> {
   readonly #handle: Promise<NativeChat>
   readonly #signal: AbortSignal | undefined
-  readonly #keep: number
+  readonly #stallTimeout: number | undefined
+  readonly #finish: (aggregate: Aggregator) => R
   readonly #aggregate = new Aggregator()
   #started = false
   #cancelled = false
   #native: NativeChat | undefined
-  #outcome: Outcome | undefined
-  #waiters: Array<(o: Outcome) => void> = []
+  #outcome: Outcome<R> | undefined
+  #waiters: Array<(o: Outcome<R>) => void> = []
 
   /** @internal */
-  constructor(handle: Promise<NativeChat>, options: { signal?: AbortSignal; keep: number }) {
+  constructor(handle: Promise<NativeChat>, options: StreamOptions<R>) {
     this.#handle = handle
     this.#signal = options.signal
-    this.#keep = options.keep
+    this.#stallTimeout = options.stallTimeout
+    this.#finish = options.finish
     // A stream nobody consumes must not surface as an unhandled rejection.
     handle.catch(() => undefined)
   }
@@ -154,8 +77,9 @@ export class ChatStream implements AsyncIterable<ChatDelta>, PromiseLike<ChatRes
       for (;;) {
         let batch: string | null
         try {
-          batch = await native.next()
+          batch = this.#stallTimeout === undefined ? await native.next() : await this.#nextWithin(native, this.#stallTimeout)
         } catch (e) {
+          if (e instanceof TimeoutError) throw e
           if (signal?.aborted || this.#cancelled) throw abortFromSignal(signal)
           throw fromNative(e)
         }
@@ -170,7 +94,7 @@ export class ChatStream implements AsyncIterable<ChatDelta>, PromiseLike<ChatRes
         }
       }
       complete = true
-      this.#settle({ ok: true, value: this.#aggregate.result(this.#keep) })
+      this.#settle({ ok: true, value: this.#finish(this.#aggregate) })
     } catch (e) {
       this.#settle({ ok: false, error: e })
       throw e
@@ -184,7 +108,26 @@ export class ChatStream implements AsyncIterable<ChatDelta>, PromiseLike<ChatRes
     }
   }
 
-  #settle(o: Outcome): void {
+  /** The next batch, or a TimeoutError (after cancelling the request) when none comes in time. */
+  async #nextWithin(native: NativeChat, ms: number): Promise<string | null> {
+    let timer: NodeJS.Timeout | undefined
+    const next = native.next()
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        next.catch(() => undefined)
+        this.#cancelled = true
+        void native.cancel().catch(() => undefined)
+        reject(new TimeoutError('TIMEOUT', `stallTimeout: the engine sent nothing for ${ms} ms; the request was cancelled`))
+      }, ms)
+    })
+    try {
+      return await Promise.race([next, stalled])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  #settle(o: Outcome<R>): void {
     if (this.#outcome) return
     this.#outcome = o
     for (const w of this.#waiters.splice(0)) w(o)
@@ -203,7 +146,7 @@ export class ChatStream implements AsyncIterable<ChatDelta>, PromiseLike<ChatRes
    * The aggregated result. Before iteration it consumes the stream itself; during or after
    * iteration it resolves when the stream ends.
    */
-  finalResult(): Promise<ChatResult> {
+  finalResult(): Promise<R> {
     if (!this.#started) {
       const it = this[Symbol.asyncIterator]()
       void (async () => {
@@ -216,16 +159,16 @@ export class ChatStream implements AsyncIterable<ChatDelta>, PromiseLike<ChatRes
         }
       })()
     }
-    const unwrap = (o: Outcome): ChatResult => {
+    const unwrap = (o: Outcome<R>): R => {
       if (o.ok) return o.value
       throw o.error
     }
     if (this.#outcome) return Promise.resolve(this.#outcome).then(unwrap)
-    return new Promise<Outcome>((resolve) => this.#waiters.push(resolve)).then(unwrap)
+    return new Promise<Outcome<R>>((resolve) => this.#waiters.push(resolve)).then(unwrap)
   }
 
-  then<R1 = ChatResult, R2 = never>(
-    onfulfilled?: ((value: ChatResult) => R1 | PromiseLike<R1>) | null,
+  then<R1 = R, R2 = never>(
+    onfulfilled?: ((value: R) => R1 | PromiseLike<R1>) | null,
     onrejected?: ((reason: unknown) => R2 | PromiseLike<R2>) | null,
   ): Promise<R1 | R2> {
     return this.finalResult().then(onfulfilled, onrejected)
@@ -238,3 +181,12 @@ export class ChatStream implements AsyncIterable<ChatDelta>, PromiseLike<ChatRes
     if (native) await native.cancel().catch(() => undefined)
   }
 }
+
+/** One conversation's request; resolves to its {@link ChatResult}. */
+export class ChatStream extends DeltaStream<ChatResult> {}
+
+/**
+ * Several conversations sent as one request; deltas carry `promptIndex`, and the stream
+ * resolves to one {@link ChatResult} per conversation, in order.
+ */
+export class ChatBatchStream extends DeltaStream<ChatResult[]> {}

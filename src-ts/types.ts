@@ -70,13 +70,44 @@ export interface ChatOptions {
   /** Token id → bias in [-100, 100]. */
   logitBias?: Record<number | string, number>
   /** Reasoning on/off or effort, for models that think. */
-  reasoning?: boolean | 'minimal' | 'low' | 'medium' | 'high'
+  reasoning?: boolean | ReasoningEffort
+  /** Tools described to the model in the prompt (sorted by name before sending). */
   tools?: FunctionTool[]
+  /** Tools the engine's grammar lets the model call (default: `tools`). */
+  activeTools?: FunctionTool[]
+  /** Whether and which tool the model must call (default `'auto'`). */
+  toolChoice?: ToolChoice
+  /** Fewest calls once the model calls tools (≥ 1; default 1). */
+  minToolCalls?: number
+  /** Most calls in one turn; 0 means no limit (default). */
+  maxToolCalls?: number
+  /** Constrain the output: JSON matching a schema, or any JSON object. */
+  responseFormat?: ResponseFormat
+  /** A system message placed ahead of the conversation. */
+  instructions?: string
+  /** A decoder task of the model (e.g. moondream `caption_normal`, `point`, `detect`). */
+  task?: string
+  /** Candidates kept and returned in `choices` (n ≤ finalCandidates ≤ bestOf; default n). */
+  finalCandidates?: number
   /** Use the engine's shared prefix cache (default true). */
   prefixCache?: boolean
   /** Abort the request: the stream ends with an `AbortError` and the engine stops. */
   signal?: AbortSignal
+  /**
+   * Fail with a `TimeoutError` (and cancel the request) when the engine, although alive,
+   * sends nothing for this many milliseconds. There is no default generation timeout.
+   */
+  stallTimeout?: number
 }
+
+export type ReasoningEffort = 'minimal' | 'low' | 'medium' | 'high'
+
+export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'function'; name: string } | { type: 'function'; function: { name: string } }
+
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | { type: 'json_schema'; json_schema: { name?: string; description?: string; schema: Record<string, unknown> | boolean; strict?: boolean } }
 
 export interface TopLogprob {
   /** The engine's token id, as text. */
@@ -124,6 +155,38 @@ export interface ChatDelta {
   modalMetadataJson?: string
   modalBytesB64?: string
   embedding?: number[]
+  /** The answer text in this delta (never reasoning). */
+  text: string
+  /** Reasoning text in this delta. */
+  reasoning: string
+  /** Tool-call argument fragments in this delta. */
+  toolCallDeltas: ToolCallDelta[]
+}
+
+/** A piece of a tool call being generated. */
+export interface ToolCallDelta {
+  /** Position of the call among the output items. */
+  outputIndex: number
+  /** The function's name, once known. */
+  name: string | null
+  /** The argument this fragment belongs to, or null for the raw call text. */
+  argument: string | null
+  delta: string
+}
+
+/** A completed tool call. */
+export interface ToolCallResult {
+  name: string
+  /** Parsed arguments (the raw text when it was not a JSON object). */
+  arguments: Record<string, unknown> | string
+}
+
+export interface Timings {
+  /** From sending the request to the first generated token. */
+  timeToFirstTokenMs: number | null
+  /** Generated tokens per second after the first one (all sequences). */
+  tokensPerSecond: number | null
+  totalMs: number
 }
 
 export interface Usage {
@@ -137,18 +200,28 @@ export interface Usage {
 export interface ChatChoice {
   index: number
   text: string
+  /** The reasoning text, or null when the model did not reason. */
+  reasoning: string | null
+  toolCalls: ToolCallResult[]
   finishReason: string | null
   tokens: number[]
   cumulativeLogprob: number | null
 }
 
 export interface ChatResult {
-  /** The first choice's text. */
+  /** The first choice's text (answer only; reasoning is in `reasoning`). */
   text: string
+  /** The first choice's reasoning. */
+  reasoning: string | null
+  /** The first choice's tool calls. */
+  toolCalls: ToolCallResult[]
   /** The first choice's finish reason. */
   finishReason: string | null
+  /** Counts every generated sequence, including candidates that were not kept. */
   usage: Usage
+  /** The kept candidates, best first when more were generated than kept. */
   choices: ChatChoice[]
+  timings: Timings
   requestId: number
 }
 

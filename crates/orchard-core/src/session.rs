@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::chat::{build_request, ChatOptions, Target};
+use crate::chat::{build_batch_request, build_request, ChatOptions, Target};
 use crate::engine::process::ExitWatch;
 use crate::engine::{self, RunningEngine, StartOptions};
 use crate::error::{Error, ErrorCode, Result};
@@ -320,6 +320,32 @@ impl Session {
             &model.profile,
             &model.config,
             messages,
+            opts,
+            &Target {
+                request_id,
+                model_id: &model.canonical_id,
+                model_path: &model_path,
+                response_channel_id: self.transport.channel_id(),
+            },
+        )?;
+        let slot = self.transport.submit(request)?;
+        Ok((request_id, slot))
+    }
+
+    /// Several conversations in one request (`opts`: one for all, or one each).
+    pub fn chat_batch(
+        &self,
+        model_id: &str,
+        conversations: Vec<Vec<Value>>,
+        opts: &[ChatOptions],
+    ) -> Result<(u64, Arc<RequestSlot>)> {
+        let model = self.loaded(model_id)?;
+        let request_id = self.transport.next_request_id();
+        let model_path = model.model_path.to_string_lossy();
+        let request = build_batch_request(
+            &model.profile,
+            &model.config,
+            conversations,
             opts,
             &Target {
                 request_id,

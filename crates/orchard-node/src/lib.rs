@@ -254,6 +254,49 @@ impl NativeEngine {
             transport: self.session.transport.clone(),
         })
     }
+
+    /// Send several conversations as one request. `options_json` is one options object or
+    /// an array with one per conversation.
+    #[napi]
+    pub async fn chat_batch(
+        &self,
+        model: String,
+        conversations_json: String,
+        options_json: String,
+    ) -> napi::Result<NativeChat> {
+        self.ensure_open()?;
+        let session = self.session.clone();
+        let (request_id, slot) = blocking(move || {
+            let conversations = match parse_json(&conversations_json, "conversations")? {
+                Value::Array(items) => items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, c)| match c {
+                        Value::Array(m) if !m.is_empty() => Ok(m),
+                        _ => Err(Error::invalid(format!(
+                            "conversations[{i}]: expected a non-empty array of messages"
+                        ))),
+                    })
+                    .collect::<orchard_core::Result<Vec<_>>>()?,
+                _ => {
+                    return Err(Error::invalid(
+                        "conversations: expected an array of conversations",
+                    ))
+                }
+            };
+            let opts = orchard_core::chat::parse_batch_options(
+                &parse_json(&options_json, "options")?,
+                conversations.len(),
+            )?;
+            session.chat_batch(&model, conversations, &opts)
+        })
+        .await?;
+        Ok(NativeChat {
+            request_id,
+            slot,
+            transport: self.session.transport.clone(),
+        })
+    }
 }
 
 /// What `chat` would send for one conversation: the rendered prompt and the sampling values

@@ -21,6 +21,7 @@ mod strftime;
 
 pub use layout::Placeholders;
 pub use messages::{CapabilityInput, ContentPart};
+pub(crate) use profile::sorted_tools;
 pub use profile::{
     ControlTokens, Profile, RenderRequest, RenderedPrompt, RoleTags, Roles, SamplingDefaults,
     ThinkingTokens, CHAT_TEMPLATE,

@@ -191,7 +191,7 @@ fn tool_name(tool: &Json) -> Option<&str> {
 }
 
 /// Validate the tools and sort them by name (stable), as the reference client does.
-fn sorted_tools(tools: &[Json]) -> Result<Vec<Json>> {
+pub(crate) fn sorted_tools(tools: &[Json]) -> Result<Vec<Json>> {
     let mut named = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         if !tool.is_object() {
