@@ -1,6 +1,6 @@
 /** Folds streamed deltas into per-sequence answers, reasoning, tool calls and usage. */
 
-import type { ChatChoice, ChatDelta, ChatResult, StateEvent, Timings, ToolCallDelta, ToolCallResult, Usage } from './types'
+import type { ChatChoice, ChatDelta, ChatResult, StateEvent, Timings, TokenLogprob, ToolCallDelta, ToolCallResult, Usage } from './types'
 
 interface Sequence {
   promptIndex: number
@@ -14,6 +14,7 @@ interface Sequence {
   toolCalls: Map<number, ToolCallResult | { name: string; arguments: null }>
   sawEvents: boolean
   tokens: number[]
+  logprobs: TokenLogprob[] | null
   finishReason: string | null
   cumulativeLogprob: number | null
   generationLen: number
@@ -76,6 +77,7 @@ export class Aggregator {
         toolCalls: new Map(),
         sawEvents: false,
         tokens: [],
+        logprobs: null,
         finishReason: null,
         cumulativeLogprob: null,
         generationLen: 0,
@@ -139,6 +141,7 @@ export class Aggregator {
       this.#firstTokenAt ??= now
       this.#lastTokenAt = now
     }
+    if (d.logprobs) for (const l of d.logprobs) (s.logprobs ??= []).push(l)
     if (d.cumulativeLogprob != null) s.cumulativeLogprob = d.cumulativeLogprob
     if (d.generationLen != null) s.generationLen = Math.max(s.generationLen, d.generationLen)
     if (d.reasoningTokens != null) s.reasoningTokens = Math.max(s.reasoningTokens, d.reasoningTokens)
@@ -180,6 +183,7 @@ export class Aggregator {
       finishReason: s.finishReason,
       tokens: s.tokens,
       cumulativeLogprob: s.cumulativeLogprob,
+      logprobs: s.logprobs,
     }))
     const first = choices[0]
     return {

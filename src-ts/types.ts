@@ -110,10 +110,23 @@ export type ResponseFormat =
   | { type: 'json_schema'; json_schema: { name?: string; description?: string; schema: Record<string, unknown> | boolean; strict?: boolean } }
 
 export interface TopLogprob {
-  /** The engine's token id, as text. */
+  /** The token id, when the engine sent one. */
+  tokenId?: number
+  /** The token's text, decoded with the model's `tokenizer.json` (the id as text without one). */
   token: string
   logprob: number
+  /** The token's bytes (a token may hold part of a multi-byte character). */
   bytes?: number[]
+}
+
+/** One generated token with its log-probability and the alternatives the engine weighed. */
+export interface TokenLogprob {
+  tokenId: number
+  token: string
+  bytes?: number[]
+  /** Null when the engine packed several tokens into one delta. */
+  logprob: number | null
+  topLogprobs: TopLogprob[]
 }
 
 export interface StateEvent {
@@ -135,6 +148,8 @@ export interface ChatDelta {
   content?: string
   tokens: number[]
   topLogprobs: TopLogprob[]
+  /** With `topLogprobs` > 0: each token of this delta with its log-probability. */
+  logprobs?: TokenLogprob[]
   cumulativeLogprob?: number
   /** Set on the final delta of a sequence: `stop`, `length`, `cancelled`, ... */
   finishReason?: string
@@ -206,6 +221,8 @@ export interface ChatChoice {
   finishReason: string | null
   tokens: number[]
   cumulativeLogprob: number | null
+  /** Every generated token with its log-probability, when `topLogprobs` was set. */
+  logprobs: TokenLogprob[] | null
 }
 
 export interface ChatResult {

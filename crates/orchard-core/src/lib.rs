@@ -7,6 +7,7 @@ pub mod format;
 pub mod nng;
 pub mod paths;
 pub mod session;
+pub mod tokenizer;
 pub mod transport;
 pub mod wire;
 

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -16,6 +16,7 @@ use crate::engine::process::ExitWatch;
 use crate::engine::{self, RunningEngine, StartOptions};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::{ModelSpecs, Profile};
+use crate::tokenizer::TokenDecoder;
 use crate::transport::{block_on_timeout, RequestSlot, Transport};
 
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,6 +29,23 @@ pub struct LoadedModel {
     pub model_path: PathBuf,
     pub config: Value,
     pub profile: Arc<Profile>,
+    /// The model's `tokenizer.json`, read the first time log-probabilities are asked for.
+    tokens: OnceLock<Option<Arc<TokenDecoder>>>,
+}
+
+impl LoadedModel {
+    /// Token id → bytes for this model, or `None` when it has no readable `tokenizer.json`
+    /// (log-probabilities then name tokens by id).
+    pub fn token_decoder(&self) -> Option<Arc<TokenDecoder>> {
+        self.tokens
+            .get_or_init(|| {
+                TokenDecoder::load(&self.model_path)
+                    .ok()
+                    .flatten()
+                    .map(Arc::new)
+            })
+            .clone()
+    }
 }
 
 pub struct Session {
@@ -281,6 +299,7 @@ impl Session {
             model_path,
             config,
             profile,
+            tokens: OnceLock::new(),
         });
         lock(&self.models).insert(id.to_string(), model.clone());
         Ok(model)
@@ -297,7 +316,7 @@ impl Session {
         crate::chat::build_prompt(&model.profile, &model.config, messages, opts)
     }
 
-    fn loaded(&self, model_id: &str) -> Result<Arc<LoadedModel>> {
+    pub fn loaded(&self, model_id: &str) -> Result<Arc<LoadedModel>> {
         self.model(model_id).ok_or_else(|| {
             Error::new(
                 ErrorCode::ModelNotLoaded,

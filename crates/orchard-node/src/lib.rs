@@ -82,6 +82,19 @@ fn parse_chat_input(
     Ok((messages, opts))
 }
 
+/// The model's token decoder when any of `opts` asks for log-probabilities.
+fn wants_logprobs<'a>(
+    session: &Session,
+    model: &str,
+    opts: impl IntoIterator<Item = &'a ChatOptions>,
+) -> orchard_core::Result<Option<Arc<orchard_core::tokenizer::TokenDecoder>>> {
+    if opts.into_iter().any(|o| o.top_logprobs > 0) {
+        Ok(session.loaded(model)?.token_decoder())
+    } else {
+        Ok(None)
+    }
+}
+
 /// Node environments (the main thread and workers) that loaded the addon and are alive.
 static LIVE_ENVS: AtomicUsize = AtomicUsize::new(0);
 
@@ -243,15 +256,18 @@ impl NativeEngine {
     ) -> napi::Result<NativeChat> {
         self.ensure_open()?;
         let session = self.session.clone();
-        let (request_id, slot) = blocking(move || {
+        let (request_id, slot, decoder) = blocking(move || {
             let (messages, opts) = parse_chat_input(&messages_json, &options_json)?;
-            session.chat(&model, messages, &opts)
+            let decoder = wants_logprobs(&session, &model, [&opts])?;
+            let (id, slot) = session.chat(&model, messages, &opts)?;
+            Ok((id, slot, decoder))
         })
         .await?;
         Ok(NativeChat {
             request_id,
             slot,
             transport: self.session.transport.clone(),
+            logprobs: Mutex::new(delta::LogprobContext::new(decoder)),
         })
     }
 
@@ -266,7 +282,7 @@ impl NativeEngine {
     ) -> napi::Result<NativeChat> {
         self.ensure_open()?;
         let session = self.session.clone();
-        let (request_id, slot) = blocking(move || {
+        let (request_id, slot, decoder) = blocking(move || {
             let conversations = match parse_json(&conversations_json, "conversations")? {
                 Value::Array(items) => items
                     .into_iter()
@@ -288,13 +304,16 @@ impl NativeEngine {
                 &parse_json(&options_json, "options")?,
                 conversations.len(),
             )?;
-            session.chat_batch(&model, conversations, &opts)
+            let decoder = wants_logprobs(&session, &model, &opts)?;
+            let (id, slot) = session.chat_batch(&model, conversations, &opts)?;
+            Ok((id, slot, decoder))
         })
         .await?;
         Ok(NativeChat {
             request_id,
             slot,
             transport: self.session.transport.clone(),
+            logprobs: Mutex::new(delta::LogprobContext::new(decoder)),
         })
     }
 }
@@ -342,6 +361,7 @@ pub struct NativeChat {
     request_id: u64,
     slot: Arc<RequestSlot>,
     transport: Arc<Transport>,
+    logprobs: Mutex<delta::LogprobContext>,
 }
 
 #[napi]
@@ -356,7 +376,10 @@ impl NativeChat {
     #[napi]
     pub async fn next(&self) -> napi::Result<Option<String>> {
         match self.slot.next_batch().await {
-            Batch::Deltas(d) => Ok(Some(delta::batch_json(&d))),
+            Batch::Deltas(d) => {
+                let mut ctx = self.logprobs.lock().unwrap_or_else(|p| p.into_inner());
+                Ok(Some(delta::batch_json(&d, &mut ctx)))
+            }
             Batch::Finished => Ok(None),
             Batch::Failed(e) => Err(to_napi(e)),
         }
