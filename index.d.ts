@@ -39,6 +39,11 @@ export declare class NativeEngine {
    * JSON object of chat options (or "null").
    */
   chat(model: string, messagesJson: string, optionsJson: string): Promise<NativeChat>
+  /**
+   * Send several conversations as one request. `options_json` is one options object or
+   * an array with one per conversation.
+   */
+  chatBatch(model: string, conversationsJson: string, optionsJson: string): Promise<NativeChat>
 }
 
 /**
