@@ -1,6 +1,8 @@
 /** Client: chat requests over an engine connection. */
 
 import { InvalidRequestError, native } from './errors'
+import { ResponseStream, prepareResponses } from './responses'
+import type { ResponsesRequest } from './responses-types'
 import { ChatBatchStream, ChatStream } from './stream'
 import type { ChatMessage, ChatOptions, RenderedRequest } from './types'
 
@@ -71,6 +73,31 @@ export class Client {
       : this.#engine.chatBatch(model, JSON.stringify(conversations), JSON.stringify(Array.isArray(options) ? wire : wire[0]))
     const keeps = conversations.map((_, i) => keptCandidates(list[Math.min(i, list.length - 1)]!))
     return new ChatBatchStream(handle, { signal, stallTimeout, finish: (a) => keeps.map((keep, i) => a.result(i, keep)) })
+  }
+
+  /**
+   * A Responses API request (OpenAI Responses shapes). Await it for the {@link Response}
+   * (`output` items, `outputText`, `toolCalls`, `parsed`), or iterate it for typed events:
+   *
+   * ```ts
+   * for await (const event of client.responses(model, { input: 'Hi' })) {
+   *   if (event.type === 'response.output_text.delta') process.stdout.write(event.delta)
+   * }
+   * ```
+   *
+   * The request is validated (schemas included) before anything is sent.
+   */
+  responses(model: string, request: ResponsesRequest): ResponseStream {
+    const prepared = prepareResponses(request)
+    const chat = this.chat(model, prepared.messages, prepared.options)
+    return new ResponseStream(chat, model, request, prepared)
+  }
+
+  /** Only the answer text of a Responses request, as it is generated. */
+  async *responsesText(model: string, request: ResponsesRequest): AsyncGenerator<string, void, undefined> {
+    for await (const event of this.responses(model, request)) {
+      if (event.type === 'response.output_text.delta') yield event.delta
+    }
   }
 
   /**
