@@ -133,3 +133,29 @@ describe('requests are validated before anything is sent', () => {
     })
   }
 })
+
+// Last: it kills the engine this file uses.
+describe('engine failure', () => {
+  it('engine death mid-stream gives response.failed, then EngineDiedError', async () => {
+    const stream = client.responses(model, { input: 'Tell me a long story.', max_output_tokens: 100_000 })
+    const events: ResponseStreamEvent[] = []
+    let err: unknown
+    try {
+      for await (const e of stream) {
+        events.push(e)
+        if (e.type === 'response.output_text.delta' && events.length === 8) process.kill(engine.pid, 'SIGKILL')
+      }
+    } catch (e) {
+      err = e
+    }
+    expect((err as Error).name).toBe('EngineDiedError')
+    const last = events[events.length - 1]!
+    expect(last.type).toBe('response.failed')
+    if (last.type === 'response.failed') {
+      expect(last.response.status).toBe('failed')
+      expect(last.response.error?.code).toBe('ENGINE_DIED')
+    }
+    expect(events.some((e) => e.type === 'response.completed')).toBe(false)
+    await expect(stream.finalResponse()).rejects.toThrow()
+  })
+})
