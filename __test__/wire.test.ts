@@ -167,7 +167,7 @@ describe('wire.decodeMessage', () => {
     expect(m.channel).toBe(0x1f9a7c3e0b21n)
     expect(m.delta).toMatchObject({ requestId: 12, content: 'Hel', tokens: [9906], isFinal: false })
     expect(m.delta.finishReason).toBeUndefined()
-    expect(m.delta.topLogprobs).toEqual([{ token: '9906', logprob: -0.01 }])
+    expect(m.delta.topLogprobs).toEqual([{ tokenId: 9906, token: '9906', logprob: -0.01 }])
   })
 
   it('accepts error and error_message, logprob and probability, embedding bytes as base64 or array', () => {
