@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import path from 'node:path'
 
 import { describe, expect, it } from 'vitest'
@@ -13,28 +13,54 @@ interface Case extends RenderInput {
   reference_error?: string
 }
 
+interface Divergence {
+  id: string
+  reason: string
+  prompt: string
+  layout: Array<{ type: string; length: number }>
+  reasoning: boolean
+}
+
 const { cases } = readFixture<{ cases: Case[] }>('prompt-parity.json')
-// A case's id starts with its family; every family with a profile folder is checked.
-const families = new Set(readdirSync(path.join(repoRoot, 'model-specs'), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name))
-const covered = cases.filter((c) => families.has(c.id.split('/')[0]!))
+// Cases where we differ from the reference on purpose, each explained in docs/prompt-divergences.md.
+const divergencePath = path.join(repoRoot, '__test__', 'prompt-divergences.json')
+const divergences: Divergence[] = existsSync(divergencePath) ? (JSON.parse(readFileSync(divergencePath, 'utf8')) as { cases: Divergence[] }).cases : []
+const divergenceDoc = existsSync(path.join(repoRoot, 'docs', 'prompt-divergences.md')) ? readFileSync(path.join(repoRoot, 'docs', 'prompt-divergences.md'), 'utf8') : ''
+
+// A case id starts with its family, e.g. `gemma4(e4b)/image` or `granite(alias)/hello`.
+const familyOf = (id: string): string => id.split('/')[0]!.replace(/\(.*\)$/, '')
+const profiles = new Set(
+  readdirSync(path.join(repoRoot, 'model-specs'), { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(path.join(repoRoot, 'model-specs', d.name, 'control_tokens.json')))
+    .map((d) => d.name),
+)
 
 describe('renderChat matches the reference client prompt for prompt', () => {
-  it('covers llama3 and every family that has a profile', () => {
-    expect(families.has('llama3')).toBe(true)
-    for (const family of families) {
-      expect(
-        covered.some((c) => c.id.startsWith(`${family}/`)),
-        family,
-      ).toBe(true)
+  it('every family in the fixture has a profile', () => {
+    const families = [...new Set(cases.map((c) => familyOf(c.id)))].sort()
+    expect(families.filter((f) => f !== 'granite' && !profiles.has(f))).toEqual([])
+  })
+
+  it('every divergence names a fixture case and is explained', () => {
+    for (const d of divergences) {
+      expect(cases.some((c) => c.id === d.id), d.id).toBe(true)
+      expect(divergenceDoc.includes(d.id), `${d.id} in docs/prompt-divergences.md`).toBe(true)
     }
   })
 
-  for (const c of covered) {
+  for (const c of cases) {
     const { id, expected, reference_error: referenceError, ...input } = c
+    const divergence = divergences.find((d) => d.id === id)
     if (referenceError !== undefined) {
       it(`${id} (the reference raised; ours renders)`, () => {
         const r = renderChat(input)
         expect(r.prompt.length).toBeGreaterThan(0)
+      })
+    } else if (divergence !== undefined) {
+      it(`${id} (diverges on purpose: ${divergence.reason})`, () => {
+        const r = renderChat(input)
+        expect(r.prompt).not.toEqual(expected?.prompt)
+        expect(r).toEqual({ prompt: divergence.prompt, layout: divergence.layout, reasoning: divergence.reasoning })
       })
     } else {
       it(id, () => {
