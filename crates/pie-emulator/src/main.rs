@@ -16,9 +16,11 @@ mod registry;
 mod requests;
 mod sampler;
 mod scheduler;
+mod schema;
 mod sequence;
 mod signals;
 mod state;
+mod structured;
 mod telemetry;
 
 use std::path::{Path, PathBuf};

@@ -14,6 +14,7 @@ use crate::lm::{embed, prompt_token_count};
 use crate::sampler::SamplingParams;
 use crate::sequence::{embedding_delta, error_delta, SeqIds, Sequence, SequenceSpec};
 use crate::state::{lock, Ctx};
+use crate::structured::Plan;
 
 /// Dimensions of the emulator's embeddings.
 pub const EMBEDDING_DIMS: usize = 16;
@@ -178,6 +179,7 @@ fn handle_request(req: Request, ctx: &Ctx) {
                     p.max_generated_tokens
                 };
                 let seed = p.rng_seed.map_or(DEFAULT_SEED, |s| s & 0xFFFF_FFFF);
+                let plan = Arc::new(Plan::for_prompt(p, &text));
                 for candidate_index in 0..p.sequence_count() {
                     let spec = SequenceSpec {
                         ids: SeqIds {
@@ -195,6 +197,7 @@ fn handle_request(req: Request, ctx: &Ctx) {
                         boosted: boosted.clone(),
                         prompt_tokens,
                         flood: ctx.config.flood.is_some(),
+                        plan: plan.clone(),
                     };
                     sequences.push(Sequence::new(spec, &ctx.lm));
                 }

@@ -5,12 +5,15 @@
 //! Stop strings are matched on the decoded text: text that could still turn out to be the
 //! beginning of a stop string is held back, so nothing past a stop string is ever streamed.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
 use crate::lm::Model;
-use crate::sampler::{adjust_logits, choose, Rng, SamplingParams};
+use crate::sampler::{adjust_logits, choose, Choice, Rng, SamplingParams};
+use crate::schema::{self, JsonTok, Sampled, Words};
+use crate::structured::{Body, Plan, Tool};
 
 /// Logit added to tokens whose word appears in the prompt.
 pub const PROMPT_WORD_BOOST: f64 = 1.2;
@@ -19,6 +22,37 @@ pub const PROMPT_WORD_BOOST: f64 = 1.2;
 /// Without this a bigram model ends replies like "Harvest time." far too often.
 pub const MIN_REPLY_TOKENS: usize = 12;
 pub const EARLY_EOT_PENALTY: f64 = 20.0;
+
+/// Tokens that are not word-pieces of the model (thinking and tool-call markers, JSON
+/// punctuation, schema keys, enum members, numbers) carry a wire id in
+/// `SYNTHETIC_ID_BASE..SYNTHETIC_ID_BASE + SYNTHETIC_ID_SPAN` derived from their text.
+pub const SYNTHETIC_ID_BASE: i64 = 200_000;
+pub const SYNTHETIC_ID_SPAN: u64 = 100_000;
+
+pub fn synthetic_id(text: &str) -> i64 {
+    SYNTHETIC_ID_BASE + (crate::lm::fnv1a(text.as_bytes()) % SYNTHETIC_ID_SPAN) as i64
+}
+
+/// One entry of a delta's `state_events`.
+pub fn state_event(
+    event_type: &str,
+    item_type: &str,
+    output_index: u32,
+    identifier: &str,
+    delta: &str,
+    value: Option<Value>,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("event_type".into(), event_type.into());
+    m.insert("item_type".into(), item_type.into());
+    m.insert("output_index".into(), output_index.into());
+    m.insert("identifier".into(), identifier.into());
+    m.insert("delta".into(), delta.into());
+    if let Some(v) = value {
+        m.insert("value".into(), v);
+    }
+    Value::Object(m)
+}
 
 /// Where a sequence's deltas go and how they are labelled.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +136,117 @@ pub struct SequenceSpec {
     pub prompt_tokens: u64,
     /// Flood mode (benchmarks): no language model, timestamps as content.
     pub flood: bool,
+    /// Reasoning, tool calls or structured output (shared by the prompt's candidates).
+    pub plan: Arc<Plan>,
+}
+
+/// One precomputed token: markers, reasoning, tool calls and structured output are
+/// generated when the sequence is created and then streamed one token per step.
+#[derive(Clone, Debug)]
+struct ScriptTok {
+    text: String,
+    wire: i64,
+    logprob: f64,
+    top: Vec<(i64, f64)>,
+    events: Vec<Value>,
+    reasoning: bool,
+    /// The item this token leaves open (to close it if generation is cut short here).
+    item: Option<(&'static str, u32)>,
+    /// Text this token adds to that item.
+    item_text: String,
+}
+
+impl ScriptTok {
+    fn marker(text: &str) -> ScriptTok {
+        ScriptTok {
+            text: text.to_string(),
+            wire: synthetic_id(text),
+            logprob: 0.0,
+            top: Vec::new(),
+            events: Vec::new(),
+            reasoning: false,
+            item: None,
+            item_text: String::new(),
+        }
+    }
+
+    fn from_json(t: &JsonTok, lm: &Model) -> ScriptTok {
+        match &t.sampled {
+            Some(s) => ScriptTok {
+                text: t.text.clone(),
+                wire: lm.wire_id(s.token),
+                logprob: s.logprob,
+                top: s.top.iter().map(|(t, lp)| (lm.wire_id(*t), *lp)).collect(),
+                ..ScriptTok::marker("")
+            },
+            None => ScriptTok {
+                text: t.text.clone(),
+                wire: synthetic_id(&t.text),
+                ..ScriptTok::marker("")
+            },
+        }
+    }
+}
+
+/// Samples word-pieces from the model for reasoning text and JSON strings.
+struct LmWords<'a> {
+    lm: &'a Model,
+    params: &'a SamplingParams,
+    boosted: &'a [usize],
+    rng: &'a mut Rng,
+    history: &'a mut Vec<usize>,
+    logits: &'a mut Vec<f64>,
+}
+
+impl LmWords<'_> {
+    fn sample(&mut self, context: usize, ban: &dyn Fn(usize) -> bool) -> Choice {
+        self.logits.clear();
+        self.logits.extend_from_slice(self.lm.row(context));
+        for &t in self.boosted {
+            self.logits[t] += PROMPT_WORD_BOOST;
+        }
+        for (t, l) in self.logits.iter_mut().enumerate() {
+            if ban(t) {
+                *l = f64::NEG_INFINITY;
+            }
+        }
+        adjust_logits(self.logits, self.history, self.params);
+        let choice = choose(self.logits, self.params, self.rng);
+        self.history.push(choice.token);
+        choice
+    }
+
+    /// `n` pieces of running text (never end-of-turn), starting a fresh reply.
+    fn run(&mut self, n: usize, ban: &dyn Fn(usize) -> bool) -> Vec<Sampled> {
+        let mut context = self.lm.bos();
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let c = self.sample(context, ban);
+            context = c.token;
+            out.push(Sampled {
+                token: c.token,
+                text: self.lm.text(c.token).to_string(),
+                logprob: c.logprob,
+                top: c.top,
+            });
+        }
+        out
+    }
+}
+
+impl Words for LmWords<'_> {
+    fn words(&mut self, n: usize) -> Vec<Sampled> {
+        let lm = self.lm;
+        let eot = lm.eot();
+        // Inside a JSON string: no end-of-turn, no line breaks or bare whitespace.
+        let ban =
+            move |t: usize| t == eot || lm.text(t).contains('\n') || lm.text(t).trim().is_empty();
+        self.run(n, &ban)
+    }
+
+    fn rng(&mut self) -> &mut Rng {
+        self.rng
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,8 +273,104 @@ pub struct Sequence {
     cumulative_logprob: f64,
     logits: Vec<f64>,
     flood: bool,
+    /// Tokens generated so far (every kind), i.e. `generation_len`.
+    count: usize,
+    /// Tokens of the reasoning item (its content and closing marker).
+    reasoning_count: usize,
+    /// Precomputed tokens still to stream, before any free text.
+    script: VecDeque<ScriptTok>,
+    /// Free text (a message item) follows the script.
+    then_text: bool,
+    /// `count` when the free text started.
+    text_start: usize,
+    /// `output_index` of the free-text message item, and whether it has started.
+    message_index: u32,
+    message_started: bool,
+    /// The item left open by the last script token, and its text so far.
+    open_item: Option<(&'static str, u32)>,
+    open_text: String,
     /// Set once the final delta has been produced.
     pub done: bool,
+}
+
+/// The streamed form of one tool call: `item_started` on its first token, per-argument
+/// `content_delta`/`item_completed` (identifier = argument name), the raw text as
+/// `content_delta` with identifier `arguments`, and on the last token the completed
+/// `arguments` text and the completed call `{name, arguments}`.
+fn tool_call_script(
+    name: &str,
+    args: Value,
+    index: u32,
+    toks: &[JsonTok],
+    lm: &Model,
+) -> Vec<ScriptTok> {
+    let item_id = format!("tool_call:{name}");
+    let raw: String = toks.iter().map(|t| t.text.as_str()).collect();
+    let n = toks.len();
+    let mut out = Vec::with_capacity(n);
+    for (i, t) in toks.iter().enumerate() {
+        let mut tok = ScriptTok::from_json(t, lm);
+        if i == 0 {
+            tok.events.push(state_event(
+                "item_started",
+                "tool_call",
+                index,
+                &item_id,
+                "",
+                None,
+            ));
+        }
+        if let Some((field, d)) = &t.field_delta {
+            tok.events.push(state_event(
+                "content_delta",
+                "tool_call",
+                index,
+                field,
+                d,
+                None,
+            ));
+        }
+        if let Some((field, v)) = &t.field_done {
+            tok.events.push(state_event(
+                "item_completed",
+                "tool_call",
+                index,
+                field,
+                "",
+                Some(v.clone()),
+            ));
+        }
+        tok.events.push(state_event(
+            "content_delta",
+            "tool_call",
+            index,
+            "arguments",
+            &t.text,
+            None,
+        ));
+        tok.item = Some(("tool_call", index));
+        if i + 1 == n {
+            tok.events.push(state_event(
+                "item_completed",
+                "tool_call",
+                index,
+                "arguments",
+                "",
+                Some(raw.clone().into()),
+            ));
+            tok.events.push(state_event(
+                "item_completed",
+                "tool_call",
+                index,
+                &item_id,
+                "",
+                Some(json!({"name": name, "arguments": args.clone()})),
+            ));
+            tok.item = None;
+        }
+        out.push(tok);
+    }
+    out
 }
 
 /// The monotonic clock in nanoseconds: the same clock as Node's `process.hrtime.bigint()`.
@@ -149,6 +390,15 @@ pub fn monotonic_ns() -> u64 {
 
 impl Sequence {
     pub fn new(spec: SequenceSpec, lm: &Model) -> Sequence {
+        let plan = spec.plan.clone();
+        let mut seq = Sequence::bare(spec, lm);
+        if !seq.flood && (plan.reasoning.is_some() || plan.body != Body::Text) {
+            seq.build_script(&plan, lm);
+        }
+        seq
+    }
+
+    fn bare(spec: SequenceSpec, lm: &Model) -> Sequence {
         Sequence {
             rng: Rng::for_candidate(spec.seed, spec.ids.candidate_index),
             ids: spec.ids,
@@ -165,17 +415,203 @@ impl Sequence {
             cumulative_logprob: 0.0,
             logits: Vec::with_capacity(lm.vocab_size()),
             flood: spec.flood,
+            count: 0,
+            reasoning_count: 0,
+            script: VecDeque::new(),
+            then_text: true,
+            text_start: 0,
+            message_index: 0,
+            message_started: false,
+            open_item: None,
+            open_text: String::new(),
             done: false,
         }
     }
 
+    fn words<'a>(&'a mut self, lm: &'a Model) -> LmWords<'a> {
+        LmWords {
+            lm,
+            params: &self.params,
+            boosted: &self.boosted,
+            rng: &mut self.rng,
+            history: &mut self.generated,
+            logits: &mut self.logits,
+        }
+    }
+
+    /// Precompute the reasoning item, tool calls or structured message of this sequence.
+    fn build_script(&mut self, plan: &Plan, lm: &Model) {
+        let mut script = Vec::new();
+        let mut index = 0u32;
+        if let Some(r) = &plan.reasoning {
+            if !r.start.is_empty() {
+                // The think-open marker ships without state events, ahead of item_started.
+                script.push(ScriptTok::marker(&r.start));
+            }
+            let eot = lm.eot();
+            let pieces = self.words(lm).run(r.budget.max(1), &move |t| t == eot);
+            let mut full = String::new();
+            for (i, p) in pieces.iter().enumerate() {
+                full.push_str(&p.text);
+                let mut events = Vec::new();
+                if i == 0 {
+                    events.push(state_event(
+                        "item_started",
+                        "reasoning",
+                        0,
+                        "reasoning",
+                        "",
+                        None,
+                    ));
+                }
+                events.push(state_event(
+                    "content_delta",
+                    "reasoning",
+                    0,
+                    "reasoning",
+                    &p.text,
+                    None,
+                ));
+                script.push(ScriptTok {
+                    events,
+                    reasoning: true,
+                    item: Some(("reasoning", 0)),
+                    item_text: p.text.clone(),
+                    ..ScriptTok::from_json(
+                        &JsonTok {
+                            sampled: Some(p.clone()),
+                            ..JsonTok::forced(p.text.clone())
+                        },
+                        lm,
+                    )
+                });
+            }
+            let done = state_event(
+                "item_completed",
+                "reasoning",
+                0,
+                "reasoning",
+                "",
+                Some(full.into()),
+            );
+            if r.end.is_empty() {
+                let last = script.last_mut().expect("reasoning has tokens");
+                last.events.push(done);
+                last.item = None;
+            } else {
+                script.push(ScriptTok {
+                    events: vec![done],
+                    reasoning: true,
+                    ..ScriptTok::marker(&r.end)
+                });
+            }
+            index = 1;
+        }
+        match &plan.body {
+            Body::Text => {
+                self.then_text = true;
+                self.message_index = index;
+            }
+            Body::Json(schema) => {
+                self.then_text = false;
+                let mut toks = Vec::new();
+                schema::generate(schema, schema, &mut self.words(lm), &mut toks);
+                let mut full = String::new();
+                let n = toks.len();
+                for (i, t) in toks.iter().enumerate() {
+                    full.push_str(&t.text);
+                    let mut tok = ScriptTok::from_json(t, lm);
+                    if i == 0 {
+                        tok.events.push(state_event(
+                            "item_started",
+                            "message",
+                            index,
+                            "",
+                            "",
+                            None,
+                        ));
+                    }
+                    tok.events.push(state_event(
+                        "content_delta",
+                        "message",
+                        index,
+                        "",
+                        &t.text,
+                        None,
+                    ));
+                    tok.item = Some(("message", index));
+                    tok.item_text = t.text.clone();
+                    if i + 1 == n {
+                        tok.events.push(state_event(
+                            "item_completed",
+                            "message",
+                            index,
+                            "",
+                            "",
+                            Some(full.clone().into()),
+                        ));
+                        tok.item = None;
+                    }
+                    script.push(tok);
+                }
+            }
+            Body::Calls(tools, framing) => {
+                self.then_text = false;
+                if !framing.section_start.is_empty() {
+                    script.push(ScriptTok::marker(&framing.section_start));
+                }
+                for (k, tool) in tools.iter().enumerate() {
+                    let idx = index + k as u32;
+                    let (toks, args) =
+                        self.tool_call_tokens(tool, &framing.call_start, &framing.call_end, lm);
+                    script.extend(tool_call_script(&tool.name, args, idx, &toks, lm));
+                }
+                if !framing.section_end.is_empty() {
+                    script.push(ScriptTok::marker(&framing.section_end));
+                }
+            }
+        }
+        self.script = script.into();
+    }
+
+    /// The raw tokens of one call: `call_start {"name": "<name>", "arguments": {...}} call_end`.
+    fn tool_call_tokens(
+        &mut self,
+        tool: &Tool,
+        call_start: &str,
+        call_end: &str,
+        lm: &Model,
+    ) -> (Vec<JsonTok>, Value) {
+        let mut toks = Vec::new();
+        if !call_start.is_empty() {
+            toks.push(JsonTok::forced(call_start));
+        }
+        for t in [
+            "{".to_string(),
+            "\"name\"".to_string(),
+            ": ".to_string(),
+            Value::String(tool.name.clone()).to_string(),
+            ", ".to_string(),
+            "\"arguments\"".to_string(),
+            ": ".to_string(),
+        ] {
+            toks.push(JsonTok::forced(t));
+        }
+        let args = schema::gen_object_for_fields(&tool.parameters, &mut self.words(lm), &mut toks);
+        toks.push(JsonTok::forced("}"));
+        if !call_end.is_empty() {
+            toks.push(JsonTok::forced(call_end));
+        }
+        (toks, args)
+    }
+
     /// Flood mode only: the next step produces this sequence's final delta.
     pub fn flood_final_next(&self) -> bool {
-        self.flood && self.generated.len() as u64 + 1 >= self.max_tokens
+        self.flood && self.count as u64 + 1 >= self.max_tokens
     }
 
     pub fn generated_len(&self) -> usize {
-        self.generated.len()
+        self.count
     }
 
     pub fn prompt_tokens(&self) -> u64 {
@@ -218,13 +654,13 @@ impl Sequence {
     /// Flood mode: one delta whose content is the publish time; no sampling.
     fn flood_step(&mut self) -> Value {
         const FLOOD_TOKEN: usize = 1;
-        self.generated.push(FLOOD_TOKEN);
+        self.count += 1;
         let mut m = self.ids.head();
         m.insert("content".into(), format!("{} ", monotonic_ns()).into());
         m.insert("tokens".into(), json!([FLOOD_TOKEN]));
         m.insert("num_tokens_in_delta".into(), 1.into());
         m.insert("cumulative_logprob".into(), 0.0.into());
-        if self.generated.len() as u64 >= self.max_tokens {
+        if self.count as u64 >= self.max_tokens {
             self.finish_fields(&mut m, "length");
         } else {
             m.insert("is_final_delta".into(), false.into());
@@ -238,18 +674,26 @@ impl Sequence {
         if self.flood {
             return self.flood_step();
         }
+        if !self.script.is_empty() {
+            return self.script_step();
+        }
+        if !self.message_started {
+            self.text_start = self.count;
+            self.context = lm.bos();
+        }
         self.logits.clear();
         self.logits.extend_from_slice(lm.row(self.context));
         for &t in self.boosted.iter() {
             self.logits[t] += PROMPT_WORD_BOOST;
         }
-        if self.generated.len() < MIN_REPLY_TOKENS {
+        if self.count - self.text_start < MIN_REPLY_TOKENS {
             self.logits[lm.eot()] -= EARLY_EOT_PENALTY;
         }
         adjust_logits(&mut self.logits, &self.generated, &self.params);
         let choice = choose(&self.logits, &self.params, &mut self.rng);
         let token = choice.token;
         self.generated.push(token);
+        self.count += 1;
         self.context = token;
         self.cumulative_logprob += choice.logprob;
 
@@ -263,7 +707,7 @@ impl Sequence {
             if let Some(p) = self.find_stop(old_len) {
                 finish = Some(Finish::StopString);
                 end = p.max(self.emitted);
-            } else if self.generated.len() as u64 >= self.max_tokens {
+            } else if self.count as u64 >= self.max_tokens {
                 finish = Some(Finish::Length);
                 end = self.text.len();
             } else {
@@ -272,6 +716,34 @@ impl Sequence {
         }
         let content = self.text[self.emitted..end].to_string();
         self.emitted = end;
+
+        let idx = self.message_index;
+        let mut events = Vec::new();
+        if !self.message_started {
+            self.message_started = true;
+            events.push(state_event("item_started", "message", idx, "", "", None));
+        }
+        if !content.is_empty() {
+            events.push(state_event(
+                "content_delta",
+                "message",
+                idx,
+                "",
+                &content,
+                None,
+            ));
+        }
+        if finish.is_some() {
+            let full = self.text[..self.emitted].to_string();
+            events.push(state_event(
+                "item_completed",
+                "message",
+                idx,
+                "",
+                "",
+                Some(full.into()),
+            ));
+        }
 
         let mut m = self.ids.head();
         m.insert("content".into(), content.into());
@@ -286,6 +758,9 @@ impl Sequence {
             m.insert("top_logprobs".into(), Value::Array(top));
         }
         m.insert("cumulative_logprob".into(), finite(self.cumulative_logprob));
+        if !events.is_empty() {
+            m.insert("state_events".into(), Value::Array(events));
+        }
         match finish {
             None => {
                 m.insert("is_final_delta".into(), false.into());
@@ -309,13 +784,94 @@ impl Sequence {
         Value::Object(m)
     }
 
+    /// Stream the next precomputed token.
+    fn script_step(&mut self) -> Value {
+        let tok = self.script.pop_front().expect("script has a token");
+        self.count += 1;
+        if tok.reasoning {
+            self.reasoning_count += 1;
+        }
+        self.cumulative_logprob += tok.logprob;
+        match tok.item {
+            Some(item) => {
+                if self.open_item != Some(item) {
+                    self.open_item = Some(item);
+                    self.open_text.clear();
+                }
+                self.open_text.push_str(&tok.item_text);
+            }
+            None => {
+                self.open_item = None;
+                self.open_text.clear();
+            }
+        }
+        let mut events = tok.events;
+        let natural_end = self.script.is_empty() && !self.then_text;
+        let finish = if natural_end {
+            Some("stop")
+        } else if self.count as u64 >= self.max_tokens {
+            // Cut short: close an open message or reasoning item with its text so far (a
+            // tool call with half its arguments is left open).
+            if let Some((kind, index)) = self.open_item {
+                if kind != "tool_call" {
+                    let identifier = if kind == "reasoning" { "reasoning" } else { "" };
+                    events.push(state_event(
+                        "item_completed",
+                        kind,
+                        index,
+                        identifier,
+                        "",
+                        Some(self.open_text.clone().into()),
+                    ));
+                }
+            }
+            Some("length")
+        } else {
+            None
+        };
+        let mut m = self.ids.head();
+        m.insert("content".into(), tok.text.into());
+        m.insert("tokens".into(), json!([tok.wire]));
+        m.insert("num_tokens_in_delta".into(), 1.into());
+        if self.params.top_logprobs > 0 {
+            let top: Vec<Value> = if tok.top.is_empty() {
+                // A forced token: the constraint left no alternative.
+                vec![json!({"token": tok.wire.to_string(), "probability": 0.0})]
+            } else {
+                tok.top
+                    .iter()
+                    .take(self.params.top_logprobs)
+                    .map(|(t, lp)| json!({"token": t.to_string(), "probability": finite(*lp)}))
+                    .collect()
+            };
+            m.insert("top_logprobs".into(), Value::Array(top));
+        }
+        m.insert("cumulative_logprob".into(), finite(self.cumulative_logprob));
+        if !events.is_empty() {
+            m.insert("state_events".into(), Value::Array(events));
+        }
+        match finish {
+            None => {
+                m.insert("is_final_delta".into(), false.into());
+                m.insert("finish_reason".into(), "DELTA".into());
+            }
+            Some(reason) => {
+                if !self.then_text || reason == "length" {
+                    self.script.clear();
+                }
+                self.finish_fields(&mut m, reason);
+            }
+        }
+        Value::Object(m)
+    }
+
     fn finish_fields(&mut self, m: &mut Map<String, Value>, reason: &str) {
         self.done = true;
         m.insert("is_final_delta".into(), true.into());
         m.insert("finish_reason".into(), reason.into());
         m.insert("prompt_token_count".into(), self.prompt_tokens.into());
-        m.insert("generation_len".into(), self.generated.len().into());
-        m.insert("reasoning_tokens".into(), 0.into());
+        m.insert("generation_len".into(), self.count.into());
+        m.insert("reasoning_tokens".into(), self.reasoning_count.into());
         m.insert("cached_token_count".into(), 0.into());
     }
 
@@ -324,6 +880,17 @@ impl Sequence {
         let content = self.text[self.emitted..].to_string();
         self.emitted = self.text.len();
         let mut m = self.ids.head();
+        if self.message_started && !content.is_empty() {
+            let e = state_event(
+                "content_delta",
+                "message",
+                self.message_index,
+                "",
+                &content,
+                None,
+            );
+            m.insert("state_events".into(), json!([e]));
+        }
         m.insert("content".into(), content.into());
         m.insert("tokens".into(), json!([]));
         m.insert("num_tokens_in_delta".into(), 0.into());
@@ -360,6 +927,7 @@ mod tests {
             boosted: Arc::new(Vec::new()),
             prompt_tokens: 3,
             flood: false,
+            plan: Arc::new(Plan::text()),
         }
     }
 
@@ -489,5 +1057,262 @@ mod tests {
             .parse()
             .unwrap();
         assert!(ns >= before);
+    }
+
+    fn planned(p: &orchard_core::wire::PromptPayload, prompt: &str, max_tokens: u64) -> Vec<Value> {
+        let mut sp = spec(&[], max_tokens, 1.0);
+        sp.params.logit_bias.clear();
+        sp.plan = Arc::new(Plan::for_prompt(p, prompt));
+        run(sp).1
+    }
+
+    fn events(deltas: &[Value]) -> Vec<Value> {
+        deltas
+            .iter()
+            .filter_map(|d| d.get("state_events"))
+            .flat_map(|e| e.as_array().unwrap().clone())
+            .collect()
+    }
+
+    fn spans(deltas: &[Value], item_type: &str, identifier: &str) -> String {
+        events(deltas)
+            .iter()
+            .filter(|e| e["item_type"] == item_type && e["event_type"] == "content_delta")
+            .filter(|e| e["identifier"] == identifier)
+            .map(|e| e["delta"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn thinking() -> orchard_core::wire::PromptPayload {
+        let mut p = orchard_core::wire::PromptPayload::default();
+        p.thinking_tokens.start = "<think>\n".into();
+        p.thinking_tokens.end = "\n</think>".into();
+        p.reasoning_effort = Some("low".into());
+        p
+    }
+
+    #[test]
+    fn plain_text_streams_a_message_item() {
+        let (text, deltas) = run(spec(&[], 20, 1.0));
+        let ev = events(&deltas);
+        assert_eq!(ev[0]["event_type"], "item_started");
+        assert_eq!(ev[0]["item_type"], "message");
+        assert_eq!(spans(&deltas, "message", ""), text);
+        let last = ev.last().unwrap();
+        assert_eq!(last["event_type"], "item_completed");
+        assert_eq!(last["value"], text.as_str());
+        for d in &deltas {
+            let c = d["content"].as_str().unwrap();
+            let s: String = d
+                .get("state_events")
+                .map(|e| {
+                    e.as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|e| e["event_type"] == "content_delta")
+                        .map(|e| e["delta"].as_str().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(s, c);
+        }
+    }
+
+    #[test]
+    fn reasoning_comes_first_and_is_counted() {
+        let p = thinking();
+        let deltas = planned(&p, "Tell me about apples", 200);
+        assert_eq!(deltas[0]["content"], "<think>\n");
+        assert!(deltas[0].get("state_events").is_none());
+        let reasoning = spans(&deltas, "reasoning", "reasoning");
+        let ev = events(&deltas);
+        let done = ev
+            .iter()
+            .find(|e| e["item_type"] == "reasoning" && e["event_type"] == "item_completed")
+            .unwrap();
+        assert_eq!(done["value"], reasoning.as_str());
+        assert_eq!(done["output_index"], 0);
+        let msg_start = ev.iter().position(|e| e["item_type"] == "message").unwrap();
+        let reasoning_end = ev
+            .iter()
+            .rposition(|e| e["item_type"] == "reasoning")
+            .unwrap();
+        assert!(reasoning_end < msg_start);
+        assert_eq!(ev[msg_start]["output_index"], 1);
+        let text: String = deltas
+            .iter()
+            .map(|d| d["content"].as_str().unwrap())
+            .collect();
+        assert!(
+            text.starts_with(&format!("<think>\n{reasoning}\n</think>")),
+            "{text}"
+        );
+        let last = deltas.last().unwrap();
+        assert_eq!(
+            last["reasoning_tokens"],
+            crate::structured::REASONING_LOW + 1
+        );
+        assert_eq!(last["generation_len"], deltas.len());
+        // Deterministic.
+        assert_eq!(deltas, planned(&p, "Tell me about apples", 200));
+    }
+
+    fn weather_tools(choice: &str) -> orchard_core::wire::PromptPayload {
+        let mut p = orchard_core::wire::PromptPayload {
+            tool_choice: choice.into(),
+            ..Default::default()
+        };
+        p.tool_schemas_json = json!([
+            {"name": "get_time", "parameters": {"type": "object",
+                "properties": {"zone": {"type": "string", "enum": ["UTC", "CET"]}},
+                "required": ["zone"]}},
+            {"name": "get_weather", "parameters": {"type": "object",
+                "properties": {"location": {"type": "string"}, "days": {"type": "integer", "minimum": 1, "maximum": 7}},
+                "required": ["location", "days"], "additionalProperties": false}}
+        ])
+        .to_string();
+        p.tool_calling_tokens
+            .formats
+            .push(orchard_core::wire::request::ToolCallFormat {
+                call_start: "<tool_call>".into(),
+                call_end: "</tool_call>".into(),
+                ..Default::default()
+            });
+        p
+    }
+
+    #[test]
+    fn tool_calls_stream_arguments_and_complete_with_name_and_arguments() {
+        let p = weather_tools("auto");
+        let deltas = planned(&p, "What is the weather in Paris? Use get_weather.", 500);
+        let ev = events(&deltas);
+        assert_eq!(ev[0]["event_type"], "item_started");
+        assert_eq!(ev[0]["identifier"], "tool_call:get_weather");
+        let raw = spans(&deltas, "tool_call", "arguments");
+        let content: String = deltas
+            .iter()
+            .map(|d| d["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(raw, content);
+        assert!(
+            raw.starts_with("<tool_call>") && raw.ends_with("</tool_call>"),
+            "{raw}"
+        );
+        let body: Value =
+            serde_json::from_str(&raw["<tool_call>".len()..raw.len() - "</tool_call>".len()])
+                .unwrap();
+        let done = ev.last().unwrap();
+        assert_eq!(done["identifier"], "tool_call:get_weather");
+        assert_eq!(done["value"], body);
+        assert_eq!(done["value"]["name"], "get_weather");
+        let args = &done["value"]["arguments"];
+        assert_eq!(
+            Value::String(spans(&deltas, "tool_call", "location")),
+            args["location"]
+        );
+        let days = args["days"].as_i64().unwrap();
+        assert!((1..=7).contains(&days));
+        let last = deltas.last().unwrap();
+        assert_eq!(last["finish_reason"], "stop");
+        assert!(last.get("matched_stop_token_id").is_none());
+        // No message item after the call.
+        assert!(ev.iter().all(|e| e["item_type"] == "tool_call"));
+    }
+
+    #[test]
+    fn tool_choice_rules() {
+        let names = |choice: &str, prompt: &str, min: i64, max: i64| -> Vec<String> {
+            let mut p = weather_tools(choice);
+            p.min_tool_calls = min;
+            p.max_tool_calls = max;
+            let deltas = planned(&p, prompt, 1000);
+            events(&deltas)
+                .iter()
+                .filter(|e| e["event_type"] == "item_started")
+                .map(|e| {
+                    format!(
+                        "{}@{}",
+                        e["identifier"].as_str().unwrap(),
+                        e["output_index"]
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(names("auto", "Hello there", 1, 0), ["@0"]);
+        assert_eq!(
+            names("auto", "get_time then get_weather", 1, 0),
+            ["tool_call:get_time@0", "tool_call:get_weather@1"]
+        );
+        assert_eq!(
+            names("auto", "get_time then get_weather", 1, 1),
+            ["tool_call:get_time@0"]
+        );
+        assert_eq!(names("none", "use get_time", 1, 0), ["@0"]);
+        assert_eq!(names("required", "Hello", 1, 0), ["tool_call:get_time@0"]);
+        assert_eq!(
+            names(
+                r#"{"type":"function","function":{"name":"get_weather"}}"#,
+                "get_time",
+                2,
+                0
+            ),
+            ["tool_call:get_weather@0", "tool_call:get_weather@1"]
+        );
+    }
+
+    #[test]
+    fn structured_output_is_valid_json_after_reasoning() {
+        let mut p = thinking();
+        let schema = json!({"type": "object", "properties": {
+            "answer": {"type": "integer"}, "label": {"type": "string", "enum": ["x", "y"]},
+            "notes": {"type": "array", "items": {"type": "string"}}},
+            "required": ["answer", "label"], "additionalProperties": false});
+        p.response_format_json =
+            json!({"type": "json_schema", "json_schema": {"name": "r", "schema": schema, "strict": true}})
+                .to_string();
+        let deltas = planned(&p, "Give me JSON", 500);
+        let msg = spans(&deltas, "message", "");
+        let v: Value = serde_json::from_str(&msg).unwrap_or_else(|e| panic!("{msg}: {e}"));
+        assert!(v["answer"].is_i64());
+        assert!(v
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|k| ["answer", "label", "notes"].contains(&k.as_str())));
+        let ev = events(&deltas);
+        let done = ev.last().unwrap();
+        assert_eq!(done["event_type"], "item_completed");
+        assert_eq!(done["value"], msg.as_str());
+        assert_eq!(deltas.last().unwrap()["finish_reason"], "stop");
+        let p2 = orchard_core::wire::PromptPayload {
+            response_format_json: r#"{"type":"json_object"}"#.into(),
+            ..Default::default()
+        };
+        let msg = spans(&planned(&p2, "x", 500), "message", "");
+        assert!(serde_json::from_str::<Value>(&msg).unwrap().is_object());
+    }
+
+    #[test]
+    fn max_tokens_mid_item_ends_with_length() {
+        let p = thinking();
+        let deltas = planned(&p, "apples", 5);
+        assert_eq!(deltas.len(), 5);
+        let last = deltas.last().unwrap();
+        assert_eq!(last["finish_reason"], "length");
+        let ev = events(&deltas);
+        let done = ev.last().unwrap();
+        assert_eq!(done["item_type"], "reasoning");
+        assert_eq!(done["event_type"], "item_completed");
+        assert_eq!(
+            done["value"],
+            spans(&deltas, "reasoning", "reasoning").as_str()
+        );
+        let tools = weather_tools("required");
+        let deltas = planned(&tools, "x", 6);
+        assert_eq!(deltas.last().unwrap()["finish_reason"], "length");
+        assert!(events(&deltas)
+            .iter()
+            .all(|e| e["event_type"] != "item_completed"
+                || !e["identifier"].as_str().unwrap().starts_with("tool_call:")));
     }
 }
