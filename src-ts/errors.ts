@@ -18,6 +18,10 @@ export type OrchardErrorCode =
   | 'IO'
   | 'INTERNAL'
   | 'NATIVE_LOAD'
+  | 'DOWNLOAD'
+  | 'CHECKSUM'
+  | 'AUTH'
+  | 'MODEL_NOT_FOUND'
 
 export class OrchardError extends Error {
   readonly code: OrchardErrorCode
@@ -61,6 +65,14 @@ export class IoError extends OrchardError {}
 export class InternalError extends OrchardError {}
 /** The native addon could not be loaded on this platform. */
 export class NativeLoadError extends OrchardError {}
+/** A download (engine archive, model file, manifest) failed: HTTP error, cut connection, bad archive. */
+export class DownloadError extends OrchardError {}
+/** A downloaded file does not match its published SHA-256 (or git blob id); it was not installed. */
+export class ChecksumError extends DownloadError {}
+/** The server refused the credentials (or their absence): set `HF_TOKEN` for gated or private models. */
+export class AuthenticationError extends OrchardError {}
+/** No such model: not on the Hub, not in the cache when offline, or a local directory without config.json (a {@link ModelNotLoadedError}). */
+export class ModelNotFoundError extends ModelNotLoadedError {}
 
 const classes: Record<Exclude<OrchardErrorCode, 'ABORTED'>, new (code: OrchardErrorCode, message: string, options?: { cause?: unknown }) => OrchardError> = {
   PROTOCOL: ProtocolError,
@@ -76,6 +88,10 @@ const classes: Record<Exclude<OrchardErrorCode, 'ABORTED'>, new (code: OrchardEr
   IO: IoError,
   INTERNAL: InternalError,
   NATIVE_LOAD: NativeLoadError,
+  DOWNLOAD: DownloadError,
+  CHECKSUM: ChecksumError,
+  AUTH: AuthenticationError,
+  MODEL_NOT_FOUND: ModelNotFoundError,
 }
 
 export function makeError(code: OrchardErrorCode, message: string, cause?: unknown): OrchardError {

@@ -1,0 +1,240 @@
+/**
+ * Fetch and install the engine binary (protocol.md §7.2): a manifest per channel and
+ * platform, a sha256-checked tarball, extraction into a staging directory, then an atomic
+ * switch of `<home>/bin` under `<home>/install.lock`.
+ *
+ * Layout of `<home>` (default `~/.orchard`, override `ORCHARD_HOME` or `home`):
+ *   bin -> versions/<version>/bin   (a symlink, swapped with one rename)
+ *   versions/<version>/...          (the extracted archive)
+ *   version.txt                     (the installed version)
+ *   install.lock
+ */
+
+import { randomBytes } from 'node:crypto'
+import { constants as fsc, promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+
+import { AbortError, ChecksumError, DownloadError, OrchardError } from '../errors'
+import { type DownloadProgress, downloadTo, httpFetch, withStatus } from './http'
+import { acquireLock } from './lock'
+import { extractTarGz } from './tar'
+
+export type { DownloadProgress } from './http'
+
+export const ENGINE_BINARY_NAME = 'proxy_inference_engine'
+export const DEFAULT_MANIFEST_URL = 'https://orchard.theproxycompany.com'
+
+export interface InstallOptions {
+  /** Release channel (default `stable`). */
+  channel?: string
+  /** A specific version from the manifest (default: its `latest`). */
+  version?: string
+  /** Install even when this version is already installed. */
+  reinstall?: boolean
+  /** Install directory (default `ORCHARD_HOME`, then `~/.orchard`). */
+  home?: string
+  /** Manifest server base URL (default `ORCHARD_MANIFEST_URL`, then https://orchard.theproxycompany.com). */
+  manifestUrl?: string
+  /** Download attempts after the first (default 2); a truncated transfer is retried from scratch. */
+  retries?: number
+  /** How long to wait for another installer holding `install.lock` (default 300 000 ms). */
+  lockTimeoutMs?: number
+  onProgress?: (progress: DownloadProgress) => void
+  signal?: AbortSignal
+}
+
+export interface InstallResult {
+  version: string
+  /** The engine binary: `<home>/bin/proxy_inference_engine`. */
+  path: string
+  home: string
+  /** False when this version was already installed and nothing was downloaded. */
+  installed: boolean
+}
+
+export interface Manifest {
+  latest: string
+  versions: Record<string, { url: string; sha256?: string }>
+}
+
+/** `ORCHARD_HOME`, else `~/.orchard`. */
+export function orchardHome(home?: string): string {
+  if (home) return path.resolve(home)
+  const env = process.env.ORCHARD_HOME
+  if (env) return path.resolve(env.startsWith('~/') ? path.join(os.homedir(), env.slice(2)) : env)
+  return path.join(os.homedir(), '.orchard')
+}
+
+/** The installed engine binary path (whether or not it exists). */
+export function installedBinary(home?: string): string {
+  return path.join(orchardHome(home), 'bin', ENGINE_BINARY_NAME)
+}
+
+/** The installed version, or null. */
+export async function installedVersion(home?: string): Promise<string | null> {
+  const h = orchardHome(home)
+  try {
+    await fs.access(installedBinary(h), fsc.X_OK)
+    const v = (await fs.readFile(path.join(h, 'version.txt'), 'utf8')).trim()
+    return v || null
+  } catch {
+    return null
+  }
+}
+
+function platformQuery(): { os: string; arch: string } {
+  const arch = process.arch === 'x64' ? 'x86_64' : process.arch
+  return { os: process.platform, arch }
+}
+
+function manifestBase(url?: string): string {
+  return (url ?? process.env.ORCHARD_MANIFEST_URL ?? DEFAULT_MANIFEST_URL).replace(/\/+$/, '').replace(/\/manifest$/, '')
+}
+
+/** GET `<base>/manifest?channel&v&os&arch` and validate its shape. */
+export async function fetchManifest(options: { channel?: string; manifestUrl?: string; installed?: string | null; signal?: AbortSignal } = {}): Promise<Manifest> {
+  const q = new URLSearchParams({ channel: options.channel ?? 'stable', v: options.installed ?? 'unknown', ...platformQuery() })
+  const url = `${manifestBase(options.manifestUrl)}/manifest?${q.toString()}`
+  const timeout = AbortSignal.timeout(30_000)
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout
+  const res = await httpFetch(url, { signal, headers: { accept: 'application/json' } })
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => undefined)
+    throw withStatus(new DownloadError('DOWNLOAD', `engine manifest ${url}: HTTP ${res.status} ${res.statusText}`), res.status)
+  }
+  let body: unknown
+  try {
+    body = await res.json()
+  } catch (e) {
+    throw new DownloadError('DOWNLOAD', `engine manifest ${url}: not JSON`, { cause: e })
+  }
+  const m = body as Partial<Manifest>
+  if (!m || typeof m.latest !== 'string' || typeof m.versions !== 'object' || m.versions === null) {
+    throw new DownloadError('DOWNLOAD', `engine manifest ${url}: expected {latest, versions}`)
+  }
+  return m as Manifest
+}
+
+function checkAbort(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new AbortError('engine install was aborted')
+}
+
+async function swapSymlink(link: string, target: string): Promise<void> {
+  const tmp = `${link}.${randomBytes(4).toString('hex')}.new`
+  await fs.symlink(target, tmp)
+  try {
+    const st = await fs.lstat(link).catch(() => null)
+    if (st && !st.isSymbolicLink()) {
+      // A plain directory from another installer: move it aside first.
+      const aside = path.join(path.dirname(link), 'versions', `.old-${path.basename(link)}-${randomBytes(4).toString('hex')}`)
+      await fs.rename(link, aside)
+      fs.rm(aside, { recursive: true, force: true }).catch(() => undefined)
+    }
+    await fs.rename(tmp, link)
+  } catch (e) {
+    await fs.unlink(tmp).catch(() => undefined)
+    throw e
+  }
+}
+
+/**
+ * Install the engine for this platform. Safe to call from several processes at once: one
+ * downloads, the others wait on `install.lock` and then find it installed.
+ */
+export async function installEngine(options: InstallOptions = {}): Promise<InstallResult> {
+  const home = orchardHome(options.home)
+  const channel = options.channel ?? 'stable'
+  const retries = options.retries ?? 2
+  checkAbort(options.signal)
+  await fs.mkdir(home, { recursive: true })
+  const lock = await acquireLock(path.join(home, 'install.lock'), { timeoutMs: options.lockTimeoutMs ?? 300_000, signal: options.signal })
+  const versionsDir = path.join(home, 'versions')
+  const download = path.join(home, `.download-${process.pid}-${randomBytes(4).toString('hex')}.tar.gz`)
+  const staging = path.join(versionsDir, `.staging-${process.pid}-${randomBytes(4).toString('hex')}`)
+  try {
+    const current = await installedVersion(home)
+    const manifest = await fetchManifest({ channel, manifestUrl: options.manifestUrl, installed: current, signal: options.signal })
+    const version = options.version ?? manifest.latest
+    const entry = manifest.versions[version]
+    if (!entry || typeof entry.url !== 'string') {
+      throw new DownloadError('DOWNLOAD', `the ${channel} manifest has no download for version '${version}' (${platformQuery().os}/${platformQuery().arch})`)
+    }
+    if (current === version && !options.reinstall) {
+      return { version, path: installedBinary(home), home, installed: false }
+    }
+    const url = new URL(entry.url, `${manifestBase(options.manifestUrl)}/`).toString()
+    const want = entry.sha256?.toLowerCase()
+
+    // Download, retrying a cut transfer from scratch; verify before anything is extracted.
+    let digest: string | undefined
+    for (let attempt = 0; ; attempt++) {
+      checkAbort(options.signal)
+      try {
+        const r = await downloadTo(url, download, {
+          signal: options.signal,
+          hash: 'sha256',
+          onBytes: (bytesDownloaded, bytesTotal) => options.onProgress?.({ bytesDownloaded, bytesTotal }),
+        })
+        digest = r.digest
+        break
+      } catch (e) {
+        await fs.rm(download, { force: true })
+        const retryable = e instanceof DownloadError && !((e as { status?: number }).status && (e as { status?: number }).status! < 500)
+        if (!retryable || attempt >= retries) throw e
+      }
+    }
+    if (want && digest !== want) {
+      throw new ChecksumError('CHECKSUM', `engine ${version} from ${url}: sha256 ${digest ?? '?'} does not match the manifest's ${want}; nothing was installed`)
+    }
+
+    // Extract into staging, check, then publish with renames.
+    await fs.mkdir(staging, { recursive: true })
+    await extractTarGz(download, staging)
+    const bin = path.join(staging, 'bin', ENGINE_BINARY_NAME)
+    const st = await fs.lstat(bin).catch(() => null)
+    if (!st || !st.isFile()) {
+      throw new DownloadError('DOWNLOAD', `engine ${version} from ${url}: the archive has no bin/${ENGINE_BINARY_NAME}; nothing was installed`)
+    }
+    await fs.chmod(bin, 0o755)
+    await fs.writeFile(path.join(staging, 'version.txt'), `${version}\n`)
+    checkAbort(options.signal)
+
+    const safeVersion = version.replace(/[^A-Za-z0-9._+-]/g, '_')
+    const finalDir = path.join(versionsDir, safeVersion)
+    const old = path.join(versionsDir, `.old-${safeVersion}-${randomBytes(4).toString('hex')}`)
+    const hadOld = await fs.rename(finalDir, old).then(
+      () => true,
+      () => false,
+    )
+    await fs.rename(staging, finalDir)
+    // Every top-level entry of the archive appears in <home> as a symlink into the version.
+    for (const name of await fs.readdir(finalDir)) {
+      if (name === 'version.txt' || name === 'versions' || name === 'install.lock' || name.startsWith('.')) continue
+      await swapSymlink(path.join(home, name), path.join('versions', safeVersion, name))
+    }
+    const vtmp = path.join(home, `.version.txt.${randomBytes(4).toString('hex')}`)
+    await fs.writeFile(vtmp, `${version}\n`)
+    await fs.rename(vtmp, path.join(home, 'version.txt'))
+    // Older versions are no longer referenced (a running engine keeps its inode).
+    for (const name of await fs.readdir(versionsDir)) {
+      if (name !== safeVersion && !name.startsWith('.staging-')) await fs.rm(path.join(versionsDir, name), { recursive: true, force: true })
+    }
+    if (hadOld) await fs.rm(old, { recursive: true, force: true })
+    return { version, path: installedBinary(home), home, installed: true }
+  } catch (e) {
+    if (e instanceof OrchardError) throw e
+    throw new DownloadError('DOWNLOAD', `engine install failed: ${(e as Error).message}`, { cause: e })
+  } finally {
+    await fs.rm(download, { force: true }).catch(() => undefined)
+    await fs.rm(staging, { recursive: true, force: true }).catch(() => undefined)
+    await lock.release()
+  }
+}
+
+/** The latest version on a channel and whether it differs from the installed one. */
+export async function checkForUpdate(options: Pick<InstallOptions, 'channel' | 'home' | 'manifestUrl' | 'signal'> = {}): Promise<{ installed: string | null; latest: string; updateAvailable: boolean }> {
+  const installed = await installedVersion(options.home)
+  const m = await fetchManifest({ channel: options.channel, manifestUrl: options.manifestUrl, installed, signal: options.signal })
+  return { installed, latest: m.latest, updateAvailable: installed !== m.latest }
+}
