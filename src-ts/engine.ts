@@ -1,11 +1,17 @@
 /** Engine: a lease on the local inference engine (PIE, or pie-emulator). */
 
+import { existsSync } from 'node:fs'
+
 import { Client } from './client'
-import { AbortError, EngineDiedError, InvalidRequestError, native } from './errors'
+import { AbortError, EngineDiedError, EngineError, EngineNotFoundError, InvalidRequestError, native } from './errors'
+import { type InstallOptions, type InstallResult, installedBinary, installEngine } from './fetch/install'
+import type { DownloadProgress } from './fetch/http'
+import type { ResolvedModel } from './models/hub'
+import { type ModelStatus, registry } from './models/registry'
 import { binding, modelSpecsDir } from './native'
 import type { ModelInfo } from './types'
 
-import type { NativeEngine } from '../index'
+import type { NativeChat, NativeEngine, NativeModelInfo } from '../index'
 
 export interface EngineStartOptions {
   /** Path of the engine binary. Default: `ORCHARD_ENGINE_BINARY`, then
@@ -15,12 +21,86 @@ export interface EngineStartOptions {
   startupTimeoutMs?: number
   /** How long to wait for another process holding `engine.lock` (default 30 000 ms). */
   lockTimeoutMs?: number
+  /**
+   * Install the engine (see {@link Engine.install}) when no binary is found. `true` uses the
+   * defaults; an object passes install options. Default false.
+   */
+  fetch?: boolean | Omit<InstallOptions, 'signal'>
+  /** Engine install directory to look in (default `ORCHARD_HOME`, then `~/.orchard`). */
+  home?: string
 }
 
 export interface LoadModelOptions {
-  /** Give up (and cancel the load) after this long. Default 600 000 ms. */
+  /** Give up waiting for the engine to activate the model after this long. Default 600 000 ms. */
   timeoutMs?: number
+  /** Stop waiting (this caller only; {@link Engine.cancelLoad} stops the load itself). */
   signal?: AbortSignal
+  /** Hub revision: branch, tag or commit (default `main`). */
+  revision?: string
+  /** Download progress, in bytes, while the model is fetched from the Hub. */
+  onProgress?: (progress: DownloadProgress) => void
+  /** Hub cache directory (default `HF_HUB_CACHE`, `$HF_HOME/hub`, `~/.cache/huggingface/hub`). */
+  cacheDir?: string
+  /** Hub endpoint (default `HF_ENDPOINT`, then https://huggingface.co). */
+  endpoint?: string
+  /** Hub access token (default `HF_TOKEN`). */
+  token?: string
+  /** Use the Hub cache only (default: `HF_HUB_OFFLINE=1`). */
+  offline?: boolean
+}
+
+export type { ModelLoadState, ModelStatus } from './models/registry'
+export type { DownloadProgress } from './fetch/http'
+export type { InstallOptions, InstallResult } from './fetch/install'
+
+/**
+ * The native engine as `Client` sees it, with model ids mapped to the ids the native
+ * session knows them by (a Hub id → its snapshot directory, any casing).
+ */
+class ModelIdMapper implements NativeEngine {
+  readonly #n: NativeEngine
+  constructor(n: NativeEngine) {
+    this.#n = n
+  }
+  #id(model: string): string {
+    return typeof model === 'string' ? (registry.nativeId(model) ?? model) : model
+  }
+  get pid(): number {
+    return this.#n.pid
+  }
+  get launched(): boolean {
+    return this.#n.launched
+  }
+  get cacheRoot(): string {
+    return this.#n.cacheRoot
+  }
+  get channelId(): bigint {
+    return this.#n.channelId
+  }
+  get closed(): boolean {
+    return this.#n.closed
+  }
+  close(): Promise<void> {
+    return this.#n.close()
+  }
+  loadModel(id: string, timeoutMs?: number | null): Promise<NativeModelInfo> {
+    return this.#n.loadModel(id, timeoutMs)
+  }
+  renderPrompt(model: string, messagesJson: string, optionsJson: string): Promise<string> {
+    return this.#n.renderPrompt(this.#id(model), messagesJson, optionsJson)
+  }
+  chat(model: string, messagesJson: string, optionsJson: string): Promise<NativeChat> {
+    return this.#n.chat(this.#id(model), messagesJson, optionsJson)
+  }
+  chatBatch(model: string, conversationsJson: string, optionsJson: string): Promise<NativeChat> {
+    return this.#n.chatBatch(this.#id(model), conversationsJson, optionsJson)
+  }
+}
+
+function defaultBinary(home: string | undefined): string | undefined {
+  if (process.env.ORCHARD_ENGINE_BINARY || process.env.PIE_LOCAL_BUILD) return undefined
+  const p = installedBinary(home)
+  return existsSync(p) ? p : undefined
 }
 
 function checkMs(field: string, v: number | undefined): number | undefined {
@@ -43,17 +123,44 @@ export class Engine {
     this.#native = n
   }
 
-  /** Attach to the running engine or launch one, and register this process with it. */
+  /**
+   * Attach to the running engine or launch one, and register this process with it. With
+   * `fetch`, an engine is installed first when no binary is found.
+   */
   static async start(options: EngineStartOptions = {}): Promise<Engine> {
-    const n = await native(() =>
-      binding.NativeEngine.start({
-        binary: options.binary,
-        startupTimeoutMs: checkMs('startupTimeoutMs', options.startupTimeoutMs),
-        lockTimeoutMs: checkMs('lockTimeoutMs', options.lockTimeoutMs),
-        modelSpecsDir: modelSpecsDir(),
-      }),
-    )
-    return new Engine(n)
+    const startupTimeoutMs = checkMs('startupTimeoutMs', options.startupTimeoutMs)
+    const lockTimeoutMs = checkMs('lockTimeoutMs', options.lockTimeoutMs)
+    const launch = async (binary: string | undefined) => {
+      // The native attach replaces an engine that is shutting down once; under heavy
+      // attach/detach churn the replacement can itself be shutting down by the time we
+      // register, so a refused registration is retried a few times.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await native(() => binding.NativeEngine.start({ binary, startupTimeoutMs, lockTimeoutMs, modelSpecsDir: modelSpecsDir() }))
+        } catch (e) {
+          if (!(e instanceof EngineError) || !/client_register/.test(e.message) || attempt >= 4) throw e
+          await new Promise((r) => setTimeout(r, 20 + Math.random() * 80 * (attempt + 1)))
+        }
+      }
+    }
+    const binary = options.binary ?? defaultBinary(options.home)
+    try {
+      return new Engine(await launch(binary))
+    } catch (e) {
+      if (!(e instanceof EngineNotFoundError) || !options.fetch || options.binary) throw e
+      const installed = await installEngine({ home: options.home, ...(options.fetch === true ? {} : options.fetch) })
+      return new Engine(await launch(installed.path))
+    }
+  }
+
+  /**
+   * Download and install the engine for this platform into `ORCHARD_HOME` (default
+   * `~/.orchard`): manifest per channel, sha256-verified archive, atomic switch, under
+   * `install.lock`. Resolves to `{ version, path, installed }` (`installed: false` when that
+   * version was already there).
+   */
+  static install(options: InstallOptions = {}): Promise<InstallResult> {
+    return installEngine(options)
   }
 
   /**
@@ -85,21 +192,42 @@ export class Engine {
     return this.#native.closed
   }
 
-  /** Make `id` (a local model directory with a `config.json`) ready for requests. */
+  /**
+   * Make `id` ready for requests: a local model directory with a `config.json`, or a Hub id
+   * (`org/name`, any casing) found in the Hugging Face cache or downloaded into it. Loads of
+   * one model in this process share one download and one activation; after a failure the
+   * next call retries. Requests may then name the model by any id it was loaded under.
+   */
   async loadModel(id: string, options: LoadModelOptions = {}): Promise<ModelInfo> {
     if (typeof id !== 'string' || id.length === 0) {
       throw new InvalidRequestError('INVALID_REQUEST', 'id: expected a model id or a local model directory')
     }
     const timeoutMs = checkMs('timeoutMs', options.timeoutMs)
     if (options.signal?.aborted) throw new AbortError('loadModel was aborted before it started')
-    const load = native(() => this.#native.loadModel(id, timeoutMs))
-    if (!options.signal) return load
-    const signal = options.signal
-    return new Promise<ModelInfo>((resolve, reject) => {
-      const onAbort = () => reject(new AbortError(`loadModel('${id}') was aborted`))
-      signal.addEventListener('abort', onAbort, { once: true })
-      load.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
-    })
+    const n = this.#native
+    const activate = async (r: ResolvedModel) => {
+      const nativeId = r.source === 'local' ? id : r.path
+      const info = await native(() => n.loadModel(nativeId, timeoutMs))
+      const shown: ModelInfo = r.source === 'local' ? info : { ...info, requestedId: id, canonicalId: r.canonicalId, modelPath: r.path }
+      return { info: shown, nativeId }
+    }
+    const { timeoutMs: _t, ...hub } = options
+    void _t
+    return registry.load(id, activate, { ...hub, connection: n.channelId })
+  }
+
+  /** Where a model is: `idle`, `downloading` (with byte progress), `activating`, `ready` or `failed` (with the error). */
+  modelStatus(id: string): ModelStatus {
+    return registry.status(id, this.closed ? null : this.#native.channelId)
+  }
+
+  /**
+   * Stop a load in progress: the download stops (partial files stay for a later resume) and
+   * every waiting `loadModel` rejects with `AbortError`; the model's state becomes `failed`
+   * and the next `loadModel` retries. Returns false when no load was running.
+   */
+  cancelLoad(id: string): boolean {
+    return registry.cancel(id)
   }
 
   /** A client for chat requests over this engine's connection. */
@@ -107,7 +235,7 @@ export class Engine {
     if (this.closed) {
       throw new EngineDiedError('ENGINE_DIED', 'this Engine was closed; call Engine.start() for a new one')
     }
-    return new Client(this.#native)
+    return new Client(new ModelIdMapper(this.#native))
   }
 
   /** Give the lease back. Idempotent. The last lease in the process deregisters. */
