@@ -1,0 +1,376 @@
+#!/usr/bin/env node
+/**
+ * `orchard` — the command line of orchard-ts.
+ *
+ *   orchard engine start|stop|status|logs|install
+ *   orchard models pull|list|rm
+ *
+ * Exit codes: 0 success; 1 failure (one line on stderr: `orchard: <message>`); 2 usage error;
+ * 3 `engine status` found no engine running.
+ */
+
+import { createReadStream, existsSync, readFileSync, readlinkSync, statSync, watch } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+
+import type { DownloadProgress } from './fetch/http'
+
+const USAGE = `usage: orchard <command> [options]
+
+commands:
+  engine start     attach to the engine or launch it, and hold it until interrupted
+  engine stop      stop the engine (SIGINT, then SIGTERM, then SIGKILL)
+  engine status    is an engine running? (exit 3 when not)
+  engine logs      print engine.log
+  engine install   download and install the engine binary into ~/.orchard
+  models pull ID   download a model from the Hugging Face Hub into its cache
+  models list      list the models in the Hugging Face cache
+  models rm ID     delete a model from the Hugging Face cache
+
+Run \`orchard <command> <subcommand> --help\` for its options.
+`
+
+const HELP: Record<string, string> = {
+  'engine start': `usage: orchard engine start [--binary PATH] [--fetch] [--startup-timeout MS]
+
+Attach to the running engine of this cache root (ORCHARD_CACHE_ROOT) or launch one, print
+its pid, and hold a lease until SIGINT/SIGTERM. The engine exits by itself after its last
+client leaves, so it stays up while this command (or any other client) runs.
+
+  --binary PATH         engine binary (default: ORCHARD_ENGINE_BINARY, PIE_LOCAL_BUILD, ~/.orchard)
+  --fetch               install the engine first when no binary is found
+  --startup-timeout MS  how long a launched engine may take to become ready
+`,
+  'engine stop': `usage: orchard engine stop [--timeout SECONDS]
+
+Stop the engine of this cache root: SIGINT, then SIGTERM, then SIGKILL, each after the
+timeout (default 15 s). Exit 0 also when no engine was running.
+`,
+  'engine status': `usage: orchard engine status [--json]
+
+Exit 0 and print the pid when an engine is running for this cache root; exit 3 when not.
+`,
+  'engine logs': `usage: orchard engine logs [-n LINES] [-f]
+
+Print the engine log (<cache root>/engine.log).
+
+  -n, --lines N   only the last N lines
+  -f, --follow    keep printing new lines until interrupted
+`,
+  'engine install': `usage: orchard engine install [--channel NAME] [--version V] [--reinstall]
+
+Download the engine for this platform from the manifest server (ORCHARD_MANIFEST_URL),
+verify its sha256 and install it into ORCHARD_HOME (default ~/.orchard). Prints the binary path.
+`,
+  'models pull': `usage: orchard models pull ID [--revision REV]
+
+Download the files model ID (org/name) needs into the Hugging Face cache (HF_HUB_CACHE,
+HF_HOME/hub or ~/.cache/huggingface/hub), resuming partial files. Uses HF_TOKEN and
+HF_ENDPOINT. Prints the snapshot directory.
+`,
+  'models list': `usage: orchard models list [--json]
+
+List the models in the Hugging Face cache with their size and revisions.
+`,
+  'models rm': `usage: orchard models rm ID
+
+Delete model ID (every revision) from the Hugging Face cache. Exit 1 when it is not cached.
+`,
+}
+
+class UsageError extends Error {}
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`orchard: ${message.trim().replace(/\s*\n\s*/g, ' ')}\n`)
+  process.exit(code)
+}
+
+interface Parsed {
+  values: Record<string, string | boolean | undefined>
+  positionals: string[]
+}
+
+function parse(args: string[], options: ParseArgsConfig['options'], allowPositionals: boolean): Parsed {
+  try {
+    const r = parseArgs({ args, options: { help: { type: 'boolean', short: 'h' }, ...options }, allowPositionals, strict: true })
+    return { values: r.values as Parsed['values'], positionals: r.positionals }
+  } catch (e) {
+    throw new UsageError((e as Error).message)
+  }
+}
+
+function num(v: unknown, name: string): number | undefined {
+  if (v === undefined) return undefined
+  const n = Number(v)
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${name}: expected a positive number, got '${String(v)}'`)
+  return n
+}
+
+// ---------------------------------------------------------------------------------------
+// Progress rendering (stderr; redrawn in place on a terminal, a line per 10% otherwise)
+
+function fmtBytes(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB']
+  let i = 0
+  while (n >= 1000 && i < units.length - 1) {
+    n /= 1000
+    i++
+  }
+  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`
+}
+
+function progressBar(label: string): { update: (p: DownloadProgress) => void; done: () => void } {
+  const tty = process.stderr.isTTY === true
+  let lastDecile = -1
+  let lastDraw = 0
+  let drawn = false
+  const render = (p: DownloadProgress) => {
+    const total = p.bytesTotal
+    if (total && total > 0) {
+      const frac = Math.min(1, p.bytesDownloaded / total)
+      const width = 30
+      const fill = Math.round(frac * width)
+      return `${label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${fmtBytes(p.bytesDownloaded)}/${fmtBytes(total)}`
+    }
+    return `${label} ${fmtBytes(p.bytesDownloaded)}`
+  }
+  return {
+    update(p) {
+      if (tty) {
+        const now = Date.now()
+        if (now - lastDraw < 100 && p.bytesDownloaded !== p.bytesTotal) return
+        lastDraw = now
+        process.stderr.write(`\r${render(p).padEnd(78)}`)
+        drawn = true
+      } else {
+        const decile = p.bytesTotal ? Math.floor((10 * p.bytesDownloaded) / p.bytesTotal) : -1
+        if (decile > lastDecile) {
+          lastDecile = decile
+          process.stderr.write(`${render(p)}\n`)
+        }
+      }
+    },
+    done() {
+      if (tty && drawn) process.stderr.write('\n')
+    },
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Engine files (the same rules as the native core)
+
+function cacheRoot(): string {
+  const env = process.env.ORCHARD_CACHE_ROOT
+  if (env) return path.resolve(env.startsWith('~/') ? path.join(os.homedir(), env.slice(2)) : env)
+  const mac = path.join(os.homedir(), 'Library', 'Caches')
+  return path.join(existsSync(mac) ? mac : path.join(os.homedir(), '.cache'), 'com.theproxycompany')
+}
+
+function runningEnginePid(root: string): number | null {
+  let pid: number
+  try {
+    pid = Number(readFileSync(path.join(root, 'engine.pid'), 'utf8').trim())
+  } catch {
+    return null
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return null
+  try {
+    process.kill(pid, 0)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return null
+  }
+  if (process.platform === 'linux') {
+    try {
+      if (path.basename(readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, '')) !== 'proxy_inference_engine') return null
+      if (/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))) return null
+    } catch {
+      return null
+    }
+  }
+  return pid
+}
+
+// ---------------------------------------------------------------------------------------
+// Commands
+
+async function engineCommand(sub: string | undefined, rest: string[]): Promise<number> {
+  switch (sub) {
+    case 'start': {
+      const a = parse(rest, { binary: { type: 'string' }, fetch: { type: 'boolean' }, 'startup-timeout': { type: 'string' } }, false)
+      if (a.values.help) return help('engine start')
+      const { Engine } = await import('./engine')
+      const bar = progressBar('engine')
+      const engine = await Engine.start({
+        binary: a.values.binary as string | undefined,
+        startupTimeoutMs: num(a.values['startup-timeout'], '--startup-timeout'),
+        fetch: a.values.fetch ? { onProgress: (p) => bar.update(p) } : false,
+      })
+      bar.done()
+      process.stdout.write(`engine pid ${engine.pid} (${engine.launched ? 'launched' : 'attached'}), cache root ${engine.cacheRoot}\n`)
+      process.stderr.write('holding the engine; press Ctrl-C to release it\n')
+      await new Promise<void>((resolve) => {
+        const keepAlive = setInterval(() => undefined, 1 << 30)
+        const stop = () => {
+          clearInterval(keepAlive)
+          resolve()
+        }
+        process.once('SIGINT', stop)
+        process.once('SIGTERM', stop)
+      })
+      await engine.close()
+      return 0
+    }
+    case 'stop': {
+      const a = parse(rest, { timeout: { type: 'string' } }, false)
+      if (a.values.help) return help('engine stop')
+      const { Engine } = await import('./engine')
+      const secs = num(a.values.timeout, '--timeout') ?? 15
+      const pid = await Engine.stop({ graceMs: Math.round(secs * 1000) })
+      process.stdout.write(pid === null ? 'no engine running\n' : `stopped engine pid ${pid}\n`)
+      return 0
+    }
+    case 'status': {
+      const a = parse(rest, { json: { type: 'boolean' } }, false)
+      if (a.values.help) return help('engine status')
+      const root = cacheRoot()
+      const pid = runningEnginePid(root)
+      if (a.values.json) process.stdout.write(`${JSON.stringify({ running: pid !== null, pid, cacheRoot: root })}\n`)
+      else process.stdout.write(pid === null ? `no engine running (cache root ${root})\n` : `engine running, pid ${pid} (cache root ${root})\n`)
+      return pid === null ? 3 : 0
+    }
+    case 'logs': {
+      const a = parse(rest, { lines: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' } }, false)
+      if (a.values.help) return help('engine logs')
+      const log = path.join(cacheRoot(), 'engine.log')
+      if (!existsSync(log)) fail(`no engine log at ${log}`)
+      const n = num(a.values.lines, '--lines')
+      const text = readFileSync(log, 'utf8')
+      const lines = text.split('\n')
+      if (lines.at(-1) === '') lines.pop()
+      const shown = n === undefined ? lines : lines.slice(-n)
+      if (shown.length) process.stdout.write(`${shown.join('\n')}\n`)
+      if (!a.values.follow) return 0
+      let pos = Buffer.byteLength(text)
+      await new Promise<void>((resolve) => {
+        const w = watch(log, () => {
+          const size = statSync(log).size
+          if (size < pos) pos = 0
+          if (size > pos) {
+            createReadStream(log, { start: pos, end: size - 1 }).pipe(process.stdout, { end: false })
+            pos = size
+          }
+        })
+        process.once('SIGINT', () => {
+          w.close()
+          resolve()
+        })
+      })
+      return 0
+    }
+    case 'install': {
+      const a = parse(rest, { channel: { type: 'string' }, version: { type: 'string' }, reinstall: { type: 'boolean' } }, false)
+      if (a.values.help) return help('engine install')
+      const { installEngine } = await import('./fetch/install')
+      const bar = progressBar('engine')
+      const r = await installEngine({
+        channel: a.values.channel as string | undefined,
+        version: a.values.version as string | undefined,
+        reinstall: a.values.reinstall === true,
+        onProgress: (p) => bar.update(p),
+      })
+      bar.done()
+      process.stderr.write(r.installed ? `installed engine ${r.version}\n` : `engine ${r.version} is already installed\n`)
+      process.stdout.write(`${r.path}\n`)
+      return 0
+    }
+    default:
+      throw new UsageError(sub ? `unknown engine command '${sub}'` : 'engine: expected start, stop, status, logs or install')
+  }
+}
+
+async function modelsCommand(sub: string | undefined, rest: string[]): Promise<number> {
+  const models = await import('./models')
+  switch (sub) {
+    case 'pull': {
+      const a = parse(rest, { revision: { type: 'string' } }, true)
+      if (a.values.help) return help('models pull')
+      const id = a.positionals[0]
+      if (!id || a.positionals.length > 1) throw new UsageError('models pull: expected one model id (org/name)')
+      const bar = progressBar(id)
+      const r = await models.pull(id, { revision: a.values.revision as string | undefined, onProgress: (p) => bar.update(p) })
+      bar.done()
+      process.stdout.write(`${r.path}\n`)
+      return 0
+    }
+    case 'list': {
+      const a = parse(rest, { json: { type: 'boolean' } }, false)
+      if (a.values.help) return help('models list')
+      const list = await models.list()
+      if (a.values.json) {
+        process.stdout.write(`${JSON.stringify(list)}\n`)
+        return 0
+      }
+      if (list.length === 0) {
+        process.stderr.write(`no models in ${models.cacheDir()}\n`)
+        return 0
+      }
+      const w = Math.max(...list.map((m) => m.id.length), 5)
+      process.stdout.write(`${'MODEL'.padEnd(w)}  ${'SIZE'.padStart(9)}  REFS\n`)
+      for (const m of list) {
+        const refs = Object.entries(m.refs).map(([r, c]) => `${r}@${c.slice(0, 8)}`)
+        process.stdout.write(`${m.id.padEnd(w)}  ${fmtBytes(m.sizeBytes).padStart(9)}  ${refs.join(', ') || m.snapshots.map((s) => s.slice(0, 8)).join(', ')}\n`)
+      }
+      return 0
+    }
+    case 'rm': {
+      const a = parse(rest, {}, true)
+      if (a.values.help) return help('models rm')
+      const id = a.positionals[0]
+      if (!id || a.positionals.length > 1) throw new UsageError('models rm: expected one model id (org/name)')
+      if (!(await models.remove(id))) fail(`model '${id}' is not in the cache ${models.cacheDir()}`)
+      process.stdout.write(`removed ${id}\n`)
+      return 0
+    }
+    default:
+      throw new UsageError(sub ? `unknown models command '${sub}'` : 'models: expected pull, list or rm')
+  }
+}
+
+function help(topic: string): number {
+  process.stdout.write(HELP[topic] ?? USAGE)
+  return 0
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [group, sub, ...rest] = argv
+  try {
+    if (group === undefined || group === '--help' || group === '-h' || group === 'help') {
+      process.stdout.write(USAGE)
+      return group === undefined ? 2 : 0
+    }
+    if ((sub === '--help' || sub === '-h') && (group === 'engine' || group === 'models')) {
+      process.stdout.write(`${USAGE}`)
+      return 0
+    }
+    if (group === 'engine') return await engineCommand(sub, rest)
+    if (group === 'models') return await modelsCommand(sub, rest)
+    throw new UsageError(`unknown command '${group}'`)
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`orchard: ${e.message}\nRun \`orchard --help\` for usage.\n`)
+      return 2
+    }
+    const err = e as { message?: string; code?: string }
+    const msg = (err.message ?? String(e)).trim().replace(/\s*\n\s*/g, ' ')
+    process.stderr.write(`orchard: ${msg}${err.code ? ` [${err.code}]` : ''}\n`)
+    return 1
+  }
+}
+
+if (require.main === module) {
+  void (async () => {
+    const code = await main(process.argv.slice(2))
+    process.exitCode = code
+  })()
+}
