@@ -1,0 +1,214 @@
+// Model resolution and Hub downloads against a local fake Hub, written into a private
+// Hugging Face cache in the huggingface_hub layout; then loads through the emulator.
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs'
+import path from 'node:path'
+
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
+
+import { AbortError, AuthenticationError, ChecksumError, DownloadError, Engine, ModelNotFoundError, models, type DownloadProgress } from '../src-ts'
+import { emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
+import { fakeHub, type FakeHub, gitSha1, sha256, tinyRepo } from './fetch-helpers'
+
+const roots: string[] = []
+let hub: FakeHub
+let cacheDir = ''
+const repo = tinyRepo()
+const folder = () => path.join(cacheDir, 'models--Orchard-Test--Tiny-Llama')
+const downloads = (file: string) => hub.requests.filter((r) => r.method === 'GET' && r.url.endsWith(`/${file}`))
+
+beforeEach(async () => {
+  const root = tempCacheRoot('hf')
+  roots.push(root)
+  cacheDir = path.join(root, 'hub')
+  hub = await fakeHub([repo])
+  process.env.HF_ENDPOINT = hub.url
+  process.env.HF_HUB_CACHE = cacheDir
+  delete process.env.HF_TOKEN
+  delete process.env.HF_HUB_OFFLINE
+})
+afterEach(async () => {
+  await hub.close()
+})
+afterAll(() => {
+  for (const r of roots) rmSync(r, { recursive: true, force: true })
+})
+
+describe('models.pull', () => {
+  it('writes the huggingface_hub cache layout, only the files a model needs, with progress', async () => {
+    const progress: DownloadProgress[] = []
+    const r = await models.pull('Orchard-Test/Tiny-Llama', { onProgress: (p) => progress.push(p) })
+    expect(r).toMatchObject({ canonicalId: 'Orchard-Test/Tiny-Llama', source: 'hub', commit: repo.sha })
+    expect(r.path).toBe(path.join(folder(), 'snapshots', repo.sha))
+    expect(readFileSync(path.join(folder(), 'refs', 'main'), 'utf8')).toBe(repo.sha)
+    // Small files under their git blob id, LFS files under their sha256, snapshots symlinked.
+    const cfg = path.join(r.path, 'config.json')
+    expect(lstatSync(cfg).isSymbolicLink()).toBe(true)
+    expect(readlinkSync(cfg)).toBe(`../../blobs/${gitSha1(repo.files['config.json']!.body)}`)
+    const shard = 'model-00001-of-00002.safetensors'
+    expect(readlinkSync(path.join(r.path, shard))).toBe(`../../blobs/${sha256(repo.files[shard]!.body)}`)
+    expect(readFileSync(path.join(r.path, shard)).equals(repo.files[shard]!.body)).toBe(true)
+    expect(readdirSync(r.path).sort()).toEqual(
+      ['config.json', 'generation_config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'tokenizer.json', 'tokenizer_config.json'].sort(),
+    )
+    for (const skipped of ['pytorch_model.bin', 'model.gguf', 'model.onnx', 'README.md']) expect(downloads(skipped)).toHaveLength(0)
+    expect(readdirSync(path.join(folder(), 'blobs')).filter((b) => b.endsWith('.incomplete'))).toEqual([])
+    const total = Object.entries(repo.files)
+      .filter(([f]) => readdirSync(r.path).includes(f))
+      .reduce((n, [, f]) => n + f.body.length, 0)
+    expect(progress.at(-1)).toMatchObject({ bytesDownloaded: total, bytesTotal: total })
+
+    // Resolution now comes from the cache, with the Hub unreachable.
+    await hub.close()
+    const cached = await models.resolve('orchard-test/tiny-llama', { endpoint: 'http://127.0.0.1:9' })
+    expect(cached).toMatchObject({ source: 'cache', path: r.path, canonicalId: 'Orchard-Test/Tiny-Llama', requestedId: 'orchard-test/tiny-llama' })
+    expect((await models.list()).map((m) => m.id)).toEqual(['Orchard-Test/Tiny-Llama'])
+    expect(await models.remove('ORCHARD-TEST/tiny-llama')).toBe(true)
+    expect(existsSync(folder())).toBe(false)
+    expect(await models.remove('Orchard-Test/Tiny-Llama')).toBe(false)
+  })
+
+  it('coalesces concurrent requests for one model, in any casing', async () => {
+    const [a, b, c] = await Promise.all([
+      models.pull('Orchard-Test/Tiny-Llama'),
+      models.pull('orchard-test/tiny-llama'),
+      models.resolve('ORCHARD-TEST/TINY-LLAMA'),
+    ])
+    expect(a.path).toBe(b.path)
+    expect(c.path).toBe(a.path)
+    expect(downloads('model-00001-of-00002.safetensors')).toHaveLength(1)
+    expect(hub.requests.filter((r) => r.url.startsWith('/api/'))).toHaveLength(1)
+  })
+
+  it('resumes an interrupted transfer with a Range request', async () => {
+    const shard = 'model-00001-of-00002.safetensors'
+    hub.cut.set(shard, { bytes: 100_000, times: 1 })
+    const err = await models.pull('Orchard-Test/Tiny-Llama', { retries: 0 }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(DownloadError)
+    const etag = sha256(repo.files[shard]!.body)
+    const partial = path.join(folder(), 'blobs', `${etag}.incomplete`)
+    expect(statSync(partial).size).toBe(100_000)
+    expect(existsSync(path.join(folder(), 'snapshots', repo.sha, shard))).toBe(false)
+
+    const r = await models.pull('Orchard-Test/Tiny-Llama', { retries: 0 })
+    const gets = downloads(shard)
+    expect(gets).toHaveLength(2)
+    expect(gets[1]!.headers.range).toBe('bytes=100000-')
+    expect(readFileSync(path.join(r.path, shard)).equals(repo.files[shard]!.body)).toBe(true)
+    expect(existsSync(partial)).toBe(false)
+    // Files finished before the cut were not fetched again.
+    expect(downloads('config.json')).toHaveLength(1)
+  })
+
+  it('retries and resumes by itself', async () => {
+    hub.cut.set('model-00002-of-00002.safetensors', { bytes: 40_000, times: 2 })
+    const r = await models.pull('Orchard-Test/Tiny-Llama')
+    expect(r.source).toBe('hub')
+    expect(downloads('model-00002-of-00002.safetensors').map((g) => g.headers.range)).toEqual([undefined, 'bytes=40000-', 'bytes=80000-'])
+  })
+
+  it('a checksum mismatch keeps nothing', async () => {
+    hub.corrupt.add('model-00002-of-00002.safetensors')
+    const err = await models.pull('Orchard-Test/Tiny-Llama').catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ChecksumError)
+    expect((err as ChecksumError).code).toBe('CHECKSUM')
+    const blobs = readdirSync(path.join(folder(), 'blobs'))
+    expect(blobs.filter((b) => b.includes(sha256(repo.files['model-00002-of-00002.safetensors']!.body)))).toEqual([])
+    // Not resolvable from the cache: the index names a missing shard.
+    await expect(models.resolve('Orchard-Test/Tiny-Llama', { offline: true })).rejects.toBeInstanceOf(ModelNotFoundError)
+  })
+
+  it('404 names the id; 401 without a token says to set HF_TOKEN; the token is sent as Bearer', async () => {
+    const nf = await models.pull('Orchard-Test/No-Such-Model').catch((e: unknown) => e)
+    expect(nf).toBeInstanceOf(ModelNotFoundError)
+    expect((nf as Error).message).toContain("'Orchard-Test/No-Such-Model'")
+
+    hub.token = 'hf_secret'
+    const denied = await models.pull('Orchard-Test/Tiny-Llama').catch((e: unknown) => e)
+    expect(denied).toBeInstanceOf(AuthenticationError)
+    expect((denied as AuthenticationError).code).toBe('AUTH')
+    expect((denied as Error).message).toContain('HF_TOKEN')
+
+    const wrong = await models.pull('Orchard-Test/Tiny-Llama', { token: 'hf_wrong' }).catch((e: unknown) => e)
+    expect(wrong).toBeInstanceOf(AuthenticationError)
+    expect((wrong as Error).message).toMatch(/HF_TOKEN is valid/)
+
+    process.env.HF_TOKEN = 'hf_secret'
+    const ok = await models.pull('Orchard-Test/Tiny-Llama')
+    expect(ok.source).toBe('hub')
+    expect(hub.requests.at(-1)!.headers.authorization).toBe('Bearer hf_secret')
+  })
+
+  it('offline mode uses the cache only', async () => {
+    process.env.HF_HUB_OFFLINE = '1'
+    await expect(models.resolve('Orchard-Test/Tiny-Llama')).rejects.toThrow(/HF_HUB_OFFLINE/)
+    expect(hub.requests).toHaveLength(0)
+  })
+})
+
+describe('engine.loadModel with Hub ids', () => {
+  let engine: Engine
+  beforeEach(async () => {
+    const root = tempCacheRoot('mdl')
+    roots.push(root)
+    process.env.ORCHARD_CACHE_ROOT = root
+    process.env.ORCHARD_ENGINE_BINARY = emulatorBinary
+    process.env.PIE_EMULATOR_TOKEN_DELAY_MS = '1'
+    engine = await Engine.start()
+  })
+  afterEach(async () => {
+    await engine.close()
+    await Engine.stop({ graceMs: 2_000 }).catch(() => null)
+  })
+
+  it('downloads, activates, and answers chats under any casing of the id', async () => {
+    const states = new Set<string>()
+    const load = engine.loadModel('Orchard-Test/Tiny-Llama', {
+      onProgress: () => states.add(engine.modelStatus('orchard-test/tiny-llama').state),
+    })
+    const info = await load
+    expect(states.has('downloading')).toBe(true)
+    expect(info).toMatchObject({ requestedId: 'Orchard-Test/Tiny-Llama', canonicalId: 'Orchard-Test/Tiny-Llama', family: expect.any(String) })
+    expect(info.modelPath).toBe(path.join(folder(), 'snapshots', repo.sha))
+    const st = engine.modelStatus('ORCHARD-TEST/TINY-LLAMA')
+    expect(st.state).toBe('ready')
+    expect(st.progress.bytesDownloaded).toBe(st.progress.bytesTotal)
+    const { text } = await engine.client().chat('orchard-test/tiny-llama', [{ role: 'user', content: 'Hi' }], { maxTokens: 5 })
+    expect(text.length).toBeGreaterThan(0)
+    // A second load (other casing) is instant and downloads nothing.
+    const before = hub.requests.length
+    await engine.loadModel('orchard-test/TINY-llama')
+    expect(hub.requests.length).toBe(before)
+    // Local directories still work as before.
+    const local = makeModelDir(roots.at(-1)!)
+    expect((await engine.loadModel(local)).canonicalId).toBe(local)
+    expect(engine.modelStatus(local).state).toBe('ready')
+  })
+
+  it('cancelLoad stops a download; the state is failed; the next load retries and resumes', async () => {
+    hub.chunkDelayMs = 30
+    const load = engine.loadModel('Orchard-Test/Tiny-Llama', {
+      onProgress: (p) => {
+        if (p.bytesDownloaded > 50_000) engine.cancelLoad('orchard-test/tiny-llama')
+      },
+    })
+    await expect(load).rejects.toBeInstanceOf(AbortError)
+    const st = engine.modelStatus('Orchard-Test/Tiny-Llama')
+    expect(st.state).toBe('failed')
+    expect(st.error).toBeInstanceOf(AbortError)
+    expect(engine.cancelLoad('Orchard-Test/Tiny-Llama')).toBe(false)
+
+    hub.chunkDelayMs = 0
+    const info = await engine.loadModel('Orchard-Test/Tiny-Llama')
+    expect(engine.modelStatus('Orchard-Test/Tiny-Llama').state).toBe('ready')
+    expect(info.canonicalId).toBe('Orchard-Test/Tiny-Llama')
+    expect(hub.requests.some((r) => r.headers.range !== undefined)).toBe(true)
+  })
+
+  it('a failed load reports failed with the typed error; idle before any load', async () => {
+    expect(engine.modelStatus('Orchard-Test/Other').state).toBe('idle')
+    await expect(engine.loadModel('Orchard-Test/Other')).rejects.toBeInstanceOf(ModelNotFoundError)
+    const st = engine.modelStatus('orchard-test/other')
+    expect(st.state).toBe('failed')
+    expect(st.error).toBeInstanceOf(ModelNotFoundError)
+  })
+})
