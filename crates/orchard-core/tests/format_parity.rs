@@ -4,14 +4,40 @@
 //! whose family has a profile in `model-specs/`. Each case must give the exact prompt, layout
 //! and reasoning flag the reference produced; a case the reference crashed on must render.
 //!
-//! Families without a profile yet are skipped and listed; llama3 must always be covered.
+//! Families without a profile are skipped and listed; every family in `REQUIRED_FAMILIES`
+//! must be covered, with the number of cases listed there.
 
 use std::path::PathBuf;
 
 use orchard_core::format::{render_case, ModelSpecs};
 use serde_json::Value;
 
-const REQUIRED_FAMILIES: &[&str] = &["llama3"];
+/// Every family in `model-specs/`, with its number of fixture cases (a case counts for the
+/// family its `model_type` resolves to, so `granite` counts for granite_switch).
+const REQUIRED_FAMILIES: &[(&str, usize)] = &[
+    ("afmoe", 13),
+    ("flux", 9),
+    ("gemma3", 9),
+    ("gemma4", 12),
+    ("gemma4u", 11),
+    ("glm4_moe", 9),
+    ("gpt_oss", 12),
+    ("granite_switch", 14),
+    ("ideogram4", 8),
+    ("lfm2", 11),
+    ("lfm2_5", 9),
+    ("llama3", 12),
+    ("moondream3", 10),
+    ("nemotron_h", 9),
+    ("olmo_hybrid", 12),
+    ("openai_privacy_filter", 11),
+    ("parakeet_tdt", 9),
+    ("proxy_i", 13),
+    ("qwen3_5", 8),
+    ("qwen3_asr", 9),
+    ("qwen3_tts", 10),
+    ("qwen_image_edit", 11),
+];
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -203,9 +229,9 @@ fn prompt_parity_with_reference_client() {
     eprintln!("families with a profile: {available:?}");
     eprintln!("cases checked per family: {checked:?}");
     eprintln!("model types without a profile (skipped): {skipped:?}");
-    for family in REQUIRED_FAMILIES
+    for (family, _) in REQUIRED_FAMILIES
         .iter()
-        .filter(|f| family_filter().is_none_or(|only| only.iter().any(|o| o == *f)))
+        .filter(|(f, _)| family_filter().is_none_or(|only| only.iter().any(|o| o == f)))
     {
         let count = checked.iter().find(|(f, _)| f == family).map_or(0, |c| c.1);
         assert!(
@@ -222,18 +248,33 @@ fn prompt_parity_with_reference_client() {
     );
 }
 
-/// The llama3 cases of the fixture, counted, so a shrinking fixture is noticed.
+/// The fixture cases of every required family, counted, so a shrinking fixture (or a
+/// `model_type` that stops resolving) is noticed.
 #[test]
-fn llama3_fixture_cases_are_all_present() {
+fn fixture_cases_of_every_family_are_all_present() {
     let specs = specs();
-    let n = load_cases()
-        .iter()
-        .filter(|c| {
-            c.get("config")
-                .and_then(|cfg| specs.family_for_config(cfg).ok())
-                .as_deref()
-                == Some("llama3")
-        })
-        .count();
-    assert_eq!(n, 12, "expected the 12 llama3 cases of the parity fixture");
+    let cases = load_cases();
+    let count = |family: &str| {
+        cases
+            .iter()
+            .filter(|c| {
+                c.get("config")
+                    .and_then(|cfg| specs.family_for_config(cfg).ok())
+                    .as_deref()
+                    == Some(family)
+            })
+            .count()
+    };
+    for &(family, expected) in REQUIRED_FAMILIES {
+        assert_eq!(
+            count(family),
+            expected,
+            "expected the {expected} {family} cases of the parity fixture"
+        );
+    }
+    assert_eq!(
+        REQUIRED_FAMILIES.iter().map(|(_, n)| n).sum::<usize>(),
+        cases.len(),
+        "every fixture case belongs to a required family"
+    );
 }
