@@ -1,6 +1,10 @@
 //! A tiny but real language model: a word-piece vocabulary and a smoothed bigram table,
 //! both built at startup from [`crate::corpus`].
 //!
+//! Characters of three or more UTF-8 bytes (CJK, emoji) are byte tokens, one per byte, as
+//! byte-fallback tokenizers make them: a sequence streams them one byte at a time and a
+//! character's text is released only when its last byte has been generated.
+//!
 //! `P(next | prev) = 0.90 * bigram + 0.09 * unigram + 0.01 * uniform`, where the end-of-turn
 //! token takes no unigram share (it only follows the full stop that closes a reply). A
 //! virtual begin-of-reply context (`BOS`) starts every generation. The table stores natural
@@ -112,8 +116,49 @@ pub fn content_word(piece: &str) -> Option<String> {
     Some(w.to_lowercase())
 }
 
+/// A piece of the corpus cut into tokens: runs of one- and two-byte characters stay text;
+/// each byte of a longer character becomes its own token.
+fn tokens_of_piece(piece: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut run = String::new();
+    for c in piece.chars() {
+        if c.len_utf8() < 3 {
+            run.push(c);
+            continue;
+        }
+        if !run.is_empty() {
+            out.push(Token::Text(std::mem::take(&mut run)));
+        }
+        let mut buf = [0u8; 4];
+        out.extend(c.encode_utf8(&mut buf).bytes().map(Token::Byte));
+    }
+    if !run.is_empty() {
+        out.push(Token::Text(run));
+    }
+    out
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Token {
+    Text(String),
+    Byte(u8),
+}
+
+impl Token {
+    /// How the token is named in the vocabulary (`<0xF0>` for a byte).
+    fn display(&self) -> String {
+        match self {
+            Token::Text(t) => t.clone(),
+            Token::Byte(b) => format!("<0x{b:02X}>"),
+        }
+    }
+}
+
 pub struct Model {
+    /// Token names: the text of a text token, `<0xNN>` for a byte token.
     vocab: Vec<String>,
+    /// The byte of each byte token.
+    byte: Vec<Option<u8>>,
     eot: usize,
     /// `(V + 1) x V` natural log-probabilities; row `V` is the begin-of-reply context.
     table: Vec<f64>,
@@ -122,25 +167,34 @@ pub struct Model {
 
 impl Model {
     pub fn from_corpus(paragraphs: &[&str]) -> Model {
-        let mut vocab: Vec<String> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        let mut intern = |p: &str, vocab: &mut Vec<String>| -> usize {
-            if let Some(&i) = index.get(p) {
+        let mut tokens: Vec<Token> = Vec::new();
+        let mut index: HashMap<Token, usize> = HashMap::new();
+        let mut intern = |t: Token, tokens: &mut Vec<Token>| -> usize {
+            if let Some(&i) = index.get(&t) {
                 return i;
             }
-            vocab.push(p.to_string());
-            index.insert(p.to_string(), vocab.len() - 1);
-            vocab.len() - 1
+            tokens.push(t.clone());
+            index.insert(t, tokens.len() - 1);
+            tokens.len() - 1
         };
         let mut sequences = Vec::with_capacity(paragraphs.len());
         for para in paragraphs {
             let ids: Vec<usize> = pieces(para.trim())
                 .into_iter()
-                .map(|p| intern(p, &mut vocab))
+                .flat_map(tokens_of_piece)
+                .map(|t| intern(t, &mut tokens))
                 .collect();
             sequences.push(ids);
         }
-        let eot = intern(EOT_TEXT, &mut vocab);
+        let eot = intern(Token::Text(EOT_TEXT.into()), &mut tokens);
+        let vocab: Vec<String> = tokens.iter().map(Token::display).collect();
+        let byte: Vec<Option<u8>> = tokens
+            .iter()
+            .map(|t| match t {
+                Token::Byte(b) => Some(*b),
+                Token::Text(_) => None,
+            })
+            .collect();
         let v = vocab.len();
         let bos = v;
 
@@ -182,9 +236,16 @@ impl Model {
                 table[row * v + t] = p.ln();
             }
         }
-        let words = vocab.iter().map(|p| content_word(p)).collect();
+        let words = tokens
+            .iter()
+            .map(|t| match t {
+                Token::Text(p) => content_word(p),
+                Token::Byte(_) => None,
+            })
+            .collect();
         Model {
             vocab,
+            byte,
             eot,
             table,
             words,
@@ -215,8 +276,22 @@ impl Model {
         &self.table[r * v..(r + 1) * v]
     }
 
+    /// The token's name: its text, or `<0xNN>` for a byte token (see [`Model::bytes`]).
     pub fn text(&self, token: usize) -> &str {
         &self.vocab[token]
+    }
+
+    /// What the token adds to the output.
+    pub fn bytes(&self, token: usize) -> &[u8] {
+        match &self.byte[token] {
+            Some(b) => std::slice::from_ref(b),
+            None => self.vocab[token].as_bytes(),
+        }
+    }
+
+    /// A byte token: part of a character, never text on its own.
+    pub fn is_byte(&self, token: usize) -> bool {
+        self.byte[token].is_some()
     }
 
     /// The id a token carries on the wire.
@@ -324,11 +399,21 @@ mod tests {
     #[test]
     fn vocabulary_has_the_promised_pieces() {
         let m = Model::builtin();
-        for p in [
-            " café", " naïve", " 日本", " 🍎", " apple", ".", ",", "Sure", EOT_TEXT,
-        ] {
+        for p in [" café", " naïve", " apple", " ", ".", ",", "Sure", EOT_TEXT] {
             assert!(m.token_of_text(p).is_some(), "missing {p:?}");
+            assert!(!m.is_byte(m.token_of_text(p).unwrap()));
         }
+        // Three- and four-byte characters are spelled in byte tokens.
+        for c in ["日", "本", "🍎"] {
+            for b in c.bytes() {
+                let t = m
+                    .token_of_text(&format!("<0x{b:02X}>"))
+                    .expect("byte token");
+                assert!(m.is_byte(t));
+                assert_eq!(m.bytes(t), [b]);
+            }
+        }
+        assert!(m.token_of_text(" 日本").is_none());
         assert_eq!(m.wire_id(m.eot()), EOT_TOKEN_ID);
         assert_eq!(m.token_of_wire_id(EOT_TOKEN_ID), Some(m.eot()));
         assert_eq!(m.token_of_wire_id(m.eot() as i64), None);

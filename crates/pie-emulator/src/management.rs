@@ -89,6 +89,7 @@ pub fn handle(msg: &[u8], ctx: &Ctx) -> Value {
         "cancel_request" => cancel_request(&cmd, ctx),
         "cancel_model_load" => cancel_model_load(&cmd, ctx),
         "emulator_vocab" => emulator_vocab(ctx),
+        "emulator_request_stats" => emulator_request_stats(&cmd, ctx),
         other => {
             crate::warn!("management: unknown command '{other}'");
             error(format!("unknown command '{other}'"))
@@ -313,5 +314,25 @@ fn emulator_vocab(ctx: &Ctx) -> Value {
     ok_with(
         "emulator_vocab",
         json!({"tokens": tokens, "eot_token_id": EOT_TOKEN_ID, "eot_token": EOT_TEXT}),
+    )
+}
+
+/// What the emulator did for one request: deltas published, sequences still generating,
+/// whether a cancel reached it. Lets tests see that a cancelled request stopped.
+fn emulator_request_stats(cmd: &Value, ctx: &Ctx) -> Value {
+    let Some(id) = cmd.get("request_id").and_then(Value::as_u64) else {
+        return error("emulator_request_stats needs an integer request_id");
+    };
+    let stats = ctx.scheduler.request_stats(id);
+    ok_with(
+        "emulator_request_stats",
+        match stats {
+            Some(s) => json!({"request_id": id, "known": true,
+                              "published_deltas": s.published_deltas,
+                              "active_sequences": s.active_sequences,
+                              "cancelled": s.cancelled}),
+            None => json!({"request_id": id, "known": false, "published_deltas": 0,
+                           "active_sequences": 0, "cancelled": false}),
+        },
     )
 }

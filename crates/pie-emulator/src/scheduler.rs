@@ -1,8 +1,10 @@
 //! The batch scheduler: one thread steps every active sequence by one token per tick, like an
 //! engine's batched decode step, then sleeps `PIE_EMULATOR_TOKEN_DELAY_MS`. New sequences
-//! join at the next tick; cancellations are applied as soon as they arrive.
+//! join at the next tick; cancellations are applied as soon as they arrive. A cancel that
+//! arrives before its request (the two travel on different sockets) is remembered for
+//! [`TOMBSTONE_TTL`] and ends the request the moment it arrives.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -11,6 +13,27 @@ use crate::sequence::{error_delta, Sequence};
 use crate::state::{lock, Ctx};
 
 const FLOOD_DRAIN_PAUSE: Duration = Duration::from_millis(50);
+/// How long a cancel for a request not seen yet waits for that request.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(10);
+/// Finished requests whose counters stay readable (`emulator_request_stats`).
+const FINISHED_REQUESTS_KEPT: usize = 4096;
+
+/// What the emulator did for one request id (all channels).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RequestStats {
+    /// Deltas published for it, final deltas included.
+    pub published_deltas: u64,
+    /// Its sequences still generating.
+    pub active_sequences: u32,
+    /// A `cancel_request` named it.
+    pub cancelled: bool,
+}
+
+#[derive(Default)]
+struct RequestLog {
+    requests: HashMap<u64, RequestStats>,
+    finished: VecDeque<u64>,
+}
 
 #[derive(Default)]
 struct Inbox {
@@ -42,6 +65,7 @@ pub struct Scheduler {
     inbox: Mutex<Inbox>,
     cv: Condvar,
     stats: Mutex<Stats>,
+    log: Mutex<RequestLog>,
 }
 
 impl Scheduler {
@@ -66,6 +90,48 @@ impl Scheduler {
 
     pub fn stats(&self) -> Stats {
         lock(&self.stats).clone()
+    }
+
+    /// Counters of one request id; `None` when it never reached the scheduler (or was
+    /// forgotten among the oldest finished ones).
+    pub fn request_stats(&self, request_id: u64) -> Option<RequestStats> {
+        lock(&self.log).requests.get(&request_id).cloned()
+    }
+
+    /// Fold one scheduler iteration into the per-request counters.
+    fn log_requests(&self, active: &[Sequence], published: &HashMap<u64, u64>, cancelled: &[u64]) {
+        if published.is_empty() && cancelled.is_empty() {
+            return;
+        }
+        let mut running: HashMap<u64, u32> = HashMap::new();
+        for seq in active {
+            *running.entry(seq.ids.request_id).or_default() += 1;
+        }
+        let mut log = lock(&self.log);
+        for id in cancelled {
+            log.requests.entry(*id).or_default().cancelled = true;
+        }
+        for (id, n) in published {
+            let now_active = running.get(id).copied().unwrap_or(0);
+            let entry = log.requests.entry(*id).or_default();
+            let was_active = entry.active_sequences > 0 || entry.published_deltas == 0;
+            entry.published_deltas += n;
+            entry.active_sequences = now_active;
+            if was_active && now_active == 0 {
+                log.finished.push_back(*id);
+            }
+        }
+        while log.finished.len() > FINISHED_REQUESTS_KEPT {
+            if let Some(old) = log.finished.pop_front() {
+                if log
+                    .requests
+                    .get(&old)
+                    .is_some_and(|r| r.active_sequences == 0)
+                {
+                    log.requests.remove(&old);
+                }
+            }
+        }
     }
 
     fn record(&self, active: &[Sequence], step_ms: Option<f64>, tokens: &BTreeMap<String, u64>) {
@@ -101,8 +167,18 @@ impl Scheduler {
         let delay = ctx.config.step_interval();
         let mut active: Vec<Sequence> = Vec::new();
         let mut next_tick = Instant::now();
+        let mut tombstones: HashMap<u64, Instant> = HashMap::new();
+        let mut published: HashMap<u64, u64> = HashMap::new();
+        let publish =
+            |seq: &Sequence, delta: &serde_json::Value, published: &mut HashMap<u64, u64>| {
+                ctx.publisher.delta(seq.ids.channel, delta);
+                *published.entry(seq.ids.request_id).or_default() += 1;
+            };
+        let mut cancelled_now: Vec<u64> = Vec::new();
         loop {
-            let (arrived, cancels) = {
+            published.clear();
+            cancelled_now.clear();
+            let (mut arrived, cancels) = {
                 let mut inbox = lock(&self.inbox);
                 loop {
                     if inbox.stop {
@@ -130,6 +206,22 @@ impl Scheduler {
                     std::mem::take(&mut inbox.cancels),
                 )
             };
+            if !tombstones.is_empty() && !arrived.is_empty() {
+                tombstones.retain(|_, at| at.elapsed() < TOMBSTONE_TTL);
+                let mut ended = HashSet::new();
+                for seq in arrived.iter_mut() {
+                    if tombstones.contains_key(&seq.ids.request_id) {
+                        let delta = seq.cancel();
+                        publish(seq, &delta, &mut published);
+                        ended.insert(seq.ids.request_id);
+                    }
+                }
+                for id in ended {
+                    tombstones.remove(&id);
+                    cancelled_now.push(id);
+                }
+                arrived.retain(|s| !s.done);
+            }
             if active.is_empty() && !arrived.is_empty() {
                 // An idle engine starts decoding at once.
                 next_tick = Instant::now();
@@ -137,14 +229,25 @@ impl Scheduler {
             active.extend(arrived);
 
             if !cancels.is_empty() {
-                let wanted: HashSet<u64> = cancels.into_iter().collect();
+                let wanted: HashSet<u64> = cancels.iter().copied().collect();
+                let mut seen = HashSet::new();
                 for seq in active.iter_mut() {
                     if wanted.contains(&seq.ids.request_id) && !seq.done {
                         let delta = seq.cancel();
-                        ctx.publisher.delta(seq.ids.channel, &delta);
+                        publish(seq, &delta, &mut published);
+                        seen.insert(seq.ids.request_id);
                     }
                 }
                 active.retain(|s| !s.done);
+                // A request already finished is not waited for: only ids never seen.
+                let log = lock(&self.log);
+                for id in wanted {
+                    if !seen.contains(&id) && !log.requests.contains_key(&id) {
+                        tombstones.insert(id, Instant::now());
+                    }
+                }
+                drop(log);
+                cancelled_now.extend(seen);
             }
 
             let mut step_ms = None;
@@ -160,7 +263,7 @@ impl Scheduler {
                 for seq in active.iter_mut() {
                     let lm = &ctx.lm;
                     match catch_unwind(AssertUnwindSafe(|| seq.step(lm))) {
-                        Ok(delta) => ctx.publisher.delta(seq.ids.channel, &delta),
+                        Ok(delta) => publish(seq, &delta, &mut published),
                         Err(_) => {
                             crate::warn!(
                                 "internal error while generating sequence {}; ending it",
@@ -171,7 +274,7 @@ impl Scheduler {
                                 &seq.ids,
                                 "internal emulator error while generating this sequence",
                             );
-                            ctx.publisher.delta(seq.ids.channel, &delta);
+                            publish(seq, &delta, &mut published);
                         }
                     }
                     *tokens.entry(seq.model.clone()).or_default() += 1;
@@ -185,6 +288,7 @@ impl Scheduler {
                 }
             }
             self.record(&active, step_ms, &tokens);
+            self.log_requests(&active, &published, &cancelled_now);
         }
     }
 }

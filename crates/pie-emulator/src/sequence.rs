@@ -205,8 +205,9 @@ impl LmWords<'_> {
         for &t in self.boosted {
             self.logits[t] += PROMPT_WORD_BOOST;
         }
+        // Scripted text is built from whole pieces: a byte token never stands alone there.
         for (t, l) in self.logits.iter_mut().enumerate() {
-            if ban(t) {
+            if ban(t) || self.lm.is_byte(t) {
                 *l = f64::NEG_INFINITY;
             }
         }
@@ -270,6 +271,8 @@ pub struct Sequence {
     generated: Vec<usize>,
     text: String,
     emitted: usize,
+    /// Bytes of a character whose last byte token has not been generated yet.
+    partial: Vec<u8>,
     cumulative_logprob: f64,
     logits: Vec<f64>,
     flood: bool,
@@ -412,6 +415,7 @@ impl Sequence {
             generated: Vec::new(),
             text: String::new(),
             emitted: 0,
+            partial: Vec::new(),
             cumulative_logprob: 0.0,
             logits: Vec::with_capacity(lm.vocab_size()),
             flood: spec.flood,
@@ -634,6 +638,31 @@ impl Sequence {
             .min()
     }
 
+    /// Add a token's bytes; text grows only by whole characters.
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        if self.partial.is_empty() {
+            if let Ok(t) = std::str::from_utf8(bytes) {
+                self.text.push_str(t);
+                return;
+            }
+        }
+        self.partial.extend_from_slice(bytes);
+        let complete = match std::str::from_utf8(&self.partial) {
+            Ok(_) => self.partial.len(),
+            Err(e) if e.error_len().is_some() => {
+                // Not a character and never going to be one.
+                let bad = String::from_utf8_lossy(&self.partial).into_owned();
+                self.text.push_str(&bad);
+                self.partial.clear();
+                return;
+            }
+            Err(e) => e.valid_up_to(),
+        };
+        let done: Vec<u8> = self.partial.drain(..complete).collect();
+        self.text
+            .push_str(std::str::from_utf8(&done).expect("a checked UTF-8 prefix"));
+    }
+
     /// Bytes at the end of the text that might begin a stop string.
     fn held_back(&self) -> usize {
         let mut hold = 0;
@@ -703,12 +732,19 @@ impl Sequence {
             finish = Some(Finish::EndOfTurn);
         } else {
             let old_len = self.text.len();
-            self.text.push_str(lm.text(token));
+            self.push_bytes(lm.bytes(token));
             if let Some(p) = self.find_stop(old_len) {
                 finish = Some(Finish::StopString);
                 end = p.max(self.emitted);
             } else if self.count as u64 >= self.max_tokens {
                 finish = Some(Finish::Length);
+                // Cut inside a character: its bytes so far become U+FFFD, as a byte-level
+                // detokenizer prints them.
+                if !self.partial.is_empty() {
+                    let rest = String::from_utf8_lossy(&self.partial).into_owned();
+                    self.text.push_str(&rest);
+                    self.partial.clear();
+                }
                 end = self.text.len();
             } else {
                 end = (self.text.len() - self.held_back()).max(self.emitted);
@@ -1008,6 +1044,42 @@ mod tests {
                 "seed {seed}"
             );
         }
+    }
+
+    fn apple_bias(lm: &Model) -> Vec<(usize, f64)> {
+        "🍎"
+            .bytes()
+            .map(|b| (lm.token_of_text(&format!("<0x{b:02X}>")).unwrap(), 100.0))
+            .collect()
+    }
+
+    #[test]
+    fn a_character_split_over_byte_tokens_arrives_whole() {
+        let lm = Model::builtin();
+        let mut sp = spec(&[], 12, 0.0);
+        sp.params.logit_bias = apple_bias(&lm);
+        let (text, deltas) = run(sp);
+        assert_eq!(text, "🍎🍎🍎");
+        let contents: Vec<&str> = deltas
+            .iter()
+            .map(|d| d["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            contents,
+            ["", "", "", "🍎", "", "", "", "🍎", "", "", "", "🍎"]
+        );
+        assert!(deltas
+            .iter()
+            .all(|d| d["tokens"].as_array().unwrap().len() == 1));
+    }
+
+    #[test]
+    fn a_reply_cut_inside_a_character_ends_with_a_replacement_character() {
+        let lm = Model::builtin();
+        let mut sp = spec(&[], 6, 0.0);
+        sp.params.logit_bias = apple_bias(&lm);
+        let (text, _) = run(sp);
+        assert_eq!(text, "🍎\u{FFFD}");
     }
 
     #[test]

@@ -378,9 +378,17 @@ pub fn last_user_turn(text: &str) -> Option<&str> {
         }
     }
     match turns.last() {
-        Some(&("user", body)) => Some(body),
+        Some(&("user", body)) if !is_tool_result(body) => Some(body),
         _ => None,
     }
+}
+
+/// Tool results that templates put inside a user turn (Qwen and Hermes style).
+const TOOL_RESULT_WRAPPERS: &[&str] = &["<tool_response>", "<|tool_response|>"];
+
+fn is_tool_result(body: &str) -> bool {
+    let body = body.trim_start_matches(|c: char| c == ':' || c.is_whitespace());
+    TOOL_RESULT_WRAPPERS.iter().any(|w| body.starts_with(w))
 }
 
 /// The schema the message must satisfy, from `response_format_json`:
@@ -455,6 +463,9 @@ mod tests {
             true,
         );
         assert_eq!(last_user_turn(&tool_after), None);
+        // A tool result inside a user turn (Qwen's template) is a tool result too.
+        let qwen = "<|im_start|>user\nUse get_weather<|im_end|>\n<|im_start|>assistant\n<tool_call>x</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\nSunny. Next call get_time.\n</tool_response><|im_end|>\n<|im_start|>assistant\n";
+        assert_eq!(last_user_turn(qwen), None);
         assert_eq!(last_user_turn("just text"), Some("just text"));
         assert!(last_user_turn("User: hi get_time\nAssistant:")
             .unwrap()
