@@ -118,11 +118,12 @@ fn watch_engine(engine: &RunningEngine, transport: &Arc<Transport>) -> Option<Ar
 fn connect(opts: &StartOptions, specs_root: &Path) -> Result<Session> {
     let mut replaced = false;
     loop {
-        let engine = engine::attach_or_launch(opts)?;
+        let (engine, lock) = engine::attach_or_launch(opts)?;
         let attempt = Transport::connect(engine.endpoints.clone(), CONNECT_TIMEOUT)
             .and_then(|t| register(&t).map(|_| t));
         match attempt {
             Ok(transport) => {
+                drop(lock);
                 let exit_watch = watch_engine(&engine, &transport);
                 return Ok(Session {
                     engine,
@@ -134,10 +135,9 @@ fn connect(opts: &StartOptions, specs_root: &Path) -> Result<Session> {
                 });
             }
             // An engine that just accepted its last deregistration is shutting down:
-            // replace it once.
+            // replace it once (still under the lock, so nobody attaches to it meanwhile).
             Err(e) if !engine.launched && !replaced => {
                 replaced = true;
-                let _lock = engine::EngineLock::acquire(&engine.cache_root, opts.lock_timeout)?;
                 if engine::read_pid_file(&engine.cache_root) == Some(engine.pid) {
                     engine::stop_pid(engine.pid, Duration::from_secs(2));
                     engine::remove_pid_file(&engine.cache_root);
@@ -145,6 +145,7 @@ fn connect(opts: &StartOptions, specs_root: &Path) -> Result<Session> {
                 if std::env::var_os("ORCHARD_DEBUG").is_some() {
                     eprintln!("orchard: replacing engine {} after: {e}", engine.pid);
                 }
+                drop(lock);
             }
             Err(e) => return Err(e),
         }

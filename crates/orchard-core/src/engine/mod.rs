@@ -264,18 +264,21 @@ pub struct RunningEngine {
 }
 
 /// Attach to the engine named by `engine.pid` if it is alive and really the engine binary;
-/// otherwise launch one and wait for its heartbeat. Runs under `engine.lock`.
-pub fn attach_or_launch(opts: &StartOptions) -> Result<RunningEngine> {
+/// otherwise launch one and wait for its heartbeat. Returns with `engine.lock` still held:
+/// the caller connects and registers under it, so no other process can replace the engine
+/// between this check and the registration (the sockets' paths outlive any one engine).
+pub fn attach_or_launch(opts: &StartOptions) -> Result<(RunningEngine, EngineLock)> {
     let cache_root = paths::cache_root()?;
     let endpoints = Endpoints::from_env()?;
-    let _lock = EngineLock::acquire(&cache_root, opts.lock_timeout)?;
+    let lock = EngineLock::acquire(&cache_root, opts.lock_timeout)?;
     if let Some(pid) = read_pid_file(&cache_root).filter(|p| pid_is_engine(*p)) {
-        return Ok(RunningEngine {
+        let engine = RunningEngine {
             pid,
             launched: false,
             cache_root,
             endpoints,
-        });
+        };
+        return Ok((engine, lock));
     }
     remove_pid_file(&cache_root);
     let binary = find_binary(opts.binary.as_deref())?;
@@ -285,12 +288,13 @@ pub fn attach_or_launch(opts: &StartOptions) -> Result<RunningEngine> {
         return Err(e);
     }
     write_pid_file(&cache_root, pid)?;
-    Ok(RunningEngine {
+    let engine = RunningEngine {
         pid,
         launched: true,
         cache_root,
         endpoints,
-    })
+    };
+    Ok((engine, lock))
 }
 
 /// SIGINT, then SIGTERM, then SIGKILL, each after `grace` and only while `pid` is still the
