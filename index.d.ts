@@ -32,6 +32,11 @@ export declare class NativeEngine {
   /** Release this lease. Idempotent; never stops the engine. */
   close(): Promise<void>
   loadModel(id: string, timeoutMs?: number | undefined | null): Promise<NativeModelInfo>
+  /**
+   * Send one management command (a JSON object with a `type`) and return the engine's
+   * reply as JSON text. Low level: the typed methods cover the protocol's commands.
+   */
+  managementCommand(commandJson: string, timeoutMs?: number | undefined | null): Promise<string>
   /** What `chat` would send, without sending: JSON `{prompt, layout, sampling, ...}`. */
   renderPrompt(model: string, messagesJson: string, optionsJson: string): Promise<string>
   /**

@@ -49,6 +49,19 @@ export interface LoadModelOptions {
   offline?: boolean
 }
 
+/** A management command: its name in `type`, then its fields in the engine's snake_case. */
+export interface ManagementCommand {
+  type: string
+  [field: string]: unknown
+}
+
+/** The engine's answer to a management command. */
+export interface ManagementReply {
+  status: 'ok' | 'accepted' | 'error'
+  message?: string
+  data?: Record<string, unknown>
+}
+
 export type { ModelLoadState, ModelStatus } from './models/registry'
 export type { DownloadProgress } from './fetch/http'
 export type { InstallOptions, InstallResult } from './fetch/install'
@@ -95,6 +108,9 @@ class ModelIdMapper implements NativeEngine {
   chatBatch(model: string, conversationsJson: string, optionsJson: string): Promise<NativeChat> {
     return this.#n.chatBatch(this.#id(model), conversationsJson, optionsJson)
   }
+  managementCommand(commandJson: string, timeoutMs?: number | null): Promise<string> {
+    return this.#n.managementCommand(commandJson, timeoutMs)
+  }
 }
 
 function defaultBinary(home: string | undefined): string | undefined {
@@ -130,19 +146,8 @@ export class Engine {
   static async start(options: EngineStartOptions = {}): Promise<Engine> {
     const startupTimeoutMs = checkMs('startupTimeoutMs', options.startupTimeoutMs)
     const lockTimeoutMs = checkMs('lockTimeoutMs', options.lockTimeoutMs)
-    const launch = async (binary: string | undefined) => {
-      // The native attach replaces an engine that is shutting down once; under heavy
-      // attach/detach churn the replacement can itself be shutting down by the time we
-      // register, so a refused registration is retried a few times.
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await native(() => binding.NativeEngine.start({ binary, startupTimeoutMs, lockTimeoutMs, modelSpecsDir: modelSpecsDir() }))
-        } catch (e) {
-          if (!(e instanceof EngineError) || !/client_register/.test(e.message) || attempt >= 4) throw e
-          await new Promise((r) => setTimeout(r, 20 + Math.random() * 80 * (attempt + 1)))
-        }
-      }
-    }
+    const launch = (binary: string | undefined) =>
+      native(() => binding.NativeEngine.start({ binary, startupTimeoutMs, lockTimeoutMs, modelSpecsDir: modelSpecsDir() }))
     const binary = options.binary ?? defaultBinary(options.home)
     try {
       return new Engine(await launch(binary))
@@ -228,6 +233,22 @@ export class Engine {
    */
   cancelLoad(id: string): boolean {
     return registry.cancel(id)
+  }
+
+  /**
+   * Low level: send one management command to the engine and resolve to its reply, e.g.
+   * `{ type: 'ping' }` or, on pie-emulator, `{ type: 'emulator_request_stats', request_id }`.
+   * The reply's `status` is `ok`, `accepted` or `error`; an `error` reply is returned, not
+   * thrown. Prefer the typed methods for the commands they cover.
+   */
+  async managementCommand(command: ManagementCommand, options: { timeoutMs?: number } = {}): Promise<ManagementReply> {
+    if (command === null || typeof command !== 'object' || typeof command.type !== 'string' || command.type.length === 0) {
+      throw new InvalidRequestError('INVALID_REQUEST', "command.type: expected the command name, e.g. { type: 'ping' }")
+    }
+    const timeoutMs = checkMs('timeoutMs', options.timeoutMs)
+    const n = this.#native
+    const reply = await native(() => n.managementCommand(JSON.stringify(command), timeoutMs))
+    return JSON.parse(reply) as ManagementReply
   }
 
   /** A client for chat requests over this engine's connection. */

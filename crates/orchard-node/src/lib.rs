@@ -228,6 +228,29 @@ impl NativeEngine {
         })
     }
 
+    /// Send one management command (a JSON object with a `type`) and return the engine's
+    /// reply as JSON text. Low level: the typed methods cover the protocol's commands.
+    #[napi]
+    pub async fn management_command(
+        &self,
+        command_json: String,
+        timeout_ms: Option<u32>,
+    ) -> napi::Result<String> {
+        self.ensure_open()?;
+        let session = self.session.clone();
+        let timeout = Duration::from_millis(u64::from(timeout_ms.unwrap_or(30_000)));
+        blocking(move || {
+            let command = parse_json(&command_json, "command")?;
+            if !command.get("type").is_some_and(Value::is_string) {
+                return Err(Error::invalid(
+                    "command.type: expected the command name as a string, e.g. {\"type\": \"ping\"}",
+                ));
+            }
+            Ok(session.transport.management(&command, timeout)?.to_string())
+        })
+        .await
+    }
+
     /// What `chat` would send, without sending: JSON `{prompt, layout, sampling, ...}`.
     #[napi]
     pub async fn render_prompt(
