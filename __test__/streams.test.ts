@@ -1,0 +1,185 @@
+// Streams at scale and at their edges, against the emulator over real IPC: characters split
+// across tokens, a thousand concurrent streams, and cancellation seen from the engine's side.
+import { rmSync } from 'node:fs'
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+import { AbortError, Engine } from '../src-ts'
+import type { ChatDelta, ChatMessage, ChatStream, Client } from '../src-ts'
+import { emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
+
+const cacheRoot = tempCacheRoot('streams')
+let engine: Engine
+let client: Client
+let model: string
+
+const ask: ChatMessage[] = [{ role: 'user', content: 'Tell me a long story about the orchard.' }]
+const never = ['<never-matches>']
+
+beforeAll(async () => {
+  process.env.ORCHARD_CACHE_ROOT = cacheRoot
+  process.env.ORCHARD_ENGINE_BINARY = emulatorBinary
+  process.env.PIE_EMULATOR_TOKEN_DELAY_MS = '2'
+  model = makeModelDir(cacheRoot)
+  engine = await Engine.start({ startupTimeoutMs: 30_000 })
+  await engine.loadModel(model)
+  client = engine.client()
+})
+
+afterAll(async () => {
+  await engine?.close()
+  await Engine.stop({ graceMs: 2_000 }).catch(() => null)
+  rmSync(cacheRoot, { recursive: true, force: true })
+})
+
+interface RequestStats {
+  known: boolean
+  published_deltas: number
+  active_sequences: number
+  cancelled: boolean
+}
+
+/** What the emulator did for a request, once none of its sequences is generating. */
+async function settledStats(requestId: number): Promise<RequestStats> {
+  for (let attempt = 0; attempt < 500; attempt++) {
+    const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
+    expect(reply.status).toBe('ok')
+    const stats = reply.data!.emulator_request_stats as RequestStats
+    if (stats.known && stats.active_sequences === 0) return stats
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  throw new Error(`request ${requestId} is still generating`)
+}
+
+/** The emulator's token ids, by name (`<0xF0>` for a byte token). */
+async function vocabulary(): Promise<Map<string, number>> {
+  const reply = await engine.managementCommand({ type: 'emulator_vocab' })
+  const { tokens } = reply.data!.emulator_vocab as { tokens: Array<{ id: number; text: string }> }
+  return new Map(tokens.map((t) => [t.text, t.id]))
+}
+
+describe('characters split across tokens', () => {
+  it('arrive whole: a byte token that ends no character carries no text', async () => {
+    const vocab = await vocabulary()
+    const appleBytes = [...Buffer.from('🍎')].map((b) => `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`)
+    const logitBias = Object.fromEntries(appleBytes.map((name) => [vocab.get(name)!, 100]))
+    expect(Object.keys(logitBias)).toHaveLength(4)
+
+    const deltas: ChatDelta[] = []
+    const stream = client.chat(model, ask, { temperature: 0, maxTokens: 12, logitBias, stop: never })
+    for await (const d of stream) deltas.push(d)
+    const result = await stream.finalResult()
+
+    expect(result.text).toBe('🍎🍎🍎')
+    expect(result.usage.completionTokens).toBe(12)
+    expect(deltas.map((d) => d.content)).toEqual(['', '', '', '🍎', '', '', '', '🍎', '', '', '', '🍎'])
+    expect(deltas.every((d) => d.tokens.length === 1)).toBe(true)
+    expect(deltas.map((d) => d.content).join('')).not.toContain('\uFFFD')
+  })
+
+  it('a reply cut inside a character ends with U+FFFD, as a byte-level decoder prints it', async () => {
+    const vocab = await vocabulary()
+    const logitBias = Object.fromEntries([...Buffer.from('🍎')].map((b) => [vocab.get(`<0x${b.toString(16).toUpperCase()}>`)!, 100]))
+    const r = await client.chat(model, ask, { temperature: 0, maxTokens: 6, logitBias, stop: never })
+    expect(r.text).toBe('🍎\uFFFD')
+  })
+})
+
+describe('a thousand concurrent streams', () => {
+  it('all complete, each with every delta and its own text', async () => {
+    const count = 1000
+    const run = async (i: number) => {
+      const stream = client.chat(model, [{ role: 'user', content: `Question ${i} about apples.` }], {
+        maxTokens: 8,
+        seed: i,
+        temperature: 1,
+        stop: never,
+      })
+      let streamed = ''
+      let tokens = 0
+      let finals = 0
+      for await (const d of stream) {
+        streamed += d.content
+        tokens += d.tokens.length
+        if (d.isFinal) finals++
+      }
+      const result = await stream.finalResult()
+      return { i, streamed, tokens, finals, result }
+    }
+    const outcomes = await Promise.all(Array.from({ length: count }, (_, i) => run(i)))
+    expect(outcomes).toHaveLength(count)
+    for (const o of outcomes) {
+      expect(o.finals, `stream ${o.i}`).toBe(1)
+      expect(o.tokens, `stream ${o.i}`).toBe(8)
+      expect(o.result.usage.completionTokens).toBe(8)
+      expect(o.result.text).toBe(o.streamed)
+      expect(o.result.finishReason).toBe('length')
+    }
+    // Seeds differ, so the texts do: deltas were not crossed between streams.
+    expect(new Set(outcomes.map((o) => o.streamed)).size).toBeGreaterThan(count / 2)
+    // Each result matches a fresh run with the same seed.
+    for (const i of [0, 499, 999]) {
+      const again = await client.chat(model, [{ role: 'user', content: `Question ${i} about apples.` }], { maxTokens: 8, seed: i, temperature: 1, stop: never })
+      expect(again.text).toBe(outcomes[i]!.streamed)
+    }
+  }, 120_000)
+})
+
+describe('cancellation stops the engine work', () => {
+  const long = { maxTokens: 100_000, stop: never }
+
+  async function cancelAfter(stream: ChatStream, deltasBeforeCancel: number): Promise<number> {
+    let seen = 0
+    if (deltasBeforeCancel === 0) {
+      await stream.cancel()
+    } else {
+      for await (const d of stream) {
+        void d
+        if (++seen === deltasBeforeCancel) break
+      }
+    }
+    await expect(stream.finalResult()).rejects.toBeInstanceOf(AbortError)
+    return seen
+  }
+
+  it('mid-stream: the emulator publishes nothing more for the request', async () => {
+    const stream = client.chat(model, ask, long)
+    await cancelAfter(stream, 5)
+    const id = await stream.requestId()
+    const first = await settledStats(id)
+    expect(first.cancelled).toBe(true)
+    expect(first.published_deltas).toBeGreaterThanOrEqual(5)
+    expect(first.published_deltas).toBeLessThan(1000)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(await settledStats(id)).toEqual(first)
+  })
+
+  it('before the first token: the request ends at once (a cancel may even beat the request)', async () => {
+    const stream = client.chat(model, ask, long)
+    const id = await stream.requestId()
+    await cancelAfter(stream, 0)
+    const first = await settledStats(id)
+    expect(first.cancelled).toBe(true)
+    // At most a token or two got out before the cancel, and the cancelled final delta.
+    expect(first.published_deltas).toBeLessThanOrEqual(3)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(await settledStats(id)).toEqual(first)
+  })
+
+  it('the signal of a batch cancels every conversation of it', async () => {
+    const controller = new AbortController()
+    const stream = client.chatBatch(model, [ask, ask, ask], { ...long, signal: controller.signal })
+    let seen = 0
+    await expect(
+      (async () => {
+        for await (const d of stream) {
+          void d
+          if (++seen === 6) controller.abort()
+        }
+      })(),
+    ).rejects.toBeInstanceOf(AbortError)
+    const stats = await settledStats(await stream.requestId())
+    expect(stats.cancelled).toBe(true)
+    expect(stats.active_sequences).toBe(0)
+  })
+})
