@@ -13,6 +13,13 @@ interface Sequence {
   reasoning: Map<string, { spans: string; value: string | null }>
   toolCalls: Map<number, ToolCallResult | { name: string; arguments: null }>
   sawEvents: boolean
+  /**
+   * Deltas without state events held back until the sequence shows whether it has events
+   * (they were then markers shipped ahead of them, e.g. the think-open tag) or not (raw text).
+   */
+  held: ChatDelta[]
+  /** The sequence streams raw `content` without state events. */
+  raw: boolean
   tokens: number[]
   logprobs: TokenLogprob[] | null
   finishReason: string | null
@@ -24,6 +31,9 @@ interface Sequence {
 }
 
 const TOOL_CALL_PREFIX = 'tool_call:'
+
+/** Event-less deltas held back at most, before a sequence counts as a raw text stream. */
+const MAX_HELD = 4
 
 function parseArguments(value: unknown): Record<string, unknown> | string {
   if (typeof value === 'string') {
@@ -76,6 +86,8 @@ export class Aggregator {
         reasoning: new Map(),
         toolCalls: new Map(),
         sawEvents: false,
+        held: [],
+        raw: false,
         tokens: [],
         logprobs: null,
         finishReason: null,
@@ -90,8 +102,14 @@ export class Aggregator {
     return s
   }
 
-  /** Fold `d` in and fill its derived fields (`text`, `reasoning`, `toolCallDeltas`). */
-  add(d: ChatDelta): void {
+  /**
+   * Fold `d` in, fill its derived fields (`text`, `reasoning`, `toolCallDeltas`) and return
+   * the deltas ready to hand out, in order. A sequence's leading deltas without state events
+   * are held back until it is clear whether the engine sends events for it: if it does, those
+   * deltas were markers ahead of the first item (their `text` becomes empty); if the sequence
+   * ends, or more than {@link MAX_HELD} such deltas arrive, their `content` is the text.
+   */
+  add(d: ChatDelta): ChatDelta[] {
     this.requestId = d.requestId
     const s = this.#sequence(d.promptIndex ?? 0, d.candidateIndex ?? 0)
     let text = ''
@@ -127,7 +145,8 @@ export class Aggregator {
         }
       }
       s.message += text
-    } else if (d.content) {
+    } else if (d.content && !s.sawEvents) {
+      // Without events the content is the text; once events were seen it is framing they cover.
       text = d.content
     }
     if (d.content) s.content += d.content
@@ -148,6 +167,26 @@ export class Aggregator {
     if (d.promptTokenCount != null) s.promptTokens = Math.max(s.promptTokens, d.promptTokenCount)
     if (d.cachedTokenCount != null) s.cachedTokens = Math.max(s.cachedTokens, d.cachedTokenCount)
     if (d.isFinal) s.finishReason = d.finishReason ?? null
+    return this.#release(s, d)
+  }
+
+  #release(s: Sequence, d: ChatDelta): ChatDelta[] {
+    if (!s.sawEvents && !s.raw && !d.isFinal && d.stateEvents.length === 0) {
+      s.held.push(d)
+      if (s.held.length <= MAX_HELD) return []
+      s.raw = true
+      return s.held.splice(0)
+    }
+    if (s.held.length === 0) return [d]
+    const ready = s.held.splice(0)
+    if (s.sawEvents) for (const h of ready) h.text = ''
+    ready.push(d)
+    return ready
+  }
+
+  /** Deltas still held back when the stream ended without a final delta. */
+  flush(): ChatDelta[] {
+    return [...this.#sequences.values()].flatMap((s) => s.held.splice(0))
   }
 
   #timings(sequences: Sequence[]): Timings {

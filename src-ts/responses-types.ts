@@ -11,10 +11,20 @@ export interface StandardSchemaLike {
     readonly version: 1
     readonly vendor: string
     readonly validate: (value: unknown) => StandardResult | Promise<StandardResult>
-    readonly jsonSchema?: { readonly input?: (options?: unknown) => Record<string, unknown>; readonly output?: (options?: unknown) => Record<string, unknown> }
+    /** Standard JSON Schema (https://standardschema.dev/json-schema): called with `{ target: 'draft-2020-12' }`. */
+    readonly jsonSchema?: {
+      readonly input?: (options: StandardJsonSchemaOptions) => Record<string, unknown>
+      readonly output?: (options: StandardJsonSchemaOptions) => Record<string, unknown>
+    }
   }
   /** zod 4 and others expose their JSON Schema this way. */
   toJSONSchema?: () => Record<string, unknown>
+}
+
+/** What a Standard JSON Schema converter is asked for. */
+export interface StandardJsonSchemaOptions {
+  readonly target: 'draft-2020-12' | 'draft-07' | 'openapi-3.0' | (string & {})
+  readonly libraryOptions?: Record<string, unknown>
 }
 
 type StandardResult = { readonly value: unknown; readonly issues?: undefined } | { readonly issues: ReadonlyArray<{ readonly message: string; readonly path?: ReadonlyArray<unknown> }> }

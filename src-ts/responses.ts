@@ -84,7 +84,8 @@ function isStandardSchema(s: unknown): s is StandardSchemaLike {
 function jsonSchemaOf(schema: SchemaLike, path: string): Record<string, unknown> {
   if (!isStandardSchema(schema)) return schema
   const std = schema['~standard']
-  const described = std.jsonSchema?.input?.() ?? (typeof schema.toJSONSchema === 'function' ? schema.toJSONSchema() : undefined)
+  // Standard JSON Schema: `input` takes the target dialect (implementations read `options.target`).
+  const described = std.jsonSchema?.input?.({ target: 'draft-2020-12' }) ?? (typeof schema.toJSONSchema === 'function' ? schema.toJSONSchema() : undefined)
   if (!described || typeof described !== 'object') {
     throw invalid(`${path}: this ${std.vendor} schema cannot describe itself as JSON Schema; pass a JSON Schema object instead`)
   }
@@ -184,6 +185,9 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
   options.topLogprobs = num('top_logprobs', 0, 20, true)
   options.minToolCalls = num('min_tool_calls', 1, 1024, true)
   options.maxToolCalls = num('max_tool_calls', 1, 1024, true)
+  if (options.minToolCalls !== undefined && options.maxToolCalls !== undefined && options.minToolCalls > options.maxToolCalls) {
+    throw invalid(`min_tool_calls: ${options.minToolCalls} is more than max_tool_calls (${options.maxToolCalls})`)
+  }
   options.seed = num('seed', 0, 2 ** 53, true)
   if (request.deterministic !== undefined) options.deterministic = request.deterministic
   if (request.prefix_cache !== undefined) options.prefixCache = request.prefix_cache
@@ -352,12 +356,13 @@ class ResponseAssembler {
   add(d: ChatDelta): ResponseStreamEvent[] {
     const out: ResponseStreamEvent[] = []
     if (d.stateEvents.length === 0) {
-      // Raw text without state events becomes one message item.
-      if (d.content) {
+      // Raw text without state events becomes one message item. (`text`, not `content`: the
+      // chat layer empties it for markers shipped ahead of the engine's items.)
+      if (d.text) {
         if (this.#syntheticIndex === null) this.#syntheticIndex = this.#nextIndex()
         const open = this.#message(this.#syntheticIndex, out)
-        open.text += d.content
-        out.push(this.#event({ type: 'response.output_text.delta', item_id: open.item.id, output_index: this.#syntheticIndex, content_index: 0, delta: d.content, logprobs: [] }))
+        open.text += d.text
+        out.push(this.#event({ type: 'response.output_text.delta', item_id: open.item.id, output_index: this.#syntheticIndex, content_index: 0, delta: d.text, logprobs: [] }))
       }
     }
     for (const ev of d.stateEvents) {

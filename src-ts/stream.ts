@@ -89,10 +89,10 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
           if (delta.finishReason === 'error' || (delta.isFinal && delta.errorMessage != null)) {
             throw new EngineError('ENGINE', delta.errorMessage ?? 'the engine reported an error')
           }
-          this.#aggregate.add(delta)
-          yield delta
+          yield* this.#aggregate.add(delta)
         }
       }
+      yield* this.#aggregate.flush()
       complete = true
       this.#settle({ ok: true, value: this.#finish(this.#aggregate) })
     } catch (e) {
