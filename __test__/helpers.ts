@@ -83,10 +83,19 @@ export function tempCacheRoot(tag: string): string {
   return mkdtempSync(path.join(os.tmpdir(), `ot-${tag}-`))
 }
 
-/** A model directory the emulator accepts: a config.json naming a llama model. */
-export function makeModelDir(root: string, name = 'tiny-llama'): string {
+/** A llama config: a family without native reasoning. */
+export const LLAMA_CONFIG = { model_type: 'llama', architectures: ['LlamaForCausalLM'] }
+
+/** A Qwen 3.5 config: native `<think>` reasoning (on unless a request turns it off), XML tool calls. */
+export const QWEN_CONFIG = { model_type: 'qwen3_5', architectures: ['Qwen3_5ForCausalLM'] }
+
+/**
+ * A model directory the emulator accepts: a config.json (a llama model unless `config` says
+ * otherwise; its `model_type` picks the prompt family).
+ */
+export function makeModelDir(root: string, name = 'tiny-llama', config: Record<string, unknown> = LLAMA_CONFIG): string {
   const dir = path.join(root, 'models', name)
   mkdirSync(dir, { recursive: true })
-  writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ model_type: 'llama', architectures: ['LlamaForCausalLM'] }))
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config))
   return dir
 }

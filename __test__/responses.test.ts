@@ -4,21 +4,37 @@ import { rmSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { Engine, InvalidRequestError } from '../src-ts'
-import type { Client, Response, ResponseStreamEvent, ResponsesRequest } from '../src-ts'
-import { emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
+import type {
+  Client,
+  ResponseFunctionCall,
+  ResponseFunctionTool,
+  ResponseInputItem,
+  Response,
+  ResponseStreamEvent,
+  ResponseStreamEventType,
+  ResponsesRequest,
+  StandardJsonSchemaOptions,
+  StandardSchemaLike,
+} from '../src-ts'
+import { QWEN_CONFIG, emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
 
 const cacheRoot = tempCacheRoot('responses')
 let engine: Engine
 let client: Client
+/** llama3: no native reasoning. */
 let model: string
+/** qwen3_5: native `<think>` reasoning, on unless the request turns it off. */
+let thinker: string
 
 beforeAll(async () => {
   process.env.ORCHARD_CACHE_ROOT = cacheRoot
   process.env.ORCHARD_ENGINE_BINARY = emulatorBinary
   process.env.PIE_EMULATOR_TOKEN_DELAY_MS = '1'
   model = makeModelDir(cacheRoot)
+  thinker = makeModelDir(cacheRoot, 'tiny-qwen', QWEN_CONFIG)
   engine = await Engine.start({ startupTimeoutMs: 30_000 })
   await engine.loadModel(model)
+  await engine.loadModel(thinker)
   client = engine.client()
 })
 
@@ -28,8 +44,8 @@ afterAll(async () => {
   rmSync(cacheRoot, { recursive: true, force: true })
 })
 
-async function collect(request: ResponsesRequest): Promise<{ events: ResponseStreamEvent[]; response: Response }> {
-  const stream = client.responses(model, request)
+async function collect(request: ResponsesRequest, on: string = model): Promise<{ events: ResponseStreamEvent[]; response: Response }> {
+  const stream = client.responses(on, request)
   const events: ResponseStreamEvent[] = []
   for await (const e of stream) events.push(e)
   return { events, response: await stream.finalResponse() }
@@ -132,6 +148,458 @@ describe('requests are validated before anything is sent', () => {
       expect(String((err as Error).message)).toMatch(pattern)
     })
   }
+})
+
+// ----------------------------------------------------------------------------------------
+// Reasoning, tool calls and structured output: the engine's state events as Responses events.
+
+/** The event(s) of type `T` (some union members share one shape for several types). */
+type EventOf<T extends ResponseStreamEventType> = ResponseStreamEvent extends infer E ? (E extends { type: infer U } ? (T extends U ? E & { type: T } : never) : never) : never
+
+function ofType<T extends ResponseStreamEventType>(events: ResponseStreamEvent[], type: T): Array<EventOf<T>> {
+  return events.filter((e): e is EventOf<T> => e.type === type)
+}
+
+const weather: ResponseFunctionTool = {
+  type: 'function',
+  name: 'get_weather',
+  description: 'Current weather for a city',
+  parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false },
+}
+const clock: ResponseFunctionTool = {
+  type: 'function',
+  name: 'get_time',
+  description: 'The time in a zone, some hours ahead',
+  parameters: {
+    type: 'object',
+    properties: { zone: { type: 'string' }, hours: { type: 'integer', minimum: 0, maximum: 23 } },
+    required: ['zone', 'hours'],
+    additionalProperties: false,
+  },
+}
+const tools = [weather, clock]
+
+/** How each family frames a call in the raw text (`tool_calling.formats[0]` start and end). */
+const LLAMA_CALL: [string, string] = ['<|python_tag|>', '<|eom_id|>']
+const QWEN_CALL: [string, string] = ['<tool_call>\n', '\n</tool_call>']
+
+const REASONING_BLOCK = ['response.output_item.added', 'response.reasoning.delta*', 'response.reasoning.done', 'response.output_item.done']
+const MESSAGE_BLOCK = [
+  'response.output_item.added',
+  'response.content_part.added',
+  'response.output_text.delta*',
+  'response.output_text.done',
+  'response.content_part.done',
+  'response.output_item.done',
+]
+const CALL_BLOCK = ['response.output_item.added', 'response.function_call_arguments.delta*', 'response.function_call_arguments.done', 'response.output_item.done']
+const HEAD = ['response.created', 'response.in_progress']
+
+/** The arguments each tool's schema allows, checked by hand. */
+function checkArguments(name: string, args: Record<string, unknown>): void {
+  if (name === 'get_weather') {
+    expect(Object.keys(args)).toEqual(['city'])
+    expect(typeof args.city).toBe('string')
+  } else {
+    expect(name).toBe('get_time')
+    expect(Object.keys(args).sort()).toEqual(['hours', 'zone'])
+    expect(typeof args.zone).toBe('string')
+    expect(Number.isInteger(args.hours)).toBe(true)
+    expect(args.hours).toBeGreaterThanOrEqual(0)
+    expect(args.hours).toBeLessThanOrEqual(23)
+  }
+}
+
+/**
+ * The events of the function-call item at `index`, checked against the reference's rules.
+ * Returns the item as completed.
+ */
+function checkFunctionCall(events: ResponseStreamEvent[], index: number, [start, end]: [string, string]): ResponseFunctionCall {
+  const added = ofType(events, 'response.output_item.added').filter((e) => e.output_index === index)
+  expect(added).toHaveLength(1)
+  const opened = added[0]!.item as ResponseFunctionCall
+  // Opens with its name and call_id, empty arguments.
+  expect(opened.type).toBe('function_call')
+  expect(opened.id).toMatch(/^fc_/)
+  expect(opened.call_id).toMatch(/^call_/)
+  expect(tools.map((t) => t.name)).toContain(opened.name)
+  expect(opened.arguments).toBe('')
+  expect(opened.status).toBe('in_progress')
+
+  const deltas = ofType(events, 'response.function_call_arguments.delta').filter((e) => e.output_index === index)
+  const done = ofType(events, 'response.function_call_arguments.done').filter((e) => e.output_index === index)
+  const closed = ofType(events, 'response.output_item.done').filter((e) => e.output_index === index)
+  expect(deltas.length).toBeGreaterThan(0)
+  expect(done).toHaveLength(1)
+  expect(closed).toHaveLength(1)
+  for (const d of deltas) expect(d.item_id).toBe(opened.id)
+  expect(done[0]!.item_id).toBe(opened.id)
+  // added < every delta < arguments.done < output_item.done
+  const seq = deltas.map((d) => d.sequence_number)
+  expect(Math.min(...seq)).toBeGreaterThan(added[0]!.sequence_number)
+  expect(Math.max(...seq)).toBeLessThan(done[0]!.sequence_number)
+  expect(done[0]!.sequence_number).toBeLessThan(closed[0]!.sequence_number)
+
+  // Only the done arguments are JSON; they match the tool's schema.
+  const args = JSON.parse(done[0]!.arguments) as Record<string, unknown>
+  expect(done[0]!.name).toBe(opened.name)
+  checkArguments(opened.name, args)
+  const item = closed[0]!.item as ResponseFunctionCall
+  expect(item).toEqual({ ...opened, arguments: done[0]!.arguments, status: 'completed' })
+
+  // Untagged deltas are the raw call text, framing included; tagged ones carry one argument's value.
+  const raw = deltas.filter((d) => d.field_path === null).map((d) => d.delta).join('')
+  expect(raw.startsWith(start)).toBe(true)
+  expect(raw.endsWith(end)).toBe(true)
+  expect(JSON.parse(raw.slice(start.length, raw.length - end.length))).toEqual({ name: opened.name, arguments: args })
+  const fields = new Map<string, string>()
+  for (const d of deltas) if (d.field_path !== null) fields.set(d.field_path, (fields.get(d.field_path) ?? '') + d.delta)
+  expect([...fields.keys()].sort()).toEqual(Object.keys(args).sort())
+  for (const [field, text] of fields) expect(text).toBe(typeof args[field] === 'string' ? args[field] : JSON.stringify(args[field]))
+  return item
+}
+
+/** The reasoning item at `index`: deltas add up to the done text, which the item keeps. Returns the text. */
+function checkReasoning(events: ResponseStreamEvent[], response: Response, index: number): string {
+  const added = ofType(events, 'response.output_item.added').find((e) => e.output_index === index)!
+  expect(added.item.type).toBe('reasoning')
+  expect(added.item.id).toMatch(/^rs_/)
+  const deltas = ofType(events, 'response.reasoning.delta')
+  expect(deltas.length).toBeGreaterThan(0)
+  for (const d of deltas) {
+    expect(d.item_id).toBe(added.item.id)
+    expect(d.output_index).toBe(index)
+  }
+  const done = ofType(events, 'response.reasoning.done')
+  expect(done).toHaveLength(1)
+  const text = done[0]!.text
+  expect(text.length).toBeGreaterThan(0)
+  expect(text).toBe(deltas.map((d) => d.delta).join('').trim())
+  const item = response.output[index]!
+  expect(item.type).toBe('reasoning')
+  if (item.type === 'reasoning') {
+    expect(item.id).toBe(added.item.id)
+    expect(item.status).toBe('completed')
+    expect(item.content).toEqual([{ type: 'reasoning_text', text }])
+  }
+  return text
+}
+
+/** No marker or reasoning text leaks into message or call events. */
+function expectNoThinkMarkers(events: ResponseStreamEvent[]): void {
+  for (const e of events) {
+    const piece = 'delta' in e ? e.delta : 'text' in e ? e.text : ''
+    expect(piece).not.toMatch(/<\/?think>/)
+  }
+}
+
+describe('reasoning', () => {
+  it('reasoning then text: a reasoning item, then the message, and the text excludes the reasoning', async () => {
+    const { events, response } = await collect({ input: 'Tell me about the orchard.', reasoning: { effort: 'low' }, max_output_tokens: 60, seed: 4 }, thinker)
+    checkInvariants(events)
+    const terminal = events[events.length - 1]!.type
+    expect(shape(events)).toEqual([...HEAD, ...REASONING_BLOCK, ...MESSAGE_BLOCK, terminal])
+    expect(response.output.map((i) => i.type)).toEqual(['reasoning', 'message'])
+    const reasoning = checkReasoning(events, response, 0)
+
+    const text = ofType(events, 'response.output_text.delta')
+    for (const d of text) expect(d.output_index).toBe(1)
+    expect(ofType(events, 'response.output_text.done')[0]!.text).toBe(text.map((d) => d.delta).join(''))
+    expect(response.outputText).toBe(text.map((d) => d.delta).join(''))
+    expect(response.outputText.length).toBeGreaterThan(0)
+    expect(response.outputText).not.toContain(reasoning)
+    expectNoThinkMarkers(events)
+    // Reasoning done before the message opens.
+    const reasoningDone = ofType(events, 'response.output_item.done').find((e) => e.output_index === 0)!
+    const messageAdded = ofType(events, 'response.output_item.added').find((e) => e.output_index === 1)!
+    expect(reasoningDone.sequence_number).toBeLessThan(messageAdded.sequence_number)
+    expect(response.reasoning).toEqual({ effort: 'low' })
+    // low: 8 reasoning pieces plus the end marker.
+    expect(response.usage.output_tokens_details.reasoning_tokens).toBe(9)
+    expect(response.usage.total_tokens).toBe(response.usage.input_tokens + response.usage.output_tokens + 9)
+  })
+
+  it('the effort reaches the engine, and reasoning: false turns native reasoning off', async () => {
+    const minimal = await client.responses(thinker, { input: 'Hi', reasoning: { effort: 'minimal' }, max_output_tokens: 20 })
+    const high = await client.responses(thinker, { input: 'Hi', reasoning: { effort: 'high' }, max_output_tokens: 40 })
+    expect(minimal.usage.output_tokens_details.reasoning_tokens).toBe(5)
+    expect(high.usage.output_tokens_details.reasoning_tokens).toBe(33)
+    const { events, response } = await collect({ input: 'Hi', reasoning: false, max_output_tokens: 20 }, thinker)
+    expect(events.some((e) => e.type.startsWith('response.reasoning'))).toBe(false)
+    expect(response.output.map((i) => i.type)).toEqual(['message'])
+    expect(response.usage.output_tokens_details.reasoning_tokens).toBe(0)
+    expect(response.reasoning).toBeNull()
+    // A family without native reasoning never reasons, whatever the request says.
+    const llama = await client.responses(model, { input: 'Hi', reasoning: { effort: 'high' }, max_output_tokens: 20 })
+    expect(llama.output.map((i) => i.type)).toEqual(['message'])
+    expect(llama.usage.output_tokens_details.reasoning_tokens).toBe(0)
+  })
+})
+
+describe('tool calls', () => {
+  it('one tool call: a function_call item with streamed arguments, and response.toolCalls', async () => {
+    const { events, response } = await collect({ input: 'What is it like outside? Use get_weather.', tools, seed: 2 })
+    checkInvariants(events)
+    expect(shape(events)).toEqual([...HEAD, ...CALL_BLOCK, 'response.completed'])
+    const item = checkFunctionCall(events, 0, LLAMA_CALL)
+    expect(item.name).toBe('get_weather')
+    expect(response.output).toEqual([item])
+    expect(response.toolCalls).toEqual([item])
+    expect(typeof (JSON.parse(response.toolCalls[0]!.arguments) as { city: unknown }).city).toBe('string')
+    // A tool turn has no text.
+    expect(events.some((e) => e.type === 'response.output_text.delta')).toBe(false)
+    expect(response.outputText).toBe('')
+    expect(response.status).toBe('completed')
+    expect(response.stop_token).toBeNull()
+    expect(response.tools).toEqual(tools)
+  })
+
+  it('two tool calls in one turn, in the order asked for', async () => {
+    const { events, response } = await collect({ input: 'Use get_weather and then get_time.', tools, seed: 5 })
+    checkInvariants(events)
+    expect(shape(events)).toEqual([...HEAD, ...CALL_BLOCK, ...CALL_BLOCK, 'response.completed'])
+    const first = checkFunctionCall(events, 0, LLAMA_CALL)
+    const second = checkFunctionCall(events, 1, LLAMA_CALL)
+    expect([first.name, second.name]).toEqual(['get_weather', 'get_time'])
+    expect(first.call_id).not.toBe(second.call_id)
+    expect(first.id).not.toBe(second.id)
+    expect(response.toolCalls).toEqual([first, second])
+    // The first call is closed before the second opens.
+    const firstDone = ofType(events, 'response.output_item.done').find((e) => e.output_index === 0)!
+    const secondAdded = ofType(events, 'response.output_item.added').find((e) => e.output_index === 1)!
+    expect(firstDone.sequence_number).toBeLessThan(secondAdded.sequence_number)
+  })
+
+  it('reasoning then a tool call', async () => {
+    const { events, response } = await collect({ input: 'Use get_weather please.', tools, reasoning: { effort: 'minimal' }, seed: 6 }, thinker)
+    checkInvariants(events)
+    expect(shape(events)).toEqual([...HEAD, ...REASONING_BLOCK, ...CALL_BLOCK, 'response.completed'])
+    checkReasoning(events, response, 0)
+    const item = checkFunctionCall(events, 1, QWEN_CALL)
+    expect(item.name).toBe('get_weather')
+    expect(response.toolCalls).toEqual([item])
+    expect(response.outputText).toBe('')
+    expectNoThinkMarkers(events)
+    expect(response.usage.output_tokens_details.reasoning_tokens).toBe(5)
+  })
+
+  it("tool_choice 'required' calls a tool although none is asked for; 'auto' then answers in text", async () => {
+    const required = await collect({ input: 'Hello there.', tools, tool_choice: 'required', seed: 1 })
+    checkInvariants(required.events)
+    expect(shape(required.events)).toEqual([...HEAD, ...CALL_BLOCK, 'response.completed'])
+    checkFunctionCall(required.events, 0, LLAMA_CALL)
+    expect(required.response.toolCalls).toHaveLength(1)
+    expect(required.response.tool_choice).toBe('required')
+
+    const auto = await collect({ input: 'Hello there.', tools, max_output_tokens: 10, seed: 1 })
+    expect(auto.response.toolCalls).toEqual([])
+    expect(auto.response.output.map((i) => i.type)).toEqual(['message'])
+  })
+
+  it('a named function is the one called, whatever the input mentions', async () => {
+    const { events, response } = await collect({ input: 'Use get_weather.', tools, tool_choice: { type: 'function', name: 'get_time' }, seed: 3 })
+    checkInvariants(events)
+    expect(shape(events)).toEqual([...HEAD, ...CALL_BLOCK, 'response.completed'])
+    const item = checkFunctionCall(events, 0, LLAMA_CALL)
+    expect(item.name).toBe('get_time')
+    expect(response.toolCalls.map((c) => c.name)).toEqual(['get_time'])
+    expect(response.tool_choice).toEqual({ type: 'function', name: 'get_time' })
+  })
+
+  it("tool_choice 'none' answers in text although tools are asked for", async () => {
+    const { events, response } = await collect({ input: 'Use get_weather and then get_time.', tools, tool_choice: 'none', max_output_tokens: 12, seed: 5 })
+    checkInvariants(events)
+    expect(shape(events)).toEqual([...HEAD, ...MESSAGE_BLOCK, events[events.length - 1]!.type])
+    expect(events.some((e) => e.type.startsWith('response.function_call'))).toBe(false)
+    expect(response.toolCalls).toEqual([])
+    expect(response.outputText.length).toBeGreaterThan(0)
+  })
+
+  it('min_tool_calls and max_tool_calls bound the calls of a turn', async () => {
+    const three = await collect({ input: 'Use get_weather.', tools, min_tool_calls: 3, seed: 8 })
+    checkInvariants(three.events)
+    expect(shape(three.events)).toEqual([...HEAD, ...CALL_BLOCK, ...CALL_BLOCK, ...CALL_BLOCK, 'response.completed'])
+    const calls = [0, 1, 2].map((i) => checkFunctionCall(three.events, i, LLAMA_CALL))
+    expect(calls.map((c) => c.name)).toEqual(['get_weather', 'get_weather', 'get_weather'])
+    expect(new Set(calls.map((c) => c.call_id)).size).toBe(3)
+
+    const one = await collect({ input: 'Use get_weather and then get_time.', tools, max_tool_calls: 1, seed: 8 })
+    expect(shape(one.events)).toEqual([...HEAD, ...CALL_BLOCK, 'response.completed'])
+    expect(one.response.toolCalls.map((c) => c.name)).toEqual(['get_weather'])
+
+    expect(() => client.responses(model, { input: 'x', tools, min_tool_calls: 3, max_tool_calls: 2 })).toThrow(/min_tool_calls/)
+  })
+
+  it('a three-turn tool chain: call, another call, then a text answer', async () => {
+    const ask: ResponseInputItem = { role: 'user', content: 'Use get_weather for Paris, then tell me the time there.' }
+    const fed = (call: ResponseFunctionCall, output: string): ResponseInputItem[] => [
+      { type: 'function_call', call_id: call.call_id, name: call.name, arguments: call.arguments },
+      { type: 'function_call_output', call_id: call.call_id, output },
+    ]
+
+    const turn1 = await collect({ input: [ask], tools, seed: 11 })
+    checkInvariants(turn1.events)
+    expect(shape(turn1.events)).toEqual([...HEAD, ...CALL_BLOCK, 'response.completed'])
+    const call1 = checkFunctionCall(turn1.events, 0, LLAMA_CALL)
+    expect(call1.name).toBe('get_weather')
+
+    const input2 = [ask, ...fed(call1, 'Sunny, 21 C')]
+    const turn2 = await collect({ input: input2, tools, tool_choice: { type: 'function', name: 'get_time' }, seed: 12 })
+    checkInvariants(turn2.events)
+    expect(shape(turn2.events)).toEqual([...HEAD, ...CALL_BLOCK, 'response.completed'])
+    const call2 = checkFunctionCall(turn2.events, 0, LLAMA_CALL)
+    expect(call2.name).toBe('get_time')
+    expect(call2.call_id).not.toBe(call1.call_id)
+
+    // After a tool result, 'auto' answers in text.
+    const input3 = [...input2, ...fed(call2, '14:05')]
+    const turn3 = await collect({ input: input3, tools, max_output_tokens: 24, seed: 13 })
+    checkInvariants(turn3.events)
+    expect(shape(turn3.events)).toEqual([...HEAD, ...MESSAGE_BLOCK, turn3.events[turn3.events.length - 1]!.type])
+    expect(turn3.response.toolCalls).toEqual([])
+    expect(turn3.response.outputText.length).toBeGreaterThan(0)
+
+    // Each turn's prompt holds the one before it plus the fed-back items.
+    expect(turn2.response.usage.input_tokens).toBeGreaterThan(turn1.response.usage.input_tokens)
+    expect(turn3.response.usage.input_tokens).toBeGreaterThan(turn2.response.usage.input_tokens)
+  })
+
+  it('a tool output given as content parts is rendered like the same text', async () => {
+    const call = { type: 'function_call', call_id: 'call_1', name: 'get_weather', arguments: '{"city": "Paris"}' } as const
+    const ask: ResponseInputItem = { role: 'user', content: 'Use get_weather for Paris.' }
+    const asText = await client.responses(model, { input: [ask, call, { type: 'function_call_output', call_id: 'call_1', output: 'Sunny and mild, 21 C' }], tools, max_output_tokens: 8, seed: 9 })
+    const parts: ResponseInputItem = { type: 'function_call_output', call_id: 'call_1', output: [{ type: 'input_text', text: 'Sunny and mild, 21 C' }] }
+    const { events, response: asParts } = await collect({ input: [ask, call, parts], tools, max_output_tokens: 8, seed: 9 })
+    const shorter = await client.responses(model, { input: [ask, call, { type: 'function_call_output', call_id: 'call_1', output: 'Sunny' }], tools, max_output_tokens: 8, seed: 9 })
+    checkInvariants(events)
+    expect(shape(events)).toEqual([...HEAD, ...MESSAGE_BLOCK, events[events.length - 1]!.type])
+    expect(asParts.usage.input_tokens).toBe(asText.usage.input_tokens)
+    expect(asParts.outputText).toBe(asText.outputText)
+    // The output's text is in the prompt: less text, fewer tokens.
+    expect(shorter.usage.input_tokens).toBeLessThan(asText.usage.input_tokens)
+  })
+})
+
+describe('structured output', () => {
+  const schema = {
+    type: 'object',
+    properties: {
+      variety: { type: 'string', minLength: 1 },
+      trees: { type: 'integer', minimum: 1, maximum: 50 },
+      season: { enum: ['spring', 'summer', 'autumn'] },
+      tags: { type: 'array', items: { type: 'string' }, minItems: 1, maxItems: 3 },
+    },
+    required: ['variety', 'trees', 'season', 'tags'],
+    additionalProperties: false,
+  }
+  type Orchard = { variety: string; trees: number; season: string; tags: string[] }
+
+  function checkOrchard(value: unknown): void {
+    const o = value as Orchard
+    expect(Object.keys(o).sort()).toEqual(['season', 'tags', 'trees', 'variety'])
+    expect(typeof o.variety).toBe('string')
+    expect(o.variety.length).toBeGreaterThan(0)
+    expect(Number.isInteger(o.trees)).toBe(true)
+    expect(o.trees).toBeGreaterThanOrEqual(1)
+    expect(o.trees).toBeLessThanOrEqual(50)
+    expect(['spring', 'summer', 'autumn']).toContain(o.season)
+    expect(Array.isArray(o.tags)).toBe(true)
+    expect(o.tags.length).toBeGreaterThanOrEqual(1)
+    expect(o.tags.length).toBeLessThanOrEqual(3)
+    for (const t of o.tags) expect(typeof t).toBe('string')
+  }
+
+  /** A hand-made Standard Schema (https://standardschema.dev) that also describes itself as JSON Schema. */
+  class Planting {
+    constructor(readonly value: Orchard) {}
+  }
+  function standardOrchard(check: (o: Orchard) => string | null): StandardSchemaLike & { targets: string[] } {
+    const targets: string[] = []
+    return {
+      targets,
+      '~standard': {
+        version: 1,
+        vendor: 'handmade',
+        validate: (value: unknown) => {
+          const problem = check(value as Orchard)
+          return problem ? { issues: [{ message: problem, path: [] }] } : { value: new Planting(value as Orchard) }
+        },
+        jsonSchema: {
+          // As the spec's example: the target is required, and the dialect is declared.
+          input: (options: StandardJsonSchemaOptions) => {
+            targets.push(options.target)
+            return { $schema: 'https://json-schema.org/draft/2020-12/schema', ...schema }
+          },
+        },
+      },
+    }
+  }
+
+  it('reasoning then structured output: parsed matches the schema', async () => {
+    const { events, response } = await collect(
+      { input: 'Describe an orchard.', reasoning: { effort: 'minimal' }, text: { format: { type: 'json_schema', name: 'orchard', schema } }, seed: 21 },
+      thinker,
+    )
+    checkInvariants(events)
+    expect(shape(events)).toEqual([...HEAD, ...REASONING_BLOCK, ...MESSAGE_BLOCK, 'response.completed'])
+    checkReasoning(events, response, 0)
+    expectNoThinkMarkers(events)
+    expect(response.parseError).toBeNull()
+    checkOrchard(response.parsed)
+    expect(response.parsed).toEqual(JSON.parse(response.outputText))
+    expect(response.text).toEqual({ format: { type: 'json_schema', name: 'orchard' } })
+  })
+
+  it('json_schema with a JSON Schema', async () => {
+    const { events, response } = await collect({ input: 'Describe an orchard.', text: { format: { type: 'json_schema', name: 'orchard', schema } }, seed: 22 })
+    checkInvariants(events)
+    expect(shape(events)).toEqual([...HEAD, ...MESSAGE_BLOCK, 'response.completed'])
+    expect(response.parseError).toBeNull()
+    checkOrchard(response.parsed)
+    expect(response.parsed).toEqual(JSON.parse(response.outputText))
+  })
+
+  it('json_object gives a parsed object', async () => {
+    const { response } = await collect({ input: 'Describe an orchard.', text: { format: { type: 'json_object' } }, seed: 23 })
+    expect(response.parseError).toBeNull()
+    expect(response.parsed).not.toBeNull()
+    expect(typeof response.parsed).toBe('object')
+    expect(Array.isArray(response.parsed)).toBe(false)
+    expect(response.parsed).toEqual(JSON.parse(response.outputText))
+    expect(response.text).toEqual({ format: { type: 'json_object' } })
+  })
+
+  it('a Standard Schema: described as JSON Schema for the engine, and its validate gives parsed', async () => {
+    const std = standardOrchard(() => null)
+    const response = await client.responses(model, { input: 'Describe an orchard.', text: { format: { type: 'json_schema', name: 'orchard', schema: std } }, seed: 24 })
+    expect(std.targets).toEqual(['draft-2020-12'])
+    expect(response.parseError).toBeNull()
+    // The validator's own output (here a class instance), not just the JSON.
+    expect(response.parsed).toBeInstanceOf(Planting)
+    const planted = (response.parsed as Planting).value
+    checkOrchard(planted)
+    expect(planted).toEqual(JSON.parse(response.outputText))
+  })
+
+  it("a Standard Schema's issues make parsed null, with parseError saying why", async () => {
+    const std = standardOrchard((o) => (o.trees > 1000 ? null : 'an orchard needs more than 1000 trees'))
+    const response = await client.responses(model, { input: 'Describe an orchard.', text: { format: { type: 'json_schema', schema: std } }, seed: 24 })
+    expect(response.parsed).toBeNull()
+    expect(response.parseError).toMatch(/more than 1000 trees/)
+    checkOrchard(JSON.parse(response.outputText))
+  })
+
+  it('output cut short by max_output_tokens: parsed null and parseError', async () => {
+    const response = await client.responses(model, { input: 'Describe an orchard.', text: { format: { type: 'json_schema', schema } }, max_output_tokens: 4, seed: 25 })
+    expect(response.status).toBe('incomplete')
+    expect(response.parsed).toBeNull()
+    expect(response.parseError).toMatch(/does not match the requested format/)
+  })
+
+  it('a Standard Schema that cannot describe itself is refused before sending', () => {
+    const opaque: StandardSchemaLike = { '~standard': { version: 1, vendor: 'opaque', validate: (value: unknown) => ({ value }) } }
+    expect(() => client.responses(model, { input: 'x', text: { format: { type: 'json_schema', schema: opaque } } })).toThrow(/opaque schema cannot describe itself/)
+  })
 })
 
 // Last: it kills the engine this file uses.
