@@ -1,14 +1,11 @@
 // Chat-level tools and reasoning against the emulator: results and streamed deltas keep answer
 // text, reasoning and tool-call fragments apart.
-import { rmSync } from 'node:fs'
-
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import { Engine } from '../src-ts'
 import type { ChatDelta, ChatMessage, ChatResult, Client, FunctionTool } from '../src-ts'
-import { QWEN_CONFIG, emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
+import { useEmulator } from './helpers'
 
-const cacheRoot = tempCacheRoot('agentic')
 let engine: Engine
 let client: Client
 /** llama3: no native reasoning; calls framed as `<|python_tag|>...<|eom_id|>`. */
@@ -16,22 +13,11 @@ let model: string
 /** qwen3_5: native `<think>` reasoning; calls framed as `<tool_call>\n...\n</tool_call>`. */
 let thinker: string
 
-beforeAll(async () => {
-  process.env.ORCHARD_CACHE_ROOT = cacheRoot
-  process.env.ORCHARD_ENGINE_BINARY = emulatorBinary
-  process.env.PIE_EMULATOR_TOKEN_DELAY_MS = '1'
-  model = makeModelDir(cacheRoot)
-  thinker = makeModelDir(cacheRoot, 'tiny-qwen', QWEN_CONFIG)
-  engine = await Engine.start({ startupTimeoutMs: 30_000 })
-  await engine.loadModel(model)
-  await engine.loadModel(thinker)
-  client = engine.client()
-})
-
-afterAll(async () => {
-  await engine?.close()
-  await Engine.stop({ graceMs: 2_000 }).catch(() => null)
-  rmSync(cacheRoot, { recursive: true, force: true })
+useEmulator('agentic', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '1' }, thinker: true }, (e) => {
+  engine = e.engine
+  model = e.model
+  client = e.client
+  thinker = e.thinker
 })
 
 const tools: FunctionTool[] = [

@@ -1,36 +1,26 @@
 // Integration: the emulator started through Engine.start, real IPC sockets, a private cache root.
 import { spawn } from 'node:child_process'
-import { rmSync } from 'node:fs'
 import path from 'node:path'
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import { AbortError, Engine, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
 import type { ChatDelta, ChatMessage } from '../src-ts'
-import { emulatorBinary, makeModelDir, repoRoot, tempCacheRoot } from './helpers'
+import { repoRoot, useEmulator } from './helpers'
 
-const cacheRoot = tempCacheRoot('chat')
 let engine: Engine
 let model: string
+let cacheRoot: string
 
 const messages: ChatMessage[] = [
   { role: 'system', content: 'You are a helpful assistant.' },
   { role: 'user', content: 'Tell me about apple orchards.' },
 ]
 
-beforeAll(async () => {
-  process.env.ORCHARD_CACHE_ROOT = cacheRoot
-  process.env.ORCHARD_ENGINE_BINARY = emulatorBinary
-  process.env.PIE_EMULATOR_TOKEN_DELAY_MS = '2'
-  model = makeModelDir(cacheRoot)
-  engine = await Engine.start({ startupTimeoutMs: 30_000 })
-  await engine.loadModel(model)
-})
-
-afterAll(async () => {
-  await engine?.close()
-  await Engine.stop({ graceMs: 2_000 }).catch(() => null)
-  rmSync(cacheRoot, { recursive: true, force: true })
+useEmulator('chat', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '2' } }, (e) => {
+  engine = e.engine
+  model = e.model
+  cacheRoot = e.cacheRoot
 })
 
 describe('Engine.start', () => {

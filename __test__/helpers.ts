@@ -1,6 +1,11 @@
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+
+import { afterAll, beforeAll } from 'vitest'
+
+import { Engine } from '../src-ts'
+import type { Client } from '../src-ts'
 
 export const repoRoot = path.resolve(__dirname, '..')
 export const sharedFixtures = path.resolve(repoRoot, '..', 'shared', 'fixtures')
@@ -98,4 +103,38 @@ export function makeModelDir(root: string, name = 'tiny-llama', config: Record<s
   mkdirSync(dir, { recursive: true })
   writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config))
   return dir
+}
+
+export interface EmulatorEngine {
+  engine: Engine
+  client: Client
+  cacheRoot: string
+  /** The llama model directory, loaded. */
+  model: string
+  /** The qwen3_5 model directory (native reasoning), loaded when asked for. */
+  thinker: string
+}
+
+/**
+ * One emulator for this test file, on its own cache root: started (with `env` set) and a
+ * llama model loaded before the file's tests, stopped and removed after them. `ready`
+ * receives it once it is up. `thinker: true` also loads a qwen3_5 model.
+ */
+export function useEmulator(tag: string, options: { env?: Record<string, string>; thinker?: boolean }, ready: (e: EmulatorEngine) => void): void {
+  const cacheRoot = tempCacheRoot(tag)
+  let engine: Engine | undefined
+  beforeAll(async () => {
+    Object.assign(process.env, { ORCHARD_CACHE_ROOT: cacheRoot, ORCHARD_ENGINE_BINARY: emulatorBinary }, options.env)
+    const model = makeModelDir(cacheRoot)
+    const thinker = options.thinker ? makeModelDir(cacheRoot, 'tiny-qwen', QWEN_CONFIG) : ''
+    engine = await Engine.start({ startupTimeoutMs: 30_000 })
+    await engine.loadModel(model)
+    if (thinker) await engine.loadModel(thinker)
+    ready({ engine, client: engine.client(), cacheRoot, model, thinker })
+  })
+  afterAll(async () => {
+    await engine?.close()
+    await Engine.stop({ graceMs: 2_000 }).catch(() => null)
+    rmSync(cacheRoot, { recursive: true, force: true })
+  })
 }

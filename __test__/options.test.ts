@@ -1,13 +1,10 @@
 // Every chat option against the emulator over real IPC: each one changes the output the way it says.
-import { rmSync } from 'node:fs'
-
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import { Engine, InvalidRequestError, TimeoutError } from '../src-ts'
 import type { ChatDelta, ChatMessage, ChatOptions, Client } from '../src-ts'
-import { emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
+import { useEmulator } from './helpers'
 
-const cacheRoot = tempCacheRoot('options')
 let engine: Engine
 let client: Client
 let model: string
@@ -15,20 +12,10 @@ let model: string
 const ask: ChatMessage[] = [{ role: 'user', content: 'Describe the orchard in spring.' }]
 const never = ['<never-matches>']
 
-beforeAll(async () => {
-  process.env.ORCHARD_CACHE_ROOT = cacheRoot
-  process.env.ORCHARD_ENGINE_BINARY = emulatorBinary
-  process.env.PIE_EMULATOR_TOKEN_DELAY_MS = '1'
-  model = makeModelDir(cacheRoot)
-  engine = await Engine.start({ startupTimeoutMs: 30_000 })
-  await engine.loadModel(model)
-  client = engine.client()
-})
-
-afterAll(async () => {
-  await engine?.close()
-  await Engine.stop({ graceMs: 2_000 }).catch(() => null)
-  rmSync(cacheRoot, { recursive: true, force: true })
+useEmulator('options', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '1' } }, (e) => {
+  engine = e.engine
+  model = e.model
+  client = e.client
 })
 
 const tokensOf = async (options: ChatOptions, messages = ask) => (await client.chat(model, messages, { stop: never, ...options })).choices[0]!.tokens

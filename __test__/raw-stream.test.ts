@@ -1,30 +1,17 @@
 // A stream without state events (the emulator's flood mode sends none): its content is the
 // text, delta by delta, and nothing is held back or lost.
-import { rmSync } from 'node:fs'
-
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { expect, it } from 'vitest'
 
 import { Engine } from '../src-ts'
 import type { ChatDelta } from '../src-ts'
-import { emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
+import { useEmulator } from './helpers'
 
-const cacheRoot = tempCacheRoot('raw')
 let engine: Engine
 let model: string
 
-beforeAll(async () => {
-  process.env.ORCHARD_CACHE_ROOT = cacheRoot
-  process.env.ORCHARD_ENGINE_BINARY = emulatorBinary
-  process.env.PIE_EMULATOR_FLOOD_RATE = '2000'
-  model = makeModelDir(cacheRoot)
-  engine = await Engine.start({ startupTimeoutMs: 30_000 })
-  await engine.loadModel(model)
-})
-
-afterAll(async () => {
-  await engine?.close()
-  await Engine.stop({ graceMs: 2_000 }).catch(() => null)
-  rmSync(cacheRoot, { recursive: true, force: true })
+useEmulator('raw', { env: { PIE_EMULATOR_FLOOD_RATE: '2000' } }, (e) => {
+  engine = e.engine
+  model = e.model
 })
 
 it('without state events the content is the text, delta by delta', async () => {

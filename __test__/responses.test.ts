@@ -1,7 +1,5 @@
 // The Responses API against the emulator over real IPC: event sequences, tools, structured output, failures.
-import { rmSync } from 'node:fs'
-
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import { Engine, InvalidRequestError } from '../src-ts'
 import type {
@@ -16,9 +14,8 @@ import type {
   StandardJsonSchemaOptions,
   StandardSchemaLike,
 } from '../src-ts'
-import { QWEN_CONFIG, emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
+import { useEmulator } from './helpers'
 
-const cacheRoot = tempCacheRoot('responses')
 let engine: Engine
 let client: Client
 /** llama3: no native reasoning. */
@@ -26,22 +23,11 @@ let model: string
 /** qwen3_5: native `<think>` reasoning, on unless the request turns it off. */
 let thinker: string
 
-beforeAll(async () => {
-  process.env.ORCHARD_CACHE_ROOT = cacheRoot
-  process.env.ORCHARD_ENGINE_BINARY = emulatorBinary
-  process.env.PIE_EMULATOR_TOKEN_DELAY_MS = '1'
-  model = makeModelDir(cacheRoot)
-  thinker = makeModelDir(cacheRoot, 'tiny-qwen', QWEN_CONFIG)
-  engine = await Engine.start({ startupTimeoutMs: 30_000 })
-  await engine.loadModel(model)
-  await engine.loadModel(thinker)
-  client = engine.client()
-})
-
-afterAll(async () => {
-  await engine?.close()
-  await Engine.stop({ graceMs: 2_000 }).catch(() => null)
-  rmSync(cacheRoot, { recursive: true, force: true })
+useEmulator('responses', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '1' }, thinker: true }, (e) => {
+  engine = e.engine
+  model = e.model
+  client = e.client
+  thinker = e.thinker
 })
 
 async function collect(request: ResponsesRequest, on: string = model): Promise<{ events: ResponseStreamEvent[]; response: Response }> {

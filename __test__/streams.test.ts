@@ -1,14 +1,11 @@
 // Streams at scale and at their edges, against the emulator over real IPC: characters split
 // across tokens, a thousand concurrent streams, and cancellation seen from the engine's side.
-import { rmSync } from 'node:fs'
-
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import { AbortError, Engine } from '../src-ts'
 import type { ChatDelta, ChatMessage, ChatStream, Client } from '../src-ts'
-import { emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
+import { useEmulator } from './helpers'
 
-const cacheRoot = tempCacheRoot('streams')
 let engine: Engine
 let client: Client
 let model: string
@@ -16,20 +13,10 @@ let model: string
 const ask: ChatMessage[] = [{ role: 'user', content: 'Tell me a long story about the orchard.' }]
 const never = ['<never-matches>']
 
-beforeAll(async () => {
-  process.env.ORCHARD_CACHE_ROOT = cacheRoot
-  process.env.ORCHARD_ENGINE_BINARY = emulatorBinary
-  process.env.PIE_EMULATOR_TOKEN_DELAY_MS = '2'
-  model = makeModelDir(cacheRoot)
-  engine = await Engine.start({ startupTimeoutMs: 30_000 })
-  await engine.loadModel(model)
-  client = engine.client()
-})
-
-afterAll(async () => {
-  await engine?.close()
-  await Engine.stop({ graceMs: 2_000 }).catch(() => null)
-  rmSync(cacheRoot, { recursive: true, force: true })
+useEmulator('streams', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '2' } }, (e) => {
+  engine = e.engine
+  model = e.model
+  client = e.client
 })
 
 interface RequestStats {
