@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::format::{ModelSpecs, Profile};
 use crate::tokenizer::TokenDecoder;
 use crate::transport::{block_on_timeout, RequestSlot, Transport};
+use crate::wire::Request;
 
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -333,23 +334,9 @@ impl Session {
         messages: Vec<Value>,
         opts: &ChatOptions,
     ) -> Result<(u64, Arc<RequestSlot>)> {
-        let model = self.loaded(model_id)?;
-        let request_id = self.transport.next_request_id();
-        let model_path = model.model_path.to_string_lossy();
-        let request = build_request(
-            &model.profile,
-            &model.config,
-            messages,
-            opts,
-            &Target {
-                request_id,
-                model_id: &model.canonical_id,
-                model_path: &model_path,
-                response_channel_id: self.transport.channel_id(),
-            },
-        )?;
-        let slot = self.transport.submit(request)?;
-        Ok((request_id, slot))
+        self.send(model_id, |model, target| {
+            build_request(&model.profile, &model.config, messages, opts, target)
+        })
     }
 
     /// Several conversations in one request (`opts`: one for all, or one each).
@@ -359,21 +346,27 @@ impl Session {
         conversations: Vec<Vec<Value>>,
         opts: &[ChatOptions],
     ) -> Result<(u64, Arc<RequestSlot>)> {
+        self.send(model_id, |model, target| {
+            build_batch_request(&model.profile, &model.config, conversations, opts, target)
+        })
+    }
+
+    /// Build a request for a loaded model under a fresh request id and submit it.
+    fn send(
+        &self,
+        model_id: &str,
+        build: impl FnOnce(&LoadedModel, &Target) -> Result<Request>,
+    ) -> Result<(u64, Arc<RequestSlot>)> {
         let model = self.loaded(model_id)?;
         let request_id = self.transport.next_request_id();
         let model_path = model.model_path.to_string_lossy();
-        let request = build_batch_request(
-            &model.profile,
-            &model.config,
-            conversations,
-            opts,
-            &Target {
-                request_id,
-                model_id: &model.canonical_id,
-                model_path: &model_path,
-                response_channel_id: self.transport.channel_id(),
-            },
-        )?;
+        let target = Target {
+            request_id,
+            model_id: &model.canonical_id,
+            model_path: &model_path,
+            response_channel_id: self.transport.channel_id(),
+        };
+        let request = build(&model, &target)?;
         let slot = self.transport.submit(request)?;
         Ok((request_id, slot))
     }

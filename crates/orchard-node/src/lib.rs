@@ -83,6 +83,13 @@ fn parse_chat_input(
 }
 
 /// The model's token decoder when any of `opts` asks for log-probabilities.
+/// A submitted request: its id, its delta slot and the decoder for log-probabilities.
+type SentChat = (
+    u64,
+    Arc<RequestSlot>,
+    Option<Arc<orchard_core::tokenizer::TokenDecoder>>,
+);
+
 fn wants_logprobs<'a>(
     session: &Session,
     model: &str,
@@ -279,19 +286,23 @@ impl NativeEngine {
     ) -> napi::Result<NativeChat> {
         self.ensure_open()?;
         let session = self.session.clone();
-        let (request_id, slot, decoder) = blocking(move || {
+        let sent = blocking(move || {
             let (messages, opts) = parse_chat_input(&messages_json, &options_json)?;
             let decoder = wants_logprobs(&session, &model, [&opts])?;
             let (id, slot) = session.chat(&model, messages, &opts)?;
             Ok((id, slot, decoder))
         })
         .await?;
-        Ok(NativeChat {
+        Ok(self.stream(sent))
+    }
+
+    fn stream(&self, (request_id, slot, decoder): SentChat) -> NativeChat {
+        NativeChat {
             request_id,
             slot,
             transport: self.session.transport.clone(),
             logprobs: Mutex::new(delta::LogprobContext::new(decoder)),
-        })
+        }
     }
 
     /// Send several conversations as one request. `options_json` is one options object or
@@ -305,7 +316,7 @@ impl NativeEngine {
     ) -> napi::Result<NativeChat> {
         self.ensure_open()?;
         let session = self.session.clone();
-        let (request_id, slot, decoder) = blocking(move || {
+        let sent = blocking(move || {
             let conversations = match parse_json(&conversations_json, "conversations")? {
                 Value::Array(items) => items
                     .into_iter()
@@ -332,12 +343,7 @@ impl NativeEngine {
             Ok((id, slot, decoder))
         })
         .await?;
-        Ok(NativeChat {
-            request_id,
-            slot,
-            transport: self.session.transport.clone(),
-            logprobs: Mutex::new(delta::LogprobContext::new(decoder)),
-        })
+        Ok(self.stream(sent))
     }
 }
 
