@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 
 import { InvalidRequestError, OrchardError } from './errors'
 import { checkJsonSchema, validateJson } from './schema'
-import type { ChatStream } from './stream'
+import { type ChatStream, drain } from './stream'
 import type { ChatDelta, ChatMessage, ChatOptions, ContentPart, ReasoningEffort, ResponseFormat } from './types'
 import type {
   OutputText,
@@ -595,18 +595,7 @@ export class ResponseStream implements AsyncIterable<ResponseStreamEvent>, Promi
 
   /** The final response (consumes the stream if nobody iterates it). */
   finalResponse(): Promise<Response> {
-    if (!this.#started) {
-      const it = this[Symbol.asyncIterator]()
-      void (async () => {
-        try {
-          while (!(await it.next()).done) {
-            /* events are folded into the response */
-          }
-        } catch {
-          /* the result promise carries the error */
-        }
-      })()
-    }
+    if (!this.#started) drain(this)
     return this.#result!
   }
 

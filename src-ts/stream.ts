@@ -17,6 +17,23 @@ export interface StreamOptions<R> {
   finish: (aggregate: Aggregator) => R
 }
 
+/**
+ * Iterate `stream` to its end in the background, for a caller that wants only its result:
+ * the iterator folds every item into that result and records any error there.
+ */
+export function drain(stream: AsyncIterable<unknown>): void {
+  const it = stream[Symbol.asyncIterator]()
+  void (async () => {
+    try {
+      while (!(await it.next()).done) {
+        /* the iterator does the folding */
+      }
+    } catch {
+      /* the result promise carries the error */
+    }
+  })()
+}
+
 function abortFromSignal(signal: AbortSignal | undefined): AbortError {
   const reason: unknown = signal?.reason
   if (reason instanceof AbortError) return reason
@@ -147,18 +164,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
    * iteration it resolves when the stream ends.
    */
   finalResult(): Promise<R> {
-    if (!this.#started) {
-      const it = this[Symbol.asyncIterator]()
-      void (async () => {
-        try {
-          while (!(await it.next()).done) {
-            /* aggregation happens inside the iterator */
-          }
-        } catch {
-          /* the outcome records the error */
-        }
-      })()
-    }
+    if (!this.#started) drain(this)
     const unwrap = (o: Outcome<R>): R => {
       if (o.ok) return o.value
       throw o.error
