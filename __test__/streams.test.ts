@@ -1,14 +1,18 @@
 // Streams at scale and at their edges, against the emulator over real IPC: characters split
 // across tokens, a thousand concurrent streams, and cancellation seen from the engine's side.
+import { writeFileSync } from 'node:fs'
+import path from 'node:path'
+
 import { describe, expect, it } from 'vitest'
 
 import { AbortError, Engine } from '../src-ts'
 import type { ChatDelta, ChatMessage, ChatStream, Client } from '../src-ts'
-import { useEmulator } from './helpers'
+import { makeModelDir, useEmulator } from './helpers'
 
 let engine: Engine
 let client: Client
 let model: string
+let cacheRoot: string
 
 const ask: ChatMessage[] = [{ role: 'user', content: 'Tell me a long story about the orchard.' }]
 const never = ['<never-matches>']
@@ -16,6 +20,7 @@ const never = ['<never-matches>']
 useEmulator('streams', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '2' } }, (e) => {
   engine = e.engine
   model = e.model
+  cacheRoot = e.cacheRoot
   client = e.client
 })
 
@@ -69,6 +74,57 @@ describe('characters split across tokens', () => {
     const logitBias = Object.fromEntries([...Buffer.from('🍎')].map((b) => [vocab.get(`<0x${b.toString(16).toUpperCase()}>`)!, 100]))
     const r = await client.chat(model, ask, { temperature: 0, maxTokens: 6, logitBias, stop: never })
     expect(r.text).toBe('🍎\uFFFD')
+  })
+})
+
+describe("log-probabilities decoded with the model's tokenizer", () => {
+  /** A model directory whose tokenizer.json spells the emulator's vocabulary SentencePiece-style. */
+  async function modelWithTokenizer(): Promise<{ dir: string; names: Map<number, string> }> {
+    const vocab = await vocabulary()
+    const names = new Map([...vocab].map(([name, id]) => [id, name]))
+    const dir = makeModelDir(cacheRoot, 'tiny-llama-tokenizer')
+    const pieces = Object.fromEntries([...vocab].filter(([, id]) => id !== 128009).map(([name, id]) => [name.replaceAll(' ', '\u2581'), id]))
+    const tokenizer = {
+      model: { type: 'BPE', byte_fallback: true, vocab: pieces, merges: [] },
+      added_tokens: [{ id: 128009, content: '<|eot_id|>', special: true }],
+      decoder: {
+        type: 'Sequence',
+        decoders: [{ type: 'Replace', pattern: { String: '\u2581' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }],
+      },
+    }
+    writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizer))
+    await engine.loadModel(dir)
+    return { dir, names }
+  }
+
+  it('each token has its text and bytes; the alternatives are named too', async () => {
+    const { dir, names } = await modelWithTokenizer()
+    const deltas: ChatDelta[] = []
+    const stream = client.chat(dir, ask, { temperature: 0, maxTokens: 12, topLogprobs: 3, stop: never })
+    for await (const d of stream) deltas.push(d)
+    const result = await stream.finalResult()
+    const tokens = deltas.flatMap((d) => d.logprobs ?? [])
+    expect(tokens).toHaveLength(12)
+    expect(tokens.map((t) => t.token).join('')).toBe(result.text)
+    expect(Buffer.concat(tokens.map((t) => Buffer.from(t.bytes!))).toString()).toBe(result.text)
+    for (const t of tokens) {
+      expect(t.topLogprobs).toHaveLength(3)
+      // Greedy: the chosen token is the most likely one, with its true log-probability.
+      expect(t.topLogprobs[0]!.tokenId).toBe(t.tokenId)
+      expect(t.logprob).toBeCloseTo(t.topLogprobs[0]!.logprob, 9)
+      for (const alt of t.topLogprobs) expect(alt.token).toBe(names.get(alt.tokenId!))
+    }
+  })
+
+  it('byte tokens: each has its byte, and the bytes add up to the characters', async () => {
+    const { dir } = await modelWithTokenizer()
+    const vocab = await vocabulary()
+    const apple = [...Buffer.from('🍎')]
+    const logitBias = Object.fromEntries(apple.map((b) => [vocab.get(`<0x${b.toString(16).toUpperCase()}>`)!, 100]))
+    const r = await client.chat(dir, ask, { temperature: 0, maxTokens: 8, topLogprobs: 1, logitBias, stop: never })
+    const tokens = r.choices[0]!.logprobs!
+    expect(tokens.map((t) => t.bytes)).toEqual([...apple, ...apple].map((b) => [b]))
+    expect(Buffer.concat(tokens.map((t) => Buffer.from(t.bytes!))).toString()).toBe('🍎🍎')
   })
 })
 
