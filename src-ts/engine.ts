@@ -210,9 +210,14 @@ export class Engine {
     const timeoutMs = checkMs('timeoutMs', options.timeoutMs)
     if (options.signal?.aborted) throw new AbortError('loadModel was aborted before it started')
     const n = this.#native
-    const activate = async (r: ResolvedModel) => {
+    const activate = async (r: ResolvedModel, cancelled: AbortSignal) => {
       const nativeId = r.source === 'local' ? id : r.path
-      const info = await native(() => n.loadModel(nativeId, timeoutMs))
+      // The native load registers the model under nativeId for both of the engine's ids.
+      const stopEngineLoad = () => {
+        this.managementCommand({ type: 'cancel_model_load', requested_id: nativeId, canonical_id: nativeId }).catch(() => undefined)
+      }
+      cancelled.addEventListener('abort', stopEngineLoad, { once: true })
+      const info = await native(() => n.loadModel(nativeId, timeoutMs)).finally(() => cancelled.removeEventListener('abort', stopEngineLoad))
       const shown: ModelInfo = r.source === 'local' ? info : { ...info, requestedId: id, canonicalId: r.canonicalId, modelPath: r.path }
       return { info: shown, nativeId }
     }
@@ -227,9 +232,10 @@ export class Engine {
   }
 
   /**
-   * Stop a load in progress: the download stops (partial files stay for a later resume) and
-   * every waiting `loadModel` rejects with `AbortError`; the model's state becomes `failed`
-   * and the next `loadModel` retries. Returns false when no load was running.
+   * Stop a load in progress: the download stops (partial files stay for a later resume), an
+   * activation is cancelled in the engine (`cancel_model_load`), and every waiting
+   * `loadModel` rejects with `AbortError`; the model's state becomes `failed` and the next
+   * `loadModel` retries. Returns false when no load was running.
    */
   cancelLoad(id: string): boolean {
     return registry.cancel(id)

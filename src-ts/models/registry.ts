@@ -26,7 +26,8 @@ export interface ModelStatus {
 }
 
 /** Activate a resolved model in the engine; resolves to the native model info. */
-export type Activate = (resolved: ResolvedModel) => Promise<{ info: ModelInfo; nativeId: string }>
+/** Activate a resolved model in the engine; `signal` aborts when the load is cancelled. */
+export type Activate = (resolved: ResolvedModel, signal: AbortSignal) => Promise<{ info: ModelInfo; nativeId: string }>
 
 interface Attempt {
   promise: Promise<ModelInfo>
@@ -131,9 +132,9 @@ class ModelRegistry {
       e.resolved = resolved
       this.#alias(e, resolved.canonicalId)
       e.state = 'activating'
-      // The engine cannot be told to stop from here once activation started; a cancelled
-      // activation may still complete in the engine, but this load reports it cancelled.
-      return Promise.race([activate(resolved), cancelled])
+      // A cancel during activation tells the engine too (see Engine.loadModel); this load
+      // reports it cancelled at once, whatever the engine answers.
+      return Promise.race([activate(resolved, controller.signal), cancelled])
     }
     const promise = run().then(
       ({ info, nativeId }) => {

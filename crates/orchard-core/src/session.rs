@@ -224,8 +224,8 @@ impl Session {
             return Err(Error::new(
                 ErrorCode::ModelNotLoaded,
                 format!(
-                    "cannot resolve model '{id}': no config.json at {}; pass a local model directory \
-                     (downloading from the Hugging Face Hub is not available yet)",
+                    "cannot resolve model '{id}': no config.json at {}; pass a model directory \
+                     that has one, or a Hugging Face id (org/name) through Engine.loadModel",
                     config_path.display()
                 ),
             ));

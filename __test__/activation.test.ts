@@ -1,0 +1,54 @@
+// Model activation against an emulator that takes its time to load: cancelLoad reaches the
+// engine, and a later load starts afresh.
+import { describe, expect, it } from 'vitest'
+
+import { AbortError } from '../src-ts'
+import type { Engine } from '../src-ts'
+import { makeModelDir, useEmulator } from './helpers'
+
+let engine: Engine
+let cacheRoot: string
+
+useEmulator('activation', { env: { PIE_EMULATOR_LOAD_DELAY_MS: '1500' } }, (e) => {
+  engine = e.engine
+  cacheRoot = e.cacheRoot
+})
+
+interface EngineModel {
+  canonical_id: string
+  load_state: string
+}
+
+async function engineModels(): Promise<EngineModel[]> {
+  const reply = await engine.managementCommand({ type: 'list_models' })
+  expect(reply.status).toBe('ok')
+  return (reply.data!.list_models as { models: EngineModel[] }).models
+}
+
+describe('cancelLoad during activation', () => {
+  it('rejects the load, cancels it in the engine, and the next load succeeds', async () => {
+    const dir = makeModelDir(cacheRoot, 'slow-model')
+    const load = engine.loadModel(dir)
+    for (let i = 0; i < 100 && engine.modelStatus(dir).state !== 'activating'; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(engine.modelStatus(dir).state).toBe('activating')
+    // The engine is loading it now.
+    await expect.poll(async () => (await engineModels()).find((m) => m.canonical_id === dir)?.load_state).toBe('loading')
+
+    expect(engine.cancelLoad(dir)).toBe(true)
+    await expect(load).rejects.toBeInstanceOf(AbortError)
+    expect(engine.modelStatus(dir).state).toBe('failed')
+    // The engine dropped the load instead of finishing it.
+    await expect.poll(async () => (await engineModels()).some((m) => m.canonical_id === dir)).toBe(false)
+    await new Promise((r) => setTimeout(r, 1_700))
+    expect((await engineModels()).some((m) => m.canonical_id === dir)).toBe(false)
+
+    const info = await engine.loadModel(dir)
+    expect(info.modelPath).toBeTruthy()
+    expect(engine.modelStatus(dir).state).toBe('ready')
+    expect((await engineModels()).find((m) => m.canonical_id === dir)?.load_state).toBe('ready')
+  }, 30_000)
+
+  it('a cancel with nothing loading says so', () => {
+    expect(engine.cancelLoad(makeModelDir(cacheRoot, 'idle-model'))).toBe(false)
+  })
+})
