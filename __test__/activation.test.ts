@@ -1,8 +1,11 @@
 // Model activation against an emulator that takes its time to load: cancelLoad reaches the
-// engine, and a later load starts afresh.
+// engine, a later load starts afresh, and sources without config.json are inspected by the engine.
 import { describe, expect, it } from 'vitest'
 
-import { AbortError } from '../src-ts'
+import { writeFileSync } from 'node:fs'
+import path from 'node:path'
+
+import { AbortError, ModelNotFoundError, ModelNotLoadedError } from '../src-ts'
 import type { Engine } from '../src-ts'
 import { makeModelDir, useEmulator } from './helpers'
 
@@ -50,5 +53,35 @@ describe('cancelLoad during activation', () => {
 
   it('a cancel with nothing loading says so', () => {
     expect(engine.cancelLoad(makeModelDir(cacheRoot, 'idle-model'))).toBe(false)
+  })
+})
+
+describe('model sources without config.json', () => {
+  it('a weights file is inspected by the engine, loaded under its canonical id, and chats', async () => {
+    const file = path.join(cacheRoot, 'tiny.gguf')
+    writeFileSync(file, 'GGUF-test-weights')
+    const info = await engine.loadModel(file)
+    // The emulator inspects every source as a llama model named after the file.
+    expect(info.family).toBe('llama3')
+    expect(info.canonicalId).toBe('tiny')
+    expect(info.modelPath).toBe(file)
+    expect((await engineModels()).find((m) => m.canonical_id === 'tiny')?.load_state).toBe('ready')
+    const r = await engine.client().chat(file, [{ role: 'user', content: 'Hi' }], { maxTokens: 3 })
+    expect(r.usage.completionTokens).toBe(3)
+  }, 30_000)
+
+  it('a file the engine cannot load fails with the engine reason', async () => {
+    const file = path.join(cacheRoot, 'notes.txt')
+    writeFileSync(file, 'not a model')
+    const err = await engine.loadModel(file).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ModelNotLoadedError)
+    expect(String((err as Error).message)).toMatch(/weights file/)
+  }, 30_000)
+
+  it('a path that does not exist is not found, naming the path', async () => {
+    const missing = path.join(cacheRoot, 'nowhere', 'model.gguf')
+    const err = await engine.loadModel(missing).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ModelNotFoundError)
+    expect(String((err as Error).message)).toContain(missing)
   })
 })

@@ -211,14 +211,16 @@ export class Engine {
     if (options.signal?.aborted) throw new AbortError('loadModel was aborted before it started')
     const n = this.#native
     const activate = async (r: ResolvedModel, cancelled: AbortSignal) => {
-      const nativeId = r.source === 'local' ? id : r.path
+      // Local sources keep the id they were asked by; Hub models load from their snapshot.
+      const onDisk = r.source === 'local' || r.source === 'local_source'
+      const nativeId = onDisk ? id : r.path
       // The native load registers the model under nativeId for both of the engine's ids.
       const stopEngineLoad = () => {
         this.managementCommand({ type: 'cancel_model_load', requested_id: nativeId, canonical_id: nativeId }).catch(() => undefined)
       }
       cancelled.addEventListener('abort', stopEngineLoad, { once: true })
       const info = await native(() => n.loadModel(nativeId, timeoutMs)).finally(() => cancelled.removeEventListener('abort', stopEngineLoad))
-      const shown: ModelInfo = r.source === 'local' ? info : { ...info, requestedId: id, canonicalId: r.canonicalId, modelPath: r.path }
+      const shown: ModelInfo = onDisk ? info : { ...info, requestedId: id, canonicalId: r.canonicalId, modelPath: r.path }
       return { info: shown, nativeId }
     }
     const { timeoutMs: _t, ...hub } = options

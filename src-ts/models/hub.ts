@@ -42,9 +42,10 @@ export interface ResolvedModel {
   requestedId: string
   /** `org/name` as the Hub spells it, or the absolute directory for local models. */
   canonicalId: string
-  /** The directory to load: a local directory or a cache snapshot. */
+  /** What to load: a local directory, a cache snapshot, or a weights file or folder. */
   path: string
-  source: 'local' | 'cache' | 'hub'
+  /** `local_source`: a file, or a directory without `config.json`, that the engine inspects. */
+  source: 'local' | 'local_source' | 'cache' | 'hub'
   /** The snapshot commit (Hub models). */
   commit?: string
 }
@@ -455,6 +456,7 @@ export async function resolveModel(id: string, options: HubOptions & { forceDown
       return { requestedId: id, canonicalId: local, path: local, source: 'local' }
     }
     if (!isRepoId(id) || isLocalPathLike(id)) {
+      if (existsSync(local)) return { requestedId: id, canonicalId: local, path: local, source: 'local_source' }
       throw new ModelNotFoundError('MODEL_NOT_FOUND', `cannot resolve model '${id}': no config.json at ${path.join(local, 'config.json')}, and it is not a Hub id (org/name)`)
     }
   }

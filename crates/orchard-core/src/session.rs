@@ -22,6 +22,8 @@ use crate::wire::Request;
 
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The engine reads a weights file's header to inspect it (the reference allows 30 s).
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct LoadedModel {
@@ -220,27 +222,33 @@ impl Session {
         }
         let dir = PathBuf::from(id);
         let config_path = dir.join("config.json");
-        if !config_path.is_file() {
+        let (model_path, config, canonical_id) = if config_path.is_file() {
+            let model_path = dir
+                .canonicalize()
+                .map_err(|e| Error::io(&format!("cannot resolve {}", dir.display()), e))?;
+            let config: Value =
+                serde_json::from_str(&std::fs::read_to_string(&config_path).map_err(|e| {
+                    Error::io(&format!("cannot read {}", config_path.display()), e)
+                })?)
+                .map_err(|e| {
+                    Error::invalid(format!("{}: not valid JSON: {e}", config_path.display()))
+                })?;
+            (model_path, config, id.to_string())
+        } else if dir.exists() {
+            self.inspect_source(id, &dir)?
+        } else {
             return Err(Error::new(
                 ErrorCode::ModelNotLoaded,
                 format!(
                     "cannot resolve model '{id}': no config.json at {}; pass a model directory \
-                     that has one, or a Hugging Face id (org/name) through Engine.loadModel",
+                     that has one, a weights file, or a Hugging Face id (org/name) through \
+                     Engine.loadModel",
                     config_path.display()
                 ),
             ));
-        }
-        let model_path = dir
-            .canonicalize()
-            .map_err(|e| Error::io(&format!("cannot resolve {}", dir.display()), e))?;
-        let config: Value = serde_json::from_str(
-            &std::fs::read_to_string(&config_path)
-                .map_err(|e| Error::io(&format!("cannot read {}", config_path.display()), e))?,
-        )
-        .map_err(|e| Error::invalid(format!("{}: not valid JSON: {e}", config_path.display())))?;
+        };
         let family = self.specs.family_for_config(&config)?;
         let profile = self.specs.profile(&family)?;
-        let canonical_id = id.to_string();
 
         let wanted = canonical_id.clone();
         let activation = self.transport.events().wait_for(move |ev| {
@@ -305,6 +313,51 @@ impl Session {
         });
         lock(&self.models).insert(id.to_string(), model.clone());
         Ok(model)
+    }
+
+    /// A model source without a `config.json` (a weights file, or a directory of them): the
+    /// engine inspects it (`inspect_model_source`) and says which format it is and under
+    /// which canonical id it loads it. Returns (path, formatter config, canonical id).
+    fn inspect_source(&self, id: &str, source: &Path) -> Result<(PathBuf, Value, String)> {
+        let model_path = source
+            .canonicalize()
+            .map_err(|e| Error::io(&format!("cannot resolve {}", source.display()), e))?;
+        let reply = self.transport.management(
+            &json!({
+                "type": "inspect_model_source",
+                "requested_id": id,
+                "model_path": model_path.to_string_lossy(),
+            }),
+            INSPECT_TIMEOUT,
+        )?;
+        let data = reply.pointer("/data/inspect_model_source");
+        let config = data.and_then(|d| d.get("formatter_config"));
+        match (status_of(&reply), config) {
+            ("ok", Some(config)) if config.get("model_type").is_some_and(Value::is_string) => {
+                let canonical_id = data
+                    .and_then(|d| d.get("canonical_id"))
+                    .and_then(Value::as_str)
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or(id)
+                    .to_string();
+                Ok((model_path, config.clone(), canonical_id))
+            }
+            ("ok", _) => Err(Error::new(
+                ErrorCode::ModelNotLoaded,
+                format!(
+                    "the engine inspected '{id}' but named no model_type for it; pass a model \
+                     directory with a config.json instead"
+                ),
+            )),
+            _ => Err(Error::new(
+                ErrorCode::ModelNotLoaded,
+                format!(
+                    "model '{id}' has no config.json and the engine could not read it as a \
+                     model source: {}",
+                    message_of(&reply)
+                ),
+            )),
+        }
     }
 
     /// The prompt payload `chat` would send, without sending it.

@@ -103,12 +103,25 @@ pub fn inspect_model_dir(path: &str) -> Result<u64, String> {
         }
     })?;
     if !meta.is_dir() {
+        // A single-file source (what `inspect_model_source` describes).
+        if is_weights(p) {
+            return Ok(meta.len() + MEMORY_OVERHEAD_BYTES);
+        }
         return Err(format!(
-            "model path '{path}' is not a directory; expected a model directory containing config.json"
+            "model path '{path}' is not a directory; expected a model directory containing \
+             config.json or a weights file (.{})",
+            WEIGHT_EXTENSIONS.join(", .")
         ));
     }
-    if !p.join("config.json").is_file() && !p.join("model_index.json").is_file() {
-        return Err(format!("model directory '{path}' has no config.json"));
+    let has_weights = || {
+        std::fs::read_dir(p)
+            .map(|rd| rd.filter_map(|e| e.ok()).any(|e| is_weights(&e.path())))
+            .unwrap_or(false)
+    };
+    if !p.join("config.json").is_file() && !p.join("model_index.json").is_file() && !has_weights() {
+        return Err(format!(
+            "model directory '{path}' has no config.json and no weights file"
+        ));
     }
     let files: u64 = std::fs::read_dir(p)
         .map(|rd| {
@@ -120,6 +133,16 @@ pub fn inspect_model_dir(path: &str) -> Result<u64, String> {
         })
         .unwrap_or(0);
     Ok(files + MEMORY_OVERHEAD_BYTES)
+}
+
+/// Weight formats a model source may be given in without a `config.json`.
+const WEIGHT_EXTENSIONS: &[&str] = &["gguf", "safetensors"];
+
+fn is_weights(p: &Path) -> bool {
+    p.is_file()
+        && p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| WEIGHT_EXTENSIONS.iter().any(|w| e.eq_ignore_ascii_case(w)))
 }
 
 #[cfg(test)]
@@ -163,6 +186,12 @@ mod tests {
         let f = dir.join("config.json");
         let e = inspect_model_dir(f.to_str().unwrap()).unwrap_err();
         assert!(e.contains("not a directory"), "{e}");
+        let weights = dir.join("model.gguf");
+        std::fs::write(&weights, b"GGUF").unwrap();
+        assert_eq!(
+            inspect_model_dir(weights.to_str().unwrap()).unwrap(),
+            MEMORY_OVERHEAD_BYTES + 4
+        );
         let e = inspect_model_dir("/definitely/not/here").unwrap_err();
         assert!(e.contains("does not exist"), "{e}");
         assert!(inspect_model_dir("").is_err());
