@@ -168,8 +168,9 @@ const scenarios = {
   async idle() {
     return withEngine(async (_e, client) => {
       await client.chat(modelDir, [{ role: 'user', content: 'hi' }], { maxTokens: 4 })
-      // Steady state: let start-up work (JIT, the emulator's fast first heartbeats) settle.
-      await new Promise((r) => setTimeout(r, 3_000))
+      // Steady state: let start-up work settle (JIT, the emulator's fast first heartbeats, and
+      // V8's memory reducer, which runs a round of GCs some 10 s after allocation stops).
+      await new Promise((r) => setTimeout(r, 20_000))
       const before = process.cpuUsage()
       await new Promise((r) => setTimeout(r, 10_000))
       const used = process.cpuUsage(before)
