@@ -3,7 +3,7 @@ import path from 'node:path'
 
 import { describe, expect, it } from 'vitest'
 
-import { TemplateError, renderChat } from '../src-ts'
+import { InvalidRequestError, TemplateError, renderChat } from '../src-ts'
 import type { RenderInput } from '../src-ts'
 import { readFixture, repoRoot } from './helpers'
 
@@ -71,26 +71,52 @@ describe('renderChat matches the reference client prompt for prompt', () => {
 })
 
 describe('renderChat errors', () => {
-  it('an unknown role names the message index and field', () => {
-    expect(() => renderChat({ config: { model_type: 'llama' }, messages: [{ role: 'user', content: 'a' }, { role: 'robot', content: 'b' }] })).toThrow(
-      /messages\[1\]\.role/,
-    )
-  })
-
-  it('an unknown model type lists the families', () => {
+  const llama = { model_type: 'llama' }
+  const gemma = { model_type: 'gemma3' }
+  /** The error renderChat throws for `input`, checked to be a TemplateError. */
+  function templateError(input: RenderInput): TemplateError {
     let err: unknown
     try {
-      renderChat({ config: { model_type: 'no-such-arch' }, messages: [{ role: 'user', content: 'a' }] })
+      renderChat(input)
     } catch (e) {
       err = e
     }
     expect(err).toBeInstanceOf(TemplateError)
-    expect(String((err as Error).message)).toMatch(/llama3/)
+    expect(err).toBeInstanceOf(InvalidRequestError)
+    return err as TemplateError
+  }
+
+  it('an unknown role names the message index and field', () => {
+    const e = templateError({ config: llama, messages: [{ role: 'user', content: 'a' }, { role: 'robot', content: 'b' }] })
+    expect(e.message).toMatch(/^messages\[1\]\.role: unknown role 'robot'/)
+  })
+
+  it('a malformed content part names the message, the part and the field', () => {
+    expect(templateError({ config: gemma, messages: [{ role: 'user', content: [{ type: 'text' }] }] as never }).message).toMatch(/^messages\[0\]\.content\[0\]\.text/)
+    expect(templateError({ config: gemma, messages: [{ role: 'user', content: [{ text: 'hi' }] }] as never }).message).toMatch(/^messages\[0\]\.content\[0\]\.type/)
+  })
+
+  it('an invalid data URL names the part', () => {
+    const e = templateError({
+      config: gemma,
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'what is this?' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,@@@' } }] }] as never,
+    })
+    expect(e.message).toMatch(/^messages\[0\]\.content\[1\]\.image_url: invalid base64/)
   })
 
   it('a tool without a name is refused', () => {
-    expect(() =>
-      renderChat({ config: { model_type: 'llama' }, messages: [{ role: 'user', content: 'a' }], tools: [{ type: 'function', function: { description: 'x' } } as never] }),
-    ).toThrow(/tools\[0\]/)
+    const e = templateError({ config: llama, messages: [{ role: 'user', content: 'a' }], tools: [{ type: 'function', function: { description: 'x' } } as never] })
+    expect(e.message).toMatch(/^tools\[0\]/)
+  })
+
+  it('an error raised by the template names the family and the line', () => {
+    const e = templateError({ config: { model_type: 'qwen3_5' }, messages: [{ role: 'assistant', content: 'no question' }] })
+    expect(e.message).toMatch(/^model family 'qwen3_5': template error in chat_template\.jinja line \d+: .*no user query/)
+  })
+
+  it('an unknown model type lists the families', () => {
+    const e = templateError({ config: { model_type: 'no-such-arch' }, messages: [{ role: 'user', content: 'a' }] })
+    expect(e.message).toMatch(/llama3/)
+    expect(e.message).toMatch(/gemma4u/)
   })
 })

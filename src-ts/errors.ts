@@ -36,8 +36,12 @@ export class OrchardError extends Error {
 export class ProtocolError extends OrchardError {}
 /** A request built wrongly: unknown option, wrong type, value out of range. */
 export class InvalidRequestError extends OrchardError {}
-/** Prompt rendering failed: unknown model family, bad message, template error. */
-export class TemplateError extends OrchardError {}
+/**
+ * The prompt could not be rendered: an unknown model family, a bad message, content part or
+ * tool (named by its index and field), or the template itself (named by family and line). A
+ * kind of {@link InvalidRequestError}: the request cannot be sent as it is.
+ */
+export class TemplateError extends InvalidRequestError {}
 /** The NNG transport failed. */
 export class TransportError extends OrchardError {}
 /** No engine binary was found; the message lists the paths tried and the fix. */

@@ -134,7 +134,7 @@ pub fn build(prompt: &str, media: &Media<'_>, ph: &Placeholders) -> Result<Vec<L
         find_all(prompt, &ph.image)
     };
     if image_at.len() != media.images.len() {
-        return Err(Error::invalid(format!(
+        return Err(Error::template(format!(
             "the template emitted {} image placeholder(s) '{}' for {} image part(s); \
              does this family take images (capabilities.yaml vision)?",
             image_at.len(),
@@ -147,7 +147,7 @@ pub fn build(prompt: &str, media: &Media<'_>, ph: &Placeholders) -> Result<Vec<L
         _ => Vec::new(),
     };
     if audio_at.len() != media.audio.len() {
-        return Err(Error::invalid(format!(
+        return Err(Error::template(format!(
             "the template emitted {} audio placeholder(s) for {} audio part(s){}",
             audio_at.len(),
             media.audio.len(),
@@ -171,7 +171,7 @@ pub fn build(prompt: &str, media: &Media<'_>, ph: &Placeholders) -> Result<Vec<L
 
     if !audio_at.is_empty() || !cap_at.is_empty() {
         if cap_at.len() != media.capabilities.len() {
-            return Err(Error::invalid(format!(
+            return Err(Error::template(format!(
                 "the template emitted {} capability placeholder(s) '{}' for {} capability part(s)",
                 cap_at.len(),
                 ph.capability,

@@ -145,7 +145,7 @@ fn normalize_role(index: usize, role: Option<&Json>) -> Result<&'static str> {
         Some(Json::String(s)) if s.is_empty() => return Ok("user"),
         Some(Json::String(s)) => s,
         Some(other) => {
-            return Err(Error::invalid(format!(
+            return Err(Error::template(format!(
                 "messages[{index}].role: expected a string, got {}",
                 json_type(other)
             )))
@@ -157,7 +157,7 @@ fn normalize_role(index: usize, role: Option<&Json>) -> Result<&'static str> {
         .find(|(name, _)| *name == lower)
         .map(|(_, key)| *key)
         .ok_or_else(|| {
-            Error::invalid(format!(
+            Error::template(format!(
                 "messages[{index}].role: unknown role '{raw}'; expected one of system, user, assistant, tool"
             ))
         })
@@ -187,7 +187,7 @@ fn f32_payload(values: &[Json], at: &str) -> Result<Vec<u8>> {
     for (i, v) in values.iter().enumerate() {
         let x = v
             .as_f64()
-            .ok_or_else(|| Error::invalid(format!("{at}[{i}]: expected a number")))?;
+            .ok_or_else(|| Error::template(format!("{at}[{i}]: expected a number")))?;
         out.extend_from_slice(&(x as f32).to_le_bytes());
     }
     Ok(out)
@@ -195,12 +195,12 @@ fn f32_payload(values: &[Json], at: &str) -> Result<Vec<u8>> {
 
 fn convert_part(part: &Json, at: &str, prepared: &mut PreparedMessages) -> Result<ContentPart> {
     let obj = part.as_object().ok_or_else(|| {
-        Error::invalid(format!("{at}: expected an object, got {}", json_type(part)))
+        Error::template(format!("{at}: expected an object, got {}", json_type(part)))
     })?;
     let kind = match obj.get("type") {
         Some(Json::String(t)) => t.to_lowercase(),
         _ => {
-            return Err(Error::invalid(format!(
+            return Err(Error::template(format!(
                 "{at}.type: missing or not a string"
             )))
         }
@@ -210,7 +210,7 @@ fn convert_part(part: &Json, at: &str, prepared: &mut PreparedMessages) -> Resul
             Some(Json::String(t)) => Ok(ContentPart::Text(t.clone())),
             Some(Json::Number(n)) => Ok(ContentPart::Text(n.to_string())),
             Some(Json::Bool(b)) => Ok(ContentPart::Text(if *b { "True" } else { "False" }.into())),
-            _ => Err(Error::invalid(format!("{at}.text: missing or not a string"))),
+            _ => Err(Error::template(format!("{at}.text: missing or not a string"))),
         },
         "image" | "image_url" | "input_image" => {
             let url = match obj.get("image_url") {
@@ -223,9 +223,9 @@ fn convert_part(part: &Json, at: &str, prepared: &mut PreparedMessages) -> Resul
                 _ => None,
             };
             let url = url
-                .ok_or_else(|| Error::invalid(format!("{at}.image_url: missing or not a string")))?;
+                .ok_or_else(|| Error::template(format!("{at}.image_url: missing or not a string")))?;
             let bytes =
-                decode_data_url(url).map_err(|e| Error::invalid(format!("{at}.image_url: {e}")))?;
+                decode_data_url(url).map_err(|e| Error::template(format!("{at}.image_url: {e}")))?;
             prepared.content_order.push(MediaKind::Image);
             prepared.images.push(bytes);
             Ok(ContentPart::Image)
@@ -238,7 +238,7 @@ fn convert_part(part: &Json, at: &str, prepared: &mut PreparedMessages) -> Resul
             let samples = match data {
                 Some(Json::Array(a)) if !a.is_empty() => a,
                 _ => {
-                    return Err(Error::invalid(format!(
+                    return Err(Error::template(format!(
                         "{at}.data: expected a non-empty list of float32 samples"
                     )))
                 }
@@ -251,12 +251,12 @@ fn convert_part(part: &Json, at: &str, prepared: &mut PreparedMessages) -> Resul
         "capability" => {
             let name = match obj.get("name") {
                 Some(Json::String(n)) if !n.is_empty() => n.clone(),
-                _ => return Err(Error::invalid(format!("{at}.name: missing or not a string"))),
+                _ => return Err(Error::template(format!("{at}.name: missing or not a string"))),
             };
             let values = match obj.get("data") {
                 Some(Json::Array(a)) if !a.is_empty() => a,
                 _ => {
-                    return Err(Error::invalid(format!(
+                    return Err(Error::template(format!(
                         "{at}.data: expected a non-empty list of numbers"
                     )))
                 }
@@ -269,7 +269,7 @@ fn convert_part(part: &Json, at: &str, prepared: &mut PreparedMessages) -> Resul
             });
             Ok(ContentPart::Capability(name))
         }
-        other => Err(Error::invalid(format!(
+        other => Err(Error::template(format!(
             "{at}.type: unsupported content type '{other}'; expected text, input_text, image, image_url, input_image, audio, input_audio or capability"
         ))),
     }
@@ -280,7 +280,7 @@ fn normalize_tool_calls(calls: &Json, at: &str) -> Result<Json> {
     let list = match calls {
         Json::Array(list) => list,
         other => {
-            return Err(Error::invalid(format!(
+            return Err(Error::template(format!(
                 "{at}: expected a list, got {}",
                 json_type(other)
             )))
@@ -290,7 +290,7 @@ fn normalize_tool_calls(calls: &Json, at: &str) -> Result<Json> {
     for (j, call) in list.iter().enumerate() {
         let call_at = format!("{at}[{j}]");
         let obj = call.as_object().ok_or_else(|| {
-            Error::invalid(format!(
+            Error::template(format!(
                 "{call_at}: expected an object, got {}",
                 json_type(call)
             ))
@@ -298,7 +298,7 @@ fn normalize_tool_calls(calls: &Json, at: &str) -> Result<Json> {
         let function = match obj.get("function") {
             Some(Json::Object(f)) => f,
             _ => {
-                return Err(Error::invalid(format!(
+                return Err(Error::template(format!(
                     "{call_at}.function: missing or not an object"
                 )))
             }
@@ -306,7 +306,7 @@ fn normalize_tool_calls(calls: &Json, at: &str) -> Result<Json> {
         match function.get("name") {
             Some(Json::String(n)) if !n.is_empty() => {}
             _ => {
-                return Err(Error::invalid(format!(
+                return Err(Error::template(format!(
                     "{call_at}.function.name: missing or not a string"
                 )))
             }
@@ -315,7 +315,7 @@ fn normalize_tool_calls(calls: &Json, at: &str) -> Result<Json> {
         if let Some(Json::String(text)) = function.get("arguments") {
             if !text.is_empty() {
                 let parsed: Json = serde_json::from_str(text).map_err(|e| {
-                    Error::invalid(format!("{call_at}.function.arguments: invalid JSON ({e})"))
+                    Error::template(format!("{call_at}.function.arguments: invalid JSON ({e})"))
                 })?;
                 function.insert("arguments".into(), parsed);
             }
@@ -330,12 +330,14 @@ fn normalize_tool_calls(calls: &Json, at: &str) -> Result<Json> {
 /// Build the template messages and collect media buffers.
 pub fn prepare(messages: &[Json]) -> Result<PreparedMessages> {
     if messages.is_empty() {
-        return Err(Error::invalid("messages: at least one message is required"));
+        return Err(Error::template(
+            "messages: at least one message is required",
+        ));
     }
     let mut prepared = PreparedMessages::default();
     for (index, message) in messages.iter().enumerate() {
         let obj: &Map<String, Json> = message.as_object().ok_or_else(|| {
-            Error::invalid(format!(
+            Error::template(format!(
                 "messages[{index}]: expected an object, got {}",
                 json_type(message)
             ))
@@ -357,13 +359,13 @@ pub fn prepare(messages: &[Json]) -> Result<PreparedMessages> {
             // An assistant turn that only calls tools may leave content out (OpenAI sends null).
             None | Some(Json::Null) if has_tool_calls => Value::from(""),
             Some(other) => {
-                return Err(Error::invalid(format!(
+                return Err(Error::template(format!(
                 "messages[{index}].content: expected a string or a list of content parts, got {}",
                 json_type(other)
             )))
             }
             None => {
-                return Err(Error::invalid(format!(
+                return Err(Error::template(format!(
                 "messages[{index}].content: missing; expected a string or a list of content parts"
             )))
             }
@@ -421,7 +423,7 @@ mod tests {
             {"role": "assistant", "content": "b"},
             {"role": "robot", "content": "c"}
         ]));
-        assert_eq!(e.code, crate::error::ErrorCode::InvalidRequest);
+        assert_eq!(e.code, crate::error::ErrorCode::Template);
         assert_eq!(
             e.message,
             "messages[2].role: unknown role 'robot'; expected one of system, user, assistant, tool"

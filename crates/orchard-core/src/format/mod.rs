@@ -120,6 +120,9 @@ mod tests {
                 let text = std::fs::read_to_string(src.join(file)).unwrap();
                 std::fs::write(dst.join(file), edit(file, text)).unwrap();
             }
+            // The macros llama3 imports from the model-specs root.
+            let shared = "_python_tools.jinja";
+            std::fs::copy(src.join("..").join(shared), self.0.join(shared)).unwrap();
         }
 
         fn specs(&self) -> ModelSpecs {
@@ -206,7 +209,7 @@ mod tests {
             ])),
         )
         .unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert_eq!(err.code, ErrorCode::Template);
         assert_eq!(
             err.message,
             "messages[2].role: unknown role 'robot'; expected one of system, user, assistant, tool"
@@ -216,7 +219,7 @@ mod tests {
         input["tools"] =
             json!([{"name": "ok"}, {"type": "function", "function": {"description": "no name"}}]);
         let err = render_case(&specs, &input).unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert_eq!(err.code, ErrorCode::Template);
         assert!(
             err.message.starts_with("tools[1]: missing name"),
             "{}",
@@ -244,7 +247,7 @@ mod tests {
             ]}])),
         )
         .unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert_eq!(err.code, ErrorCode::Template);
         assert!(
             err.message.starts_with("model family 'llama3': "),
             "{}",

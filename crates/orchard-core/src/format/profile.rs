@@ -195,10 +195,10 @@ pub(crate) fn sorted_tools(tools: &[Json]) -> Result<Vec<Json>> {
     let mut named = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         if !tool.is_object() {
-            return Err(Error::invalid(format!("tools[{i}]: expected an object")));
+            return Err(Error::template(format!("tools[{i}]: expected an object")));
         }
         let name = tool_name(tool).ok_or_else(|| {
-            Error::invalid(format!(
+            Error::template(format!(
                 "tools[{i}]: missing name; expected a non-empty 'name' or 'function.name'"
             ))
         })?;
@@ -630,7 +630,7 @@ mod tests {
         let sorted = sorted_tools(&tools).unwrap();
         assert_eq!(sorted[0]["name"], "a");
         let err = sorted_tools(&[json!({"name": "a"}), json!({"description": "x"})]).unwrap_err();
-        assert_eq!(err.code, crate::error::ErrorCode::InvalidRequest);
+        assert_eq!(err.code, crate::error::ErrorCode::Template);
         assert_eq!(
             err.message,
             "tools[1]: missing name; expected a non-empty 'name' or 'function.name'"
