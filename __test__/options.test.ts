@@ -195,6 +195,34 @@ describe('chatBatch', () => {
     expect(b!.usage.completionTokens).toBe(12)
   })
 
+  it('n 3 of bestOf 5 per conversation: ranked distinct choices, all five sequences counted, streamed or not', async () => {
+    const options = { n: 3, bestOf: 5, maxTokens: 10, temperature: 1.2, seed: 21, stop: never }
+    const score = (c: { cumulativeLogprob?: number | null; tokens: number[] }) => c.cumulativeLogprob! / c.tokens.length
+    const check = (results: Awaited<ReturnType<Client['chatBatch']>>) => {
+      expect(results).toHaveLength(2)
+      for (const r of results) {
+        expect(r.choices).toHaveLength(3)
+        expect(new Set(r.choices.map((c) => c.text)).size).toBe(3)
+        expect(score(r.choices[0]!)).toBeGreaterThanOrEqual(score(r.choices[1]!))
+        expect(score(r.choices[1]!)).toBeGreaterThanOrEqual(score(r.choices[2]!))
+        expect(r.usage.completionTokens).toBe(50)
+      }
+    }
+    check(await client.chatBatch(model, conversations.slice(0, 2), options))
+
+    const stream = client.chatBatch(model, conversations.slice(0, 2), options)
+    const finals = new Map<number, Set<number>>()
+    for await (const d of stream) {
+      if (!d.isFinal) continue
+      const set = finals.get(d.promptIndex ?? -1) ?? new Set<number>()
+      set.add(d.candidateIndex ?? -1)
+      finals.set(d.promptIndex ?? -1, set)
+    }
+    expect([...finals.keys()].sort()).toEqual([0, 1])
+    for (const set of finals.values()) expect([...set].sort()).toEqual([0, 1, 2, 3, 4])
+    check(await stream.finalResult())
+  })
+
   it('mismatched options and empty conversations are refused before sending', () => {
     expect(() => client.chatBatch(model, conversations, [{}, {}])).toThrow(/options: 2 entries for 3 conversations/)
     expect(() => client.chatBatch(model, [[]])).toThrow(/conversations\[0\]/)
