@@ -14,7 +14,7 @@ import type {
   StandardJsonSchemaOptions,
   StandardSchemaLike,
 } from '../src-ts'
-import { useEmulator } from './helpers'
+import { makeModelDir, useEmulator } from './helpers'
 
 let engine: Engine
 let client: Client
@@ -22,9 +22,11 @@ let client: Client
 let model: string
 /** qwen3_5: native `<think>` reasoning, on unless the request turns it off. */
 let thinker: string
+let cacheRoot: string
 
 useEmulator('responses', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '1' }, thinker: true }, (e) => {
   engine = e.engine
+  cacheRoot = e.cacheRoot
   model = e.model
   client = e.client
   thinker = e.thinker
@@ -585,6 +587,41 @@ describe('structured output', () => {
   it('a Standard Schema that cannot describe itself is refused before sending', () => {
     const opaque: StandardSchemaLike = { '~standard': { version: 1, vendor: 'opaque', validate: (value: unknown) => ({ value }) } }
     expect(() => client.responses(model, { input: 'x', text: { format: { type: 'json_schema', schema: opaque } } })).toThrow(/opaque schema cannot describe itself/)
+  })
+})
+
+describe('tool output with an image', () => {
+  // A 1×1 PNG.
+  const png = 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=='
+
+  it('function_call_output content parts, image included, reach the prompt of a vision family', async () => {
+    const vision = makeModelDir(cacheRoot, 'tiny-gemma4u', { model_type: 'gemma4u' })
+    await engine.loadModel(vision)
+    const input: ResponseInputItem[] = [
+      { role: 'user', content: 'Take a photo of the orchard with take_photo.' },
+      { type: 'function_call', call_id: 'call_photo', name: 'take_photo', arguments: '{}' },
+      {
+        type: 'function_call_output',
+        call_id: 'call_photo',
+        output: [
+          { type: 'input_text', text: 'Here is the photo.' },
+          { type: 'input_image', image_url: png },
+        ],
+      },
+    ]
+    const response = await client.responses(vision, { input, max_output_tokens: 8 })
+    expect(response.status).toBe('incomplete')
+    // As in the reference, output_tokens excludes reasoning (gemma4u reasons natively).
+    expect(response.usage.output_tokens + response.usage.output_tokens_details.reasoning_tokens).toBe(8)
+
+    // The same conversation as chat messages renders the image into the tool result.
+    const rendered = await client.renderPrompt(vision, [
+      { role: 'user', content: 'Take a photo of the orchard with take_photo.' },
+      { role: 'assistant', content: '', tool_calls: [{ id: 'call_photo', type: 'function', function: { name: 'take_photo', arguments: '{}' } }] },
+      { role: 'tool', tool_call_id: 'call_photo', content: [{ type: 'input_text', text: 'Here is the photo.' }, { type: 'input_image', image_url: png }] },
+    ] as never)
+    expect(rendered.layout.map((s) => s.type)).toContain('image')
+    expect(rendered.prompt).toContain('Here is the photo.')
   })
 })
 
