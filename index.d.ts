@@ -15,6 +15,9 @@ export declare class NativeChat {
   /**
    * Every delta queued so far (waiting for at least one) as a JSON array of `ChatDelta`
    * objects, or null once the request ended.
+   *
+   * No runtime thread in between: the SUB listener's wake-up resolves the promise straight
+   * onto the JavaScript thread, which then takes and encodes the whole backlog.
    */
   next(): Promise<string | null>
   /** Stop routing this request's deltas and send `cancel_request` to the engine. */

@@ -5,10 +5,13 @@
 
 #![deny(clippy::all)]
 
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{BigInt, Buffer};
@@ -301,7 +304,7 @@ impl NativeEngine {
             request_id,
             slot,
             transport: self.session.transport.clone(),
-            logprobs: Mutex::new(delta::LogprobContext::new(decoder)),
+            logprobs: Arc::new(Mutex::new(delta::LogprobContext::new(decoder))),
         }
     }
 
@@ -390,7 +393,59 @@ pub struct NativeChat {
     request_id: u64,
     slot: Arc<RequestSlot>,
     transport: Arc<Transport>,
-    logprobs: Mutex<delta::LogprobContext>,
+    logprobs: Arc<Mutex<delta::LogprobContext>>,
+}
+
+type Resolver = Box<dyn FnOnce(Env) -> napi::Result<Option<String>> + Send>;
+
+/// A `next()` promise waiting for deltas; the slot wakes it from the listener thread.
+struct PendingNext {
+    slot: Arc<RequestSlot>,
+    logprobs: Arc<Mutex<delta::LogprobContext>>,
+    deferred: Mutex<Option<napi::JsDeferred<Option<String>, Resolver>>>,
+}
+
+impl PendingNext {
+    /// Resolve the promise once (later calls do nothing).
+    fn settle(&self, resolver: Resolver) {
+        let deferred = self
+            .deferred
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(d) = deferred {
+            d.resolve(resolver);
+        }
+    }
+}
+
+impl Wake for PendingNext {
+    fn wake(self: Arc<Self>) {
+        let (slot, logprobs) = (self.slot.clone(), self.logprobs.clone());
+        // Runs on the JavaScript thread: take everything queued by then.
+        self.settle(Box::new(move |_| {
+            let mut next = slot.next_batch();
+            match Pin::new(&mut next).poll(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(batch) => batch_result(batch, &logprobs),
+                // Already taken by another call: an empty batch, and the caller asks again.
+                Poll::Pending => Ok(Some("[]".to_string())),
+            }
+        }));
+    }
+}
+
+fn batch_result(
+    batch: Batch,
+    logprobs: &Mutex<delta::LogprobContext>,
+) -> napi::Result<Option<String>> {
+    guarded(|| match batch {
+        Batch::Deltas(d) => {
+            let mut ctx = logprobs.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(Some(delta::batch_json(&d, &mut ctx)))
+        }
+        Batch::Finished => Ok(None),
+        Batch::Failed(e) => Err(e),
+    })
 }
 
 #[napi]
@@ -402,16 +457,24 @@ impl NativeChat {
 
     /// Every delta queued so far (waiting for at least one) as a JSON array of `ChatDelta`
     /// objects, or null once the request ended.
-    #[napi]
-    pub async fn next(&self) -> napi::Result<Option<String>> {
-        match self.slot.next_batch().await {
-            Batch::Deltas(d) => {
-                let mut ctx = self.logprobs.lock().unwrap_or_else(|p| p.into_inner());
-                Ok(Some(delta::batch_json(&d, &mut ctx)))
-            }
-            Batch::Finished => Ok(None),
-            Batch::Failed(e) => Err(to_napi(e)),
+    ///
+    /// No runtime thread in between: the SUB listener's wake-up resolves the promise straight
+    /// onto the JavaScript thread, which then takes and encodes the whole backlog.
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub fn next<'env>(&self, env: &'env Env) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+        let (deferred, promise) = env.create_deferred::<Option<String>, Resolver>()?;
+        let pending = Arc::new(PendingNext {
+            slot: self.slot.clone(),
+            logprobs: self.logprobs.clone(),
+            deferred: Mutex::new(Some(deferred)),
+        });
+        let waker = Waker::from(pending.clone());
+        let mut next = self.slot.next_batch();
+        if let Poll::Ready(batch) = Pin::new(&mut next).poll(&mut Context::from_waker(&waker)) {
+            let result = batch_result(batch, &self.logprobs);
+            pending.settle(Box::new(move |_| result));
         }
+        Ok(promise)
     }
 
     /// Stop routing this request's deltas and send `cancel_request` to the engine.
