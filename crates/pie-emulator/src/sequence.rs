@@ -781,22 +781,14 @@ impl Sequence {
             ));
         }
 
-        let mut m = self.ids.head();
-        m.insert("content".into(), content.into());
-        m.insert("tokens".into(), json!([lm.wire_id(token)]));
-        m.insert("num_tokens_in_delta".into(), 1.into());
-        if self.params.top_logprobs > 0 {
-            let top: Vec<Value> = choice
+        let top = || {
+            choice
                 .top
                 .iter()
                 .map(|(t, lp)| json!({"token": lm.wire_id(*t).to_string(), "probability": finite(*lp)}))
-                .collect();
-            m.insert("top_logprobs".into(), Value::Array(top));
-        }
-        m.insert("cumulative_logprob".into(), finite(self.cumulative_logprob));
-        if !events.is_empty() {
-            m.insert("state_events".into(), Value::Array(events));
-        }
+                .collect()
+        };
+        let mut m = self.token_delta(content, lm.wire_id(token), top, events);
         match finish {
             None => {
                 m.insert("is_final_delta".into(), false.into());
@@ -818,6 +810,29 @@ impl Sequence {
             }
         }
         Value::Object(m)
+    }
+
+    /// The fields of every token delta: the routing head, the token and its text, the
+    /// alternatives (when asked for), the running log-probability and any state events.
+    fn token_delta(
+        &self,
+        content: String,
+        wire: i64,
+        top: impl FnOnce() -> Vec<Value>,
+        events: Vec<Value>,
+    ) -> serde_json::Map<String, Value> {
+        let mut m = self.ids.head();
+        m.insert("content".into(), content.into());
+        m.insert("tokens".into(), json!([wire]));
+        m.insert("num_tokens_in_delta".into(), 1.into());
+        if self.params.top_logprobs > 0 {
+            m.insert("top_logprobs".into(), Value::Array(top()));
+        }
+        m.insert("cumulative_logprob".into(), finite(self.cumulative_logprob));
+        if !events.is_empty() {
+            m.insert("state_events".into(), Value::Array(events));
+        }
+        m
     }
 
     /// Stream the next precomputed token.
@@ -865,27 +880,20 @@ impl Sequence {
         } else {
             None
         };
-        let mut m = self.ids.head();
-        m.insert("content".into(), tok.text.into());
-        m.insert("tokens".into(), json!([tok.wire]));
-        m.insert("num_tokens_in_delta".into(), 1.into());
-        if self.params.top_logprobs > 0 {
-            let top: Vec<Value> = if tok.top.is_empty() {
+        let wanted = self.params.top_logprobs;
+        let top = || {
+            if tok.top.is_empty() {
                 // A forced token: the constraint left no alternative.
                 vec![json!({"token": tok.wire.to_string(), "probability": 0.0})]
             } else {
                 tok.top
                     .iter()
-                    .take(self.params.top_logprobs)
+                    .take(wanted)
                     .map(|(t, lp)| json!({"token": t.to_string(), "probability": finite(*lp)}))
                     .collect()
-            };
-            m.insert("top_logprobs".into(), Value::Array(top));
-        }
-        m.insert("cumulative_logprob".into(), finite(self.cumulative_logprob));
-        if !events.is_empty() {
-            m.insert("state_events".into(), Value::Array(events));
-        }
+            }
+        };
+        let mut m = self.token_delta(tok.text, tok.wire, top, events);
         match finish {
             None => {
                 m.insert("is_final_delta".into(), false.into());
