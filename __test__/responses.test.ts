@@ -57,22 +57,25 @@ function checkInvariants(events: ResponseStreamEvent[]): void {
   expect(['response.completed', 'response.incomplete', 'response.failed']).toContain(events[events.length - 1]!.type)
 }
 
+/** Event shapes of one output item, and of every response's start. */
+const REASONING_BLOCK = ['response.output_item.added', 'response.reasoning.delta*', 'response.reasoning.done', 'response.output_item.done']
+const MESSAGE_BLOCK = [
+  'response.output_item.added',
+  'response.content_part.added',
+  'response.output_text.delta*',
+  'response.output_text.done',
+  'response.content_part.done',
+  'response.output_item.done',
+]
+const CALL_BLOCK = ['response.output_item.added', 'response.function_call_arguments.delta*', 'response.function_call_arguments.done', 'response.output_item.done']
+const HEAD = ['response.created', 'response.in_progress']
+
 describe('plain text', () => {
   it('streams the reference event sequence and the text adds up', async () => {
     const { events, response } = await collect({ input: 'Tell me about the orchard.', max_output_tokens: 40, temperature: 0 })
     checkInvariants(events)
     const terminal = events[events.length - 1]!.type
-    expect(shape(events)).toEqual([
-      'response.created',
-      'response.in_progress',
-      'response.output_item.added',
-      'response.content_part.added',
-      'response.output_text.delta*',
-      'response.output_text.done',
-      'response.content_part.done',
-      'response.output_item.done',
-      terminal,
-    ])
+    expect(shape(events)).toEqual([...HEAD, ...MESSAGE_BLOCK, terminal])
     const deltas = events.flatMap((e) => (e.type === 'response.output_text.delta' ? [e.delta] : []))
     const done = events.find((e) => e.type === 'response.output_text.done')
     expect(done && done.type === 'response.output_text.done' && done.text).toBe(deltas.join(''))
@@ -171,17 +174,6 @@ const tools = [weather, clock]
 const LLAMA_CALL: [string, string] = ['<|python_tag|>', '<|eom_id|>']
 const QWEN_CALL: [string, string] = ['<tool_call>\n', '\n</tool_call>']
 
-const REASONING_BLOCK = ['response.output_item.added', 'response.reasoning.delta*', 'response.reasoning.done', 'response.output_item.done']
-const MESSAGE_BLOCK = [
-  'response.output_item.added',
-  'response.content_part.added',
-  'response.output_text.delta*',
-  'response.output_text.done',
-  'response.content_part.done',
-  'response.output_item.done',
-]
-const CALL_BLOCK = ['response.output_item.added', 'response.function_call_arguments.delta*', 'response.function_call_arguments.done', 'response.output_item.done']
-const HEAD = ['response.created', 'response.in_progress']
 
 /** The arguments each tool's schema allows, checked by hand. */
 function checkArguments(name: string, args: Record<string, unknown>): void {
