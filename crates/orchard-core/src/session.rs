@@ -222,21 +222,7 @@ impl Session {
         }
         let dir = PathBuf::from(id);
         let config_path = dir.join("config.json");
-        let (model_path, config, canonical_id) = if config_path.is_file() {
-            let model_path = dir
-                .canonicalize()
-                .map_err(|e| Error::io(&format!("cannot resolve {}", dir.display()), e))?;
-            let config: Value =
-                serde_json::from_str(&std::fs::read_to_string(&config_path).map_err(|e| {
-                    Error::io(&format!("cannot read {}", config_path.display()), e)
-                })?)
-                .map_err(|e| {
-                    Error::invalid(format!("{}: not valid JSON: {e}", config_path.display()))
-                })?;
-            (model_path, config, id.to_string())
-        } else if dir.exists() {
-            self.inspect_source(id, &dir)?
-        } else {
+        if !dir.exists() {
             return Err(Error::new(
                 ErrorCode::ModelNotLoaded,
                 format!(
@@ -246,6 +232,19 @@ impl Session {
                     config_path.display()
                 ),
             ));
+        }
+        let model_path = dir
+            .canonicalize()
+            .map_err(|e| Error::io(&format!("cannot resolve {}", dir.display()), e))?;
+        let (config, canonical_id) = if config_path.is_file() {
+            let text = std::fs::read_to_string(&config_path)
+                .map_err(|e| Error::io(&format!("cannot read {}", config_path.display()), e))?;
+            let config: Value = serde_json::from_str(&text).map_err(|e| {
+                Error::invalid(format!("{}: not valid JSON: {e}", config_path.display()))
+            })?;
+            (config, id.to_string())
+        } else {
+            self.inspect_source(id, &model_path)?
         };
         let family = self.specs.family_for_config(&config)?;
         let profile = self.specs.profile(&family)?;
@@ -317,11 +316,8 @@ impl Session {
 
     /// A model source without a `config.json` (a weights file, or a directory of them): the
     /// engine inspects it (`inspect_model_source`) and says which format it is and under
-    /// which canonical id it loads it. Returns (path, formatter config, canonical id).
-    fn inspect_source(&self, id: &str, source: &Path) -> Result<(PathBuf, Value, String)> {
-        let model_path = source
-            .canonicalize()
-            .map_err(|e| Error::io(&format!("cannot resolve {}", source.display()), e))?;
+    /// which canonical id it loads it. Returns (formatter config, canonical id).
+    fn inspect_source(&self, id: &str, model_path: &Path) -> Result<(Value, String)> {
         let reply = self.transport.management(
             &json!({
                 "type": "inspect_model_source",
@@ -340,7 +336,7 @@ impl Session {
                     .filter(|c| !c.is_empty())
                     .unwrap_or(id)
                     .to_string();
-                Ok((model_path, config.clone(), canonical_id))
+                Ok((config.clone(), canonical_id))
             }
             ("ok", _) => Err(Error::new(
                 ErrorCode::ModelNotLoaded,

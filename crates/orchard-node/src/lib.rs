@@ -5,13 +5,11 @@
 
 #![deny(clippy::all)]
 
-use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Poll, Wake, Waker};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{BigInt, Buffer};
@@ -85,7 +83,6 @@ fn parse_chat_input(
     Ok((messages, opts))
 }
 
-/// The model's token decoder when any of `opts` asks for log-probabilities.
 /// A submitted request: its id, its delta slot and the decoder for log-probabilities.
 type SentChat = (
     u64,
@@ -93,6 +90,7 @@ type SentChat = (
     Option<Arc<orchard_core::tokenizer::TokenDecoder>>,
 );
 
+/// The model's token decoder when any of `opts` asks for log-probabilities.
 fn wants_logprobs<'a>(
     session: &Session,
     model: &str,
@@ -424,8 +422,7 @@ impl Wake for PendingNext {
         let (slot, logprobs) = (self.slot.clone(), self.logprobs.clone());
         // Runs on the JavaScript thread: take everything queued by then.
         self.settle(Box::new(move |_| {
-            let mut next = slot.next_batch();
-            match Pin::new(&mut next).poll(&mut Context::from_waker(Waker::noop())) {
+            match slot.poll_batch(Waker::noop()) {
                 Poll::Ready(batch) => batch_result(batch, &logprobs),
                 // Already taken by another call: an empty batch, and the caller asks again.
                 Poll::Pending => Ok(Some("[]".to_string())),
@@ -468,9 +465,7 @@ impl NativeChat {
             logprobs: self.logprobs.clone(),
             deferred: Mutex::new(Some(deferred)),
         });
-        let waker = Waker::from(pending.clone());
-        let mut next = self.slot.next_batch();
-        if let Poll::Ready(batch) = Pin::new(&mut next).poll(&mut Context::from_waker(&waker)) {
+        if let Poll::Ready(batch) = self.slot.poll_batch(&Waker::from(pending.clone())) {
             let result = batch_result(batch, &self.logprobs);
             pending.settle(Box::new(move |_| result));
         }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 pub use block_on::block_on_timeout;
 pub use events::{EventHub, EventWait};
-pub use slot::{Batch, NextBatch, RequestSlot};
+pub use slot::{Batch, RequestSlot};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::nng::{Protocol, Socket};

@@ -7,10 +7,8 @@
 //! and the listener stays fast enough to keep the SUB socket's queue from overflowing.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 
 use crate::error::{Error, ErrorCode};
 use crate::wire::{Delta, RoutingFacts};
@@ -142,7 +140,9 @@ impl RequestSlot {
         s.finished || s.failure.is_some()
     }
 
-    fn poll_batch(&self, cx: &mut Context<'_>) -> Poll<Batch> {
+    /// Every queued delta, decoded, or the end of the request; `Pending` (and `waker` is
+    /// woken when that changes) while nothing is queued.
+    pub fn poll_batch(&self, waker: &Waker) -> Poll<Batch> {
         let block = {
             let mut s = self.lock();
             let Some(block) = s.blocks.pop_front() else {
@@ -153,8 +153,8 @@ impl RequestSlot {
                     return Poll::Ready(Batch::Finished);
                 }
                 match &s.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => s.waker = Some(cx.waker().clone()),
+                    Some(w) if w.will_wake(waker) => {}
+                    _ => s.waker = Some(waker.clone()),
                 }
                 return Poll::Pending;
             };
@@ -173,22 +173,6 @@ impl RequestSlot {
         }
         Poll::Ready(Batch::Deltas(deltas))
     }
-
-    /// Wait for the next batch.
-    pub fn next_batch(self: &Arc<Self>) -> NextBatch {
-        NextBatch { slot: self.clone() }
-    }
-}
-
-pub struct NextBatch {
-    slot: Arc<RequestSlot>,
-}
-
-impl Future for NextBatch {
-    type Output = Batch;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Batch> {
-        self.slot.poll_batch(cx)
-    }
 }
 
 #[cfg(test)]
@@ -204,10 +188,7 @@ mod tests {
     }
 
     fn poll(slot: &Arc<RequestSlot>, flag: &Arc<Flag>) -> Poll<Batch> {
-        let waker = Waker::from(flag.clone());
-        let mut cx = Context::from_waker(&waker);
-        let mut fut = slot.next_batch();
-        Pin::new(&mut fut).poll(&mut cx)
+        slot.poll_batch(&Waker::from(flag.clone()))
     }
 
     fn push(slot: &RequestSlot, json: &str) -> bool {
