@@ -10,10 +10,13 @@ import type { NativeEngine } from '../index'
 
 export class Client {
   readonly #engine: NativeEngine
+  /** The id the native session knows a model by (a Hub id → its snapshot directory). */
+  readonly #nativeId: (model: string) => string
 
   /** @internal use `engine.client()` */
-  constructor(engine: NativeEngine) {
+  constructor(engine: NativeEngine, nativeId: (model: string) => string = (model) => model) {
     this.#engine = engine
+    this.#nativeId = nativeId
   }
 
   /**
@@ -31,7 +34,7 @@ export class Client {
     // Options and messages cross as JSON text: no object walk in native code, key order kept.
     const handle = signal?.aborted
       ? Promise.reject(new Error('aborted before send'))
-      : this.#engine.chat(model, JSON.stringify(messages), JSON.stringify(wire))
+      : this.#engine.chat(this.#nativeId(model), JSON.stringify(messages), JSON.stringify(wire))
     const keep = keptCandidates(options)
     return new ChatStream(handle, { signal, stallTimeout, finish: (a) => a.result(0, keep) })
   }
@@ -70,7 +73,7 @@ export class Client {
     const wire = split.map((s) => s.wire)
     const handle = signal?.aborted
       ? Promise.reject(new Error('aborted before send'))
-      : this.#engine.chatBatch(model, JSON.stringify(conversations), JSON.stringify(Array.isArray(options) ? wire : wire[0]))
+      : this.#engine.chatBatch(this.#nativeId(model), JSON.stringify(conversations), JSON.stringify(Array.isArray(options) ? wire : wire[0]))
     const keeps = conversations.map((_, i) => keptCandidates(list[Math.min(i, list.length - 1)]!))
     return new ChatBatchStream(handle, { signal, stallTimeout, finish: (a) => keeps.map((keep, i) => a.result(i, keep)) })
   }
@@ -107,7 +110,7 @@ export class Client {
   async renderPrompt(model: string, messages: ChatMessage[], options: Omit<ChatOptions, 'signal' | 'stallTimeout'> = {}): Promise<RenderedRequest> {
     checkRequest(model, messages)
     const { wire } = splitOptions(options, 'options')
-    const json = await native(() => this.#engine.renderPrompt(model, JSON.stringify(messages), JSON.stringify(wire)))
+    const json = await native(() => this.#engine.renderPrompt(this.#nativeId(model), JSON.stringify(messages), JSON.stringify(wire)))
     return JSON.parse(json) as RenderedRequest
   }
 }

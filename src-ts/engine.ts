@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs'
 
 import { Client } from './client'
-import { AbortError, EngineDiedError, EngineError, EngineNotFoundError, InvalidRequestError, native } from './errors'
+import { AbortError, EngineDiedError, EngineNotFoundError, InvalidRequestError, native } from './errors'
 import { type InstallOptions, type InstallResult, installedBinary, installEngine } from './fetch/install'
 import type { DownloadProgress } from './fetch/http'
 import type { ResolvedModel } from './models/hub'
@@ -11,7 +11,7 @@ import { type ModelStatus, registry } from './models/registry'
 import { binding, modelSpecsDir } from './native'
 import type { ModelInfo } from './types'
 
-import type { NativeChat, NativeEngine, NativeModelInfo } from '../index'
+import type { NativeEngine } from '../index'
 
 export interface EngineStartOptions {
   /** Path of the engine binary. Default: `ORCHARD_ENGINE_BINARY`, then
@@ -65,53 +65,6 @@ export interface ManagementReply {
 export type { ModelLoadState, ModelStatus } from './models/registry'
 export type { DownloadProgress } from './fetch/http'
 export type { InstallOptions, InstallResult } from './fetch/install'
-
-/**
- * The native engine as `Client` sees it, with model ids mapped to the ids the native
- * session knows them by (a Hub id → its snapshot directory, any casing).
- */
-class ModelIdMapper implements NativeEngine {
-  readonly #n: NativeEngine
-  constructor(n: NativeEngine) {
-    this.#n = n
-  }
-  #id(model: string): string {
-    return typeof model === 'string' ? (registry.nativeId(model) ?? model) : model
-  }
-  get pid(): number {
-    return this.#n.pid
-  }
-  get launched(): boolean {
-    return this.#n.launched
-  }
-  get cacheRoot(): string {
-    return this.#n.cacheRoot
-  }
-  get channelId(): bigint {
-    return this.#n.channelId
-  }
-  get closed(): boolean {
-    return this.#n.closed
-  }
-  close(): Promise<void> {
-    return this.#n.close()
-  }
-  loadModel(id: string, timeoutMs?: number | null): Promise<NativeModelInfo> {
-    return this.#n.loadModel(id, timeoutMs)
-  }
-  renderPrompt(model: string, messagesJson: string, optionsJson: string): Promise<string> {
-    return this.#n.renderPrompt(this.#id(model), messagesJson, optionsJson)
-  }
-  chat(model: string, messagesJson: string, optionsJson: string): Promise<NativeChat> {
-    return this.#n.chat(this.#id(model), messagesJson, optionsJson)
-  }
-  chatBatch(model: string, conversationsJson: string, optionsJson: string): Promise<NativeChat> {
-    return this.#n.chatBatch(this.#id(model), conversationsJson, optionsJson)
-  }
-  managementCommand(commandJson: string, timeoutMs?: number | null): Promise<string> {
-    return this.#n.managementCommand(commandJson, timeoutMs)
-  }
-}
 
 function defaultBinary(home: string | undefined): string | undefined {
   if (process.env.ORCHARD_ENGINE_BINARY || process.env.PIE_LOCAL_BUILD) return undefined
@@ -198,7 +151,8 @@ export class Engine {
   }
 
   /**
-   * Make `id` ready for requests: a local model directory with a `config.json`, or a Hub id
+   * Make `id` ready for requests: a local model directory with a `config.json`, a weights
+   * file or folder the engine inspects (`.gguf`, `.safetensors`), or a Hub id
    * (`org/name`, any casing) found in the Hugging Face cache or downloaded into it. Loads of
    * one model in this process share one download and one activation; after a failure the
    * next call retries. Requests may then name the model by any id it was loaded under.
@@ -264,7 +218,7 @@ export class Engine {
     if (this.closed) {
       throw new EngineDiedError('ENGINE_DIED', 'this Engine was closed; call Engine.start() for a new one')
     }
-    return new Client(new ModelIdMapper(this.#native))
+    return new Client(this.#native, (model) => registry.nativeId(model) ?? model)
   }
 
   /** Give the lease back. Idempotent. The last lease in the process deregisters. */

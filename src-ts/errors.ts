@@ -75,7 +75,7 @@ export class DownloadError extends OrchardError {}
 export class ChecksumError extends DownloadError {}
 /** The server refused the credentials (or their absence): set `HF_TOKEN` for gated or private models. */
 export class AuthenticationError extends OrchardError {}
-/** No such model: not on the Hub, not in the cache when offline, or a local directory without config.json (a {@link ModelNotLoadedError}). */
+/** No such model: not on the Hub, not in the cache when offline, or a local path that does not exist (a {@link ModelNotLoadedError}). */
 export class ModelNotFoundError extends ModelNotLoadedError {}
 
 const classes: Record<Exclude<OrchardErrorCode, 'ABORTED'>, new (code: OrchardErrorCode, message: string, options?: { cause?: unknown }) => OrchardError> = {
