@@ -2,11 +2,9 @@
 // text, reasoning and tool-call fragments apart.
 import { describe, expect, it } from 'vitest'
 
-import { Engine } from '../src-ts'
 import type { ChatDelta, ChatMessage, ChatResult, Client, FunctionTool } from '../src-ts'
 import { useEmulator } from './helpers'
 
-let engine: Engine
 let client: Client
 /** llama3: no native reasoning; calls framed as `<|python_tag|>...<|eom_id|>`. */
 let model: string
@@ -14,7 +12,6 @@ let model: string
 let thinker: string
 
 useEmulator('agentic', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '1' }, thinker: true }, (e) => {
-  engine = e.engine
   model = e.model
   client = e.client
   thinker = e.thinker

@@ -2,6 +2,7 @@
 // interrupted transfer, bad archives, 404, the install lock, and Engine.start({ fetch }).
 import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -62,6 +63,11 @@ async function manifestServer(releases: Release[], latest = releases[0]!.version
 
 function engineArchive(body = fakeEngine, extra: TarMember[] = []): Buffer {
   return tarGz([{ name: 'bin/', type: 'dir' }, { name: 'bin/proxy_inference_engine', body, mode: 0o644 }, { name: 'share/README', body: Buffer.from('hi') }, ...extra])
+}
+
+/** Every path below `dir`. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => path.join(dir, f))
 }
 
 function leftovers(dir: string): string[] {
@@ -138,9 +144,12 @@ describe('Engine.install', () => {
   })
 
   it('rejects archives with ../ or absolute members, or without the engine binary', async () => {
+    // Where the members would land if extraction honoured them: next to the staging directory,
+    // and at an absolute path of their own.
+    const absolute = path.join(os.tmpdir(), `orchard-evil-${randomBytes(4).toString('hex')}`)
     const cases: Array<[string, Buffer, RegExp]> = [
       ['dotdot', engineArchive(fakeEngine, [{ name: '../evil', body: Buffer.from('x') }]), /escapes the archive root/],
-      ['absolute', engineArchive(fakeEngine, [{ name: '/tmp/evil', body: Buffer.from('x') }]), /absolute path/],
+      ['absolute', engineArchive(fakeEngine, [{ name: absolute, body: Buffer.from('x') }]), /absolute path/],
       ['symlink', engineArchive(fakeEngine, [{ name: 'bin/link', type: 'symlink', linkname: '../../x' }]), /outside the archive/],
       ['nobin', tarGz([{ name: 'lib/thing', body: Buffer.from('x') }]), /no bin\/proxy_inference_engine/],
       ['notgzip', Buffer.from('this is not an archive'), /bad engine archive/],
@@ -151,7 +160,8 @@ describe('Engine.install', () => {
       expect(err, version).toBeInstanceOf(DownloadError)
       expect((err as Error).message, version).toMatch(why)
       expect(existsSync(path.join(home, 'bin')), version).toBe(false)
-      expect(existsSync(path.join(path.dirname(home), 'evil'))).toBe(false)
+      expect(filesUnder(home).filter((f) => path.basename(f) === 'evil' || f.includes('.staging-')), version).toEqual([])
+      expect(existsSync(absolute), version).toBe(false)
       expect(leftovers(home)).toEqual([])
       await server.close()
       server = undefined
