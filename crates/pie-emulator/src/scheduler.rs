@@ -27,12 +27,54 @@ pub struct RequestStats {
     pub active_sequences: u32,
     /// A `cancel_request` named it.
     pub cancelled: bool,
+    /// When its last sequence ended (`None` while it runs).
+    pub finished_at: Option<Instant>,
 }
 
 #[derive(Default)]
 struct RequestLog {
     requests: HashMap<u64, RequestStats>,
-    finished: VecDeque<u64>,
+    /// Request ids, oldest first, for forgetting finished ones.
+    order: VecDeque<u64>,
+}
+
+impl RequestLog {
+    fn entry(&mut self, id: u64) -> &mut RequestStats {
+        let order = &mut self.order;
+        self.requests.entry(id).or_insert_with(|| {
+            order.push_back(id);
+            RequestStats::default()
+        })
+    }
+
+    /// A cancel for `id` may overtake its request unless `id` just finished (then the cancel
+    /// was merely late).
+    fn finished_recently(&self, id: u64) -> bool {
+        self.requests
+            .get(&id)
+            .and_then(|r| r.finished_at)
+            .is_some_and(|t| t.elapsed() < TOMBSTONE_TTL)
+    }
+
+    /// Forget the oldest finished requests beyond the limit.
+    fn evict(&mut self) {
+        let mut budget = self.order.len();
+        while self.requests.len() > FINISHED_REQUESTS_KEPT && budget > 0 {
+            budget -= 1;
+            let Some(id) = self.order.pop_front() else {
+                break;
+            };
+            if self
+                .requests
+                .get(&id)
+                .is_some_and(|r| r.finished_at.is_some())
+            {
+                self.requests.remove(&id);
+            } else {
+                self.order.push_back(id);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -98,51 +140,52 @@ impl Scheduler {
         lock(&self.log).requests.get(&request_id).cloned()
     }
 
-    /// Fold one scheduler iteration into the per-request counters.
-    fn log_requests(&self, active: &[Sequence], published: &HashMap<u64, u64>, cancelled: &[u64]) {
+    /// Fold one scheduler iteration into the per-request counters; `running` counts each
+    /// request's active sequences.
+    fn log_requests(
+        &self,
+        running: &HashMap<u64, u32>,
+        published: &HashMap<u64, u64>,
+        cancelled: &[u64],
+    ) {
         if published.is_empty() && cancelled.is_empty() {
             return;
         }
-        let mut running: HashMap<u64, u32> = HashMap::new();
-        for seq in active {
-            *running.entry(seq.ids.request_id).or_default() += 1;
-        }
         let mut log = lock(&self.log);
-        for id in cancelled {
-            log.requests.entry(*id).or_default().cancelled = true;
-        }
         for (id, n) in published {
-            let now_active = running.get(id).copied().unwrap_or(0);
-            let entry = log.requests.entry(*id).or_default();
-            let was_active = entry.active_sequences > 0 || entry.published_deltas == 0;
+            let entry = log.entry(*id);
+            if entry.finished_at.is_some() {
+                // The id was used before and is in use again: a new request.
+                *entry = RequestStats::default();
+            }
             entry.published_deltas += n;
-            entry.active_sequences = now_active;
-            if was_active && now_active == 0 {
-                log.finished.push_back(*id);
+            entry.active_sequences = running.get(id).copied().unwrap_or(0);
+            if entry.active_sequences == 0 {
+                entry.finished_at = Some(Instant::now());
             }
         }
-        while log.finished.len() > FINISHED_REQUESTS_KEPT {
-            if let Some(old) = log.finished.pop_front() {
-                if log
-                    .requests
-                    .get(&old)
-                    .is_some_and(|r| r.active_sequences == 0)
-                {
-                    log.requests.remove(&old);
-                }
-            }
+        for id in cancelled {
+            log.entry(*id).cancelled = true;
         }
+        log.evict();
     }
 
-    fn record(&self, active: &[Sequence], step_ms: Option<f64>, tokens: &BTreeMap<String, u64>) {
+    fn record(
+        &self,
+        active: &[Sequence],
+        step_ms: Option<f64>,
+        tokens: &BTreeMap<String, u64>,
+    ) -> HashMap<u64, u32> {
         let mut s = lock(&self.stats);
         let mut requests = HashSet::new();
+        let mut running: HashMap<u64, u32> = HashMap::new();
         let mut in_flight = 0;
         for m in s.models.values_mut() {
             m.running = 0;
         }
         for seq in active {
             requests.insert((seq.ids.channel, seq.ids.request_id));
+            *running.entry(seq.ids.request_id).or_default() += 1;
             in_flight += seq.prompt_tokens() + seq.generated_len() as u64;
             s.models.entry(seq.model.clone()).or_default().running += 1;
         }
@@ -160,6 +203,7 @@ impl Scheduler {
                 0.9 * s.avg_step_ms + 0.1 * ms
             };
         }
+        running
     }
 
     /// The scheduler thread's loop; returns after [`Scheduler::stop`].
@@ -239,10 +283,9 @@ impl Scheduler {
                     }
                 }
                 active.retain(|s| !s.done);
-                // A request already finished is not waited for: only ids never seen.
                 let log = lock(&self.log);
                 for id in wanted {
-                    if !seen.contains(&id) && !log.requests.contains_key(&id) {
+                    if !seen.contains(&id) && !log.finished_recently(id) {
                         tombstones.insert(id, Instant::now());
                     }
                 }
@@ -287,8 +330,8 @@ impl Scheduler {
                     std::thread::yield_now();
                 }
             }
-            self.record(&active, step_ms, &tokens);
-            self.log_requests(&active, &published, &cancelled_now);
+            let running = self.record(&active, step_ms, &tokens);
+            self.log_requests(&running, &published, &cancelled_now);
         }
     }
 }

@@ -206,12 +206,12 @@ fn gen(
         "object" => gen_object(&s, root, src, out, depth, None),
         "array" => gen_array(&s, root, src, out, depth),
         "integer" => {
-            let (lo, hi) = bounds(&s, true);
+            let (lo, hi) = bounds(&s);
             let v = lo + below(src.rng(), (hi - lo) as u64 + 1) as i64;
             literal(Value::from(v), out)
         }
         "number" => {
-            let (lo, hi) = bounds(&s, false);
+            let (lo, hi) = bounds(&s);
             let tenths = below(src.rng(), ((hi - lo) as u64) * 10 + 1) as i64;
             let v = lo as f64 + tenths as f64 / 10.0;
             let v = if v > hi as f64 { hi as f64 } else { v };
@@ -227,7 +227,7 @@ fn gen(
 }
 
 /// Integer bounds of a numeric schema, defaulting to 0..=100.
-fn bounds(s: &Map<String, Value>, integer: bool) -> (i64, i64) {
+fn bounds(s: &Map<String, Value>) -> (i64, i64) {
     let num = |k: &str| s.get(k).and_then(Value::as_f64);
     let mut lo = num("minimum").map(|v| v.ceil() as i64);
     let mut hi = num("maximum").map(|v| v.floor() as i64);
@@ -237,7 +237,6 @@ fn bounds(s: &Map<String, Value>, integer: bool) -> (i64, i64) {
     if let Some(v) = num("exclusiveMaximum") {
         hi = Some(v.ceil() as i64 - 1);
     }
-    let _ = integer;
     let (lo, hi) = match (lo, hi) {
         (Some(l), Some(h)) => (l, h),
         (Some(l), None) => (l, l.saturating_add(100)),

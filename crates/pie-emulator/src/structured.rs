@@ -243,7 +243,7 @@ pub fn tool_calls(p: &PromptPayload, prompt_text: &str) -> Vec<Tool> {
                     name,
                     parameters: json!({"type": "object", "properties": {}}),
                 });
-            vec![tool; min]
+            vec![tool]
         }
     };
     if calls.is_empty() {
@@ -267,8 +267,8 @@ fn find_name(text: &str, name: &str) -> Option<usize> {
     if name.is_empty() {
         return None;
     }
-    let hay = text.to_lowercase();
-    let needle = name.to_lowercase();
+    let hay = text.to_ascii_lowercase();
+    let needle = name.to_ascii_lowercase();
     let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
     let mut from = 0;
     while let Some(p) = hay[from..].find(&needle) {
@@ -303,16 +303,8 @@ const ROLES: &[&str] = &[
 /// followed by `<`, `|`, a newline or `:`; or when it starts a line and is followed by `:`
 /// (plain `User: ...` transcripts).
 fn role_headers(text: &str) -> Vec<(usize, usize, &'static str)> {
-    let lower = text.to_lowercase();
-    if lower.len() != text.len() {
-        // Lower-casing changed byte offsets; fall back to the original text.
-        return role_headers_in(text, text);
-    }
-    role_headers_in(text, &lower)
-}
-
-fn role_headers_in(text: &str, hay: &str) -> Vec<(usize, usize, &'static str)> {
-    let _ = text;
+    // ASCII lower-casing keeps byte offsets, so they index `text` too.
+    let hay = text.to_ascii_lowercase();
     let mut out = Vec::new();
     for role in ROLES {
         let mut from = 0;
