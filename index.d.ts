@@ -75,12 +75,22 @@ export declare function decodeRequest(frame: Buffer): string
  */
 export declare function encodeRequest(inputJson: string): Buffer
 
+/** Which engine runs for the current cache root (the attach rules, without attaching). */
+export declare function engineStatus(): NativeEngineStatus
+
 /**
  * Register this environment's cleanup. When the last environment that loaded the addon
  * goes away (process exit), deregister from the engine, close the sockets and join the
  * listener. Called once per environment by the TypeScript layer when it loads.
  */
 export declare function installExitHook(): void
+
+/** The current cache root and the engine running for it, if any. */
+export interface NativeEngineStatus {
+  cacheRoot: string
+  /** The pid in `engine.pid` when that process is alive and really the engine binary. */
+  pid?: number
+}
 
 export interface NativeIncoming {
   kind: string

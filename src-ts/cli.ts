@@ -9,8 +9,7 @@
  * 3 `engine status` found no engine running.
  */
 
-import { createReadStream, existsSync, readFileSync, readlinkSync, statSync, watch } from 'node:fs'
-import os from 'node:os'
+import { createReadStream, existsSync, readFileSync, statSync, watch } from 'node:fs'
 import path from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 
@@ -81,9 +80,9 @@ Delete model ID (every revision) from the Hugging Face cache. Exit 1 when it is 
 
 class UsageError extends Error {}
 
-function fail(message: string, code = 1): never {
-  process.stderr.write(`orchard: ${message.trim().replace(/\s*\n\s*/g, ' ')}\n`)
-  process.exit(code)
+/** A failure reported as one line with exit code 1 (by `main`). */
+function fail(message: string): never {
+  throw new Error(message)
 }
 
 interface Parsed {
@@ -158,40 +157,6 @@ function progressBar(label: string): { update: (p: DownloadProgress) => void; do
 }
 
 // ---------------------------------------------------------------------------------------
-// Engine files (the same rules as the native core)
-
-function cacheRoot(): string {
-  const env = process.env.ORCHARD_CACHE_ROOT
-  if (env) return path.resolve(env.startsWith('~/') ? path.join(os.homedir(), env.slice(2)) : env)
-  const mac = path.join(os.homedir(), 'Library', 'Caches')
-  return path.join(existsSync(mac) ? mac : path.join(os.homedir(), '.cache'), 'com.theproxycompany')
-}
-
-function runningEnginePid(root: string): number | null {
-  let pid: number
-  try {
-    pid = Number(readFileSync(path.join(root, 'engine.pid'), 'utf8').trim())
-  } catch {
-    return null
-  }
-  if (!Number.isInteger(pid) || pid <= 0) return null
-  try {
-    process.kill(pid, 0)
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return null
-  }
-  if (process.platform === 'linux') {
-    try {
-      if (path.basename(readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, '')) !== 'proxy_inference_engine') return null
-      if (/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))) return null
-    } catch {
-      return null
-    }
-  }
-  return pid
-}
-
-// ---------------------------------------------------------------------------------------
 // Commands
 
 async function engineCommand(sub: string | undefined, rest: string[]): Promise<number> {
@@ -233,8 +198,9 @@ async function engineCommand(sub: string | undefined, rest: string[]): Promise<n
     case 'status': {
       const a = parse(rest, { json: { type: 'boolean' } }, false)
       if (a.values.help) return help('engine status')
-      const root = cacheRoot()
-      const pid = runningEnginePid(root)
+      const { binding } = await import('./native')
+      const { cacheRoot: root, pid: found } = binding.engineStatus()
+      const pid = found ?? null
       if (a.values.json) process.stdout.write(`${JSON.stringify({ running: pid !== null, pid, cacheRoot: root })}\n`)
       else process.stdout.write(pid === null ? `no engine running (cache root ${root})\n` : `engine running, pid ${pid} (cache root ${root})\n`)
       return pid === null ? 3 : 0
@@ -242,7 +208,8 @@ async function engineCommand(sub: string | undefined, rest: string[]): Promise<n
     case 'logs': {
       const a = parse(rest, { lines: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' } }, false)
       if (a.values.help) return help('engine logs')
-      const log = path.join(cacheRoot(), 'engine.log')
+      const { binding } = await import('./native')
+      const log = path.join(binding.engineStatus().cacheRoot, 'engine.log')
       if (!existsSync(log)) fail(`no engine log at ${log}`)
       const n = num(a.values.lines, '--lines')
       const text = readFileSync(log, 'utf8')

@@ -484,6 +484,28 @@ impl NativeChat {
     }
 }
 
+/// The current cache root and the engine running for it, if any.
+#[napi(object)]
+pub struct NativeEngineStatus {
+    pub cache_root: String,
+    /// The pid in `engine.pid` when that process is alive and really the engine binary.
+    pub pid: Option<u32>,
+}
+
+/// Which engine runs for the current cache root (the attach rules, without attaching).
+#[napi]
+pub fn engine_status() -> napi::Result<NativeEngineStatus> {
+    guarded(|| {
+        let root = orchard_core::paths::cache_root()?;
+        let pid = orchard_core::engine::read_pid_file(&root)
+            .filter(|p| orchard_core::engine::pid_is_engine(*p));
+        Ok(NativeEngineStatus {
+            cache_root: root.to_string_lossy().into_owned(),
+            pid,
+        })
+    })
+}
+
 /// Stop the engine of the current cache root (SIGINT, SIGTERM, SIGKILL with identity checks).
 #[napi]
 pub async fn stop_engine(grace_ms: Option<u32>) -> napi::Result<Option<u32>> {
