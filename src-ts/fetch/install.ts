@@ -18,6 +18,7 @@ import path from 'node:path'
 import { AbortError, ChecksumError, DownloadError, OrchardError } from '../errors'
 import { type DownloadProgress, downloadTo, httpFetch, withStatus } from './http'
 import { acquireLock } from './lock'
+import { expandHome } from '../paths'
 import { extractTarGz } from './tar'
 
 export type { DownloadProgress } from './http'
@@ -62,7 +63,7 @@ export interface Manifest {
 export function orchardHome(home?: string): string {
   if (home) return path.resolve(home)
   const env = process.env.ORCHARD_HOME
-  if (env) return path.resolve(env.startsWith('~/') ? path.join(os.homedir(), env.slice(2)) : env)
+  if (env) return path.resolve(expandHome(env))
   return path.join(os.homedir(), '.orchard')
 }
 
@@ -158,7 +159,8 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     const version = options.version ?? manifest.latest
     const entry = manifest.versions[version]
     if (!entry || typeof entry.url !== 'string') {
-      throw new DownloadError('DOWNLOAD', `the ${channel} manifest has no download for version '${version}' (${platformQuery().os}/${platformQuery().arch})`)
+      const { os: platform, arch } = platformQuery()
+      throw new DownloadError('DOWNLOAD', `the ${channel} manifest has no download for version '${version}' (${platform}/${arch})`)
     }
     if (current === version && !options.reinstall) {
       return { version, path: installedBinary(home), home, installed: false }
@@ -197,16 +199,12 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
       throw new DownloadError('DOWNLOAD', `engine ${version} from ${url}: the archive has no bin/${ENGINE_BINARY_NAME}; nothing was installed`)
     }
     await fs.chmod(bin, 0o755)
-    await fs.writeFile(path.join(staging, 'version.txt'), `${version}\n`)
     checkAbort(options.signal)
 
     const safeVersion = version.replace(/[^A-Za-z0-9._+-]/g, '_')
     const finalDir = path.join(versionsDir, safeVersion)
-    const old = path.join(versionsDir, `.old-${safeVersion}-${randomBytes(4).toString('hex')}`)
-    const hadOld = await fs.rename(finalDir, old).then(
-      () => true,
-      () => false,
-    )
+    // A reinstall moves the same version aside; the sweep below removes it.
+    await fs.rename(finalDir, path.join(versionsDir, `.old-${safeVersion}-${randomBytes(4).toString('hex')}`)).catch(() => undefined)
     await fs.rename(staging, finalDir)
     // Every top-level entry of the archive appears in <home> as a symlink into the version.
     for (const name of await fs.readdir(finalDir)) {
@@ -220,7 +218,6 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     for (const name of await fs.readdir(versionsDir)) {
       if (name !== safeVersion && !name.startsWith('.staging-')) await fs.rm(path.join(versionsDir, name), { recursive: true, force: true })
     }
-    if (hadOld) await fs.rm(old, { recursive: true, force: true })
     return { version, path: installedBinary(home), home, installed: true }
   } catch (e) {
     if (e instanceof OrchardError) throw e
@@ -230,11 +227,4 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     await fs.rm(staging, { recursive: true, force: true }).catch(() => undefined)
     await lock.release()
   }
-}
-
-/** The latest version on a channel and whether it differs from the installed one. */
-export async function checkForUpdate(options: Pick<InstallOptions, 'channel' | 'home' | 'manifestUrl' | 'signal'> = {}): Promise<{ installed: string | null; latest: string; updateAvailable: boolean }> {
-  const installed = await installedVersion(options.home)
-  const m = await fetchManifest({ channel: options.channel, manifestUrl: options.manifestUrl, installed, signal: options.signal })
-  return { installed, latest: m.latest, updateAvailable: installed !== m.latest }
 }

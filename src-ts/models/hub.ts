@@ -9,13 +9,13 @@
  *   <cache>/models--{org}--{name}/snapshots/<commit>/<file> -> ../../blobs/<etag>
  */
 
-import { createHash } from 'node:crypto'
 import { existsSync, promises as fs, readdirSync, readFileSync, statSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
 import { AbortError, AuthenticationError, ChecksumError, DownloadError, InvalidRequestError, IoError, ModelNotFoundError, OrchardError } from '../errors'
 import { type DownloadProgress, downloadTo, httpFetch, withStatus } from '../fetch/http'
+import { expandHome } from '../paths'
 import { acquireLock } from '../fetch/lock'
 
 export type { DownloadProgress } from '../fetch/http'
@@ -62,9 +62,6 @@ export interface CachedModel {
 // ---------------------------------------------------------------------------------------
 // Paths and ids
 
-function expandHome(p: string): string {
-  return p === '~' ? os.homedir() : p.startsWith('~/') ? path.join(os.homedir(), p.slice(2)) : p
-}
 
 export function hubCacheDir(override?: string): string {
   if (override) return path.resolve(expandHome(override))
@@ -124,6 +121,11 @@ function folderToRepoId(folder: string): string | null {
 
 function isLocalPathLike(id: string): boolean {
   return path.isAbsolute(id) || id.startsWith('./') || id.startsWith('../') || id.startsWith('~') || id === '.' || id === '..'
+}
+
+/** An id that names a path on this machine rather than a Hub repository. */
+export function isLocalId(id: string): boolean {
+  return isLocalPathLike(id) || !isRepoId(id)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -451,11 +453,11 @@ const inflight = new Map<string, Inflight>()
 export async function resolveModel(id: string, options: HubOptions & { forceDownload?: boolean } = {}): Promise<ResolvedModel> {
   if (typeof id !== 'string' || id.trim() === '') throw new InvalidRequestError('INVALID_REQUEST', 'id: expected a model id or a local model directory')
   const local = path.resolve(expandHome(id))
-  if (isLocalPathLike(id) || !isRepoId(id) || existsSync(path.join(local, 'config.json'))) {
+  if (isLocalId(id) || existsSync(path.join(local, 'config.json'))) {
     if (existsSync(path.join(local, 'config.json')) || existsSync(path.join(local, 'model_index.json'))) {
       return { requestedId: id, canonicalId: local, path: local, source: 'local' }
     }
-    if (!isRepoId(id) || isLocalPathLike(id)) {
+    if (isLocalId(id)) {
       if (existsSync(local)) return { requestedId: id, canonicalId: local, path: local, source: 'local_source' }
       throw new ModelNotFoundError('MODEL_NOT_FOUND', `cannot resolve model '${id}': no config.json at ${path.join(local, 'config.json')}, and it is not a Hub id (org/name)`)
     }
@@ -542,9 +544,4 @@ export async function resolveModel(id: string, options: HubOptions & { forceDown
       shared.waiters--
     }
   }
-}
-
-/** The git blob id huggingface_hub uses as the etag of small files. */
-export function gitBlobId(content: Buffer): string {
-  return createHash('sha1').update(`blob ${content.length}\0`).update(content).digest('hex')
 }

@@ -8,7 +8,8 @@ import path from 'node:path'
 
 import { AbortError, OrchardError } from '../errors'
 import type { ModelInfo } from '../types'
-import { type DownloadProgress, type HubOptions, isRepoId, resolveModel, type ResolvedModel } from './hub'
+import { expandHome } from '../paths'
+import { type DownloadProgress, type HubOptions, isLocalId, resolveModel, type ResolvedModel } from './hub'
 
 export type ModelLoadState = 'idle' | 'downloading' | 'activating' | 'ready' | 'failed'
 
@@ -25,7 +26,6 @@ export interface ModelStatus {
   modelPath?: string
 }
 
-/** Activate a resolved model in the engine; resolves to the native model info. */
 /** Activate a resolved model in the engine; `signal` aborts when the load is cancelled. */
 export type Activate = (resolved: ResolvedModel, signal: AbortSignal) => Promise<{ info: ModelInfo; nativeId: string }>
 
@@ -35,7 +35,6 @@ interface Attempt {
 }
 
 interface Entry {
-  key: string
   state: ModelLoadState
   error?: OrchardError
   progress: { bytesDownloaded: number; bytesTotal: number | null }
@@ -49,13 +48,9 @@ interface Entry {
   readyOn?: bigint
 }
 
-function isLocal(id: string): boolean {
-  return path.isAbsolute(id) || id.startsWith('.') || id.startsWith('~') || !isRepoId(id)
-}
-
 /** Registry key: the absolute directory for local models, the lower-cased id for Hub models. */
-export function modelKey(id: string): string {
-  return isLocal(id) ? path.resolve(id) : id.toLowerCase()
+function modelKey(id: string): string {
+  return isLocalId(id) ? path.resolve(expandHome(id)) : id.toLowerCase()
 }
 
 export interface RegistryLoadOptions extends HubOptions {
@@ -70,16 +65,16 @@ class ModelRegistry {
 
   #entry(id: string, create: boolean): Entry | undefined {
     const key = modelKey(id)
-    let e = this.#entries.get(key) ?? (isLocal(id) ? undefined : this.#aliases.get(id.toLowerCase()))
+    let e = this.#entries.get(key) ?? (isLocalId(id) ? undefined : this.#aliases.get(id.toLowerCase()))
     if (!e && create) {
-      e = { key, state: 'idle', progress: { bytesDownloaded: 0, bytesTotal: null }, listeners: new Set() }
+      e = { state: 'idle', progress: { bytesDownloaded: 0, bytesTotal: null }, listeners: new Set() }
       this.#entries.set(key, e)
     }
     return e
   }
 
   #alias(e: Entry, id: string): void {
-    if (!isLocal(id)) this.#aliases.set(id.toLowerCase(), e)
+    if (!isLocalId(id)) this.#aliases.set(id.toLowerCase(), e)
   }
 
   load(id: string, activate: Activate, options: RegistryLoadOptions): Promise<ModelInfo> {
@@ -112,7 +107,7 @@ class ModelRegistry {
 
   #start(e: Entry, id: string, activate: Activate, options: RegistryLoadOptions): Attempt {
     const controller = new AbortController()
-    e.state = isLocal(id) ? 'activating' : 'downloading'
+    e.state = isLocalId(id) ? 'activating' : 'downloading'
     e.error = undefined
     e.progress = { bytesDownloaded: 0, bytesTotal: null }
     const cancelled = new Promise<never>((_, reject) => {
@@ -181,7 +176,7 @@ class ModelRegistry {
 
   /** The id the native session knows `model` by, when it was loaded through the registry. */
   nativeId(model: string): string | undefined {
-    const e = this.#entries.get(modelKey(model)) ?? (isLocal(model) ? undefined : this.#aliases.get(model.toLowerCase()))
+    const e = this.#entry(model, false)
     return e?.state === 'ready' ? e.nativeId : undefined
   }
 }
