@@ -3,7 +3,7 @@
 import { createHash, type Hash } from 'node:crypto'
 import { createReadStream, promises as fs } from 'node:fs'
 
-import { AbortError, DownloadError, OrchardError } from '../errors'
+import { AbortError, ChecksumError, DownloadError, OrchardError } from '../errors'
 
 /** Progress of a download, in bytes. `bytesTotal` is null while unknown. */
 export interface DownloadProgress {
@@ -18,6 +18,24 @@ export const USER_AGENT = 'orchard-ts/0.1 (node)'
 export function withStatus<T extends OrchardError>(err: T, status: number | undefined): T & { status?: number } {
   if (status !== undefined) Object.defineProperty(err, 'status', { value: status, enumerable: true })
   return err
+}
+
+/**
+ * Run `attempt` (given its number, from 0), again while it fails with a cut connection or a
+ * server error, up to `retries` more times, backing off from 250 ms to 2 s. A 4xx, a checksum
+ * mismatch or an abort ends it at once.
+ */
+export async function withRetries<T>(retries: number, attempt: (n: number) => Promise<T>): Promise<T> {
+  for (let n = 0; ; n++) {
+    try {
+      return await attempt(n)
+    } catch (e) {
+      const status = (e as { status?: number }).status
+      const retryable = e instanceof DownloadError && !(e instanceof ChecksumError) && !(status !== undefined && status < 500)
+      if (!retryable || n >= retries) throw e
+      await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** n, 2_000)))
+    }
+  }
 }
 
 /** Rethrow fetch/stream failures as typed errors. */

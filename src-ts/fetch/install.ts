@@ -16,7 +16,7 @@ import os from 'node:os'
 import path from 'node:path'
 
 import { AbortError, ChecksumError, DownloadError, OrchardError } from '../errors'
-import { type DownloadProgress, downloadTo, httpFetch, withStatus } from './http'
+import { type DownloadProgress, downloadTo, httpFetch, withRetries, withStatus } from './http'
 import { acquireLock } from './lock'
 import { expandHome } from '../paths'
 import { extractTarGz } from './tar'
@@ -169,23 +169,19 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     const want = entry.sha256?.toLowerCase()
 
     // Download, retrying a cut transfer from scratch; verify before anything is extracted.
-    let digest: string | undefined
-    for (let attempt = 0; ; attempt++) {
+    const { digest } = await withRetries(retries, async () => {
       checkAbort(options.signal)
       try {
-        const r = await downloadTo(url, download, {
+        return await downloadTo(url, download, {
           signal: options.signal,
           hash: 'sha256',
           onBytes: (bytesDownloaded, bytesTotal) => options.onProgress?.({ bytesDownloaded, bytesTotal }),
         })
-        digest = r.digest
-        break
       } catch (e) {
         await fs.rm(download, { force: true })
-        const retryable = e instanceof DownloadError && !((e as { status?: number }).status && (e as { status?: number }).status! < 500)
-        if (!retryable || attempt >= retries) throw e
+        throw e
       }
-    }
+    })
     if (want && digest !== want) {
       throw new ChecksumError('CHECKSUM', `engine ${version} from ${url}: sha256 ${digest ?? '?'} does not match the manifest's ${want}; nothing was installed`)
     }

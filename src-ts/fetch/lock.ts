@@ -55,12 +55,9 @@ async function isStale(file: string): Promise<{ stale: boolean; ino: number } | 
 export interface LockOptions {
   timeoutMs: number
   signal?: AbortSignal
-  /** Called once when the lock is busy and we start waiting. */
-  onWait?: () => void
 }
 
 export interface HeldLock {
-  readonly path: string
   release(): Promise<void>
 }
 
@@ -87,7 +84,6 @@ export async function acquireLock(file: string, options: LockOptions): Promise<H
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
   await fs.writeFile(tmp, JSON.stringify(body))
   let pause = 20
-  let waited = false
   try {
     for (;;) {
       try {
@@ -95,7 +91,6 @@ export async function acquireLock(file: string, options: LockOptions): Promise<H
         const st = await fs.stat(file)
         let released = false
         return {
-          path: file,
           async release() {
             if (released) return
             released = true
@@ -121,10 +116,6 @@ export async function acquireLock(file: string, options: LockOptions): Promise<H
           // gone already
         }
         continue
-      }
-      if (!waited) {
-        waited = true
-        options.onWait?.()
       }
       if (Date.now() >= deadline) {
         throw new TimeoutError('TIMEOUT', `another process held ${file} for more than ${options.timeoutMs} ms`)

@@ -14,7 +14,7 @@ import os from 'node:os'
 import path from 'node:path'
 
 import { AbortError, AuthenticationError, ChecksumError, DownloadError, InvalidRequestError, IoError, ModelNotFoundError, OrchardError } from '../errors'
-import { type DownloadProgress, downloadTo, httpFetch, withStatus } from '../fetch/http'
+import { type DownloadProgress, downloadTo, httpFetch, withRetries, withStatus } from '../fetch/http'
 import { expandHome } from '../paths'
 import { acquireLock } from '../fetch/lock'
 
@@ -394,32 +394,24 @@ async function downloadSnapshot(id: string, o: Required<Pick<HubOptions, 'revisi
     try {
       if (!existsSync(blob)) {
         const incomplete = `${blob}.incomplete`
-        for (let attempt = 0; ; attempt++) {
-          try {
-            const r = await downloadTo(url, incomplete, {
-              headers,
-              signal: o.signal,
-              resume: true,
-              hash: kind === 'sha256' ? 'sha256' : kind === 'gitsha1' ? 'sha1' : undefined,
-              hashPrefix: kind === 'gitsha1' && p.size !== null ? Buffer.from(`blob ${p.size}\0`) : undefined,
-              onBytes: (n) => {
-                progress.set(p.file, n)
-                report(p.file)
-              },
-              onHttpError: (res) => hubError(res, canonicalId, p.file, !!o.token),
-            })
-            if (kind && (kind === 'sha256' || p.size !== null) && r.digest !== etag) {
-              await fs.rm(incomplete, { force: true })
-              throw new ChecksumError('CHECKSUM', `${canonicalId}/${p.file}: downloaded content hashes to ${r.digest ?? '?'}, expected ${etag}; the partial file was deleted`)
-            }
-            break
-          } catch (e) {
-            const status = (e as { status?: number }).status
-            const retryable = e instanceof DownloadError && !(e instanceof ChecksumError) && !(status && status < 500)
-            if (!retryable || attempt >= o.retries) throw e
-            await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, 2_000)))
+        await withRetries(o.retries, async () => {
+          const r = await downloadTo(url, incomplete, {
+            headers,
+            signal: o.signal,
+            resume: true,
+            hash: kind === 'sha256' ? 'sha256' : kind === 'gitsha1' ? 'sha1' : undefined,
+            hashPrefix: kind === 'gitsha1' && p.size !== null ? Buffer.from(`blob ${p.size}\0`) : undefined,
+            onBytes: (n) => {
+              progress.set(p.file, n)
+              report(p.file)
+            },
+            onHttpError: (res) => hubError(res, canonicalId, p.file, !!o.token),
+          })
+          if (kind && (kind === 'sha256' || p.size !== null) && r.digest !== etag) {
+            await fs.rm(incomplete, { force: true })
+            throw new ChecksumError('CHECKSUM', `${canonicalId}/${p.file}: downloaded content hashes to ${r.digest ?? '?'}, expected ${etag}; the partial file was deleted`)
           }
-        }
+        })
         await fs.rename(incomplete, blob)
       }
       await symlinkInto(snapshotDir, p.file, blob)
