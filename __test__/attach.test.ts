@@ -5,19 +5,13 @@ import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs'
 import path from 'node:path'
 
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { afterAll, expect, it } from 'vitest'
 
-import { buildTs } from './fetch-helpers'
-import { emulatorBinary, tempCacheRoot } from './helpers'
+import { distDir, emulatorBinary, tempCacheRoot } from './helpers'
 
-let build: { dir: string; cleanup: () => void }
 const root = tempCacheRoot('attach')
 
-beforeAll(() => {
-  build = buildTs()
-})
 afterAll(() => {
-  build?.cleanup()
   rmSync(root, { recursive: true, force: true })
 })
 
@@ -75,7 +69,7 @@ it('4 processes attach and detach concurrently: one engine at a time, gone after
   }, 15)
   const rounds = 8
   const children = Array.from({ length: 4 }, () => {
-    const child = spawn(process.execPath, ['-e', CHILD, path.join(build.dir, 'index.js'), String(rounds)], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['-e', CHILD, path.join(distDir, 'index.js'), String(rounds)], { env, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))

@@ -4,12 +4,11 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import path from 'node:path'
 
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
 
-import { buildTs, fakeHub, type FakeHub, tinyRepo } from './fetch-helpers'
-import { emulatorBinary, tempCacheRoot } from './helpers'
+import { fakeHub, type FakeHub, tinyRepo } from './fetch-helpers'
+import { distDir, emulatorBinary, tempCacheRoot } from './helpers'
 
-let build: { dir: string; cleanup: () => void }
 const root = tempCacheRoot('cli')
 const env: NodeJS.ProcessEnv = {
   ...process.env,
@@ -21,22 +20,18 @@ const env: NodeJS.ProcessEnv = {
 }
 let hub: FakeHub | undefined
 
-beforeAll(() => {
-  build = buildTs()
-})
 afterEach(async () => {
   await hub?.close()
   hub = undefined
 })
 afterAll(() => {
-  spawnSync(process.execPath, [path.join(build.dir, 'cli.js'), 'engine', 'stop', '--timeout', '2'], { env })
-  build?.cleanup()
+  spawnSync(process.execPath, [path.join(distDir, 'cli.js'), 'engine', 'stop', '--timeout', '2'], { env })
   rmSync(root, { recursive: true, force: true })
 })
 
 /** Run the CLI asynchronously (the fake Hub lives in this process, so never spawnSync). */
 function orchard(args: string[], extra: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [path.join(build.dir, 'cli.js'), ...args], { env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [path.join(distDir, 'cli.js'), ...args], { env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
@@ -49,7 +44,7 @@ describe('orchard CLI', () => {
     const h = await orchard(['--help'])
     expect(h.code).toBe(0)
     expect(h.stdout).toContain('models pull')
-    for (const cmd of [['engine', 'start'], ['engine', 'stop'], ['engine', 'status'], ['engine', 'logs'], ['models', 'pull'], ['models', 'list'], ['models', 'rm']]) {
+    for (const cmd of [['engine', 'start'], ['engine', 'stop'], ['engine', 'status'], ['engine', 'logs'], ['engine', 'install'], ['models', 'pull'], ['models', 'list'], ['models', 'rm']]) {
       const r = await orchard([...cmd, '--help'])
       expect(r.code, cmd.join(' ')).toBe(0)
       expect(r.stdout).toContain(`orchard ${cmd.join(' ')}`)
@@ -93,7 +88,7 @@ describe('orchard CLI', () => {
 
   it('engine start holds the engine; status, logs and stop report it', async () => {
     expect((await orchard(['engine', 'status'])).code).toBe(3)
-    const start: ChildProcess = spawn(process.execPath, [path.join(build.dir, 'cli.js'), 'engine', 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const start: ChildProcess = spawn(process.execPath, [path.join(distDir, 'cli.js'), 'engine', 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
     const line = await new Promise<string>((resolve, reject) => {
       let out = ''
       start.stdout!.on('data', (d: Buffer) => {
@@ -110,6 +105,10 @@ describe('orchard CLI', () => {
     expect(JSON.parse(status.stdout)).toMatchObject({ running: true, pid })
     const logs = await orchard(['engine', 'logs', '-n', '5'])
     expect(logs.code).toBe(0)
+    const logLines = logs.stdout.trimEnd().split('\n')
+    expect(logLines.length).toBeGreaterThan(0)
+    expect(logLines.length).toBeLessThanOrEqual(5)
+    expect(logs.stdout).toMatch(/\S/)
 
     const exited = new Promise<number | null>((r) => start.on('exit', (code) => r(code)))
     start.kill('SIGINT')

@@ -1,14 +1,9 @@
 // Local HTTP servers standing in for the engine manifest server and the Hugging Face Hub,
-// a tiny ustar writer, and a compiled copy of src-ts for child processes.
-import { execFileSync } from 'node:child_process'
+// and a tiny ustar writer.
 import { createHash } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import path from 'node:path'
 import { gzipSync } from 'node:zlib'
-
-import { repoRoot } from './helpers'
 
 export interface TestServer {
   url: string
@@ -239,16 +234,4 @@ export function tinyRepo(id = 'Orchard-Test/Tiny-Llama', shardBytes = 300_000): 
       'README.md': { body: Buffer.from('# tiny') },
     },
   }
-}
-
-// ---------------------------------------------------------------------------------------
-// src-ts compiled for child processes (beside index.js, so the addon and model-specs resolve)
-
-export function buildTs(): { dir: string; cleanup: () => void } {
-  const dir = mkdtempSync(path.join(repoRoot, '.vitest-build-'))
-  execFileSync(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(repoRoot, 'tsconfig.build.json'), '--outDir', dir], {
-    cwd: repoRoot,
-    stdio: 'inherit',
-  })
-  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) }
 }

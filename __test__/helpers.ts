@@ -10,6 +10,8 @@ import type { Client } from '../src-ts'
 export const repoRoot = path.resolve(__dirname, '..')
 export const sharedFixtures = path.resolve(repoRoot, '..', 'shared', 'fixtures')
 export const emulatorBinary = path.join(repoRoot, 'target', 'release', 'proxy_inference_engine')
+/** The built package (`npm test` rebuilds it when src-ts is newer), for child processes. */
+export const distDir = path.join(repoRoot, 'dist')
 
 export function readFixtureText(name: string): string {
   return readFileSync(path.join(sharedFixtures, name), 'utf8')
