@@ -841,6 +841,7 @@ module.exports.buildChatFrame = nativeBinding.buildChatFrame
 module.exports.decodeMessage = nativeBinding.decodeMessage
 module.exports.decodeRequest = nativeBinding.decodeRequest
 module.exports.encodeRequest = nativeBinding.encodeRequest
+module.exports.engineStatus = nativeBinding.engineStatus
 module.exports.installExitHook = nativeBinding.installExitHook
 module.exports.renderChat = nativeBinding.renderChat
 module.exports.stopEngine = nativeBinding.stopEngine
