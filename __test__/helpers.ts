@@ -8,13 +8,14 @@ import { Engine } from '../src-ts'
 import type { Client } from '../src-ts'
 
 export const repoRoot = path.resolve(__dirname, '..')
-export const sharedFixtures = path.resolve(repoRoot, '..', 'shared', 'fixtures')
+/** Reference data: the reference client's prompts and wire frames, and our recorded divergences. */
+export const fixturesDir = path.join(__dirname, 'fixtures')
 export const emulatorBinary = path.join(repoRoot, 'target', 'release', 'proxy_inference_engine')
 /** The built package (`npm test` rebuilds it when src-ts is newer), for child processes. */
 export const distDir = path.join(repoRoot, 'dist')
 
 export function readFixtureText(name: string): string {
-  return readFileSync(path.join(sharedFixtures, name), 'utf8')
+  return readFileSync(path.join(fixturesDir, name), 'utf8')
 }
 
 export function readFixture<T>(name: string): T {

@@ -23,7 +23,7 @@ interface Divergence {
 
 const { cases } = readFixture<{ cases: Case[] }>('prompt-parity.json')
 // Cases where we differ from the reference on purpose, each explained in docs/prompt-divergences.md.
-const divergencePath = path.join(repoRoot, '__test__', 'prompt-divergences.json')
+const divergencePath = path.join(repoRoot, '__test__', 'fixtures', 'prompt-divergences.json')
 const divergences: Divergence[] = existsSync(divergencePath) ? (JSON.parse(readFileSync(divergencePath, 'utf8')) as { cases: Divergence[] }).cases : []
 const divergenceDoc = existsSync(path.join(repoRoot, 'docs', 'prompt-divergences.md')) ? readFileSync(path.join(repoRoot, 'docs', 'prompt-divergences.md'), 'utf8') : ''
 

@@ -1,6 +1,6 @@
 //! Prompt parity with the reference Python client.
 //!
-//! Reads `shared/fixtures/prompt-parity.json` (outside the repository) and renders every case
+//! Reads `__test__/fixtures/prompt-parity.json` (the reference client's output) and renders every case
 //! whose family has a profile in `model-specs/`. Each case must give the exact prompt, layout
 //! and reasoning flag the reference produced; a case the reference crashed on must render.
 //!
@@ -44,7 +44,7 @@ fn manifest_dir() -> PathBuf {
 }
 
 fn fixture_path() -> PathBuf {
-    manifest_dir().join("../../../shared/fixtures/prompt-parity.json")
+    manifest_dir().join("../../__test__/fixtures/prompt-parity.json")
 }
 
 /// The repository's model-specs, or another profile folder named by `ORCHARD_PARITY_SPECS`
@@ -65,9 +65,9 @@ fn family_filter() -> Option<Vec<String>> {
 }
 
 /// Cases where we deliberately differ from the reference (a reference bug), with our expected
-/// output: `__test__/prompt-divergences.json`, explained in `docs/prompt-divergences.md`.
+/// output: `__test__/fixtures/prompt-divergences.json`, explained in `docs/prompt-divergences.md`.
 fn load_divergences() -> Vec<Value> {
-    let path = manifest_dir().join("../../__test__/prompt-divergences.json");
+    let path = manifest_dir().join("../../__test__/fixtures/prompt-divergences.json");
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Vec::new();
     };

@@ -1,4 +1,5 @@
-//! Every request frame of ../shared/fixtures/wire-vectors.json, reproduced byte for byte.
+//! Every request frame of `__test__/fixtures/wire-vectors.json` (the reference serializer's
+//! output), reproduced byte for byte.
 
 use base64::Engine as _;
 use orchard_core::wire::{self, vocab};
@@ -7,10 +8,10 @@ use serde_json::Value;
 fn vectors() -> Vec<Value> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/wire-vectors.json"
+        "/../../__test__/fixtures/wire-vectors.json"
     );
     let text = std::fs::read_to_string(path)
-        .expect("../shared/fixtures/wire-vectors.json beside the checkout");
+        .expect("__test__/fixtures/wire-vectors.json in the repository");
     let doc: Value = serde_json::from_str(&text).unwrap();
     doc["vectors"].as_array().unwrap().clone()
 }

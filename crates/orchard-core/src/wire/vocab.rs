@@ -1,4 +1,4 @@
-//! The reference serializer's input vocabulary (`../shared/fixtures/wire-vectors.json`):
+//! The reference serializer's input vocabulary (`__test__/fixtures/wire-vectors.json`):
 //! `{ request: {...}, prompts: [{ prompt_bytes, sampling_params: {...}, logits_params: {...}, ... }] }`
 //! turned into a typed [`Request`]. Byte fields are base64 strings. Unknown keys and wrong
 //! types are refused with an error naming the field.
