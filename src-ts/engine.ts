@@ -8,7 +8,7 @@ import { type InstallOptions, type InstallResult, installedBinary, installEngine
 import type { DownloadProgress } from './fetch/http'
 import type { ResolvedModel } from './models/hub'
 import { type ModelStatus, registry } from './models/registry'
-import { binding, modelSpecsDir } from './native'
+import { addon, modelSpecsDir } from './native'
 import type { ModelInfo } from './types'
 
 import type { NativeEngine } from '../index'
@@ -28,6 +28,21 @@ export interface EngineStartOptions {
   fetch?: boolean | Omit<InstallOptions, 'signal'>
   /** Engine install directory to look in (default `ORCHARD_HOME`, then `~/.orchard`). */
   home?: string
+  /**
+   * The engine's cache root: `engine.pid`, `engine.lock`, `engine.log` and the IPC sockets
+   * (in `<cacheRoot>/ipc`, whatever `ORCHARD_IPC_ROOT` says). Engines of different cache
+   * roots are independent, also within one process. Default `ORCHARD_CACHE_ROOT`, then
+   * `~/Library/Caches/com.theproxycompany` (macOS) or `~/.cache/com.theproxycompany`.
+   */
+  cacheRoot?: string
+}
+
+/** Options of {@link Engine.stop}. */
+export interface EngineStopOptions {
+  /** How long each signal (SIGINT, SIGTERM) may take before the next (default 5 000 ms). */
+  graceMs?: number
+  /** The cache root whose engine to stop (default: as {@link EngineStartOptions.cacheRoot}). */
+  cacheRoot?: string
 }
 
 export interface LoadModelOptions {
@@ -100,7 +115,7 @@ export class Engine {
     const startupTimeoutMs = checkMs('startupTimeoutMs', options.startupTimeoutMs)
     const lockTimeoutMs = checkMs('lockTimeoutMs', options.lockTimeoutMs)
     const launch = (binary: string | undefined) =>
-      native(() => binding.NativeEngine.start({ binary, startupTimeoutMs, lockTimeoutMs, modelSpecsDir: modelSpecsDir() }))
+      native(() => addon().NativeEngine.start({ binary, cacheRoot: options.cacheRoot, startupTimeoutMs, lockTimeoutMs, modelSpecsDir: modelSpecsDir() }))
     const binary = options.binary ?? defaultBinary(options.home)
     try {
       return new Engine(await launch(binary))
@@ -122,13 +137,13 @@ export class Engine {
   }
 
   /**
-   * Stop the engine of this cache root (SIGINT, then SIGTERM, then SIGKILL, each only while
+   * Stop the engine of a cache root (SIGINT, then SIGTERM, then SIGKILL, each only while
    * the pid is still the engine binary). Every client of that engine loses it.
    * Resolves to the stopped pid, or null when no engine was running.
    */
-  static async stop(options: { graceMs?: number } = {}): Promise<number | null> {
+  static async stop(options: EngineStopOptions = {}): Promise<number | null> {
     const graceMs = checkMs('graceMs', options.graceMs)
-    return native(() => binding.stopEngine(graceMs))
+    return native(() => addon().stopEngine(graceMs, options.cacheRoot))
   }
 
   /** The engine's process id. */

@@ -81,6 +81,35 @@ pub fn ipc_root() -> Result<PathBuf> {
     }
 }
 
+/// The cache root and IPC root of one engine. An explicit cache root (the `cacheRoot` start
+/// option) is private to its engine: its IPC root is `<cache root>/ipc` whatever
+/// `ORCHARD_IPC_ROOT` says. Without one, both come from the environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Roots {
+    pub cache: PathBuf,
+    pub ipc: PathBuf,
+}
+
+impl Roots {
+    pub fn resolve(explicit_cache: Option<&Path>) -> Result<Roots> {
+        match explicit_cache {
+            Some(p) => {
+                let cache = ensure_dir(&expand_user(&p.to_string_lossy()))?;
+                let ipc = ensure_dir(&cache.join("ipc"))?;
+                Ok(Roots { cache, ipc })
+            }
+            None => Ok(Roots {
+                cache: cache_root()?,
+                ipc: ipc_root()?,
+            }),
+        }
+    }
+
+    pub fn endpoints(&self) -> Result<Endpoints> {
+        Endpoints::under(&self.ipc)
+    }
+}
+
 /// The three engine endpoints under one IPC root.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoints {
@@ -136,6 +165,15 @@ mod tests {
         assert_eq!(e.requests, "ipc:///tmp/r/pie_requests.ipc");
         assert_eq!(e.responses, "ipc:///tmp/r/pie_responses.ipc");
         assert_eq!(e.management, "ipc:///tmp/r/pie_management.ipc");
+    }
+
+    #[test]
+    fn an_explicit_cache_root_keeps_its_sockets_inside_it() {
+        let dir = std::env::temp_dir().join(format!("orchard-roots-{}", std::process::id()));
+        let roots = Roots::resolve(Some(&dir)).unwrap();
+        assert_eq!(roots.ipc, roots.cache.join("ipc"));
+        assert!(roots.ipc.is_dir());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

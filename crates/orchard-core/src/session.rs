@@ -16,6 +16,7 @@ use crate::engine::process::ExitWatch;
 use crate::engine::{self, RunningEngine, StartOptions};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::{ModelSpecs, Profile};
+use crate::paths::Roots;
 use crate::tokenizer::TokenDecoder;
 use crate::transport::{block_on_timeout, RequestSlot, Transport};
 use crate::wire::Request;
@@ -60,7 +61,8 @@ pub struct Session {
     models: Mutex<HashMap<String, Arc<LoadedModel>>>,
 }
 
-static CURRENT: Mutex<Option<Arc<Session>>> = Mutex::new(None);
+/// The live session of each cache root (one engine connection per engine).
+static SESSIONS: Mutex<Vec<Arc<Session>>> = Mutex::new(Vec::new());
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -157,17 +159,27 @@ fn connect(opts: &StartOptions, specs_root: &Path) -> Result<Session> {
 
 /// Take a lease on the engine, starting or attaching on the first one.
 pub fn acquire(opts: &StartOptions, specs_root: &Path) -> Result<Arc<Session>> {
-    let mut current = lock(&CURRENT);
-    if let Some(s) = current.as_ref() {
+    let roots = Roots::resolve(opts.cache_root.as_deref())?;
+    let mut sessions = lock(&SESSIONS);
+    if let Some(i) = sessions
+        .iter()
+        .position(|s| s.engine.cache_root == roots.cache)
+    {
+        let s = &sessions[i];
         if !s.transport.is_closed() && engine::pid_alive(s.engine.pid) {
             *lock(&s.leases) += 1;
             return Ok(s.clone());
         }
         s.transport.close();
+        sessions.swap_remove(i);
     }
-    let session = Arc::new(connect(opts, specs_root)?);
+    let opts = StartOptions {
+        cache_root: Some(roots.cache),
+        ..opts.clone()
+    };
+    let session = Arc::new(connect(&opts, specs_root)?);
     *lock(&session.leases) = 1;
-    *current = Some(session.clone());
+    sessions.push(session.clone());
     Ok(session)
 }
 
@@ -183,11 +195,7 @@ impl Session {
         if !last {
             return;
         }
-        let mut current = lock(&CURRENT);
-        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, self)) {
-            *current = None;
-        }
-        drop(current);
+        lock(&SESSIONS).retain(|s| !Arc::ptr_eq(s, self));
         self.disconnect(REGISTER_TIMEOUT);
     }
 
@@ -423,14 +431,26 @@ impl Session {
 
 /// At process exit: deregister quickly and close, whatever leases are still open.
 pub fn shutdown_for_exit() {
-    let current = lock(&CURRENT).take();
-    if let Some(s) = current {
+    let sessions = std::mem::take(&mut *lock(&SESSIONS));
+    for s in sessions {
         s.disconnect(Duration::from_millis(500));
     }
 }
 
-/// Stop the engine of this cache root (administrative; other clients lose it too).
-pub fn stop_engine(grace: Duration) -> Result<Option<u32>> {
-    shutdown_for_exit();
-    engine::stop_engine(grace, Duration::from_secs(30))
+/// Stop the engine of a cache root (default: the environment's; administrative: other
+/// clients lose it too). This process's connection to it closes first.
+pub fn stop_engine(grace: Duration, cache_root: Option<&Path>) -> Result<Option<u32>> {
+    let roots = Roots::resolve(cache_root)?;
+    let ours: Vec<_> = {
+        let mut sessions = lock(&SESSIONS);
+        let (ours, others) = std::mem::take(&mut *sessions)
+            .into_iter()
+            .partition(|s| s.engine.cache_root == roots.cache);
+        *sessions = others;
+        ours
+    };
+    for s in ours {
+        s.disconnect(Duration::from_millis(500));
+    }
+    engine::stop_engine(grace, Duration::from_secs(30), &roots.cache)
 }

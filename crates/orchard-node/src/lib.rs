@@ -123,6 +123,7 @@ pub fn install_exit_hook(env: Env) -> napi::Result<()> {
 #[napi(object)]
 pub struct NativeStartOptions {
     pub binary: Option<String>,
+    pub cache_root: Option<String>,
     pub startup_timeout_ms: Option<u32>,
     pub lock_timeout_ms: Option<u32>,
     pub model_specs_dir: String,
@@ -149,6 +150,7 @@ impl NativeEngine {
     pub async fn start(options: NativeStartOptions) -> napi::Result<NativeEngine> {
         let mut opts = StartOptions {
             binary: options.binary.map(PathBuf::from),
+            cache_root: options.cache_root.map(PathBuf::from),
             ..StartOptions::default()
         };
         if let Some(ms) = options.startup_timeout_ms {
@@ -492,11 +494,13 @@ pub struct NativeEngineStatus {
     pub pid: Option<u32>,
 }
 
-/// Which engine runs for the current cache root (the attach rules, without attaching).
+/// Which engine runs for a cache root (default: the environment's; the attach rules,
+/// without attaching).
 #[napi]
-pub fn engine_status() -> napi::Result<NativeEngineStatus> {
+pub fn engine_status(cache_root: Option<String>) -> napi::Result<NativeEngineStatus> {
     guarded(|| {
-        let root = orchard_core::paths::cache_root()?;
+        let root =
+            orchard_core::paths::Roots::resolve(cache_root.map(PathBuf::from).as_deref())?.cache;
         let pid = orchard_core::engine::read_pid_file(&root)
             .filter(|p| orchard_core::engine::pid_is_engine(*p));
         Ok(NativeEngineStatus {
@@ -506,11 +510,16 @@ pub fn engine_status() -> napi::Result<NativeEngineStatus> {
     })
 }
 
-/// Stop the engine of the current cache root (SIGINT, SIGTERM, SIGKILL with identity checks).
+/// Stop the engine of a cache root (default: the environment's; SIGINT, SIGTERM, SIGKILL
+/// with identity checks).
 #[napi]
-pub async fn stop_engine(grace_ms: Option<u32>) -> napi::Result<Option<u32>> {
+pub async fn stop_engine(
+    grace_ms: Option<u32>,
+    cache_root: Option<String>,
+) -> napi::Result<Option<u32>> {
     let grace = Duration::from_millis(u64::from(grace_ms.unwrap_or(5_000)));
-    blocking(move || session::stop_engine(grace)).await
+    let root = cache_root.map(PathBuf::from);
+    blocking(move || session::stop_engine(grace, root.as_deref())).await
 }
 
 /// Encode a request frame from the reference serializer's vocabulary (JSON text with byte

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::nng::{Protocol, Socket};
-use crate::paths::{self, Endpoints, ENGINE_BINARY_NAME};
+use crate::paths::{Endpoints, Roots, ENGINE_BINARY_NAME};
 use crate::wire::{self, Incoming};
 
 use process::signal;
@@ -67,15 +67,22 @@ pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf> {
         .map(|(p, why)| format!("  {} ({why})", p.display()))
         .collect::<Vec<_>>()
         .join("\n");
+    let fix = if PIE_RUNS_HERE {
+        "Install PIE with `npx orchard engine install` (or Engine.install()), or set \
+         ORCHARD_ENGINE_BINARY to a proxy_inference_engine binary."
+    } else {
+        "PIE, the Orchard engine, runs only on macOS on Apple Silicon, so there is no engine to \
+         start on this platform. For tests and demos, start pie-emulator through orchard-ts/testing: \
+         startTestEngine(), or ORCHARD_ENGINE_BINARY set to emulatorPath()."
+    };
     Err(Error::new(
         ErrorCode::EngineNotFound,
-        format!(
-            "no engine binary found; tried:\n{tried}\nSet ORCHARD_ENGINE_BINARY to a proxy_inference_engine \
-             binary (on Linux, build the emulator with `npm run build:emulator` and use \
-             target/release/proxy_inference_engine), or install PIE into ~/.orchard/bin."
-        ),
+        format!("no engine binary found; tried:\n{tried}\n{fix}"),
     ))
 }
+
+/// PIE is built for macOS on Apple Silicon only.
+const PIE_RUNS_HERE: bool = cfg!(all(target_os = "macos", target_arch = "aarch64"));
 
 /// An exclusive `flock` on `<cache>/engine.lock`, released on drop.
 pub struct EngineLock {
@@ -156,8 +163,8 @@ fn log_tail(cache_root: &Path) -> String {
 
 /// Launch `binary` detached (own session), output to `<cache>/engine.log`, no arguments.
 /// A thread reaps it when it exits, so it never lingers as a zombie.
-pub fn launch(binary: &Path, cache_root: &Path) -> Result<u32> {
-    let log_path = cache_root.join(LOG_FILE);
+pub fn launch(binary: &Path, roots: &Roots) -> Result<u32> {
+    let log_path = roots.cache.join(LOG_FILE);
     let log = File::create(&log_path)
         .map_err(|e| Error::io(&format!("cannot create {}", log_path.display()), e))?;
     let log_err = log
@@ -167,7 +174,8 @@ pub fn launch(binary: &Path, cache_root: &Path) -> Result<u32> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err))
-        .env("ORCHARD_CACHE_ROOT", cache_root);
+        .env("ORCHARD_CACHE_ROOT", &roots.cache)
+        .env("ORCHARD_IPC_ROOT", &roots.ipc);
     // SAFETY: setsid is async-signal-safe and touches only the child.
     unsafe {
         cmd.pre_exec(|| {
@@ -241,6 +249,8 @@ pub fn wait_ready(
 #[derive(Clone, Debug)]
 pub struct StartOptions {
     pub binary: Option<PathBuf>,
+    /// A private cache root (and so IPC root) instead of the environment's.
+    pub cache_root: Option<PathBuf>,
     pub startup_timeout: Duration,
     pub lock_timeout: Duration,
 }
@@ -249,6 +259,7 @@ impl Default for StartOptions {
     fn default() -> Self {
         StartOptions {
             binary: None,
+            cache_root: None,
             startup_timeout: Duration::from_secs(60),
             lock_timeout: Duration::from_secs(30),
         }
@@ -268,8 +279,9 @@ pub struct RunningEngine {
 /// the caller connects and registers under it, so no other process can replace the engine
 /// between this check and the registration (the sockets' paths outlive any one engine).
 pub fn attach_or_launch(opts: &StartOptions) -> Result<(RunningEngine, EngineLock)> {
-    let cache_root = paths::cache_root()?;
-    let endpoints = Endpoints::from_env()?;
+    let roots = Roots::resolve(opts.cache_root.as_deref())?;
+    let endpoints = roots.endpoints()?;
+    let cache_root = roots.cache.clone();
     let lock = EngineLock::acquire(&cache_root, opts.lock_timeout)?;
     if let Some(pid) = read_pid_file(&cache_root).filter(|p| pid_is_engine(*p)) {
         let engine = RunningEngine {
@@ -282,7 +294,7 @@ pub fn attach_or_launch(opts: &StartOptions) -> Result<(RunningEngine, EngineLoc
     }
     remove_pid_file(&cache_root);
     let binary = find_binary(opts.binary.as_deref())?;
-    let pid = launch(&binary, &cache_root)?;
+    let pid = launch(&binary, &roots)?;
     if let Err(e) = wait_ready(&endpoints, pid, opts.startup_timeout, &cache_root) {
         stop_pid(pid, Duration::from_secs(2));
         return Err(e);
@@ -318,14 +330,17 @@ pub fn stop_pid(pid: u32, grace: Duration) -> bool {
 
 /// Stop the engine named by `engine.pid` (administrative; ignores other clients' leases).
 /// Returns the pid that was stopped, if any.
-pub fn stop_engine(grace: Duration, lock_timeout: Duration) -> Result<Option<u32>> {
-    let cache_root = paths::cache_root()?;
-    let _lock = EngineLock::acquire(&cache_root, lock_timeout)?;
-    let Some(pid) = read_pid_file(&cache_root) else {
+pub fn stop_engine(
+    grace: Duration,
+    lock_timeout: Duration,
+    cache_root: &Path,
+) -> Result<Option<u32>> {
+    let _lock = EngineLock::acquire(cache_root, lock_timeout)?;
+    let Some(pid) = read_pid_file(cache_root) else {
         return Ok(None);
     };
     if !pid_is_engine(pid) {
-        remove_pid_file(&cache_root);
+        remove_pid_file(cache_root);
         return Ok(None);
     }
     if !stop_pid(pid, grace) {
@@ -334,7 +349,7 @@ pub fn stop_engine(grace: Duration, lock_timeout: Duration) -> Result<Option<u32
             format!("the engine (pid {pid}) survived SIGINT, SIGTERM and SIGKILL"),
         ));
     }
-    remove_pid_file(&cache_root);
+    remove_pid_file(cache_root);
     let mut f = OpenOptions::new()
         .append(true)
         .open(cache_root.join(LOG_FILE))
@@ -355,6 +370,9 @@ mod tests {
         assert_eq!(err.code, ErrorCode::EngineNotFound);
         assert!(err.message.contains("/nonexistent/proxy_inference_engine"));
         assert!(err.message.contains("ORCHARD_ENGINE_BINARY"));
+        if !PIE_RUNS_HERE {
+            assert!(err.message.contains("orchard-ts/testing"), "{err}");
+        }
     }
 
     #[test]
