@@ -27,8 +27,19 @@ commands:
   models list      list the models in the Hugging Face cache
   models rm ID     delete a model from the Hugging Face cache
 
-Run \`orchard <command> <subcommand> --help\` for its options.
+options:
+  -v, --version    print the orchard-ts version
+  -h, --help       this help
+
+Run \`orchard <group> --help\` for a group's commands and
+\`orchard <group> <command> --help\` for a command's options.
 `
+
+/** `orchard <group> --help`: the group's lines of USAGE. */
+function groupHelp(group: string): string {
+  const lines = USAGE.split('\n').filter((l) => l.startsWith(`  ${group} `))
+  return `usage: orchard ${group} <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`orchard ${group} <command> --help\` for its options.\n`
+}
 
 const HELP: Record<string, string> = {
   'engine start': `usage: orchard engine start [--binary PATH] [--fetch] [--startup-timeout MS]
@@ -198,8 +209,8 @@ async function engineCommand(sub: string | undefined, rest: string[]): Promise<n
     case 'status': {
       const a = parse(rest, { json: { type: 'boolean' } }, false)
       if (a.values.help) return help('engine status')
-      const { binding } = await import('./native')
-      const { cacheRoot: root, pid: found } = binding.engineStatus()
+      const { addon } = await import('./native')
+      const { cacheRoot: root, pid: found } = addon().engineStatus()
       const pid = found ?? null
       if (a.values.json) process.stdout.write(`${JSON.stringify({ running: pid !== null, pid, cacheRoot: root })}\n`)
       else process.stdout.write(pid === null ? `no engine running (cache root ${root})\n` : `engine running, pid ${pid} (cache root ${root})\n`)
@@ -208,8 +219,8 @@ async function engineCommand(sub: string | undefined, rest: string[]): Promise<n
     case 'logs': {
       const a = parse(rest, { lines: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' } }, false)
       if (a.values.help) return help('engine logs')
-      const { binding } = await import('./native')
-      const log = path.join(binding.engineStatus().cacheRoot, 'engine.log')
+      const { addon } = await import('./native')
+      const log = path.join(addon().engineStatus().cacheRoot, 'engine.log')
       if (!existsSync(log)) fail(`no engine log at ${log}`)
       const n = num(a.values.lines, '--lines')
       const text = readFileSync(log, 'utf8')
@@ -316,8 +327,13 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE)
       return group === undefined ? 2 : 0
     }
+    if (group === '--version' || group === '-v' || group === 'version') {
+      const { packageVersion } = await import('./platform')
+      process.stdout.write(`${packageVersion()}\n`)
+      return 0
+    }
     if ((sub === '--help' || sub === '-h') && (group === 'engine' || group === 'models')) {
-      process.stdout.write(`${USAGE}`)
+      process.stdout.write(groupHelp(group))
       return 0
     }
     if (group === 'engine') return await engineCommand(sub, rest)

@@ -1,5 +1,5 @@
 export { Engine } from './engine'
-export type { EngineStartOptions, LoadModelOptions } from './engine'
+export type { EngineStartOptions, EngineStopOptions, LoadModelOptions } from './engine'
 export { Client } from './client'
 export { ChatBatchStream, ChatStream, DeltaStream } from './stream'
 export { ResponseStream } from './responses'
@@ -8,7 +8,28 @@ export type * from './responses-types'
 export { renderChat } from './render'
 export type { RenderInput, RenderedPrompt } from './render'
 export * as wire from './wire'
-export * from './errors'
+export {
+  AbortError,
+  AuthenticationError,
+  ChecksumError,
+  DownloadError,
+  EngineDiedError,
+  EngineError,
+  EngineNotFoundError,
+  EngineStartupError,
+  InternalError,
+  InvalidRequestError,
+  IoError,
+  ModelNotFoundError,
+  ModelNotLoadedError,
+  NativeLoadError,
+  OrchardError,
+  ProtocolError,
+  TemplateError,
+  TimeoutError,
+  TransportError,
+} from './errors'
+export type { OrchardErrorCode } from './errors'
 export type * from './types'
 export type { DownloadProgress, InstallOptions, InstallResult, ManagementCommand, ManagementReply, ModelLoadState, ModelStatus } from './engine'
 export * as models from './models'

@@ -1,33 +1,88 @@
-/** Loads the napi addon (the generated `index.js` beside `package.json`). Internal. */
+/**
+ * Loads the native addon on first use, never at import: `import 'orchard-ts'` works on any
+ * platform, and the first call that needs the addon either gets it or one short
+ * {@link NativeLoadError} saying what is missing and the command that fixes it. Internal.
+ */
 
+import { existsSync } from 'node:fs'
 import path from 'node:path'
 
 import { NativeLoadError } from './errors'
+import { currentPlatform, isPrebuilt, packageRoot, packageVersion, platformPackageName, PREBUILT_PLATFORMS } from './platform'
 
 import type * as Binding from '../index'
 
 export type NativeBinding = typeof Binding
 
-function load(): NativeBinding {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const binding = require('../index.js') as NativeBinding
-    binding.installExitHook()
-    return binding
-  } catch (e) {
-    throw new NativeLoadError(
-      'NATIVE_LOAD',
-      `orchard-ts could not load its native addon for ${process.platform}-${process.arch}. ` +
-        'Run `npm run build` in a source checkout, or reinstall the package so npm fetches the ' +
-        'prebuilt binary for your platform (delete package-lock.json if it was made on another OS).',
-      { cause: e },
-    )
-  }
+const BUILD_FROM_SOURCE =
+  'build it from source: clone the orchard-ts repository and run `npm ci && npm run build` (needs Rust and cmake)'
+
+function firstLine(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e)
+  return text.split('\n', 1)[0] ?? text
 }
 
-export const binding: NativeBinding = load()
+/** A source checkout's build (`npm run build:native`), else the platform package. */
+function requireAddon(platform: string): NativeBinding {
+  const local = path.join(packageRoot, `orchard.${platform}.node`)
+  if (existsSync(local)) return require(local) as NativeBinding
+  const pkg = platformPackageName(platform)
+  let found: string
+  try {
+    found = (require(`${pkg}/package.json`) as { version: string }).version
+  } catch {
+    if (!isPrebuilt(platform)) {
+      throw new NativeLoadError(
+        'NATIVE_LOAD',
+        `orchard-ts has no prebuilt native addon for ${platform} (prebuilt: ${PREBUILT_PLATFORMS.join(', ')}).\n` +
+          `Fix: ${BUILD_FROM_SOURCE}.`,
+      )
+    }
+    throw new NativeLoadError(
+      'NATIVE_LOAD',
+      `orchard-ts cannot find its native addon for ${platform}: the package ${pkg} is not installed ` +
+        `(npm installs it as an optional dependency; it is skipped with --omit=optional or a lockfile made on another platform).\n` +
+        `Fix: npm install ${pkg}@${packageVersion()}`,
+    )
+  }
+  if (found !== packageVersion()) {
+    throw new NativeLoadError(
+      'NATIVE_LOAD',
+      `orchard-ts ${packageVersion()} found ${pkg} ${found}; the two must have the same version.\n` +
+        `Fix: npm install ${pkg}@${packageVersion()}`,
+    )
+  }
+  return require(pkg) as NativeBinding
+}
+
+function load(): NativeBinding {
+  const platform = currentPlatform()
+  let binding: NativeBinding
+  try {
+    binding = requireAddon(platform)
+  } catch (e) {
+    if (e instanceof NativeLoadError) throw e
+    // The file is there but the OS refused it (an older glibc, a damaged download, ...).
+    throw new NativeLoadError(
+      'NATIVE_LOAD',
+      `orchard-ts could not load its native addon for ${platform}: ${firstLine(e)}\n` +
+        `Fix: reinstall orchard-ts (npm install ${platformPackageName(platform)}@${packageVersion()}), or ${BUILD_FROM_SOURCE}.`,
+      process.env.ORCHARD_DEBUG ? { cause: e } : undefined,
+    )
+  }
+  binding.installExitHook()
+  return binding
+}
+
+let loaded: NativeBinding | undefined
+
+/** The native addon, loaded on the first call. */
+export function addon(): NativeBinding {
+  loaded ??= load()
+  return loaded
+}
 
 /** The model-specs folder shipped with the package (override: ORCHARD_MODEL_SPECS). */
 export function modelSpecsDir(): string {
-  return process.env.ORCHARD_MODEL_SPECS || path.resolve(__dirname, '..', 'model-specs')
+  return process.env.ORCHARD_MODEL_SPECS || path.join(packageRoot, 'model-specs')
 }

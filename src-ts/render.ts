@@ -1,7 +1,7 @@
 /** Prompt rendering without an engine. */
 
 import { nativeSync } from './errors'
-import { binding, modelSpecsDir } from './native'
+import { addon, modelSpecsDir } from './native'
 import type { ChatMessage, FunctionTool } from './types'
 
 export interface RenderInput {
@@ -21,5 +21,5 @@ export interface RenderedPrompt {
 
 /** Render the exact prompt text the engine would receive for `input`. */
 export function renderChat(input: RenderInput): RenderedPrompt {
-  return nativeSync(() => binding.renderChat(JSON.stringify(input), modelSpecsDir()))
+  return nativeSync(() => addon().renderChat(JSON.stringify(input), modelSpecsDir()))
 }

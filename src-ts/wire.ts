@@ -1,7 +1,7 @@
 /** Low-level access to the PIE wire codec (for tools, tests and protocol work). */
 
 import { nativeSync } from './errors'
-import { binding, modelSpecsDir } from './native'
+import { addon, modelSpecsDir } from './native'
 import type { ChatDelta, ChatMessage, ChatOptions } from './types'
 
 /** Bytes in the reference vocabulary: base64 text or a Buffer / Uint8Array. */
@@ -69,7 +69,7 @@ function toJson(input: WireRequest): string {
 
 /** Build the request frame (`u32 LE length | JSON | aligned blobs`) the engine reads. */
 export function encodeRequest(input: WireRequest): Buffer {
-  return nativeSync(() => binding.encodeRequest(toJson(input)))
+  return nativeSync(() => addon().encodeRequest(toJson(input)))
 }
 
 /**
@@ -79,13 +79,13 @@ export function encodeRequest(input: WireRequest): Buffer {
  */
 export function decodeRequest(frame: Uint8Array): WireRequest {
   const buf = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
-  return JSON.parse(nativeSync(() => binding.decodeRequest(buf))) as WireRequest
+  return JSON.parse(nativeSync(() => addon().decodeRequest(buf))) as WireRequest
 }
 
 /** Decode one message from the response socket: a delta or an engine event. */
 export function decodeMessage(message: Uint8Array): WireMessage {
   const buf = Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength)
-  const m = nativeSync(() => binding.decodeMessage(buf))
+  const m = nativeSync(() => addon().decodeMessage(buf))
   if (m.kind === 'delta' && m.deltaJson != null && m.channel != null) {
     return { kind: 'delta', channel: m.channel, delta: JSON.parse(m.deltaJson) as ChatDelta }
   }
@@ -103,6 +103,6 @@ export function buildChatFrame(input: {
   options?: Omit<ChatOptions, 'signal'>
 }): Buffer {
   return nativeSync(() =>
-    binding.buildChatFrame(JSON.stringify(input.config), JSON.stringify(input.messages), JSON.stringify(input.options ?? {}), modelSpecsDir()),
+    addon().buildChatFrame(JSON.stringify(input.config), JSON.stringify(input.messages), JSON.stringify(input.options ?? {}), modelSpecsDir()),
   )
 }
