@@ -6,11 +6,13 @@ import { afterAll, beforeAll } from 'vitest'
 
 import { Engine } from '../src-ts'
 import type { Client } from '../src-ts'
+import { emulatorPath } from '../src-ts/testing'
 
 export const repoRoot = path.resolve(__dirname, '..')
 /** Reference data: the reference client's prompts and wire frames, and our recorded divergences. */
 export const fixturesDir = path.join(__dirname, 'fixtures')
-export const emulatorBinary = path.join(repoRoot, 'target', 'release', 'proxy_inference_engine')
+/** The emulator the suites launch (the source build; orchard-ts/testing finds it the same way). */
+export const emulatorBinary = emulatorPath()
 /** The built package (`npm test` rebuilds it when src-ts is newer), for child processes. */
 export const distDir = path.join(repoRoot, 'dist')
 
