@@ -42,8 +42,13 @@ export function buildIfNeeded() {
   const addon = nativeAddon()
   if (!addon || mtime(addon) < rust) run('build:native')
   if (mtime(emulatorBinary) < rust) run('build:emulator')
-  const ts = Math.max(newest(path.join(root, 'src-ts'), ['.ts']), mtime(path.join(root, 'index.d.ts')))
-  if (mtime(path.join(root, 'dist', 'index.js')) < ts) run('build:ts')
+  const ts = Math.max(
+    newest(path.join(root, 'src-ts'), ['.ts']),
+    mtime(path.join(root, 'index.d.ts')),
+    mtime(path.join(root, 'package.json')),
+    mtime(path.join(root, 'scripts', 'esm-entries.mjs')),
+  )
+  if (Math.min(mtime(path.join(root, 'dist', 'index.js')), mtime(path.join(root, 'dist', 'index.mjs'))) < ts) run('build:ts')
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

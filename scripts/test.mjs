@@ -1,5 +1,6 @@
-// `npm test`: format, lint, Rust tests, type check, then the vitest suites against the
-// emulator. Stops at the first failing step.
+// `npm test`: format, lint, Rust tests, type check, the vitest suites against the emulator,
+// then the install test (the packed tarballs in a fresh project). Stops at the first failing
+// step; ends with one line counting the JavaScript-side tests.
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
@@ -9,6 +10,22 @@ import { buildIfNeeded, root } from './build-if-needed.mjs'
 
 const reportDir = mkdtempSync(path.join(os.tmpdir(), 'orchard-vitest-'))
 const report = path.join(reportDir, 'report.json')
+const counts = { passed: 0, failed: 0 }
+
+/** Run the install test, counting its `ok` / `not ok` lines. */
+function installTest() {
+  let out = ''
+  try {
+    out = execFileSync(process.execPath, [path.join(root, 'scripts', 'install-test.mjs')], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  } catch (e) {
+    out = e.stdout ?? ''
+    throw e
+  } finally {
+    process.stdout.write(out)
+    counts.passed += (out.match(/^ok /gm) ?? []).length
+    counts.failed += (out.match(/^not ok /gm) ?? []).length
+  }
+}
 
 const steps = [
   ['cargo fmt --check', 'cargo', ['fmt', '--all', '--', '--check']],
@@ -17,13 +34,14 @@ const steps = [
   ['tsc --noEmit', 'npx', ['tsc', '--noEmit', '-p', 'tsconfig.json']],
   ['build (if needed)', null, buildIfNeeded],
   ['vitest', 'npx', ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`]],
+  ['install test', null, installTest],
 ]
 
-function summarizeVitest() {
+function countVitest() {
   if (!existsSync(report)) return
   const r = JSON.parse(readFileSync(report, 'utf8'))
-  // A plain closing line any CI can read.
-  console.log(`vitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed`)
+  counts.passed += r.numPassedTests
+  counts.failed += r.numFailedTests
 }
 
 let failed = null
@@ -35,10 +53,13 @@ for (const [name, cmd, args] of steps) {
   } catch {
     failed = name
     break
+  } finally {
+    if (name === 'vitest') countVitest()
   }
 }
-summarizeVitest()
 rmSync(reportDir, { recursive: true, force: true })
+// A plain closing line any CI can read (vitest and the install test).
+console.log(`tests: ${counts.passed} passed, ${counts.failed} failed`)
 if (failed) {
   console.error(`\n${failed} failed`)
   process.exit(1)
