@@ -62,9 +62,11 @@ export interface TarMember {
   name: string
   body?: Buffer
   mode?: number
-  type?: 'file' | 'dir' | 'symlink'
+  type?: 'file' | 'dir' | 'symlink' | 'hardlink' | 'chardev' | 'fifo'
   linkname?: string
 }
+
+const TYPE_FLAG: Record<NonNullable<TarMember['type']>, string> = { file: '0', hardlink: '1', symlink: '2', chardev: '3', dir: '5', fifo: '6' }
 
 function header(m: TarMember, size: number): Buffer {
   const h = Buffer.alloc(512)
@@ -75,7 +77,7 @@ function header(m: TarMember, size: number): Buffer {
   h.write(`${size.toString(8).padStart(11, '0')}\0`, 124)
   h.write(`${Math.floor(Date.now() / 1000).toString(8).padStart(11, '0')}\0`, 136)
   h.write('        ', 148)
-  h.write(m.type === 'dir' ? '5' : m.type === 'symlink' ? '2' : '0', 156)
+  h.write(TYPE_FLAG[m.type ?? 'file'], 156)
   if (m.linkname) h.write(m.linkname, 157, 100)
   h.write('ustar\0', 257)
   h.write('00', 263)

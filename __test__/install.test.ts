@@ -1,10 +1,12 @@
 // Engine binary fetch against a local manifest server: success, checksum mismatch,
 // interrupted transfer, bad archives, 404, the install lock, and Engine.start({ fetch }).
+import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
+import * as tar from 'tar'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 
 import { ChecksumError, DownloadError, Engine, type DownloadProgress } from '../src-ts'
@@ -33,7 +35,8 @@ const fakeEngine = Buffer.from('#!/bin/sh\necho engine\n')
 interface Release {
   version: string
   archive: Buffer
-  sha256?: string
+  /** Default: the archive's digest; null leaves it out of the manifest. */
+  sha256?: string | null
   cutOnce?: number
 }
 
@@ -43,7 +46,7 @@ async function manifestServer(releases: Release[], latest = releases[0]!.version
   return serve((req, res) => {
     const u = new URL(req.url ?? '/', 'http://x')
     if (u.pathname === '/manifest') {
-      const versions = Object.fromEntries(releases.map((r) => [r.version, { url: `/dl/${r.version}.tar.gz`, sha256: r.sha256 ?? sha256(r.archive) }]))
+      const versions = Object.fromEntries(releases.map((r) => [r.version, { url: `/dl/${r.version}.tar.gz`, sha256: r.sha256 === null ? undefined : (r.sha256 ?? sha256(r.archive)) }]))
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end(JSON.stringify({ latest, versions }))
       return
@@ -199,6 +202,242 @@ describe('Engine.install', () => {
       delete process.env.ORCHARD_HOME
       delete process.env.ORCHARD_MANIFEST_URL
     }
+  })
+})
+
+/** Every path below `dir` (links not followed) with its kind, mode, link count and content. */
+function treeState(dir: string, skip: string[] = []): Record<string, string> {
+  const out: Record<string, string> = {}
+  const walk = (rel: string) => {
+    for (const name of readdirSync(path.join(dir, rel))) {
+      const r = path.join(rel, name)
+      if (skip.includes(r)) continue
+      const full = path.join(dir, r)
+      const st = lstatSync(full)
+      if (st.isSymbolicLink()) out[r] = `link -> ${readlinkSync(full)}`
+      else if (st.isDirectory()) {
+        out[r] = `dir ${(st.mode & 0o777).toString(8)}`
+        walk(r)
+      } else out[r] = `file ${(st.mode & 0o777).toString(8)} nlink=${st.nlink} ${readFileSync(full, 'utf8')}`
+    }
+  }
+  walk('')
+  return out
+}
+
+/** The members of a .tar.gz as node-tar reads them: `name type [-> linkpath]`. */
+async function listArchive(archive: Buffer): Promise<string[]> {
+  const dir = tempCacheRoot('list')
+  roots.push(dir)
+  const file = path.join(dir, 'a.tar.gz')
+  writeFileSync(file, archive)
+  const out: string[] = []
+  await tar.t({ file, onReadEntry: (e) => out.push(`${e.path} ${e.type}${e.linkpath ? ` -> ${e.linkpath}` : ''}`) })
+  return out
+}
+
+describe('Engine.install never writes or deletes outside its staging directory', () => {
+  // <area>/home is ORCHARD_HOME; the rest of <area> must come through every refused install unchanged.
+  let area = ''
+  beforeEach(() => {
+    area = tempCacheRoot('area')
+    roots.push(area)
+    home = path.join(area, 'home')
+    mkdirSync(home)
+    mkdirSync(path.join(area, 'X'))
+    writeFileSync(path.join(area, 'X', 'keep.txt'), 'precious')
+    mkdirSync(path.join(area, 'sibling'))
+    writeFileSync(path.join(area, 'sibling', 'data.txt'), 'sibling data')
+    writeFileSync(path.join(area, 'outside.txt'), 'outside')
+  })
+
+  const outsideHome = () => treeState(area, ['home'])
+
+  /** Nothing installed in <home>, no staging or download left, no version. */
+  function nothingInstalled(): void {
+    expect(readdirSync(home).filter((n) => n !== 'versions')).toEqual([])
+    if (existsSync(path.join(home, 'versions'))) expect(readdirSync(path.join(home, 'versions'))).toEqual([])
+  }
+
+  async function expectRefused(archive: Buffer, why: RegExp, opts: { sha256?: string | null } = {}): Promise<Error> {
+    const before = outsideHome()
+    expect(before['X/keep.txt']).toMatch(/^file \d+ nlink=1 precious$/)
+    server = await manifestServer([{ version: '1.0.0', archive, sha256: opts.sha256 }])
+    const err = await Engine.install({ home, manifestUrl: server.url }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(DownloadError)
+    expect((err as Error).message).toMatch(why)
+    expect((err as Error).message).toContain('nothing was installed')
+    expect(outsideHome()).toEqual(before)
+    expect(readFileSync(path.join(area, 'X', 'keep.txt'), 'utf8')).toBe('precious')
+    expect(readFileSync(path.join(area, 'sibling', 'data.txt'), 'utf8')).toBe('sibling data')
+    expect(statSync(path.join(area, 'outside.txt')).nlink).toBe(1)
+    nothingInstalled()
+    await server.close()
+    server = undefined
+    return err as Error
+  }
+
+  it('chained symlinks (l1 -> ., l2 -> l1/.., l3 -> l2/.., l4 -> l3/..) and a member l4/X: refused, nothing outside touched', async () => {
+    // From <home>/versions/<staging>, l4 is <area>: l4/X is the sentinel directory <area>/X.
+    const chain: TarMember[] = [
+      { name: 'l1', type: 'symlink', linkname: '.' },
+      { name: 'l2', type: 'symlink', linkname: 'l1/..' },
+      { name: 'l3', type: 'symlink', linkname: 'l2/..' },
+      { name: 'l4', type: 'symlink', linkname: 'l3/..' },
+      { name: 'l4/X', body: Buffer.from('pwned') },
+    ]
+    const archive = engineArchive(fakeEngine, chain)
+    expect(await listArchive(archive)).toEqual(
+      expect.arrayContaining(['l1 SymbolicLink -> .', 'l2 SymbolicLink -> l1/..', 'l3 SymbolicLink -> l2/..', 'l4 SymbolicLink -> l3/..', 'l4/X File']),
+    )
+    const err = await expectRefused(archive, /symlink 'l2' -> 'l1\/\.\.' points outside the archive/)
+    expect(err.message).toMatch(/^engine 1\.0\.0 from http:.*: bad engine archive: /)
+    // The same chain in reverse order: each link is checked against the links that come later too.
+    await expectRefused(engineArchive(fakeEngine, chain.slice(0, 4).reverse()), /symlink 'l\d' -> '.*' points outside the archive/)
+    // A member below a symlink is never written, even when the link stays inside.
+    await expectRefused(engineArchive(fakeEngine, [{ name: 'in', type: 'symlink', linkname: 'share' }, { name: 'in/file', body: Buffer.from('x') }]), /member 'in\/file' would be written through the symlink 'in'/)
+  })
+
+  it('symlinks to absolute paths or out of the archive are refused', async () => {
+    await expectRefused(engineArchive(fakeEngine, [{ name: 'bin/evil', type: 'symlink', linkname: path.join(area, 'outside.txt') }]), /symlink 'bin\/evil' points to an absolute path/)
+    await expectRefused(engineArchive(fakeEngine, [{ name: 'bin/up', type: 'symlink', linkname: '../../X' }]), /symlink 'bin\/up' -> '\.\.\/\.\.\/X' points outside the archive/)
+    // Two links that each look harmless but end outside together.
+    await expectRefused(
+      engineArchive(fakeEngine, [
+        { name: 'share/a', type: 'symlink', linkname: '../b/..' },
+        { name: 'b', type: 'symlink', linkname: 'share/..' },
+      ]),
+      /points outside the archive/,
+    )
+  })
+
+  it('hard links out of the archive are refused and never created', async () => {
+    const outside = path.join(area, 'outside.txt')
+    await expectRefused(engineArchive(fakeEngine, [{ name: 'bin/hl', type: 'hardlink', linkname: outside }]), /hard link 'bin\/hl' to .* has an absolute path/)
+    await expectRefused(engineArchive(fakeEngine, [{ name: 'bin/hl', type: 'hardlink', linkname: '../../../outside.txt' }]), /escapes the archive root/)
+    await expectRefused(
+      engineArchive(fakeEngine, [
+        { name: 'up', type: 'symlink', linkname: 'bin' },
+        { name: 'hl', type: 'hardlink', linkname: 'up/proxy_inference_engine' },
+      ]),
+      /hard link 'hl' -> 'up\/proxy_inference_engine' goes through the symlink 'up'/,
+    )
+    await expectRefused(engineArchive(fakeEngine, [{ name: 'hl', type: 'hardlink', linkname: 'nothing/here' }]), /does not name a regular file earlier in the archive/)
+  })
+
+  it('../ and absolute members are refused; so are device files and fifos', async () => {
+    await expectRefused(engineArchive(fakeEngine, [{ name: '../../../X/keep.txt', body: Buffer.from('overwritten') }]), /member '\.\.\/\.\.\/\.\.\/X\/keep\.txt' escapes the archive root/)
+    await expectRefused(engineArchive(fakeEngine, [{ name: 'share/../../x', body: Buffer.from('x') }]), /escapes the archive root/)
+    await expectRefused(engineArchive(fakeEngine, [{ name: path.join(area, 'X', 'keep.txt'), body: Buffer.from('overwritten') }]), /has an absolute path/)
+    await expectRefused(engineArchive(fakeEngine, [{ name: 'bin/fifo', type: 'fifo' }]), /member 'bin\/fifo' is a device file or fifo \(FIFO\)/)
+    await expectRefused(engineArchive(fakeEngine, [{ name: 'bin/tty', type: 'chardev' }]), /member 'bin\/tty' is a device file or fifo \(CharacterDevice\)/)
+  })
+
+  it('a manifest entry without a sha256, or with a malformed one, is refused before downloading', async () => {
+    for (const [sha, why] of [
+      [null, /gives no sha256 for engine 1\.0\.0/],
+      ['abc123', /gives an invalid sha256 "abc123"/],
+      ['g'.repeat(64), /invalid sha256/],
+    ] as const) {
+      const err = await expectRefused(engineArchive(), why, { sha256: sha })
+      expect(err).toBeInstanceOf(ChecksumError)
+      expect((err as ChecksumError).code).toBe('CHECKSUM')
+    }
+    expect(existsSync(path.join(home, 'versions'))).toBe(false)
+  })
+
+  it('a top-level archive name that already exists in ORCHARD_HOME is left as it is', async () => {
+    // A directory, a file and a foreign symlink of the user's, with the names of archive entries.
+    mkdirSync(path.join(home, 'share'))
+    writeFileSync(path.join(home, 'share', 'notes.txt'), 'mine')
+    writeFileSync(path.join(home, 'lib'), 'also mine')
+    symlinkSync(path.join(area, 'sibling'), path.join(home, 'doc'))
+    const extra: TarMember[] = [
+      { name: 'lib/libpie.so', body: Buffer.from('so') },
+      { name: 'doc/manual.txt', body: Buffer.from('manual') },
+      { name: 'extra/ok', body: Buffer.from('ok') },
+    ]
+    const before = treeState(area, ['home'])
+    const userShare = treeState(path.join(home, 'share'))
+    server = await manifestServer([
+      { version: '2.0.0', archive: engineArchive(Buffer.from('#!/bin/sh\necho two\n'), extra) },
+      { version: '1.0.0', archive: engineArchive(fakeEngine, extra) },
+    ])
+    await Engine.install({ home, manifestUrl: server.url, version: '1.0.0' })
+    const r = await Engine.install({ home, manifestUrl: server.url })
+    expect(r).toMatchObject({ version: '2.0.0', installed: true })
+    expect(treeState(area, ['home'])).toEqual(before)
+    expect(treeState(path.join(home, 'share'))).toEqual(userShare)
+    expect(Object.keys(userShare)).toEqual(['notes.txt'])
+    expect(readFileSync(path.join(home, 'lib'), 'utf8')).toBe('also mine')
+    expect(readlinkSync(path.join(home, 'doc'))).toBe(path.join(area, 'sibling'))
+    // What the archive has is in the version directory; free names are linked as before.
+    expect(readFileSync(path.join(home, 'versions', '2.0.0', 'share', 'README'), 'utf8')).toBe('hi')
+    expect(readlinkSync(path.join(home, 'extra'))).toBe(path.join('versions', '2.0.0', 'extra'))
+    expect(execFileSync(r.path, { encoding: 'utf8' })).toBe('two\n')
+    expect(readdirSync(path.join(home, 'versions'))).toEqual(['2.0.0'])
+  })
+
+  it('a <home>/bin that is not the installer\'s link stops the install and is kept', async () => {
+    mkdirSync(path.join(home, 'bin'))
+    writeFileSync(path.join(home, 'bin', 'tool'), 'my tool')
+    const userBin = treeState(path.join(home, 'bin'))
+    server = await manifestServer([{ version: '1.0.0', archive: engineArchive() }])
+    const err = await Engine.install({ home, manifestUrl: server.url }).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(DownloadError)
+    expect((err as Error).message).toMatch(/bin exists and is not a link the engine installer made; .*nothing was installed/)
+    expect(treeState(path.join(home, 'bin'))).toEqual(userBin)
+    expect(readFileSync(path.join(home, 'bin', 'tool'), 'utf8')).toBe('my tool')
+    expect(existsSync(path.join(home, 'version.txt'))).toBe(false)
+    expect(readdirSync(path.join(home, 'versions'))).toEqual([])
+  })
+
+  it('an archive made by node-tar with relative symlinks inside installs and runs; so does one with an inside hard link', async () => {
+    const src = path.join(tempCacheRoot('src'), 'engine')
+    roots.push(path.dirname(src))
+    mkdirSync(path.join(src, 'bin'), { recursive: true })
+    mkdirSync(path.join(src, 'libexec'))
+    writeFileSync(path.join(src, 'bin', 'proxy_inference_engine'), fakeEngine)
+    writeFileSync(path.join(src, 'libexec', 'pie'), '#!/bin/sh\necho pie\n')
+    chmodSync(path.join(src, 'bin', 'proxy_inference_engine'), 0o755)
+    chmodSync(path.join(src, 'libexec', 'pie'), 0o755)
+    symlinkSync('../libexec/pie', path.join(src, 'bin', 'pie'))
+    symlinkSync('libexec', path.join(src, 'lib'))
+    // (No hard links here: node-tar's packer mishandles them, isaacs/node-tar#448/#460.)
+    const file = path.join(path.dirname(src), 'engine.tar.gz')
+    await tar.c({ gzip: true, cwd: src, file, portable: true }, ['bin', 'libexec', 'lib'])
+    const archive = readFileSync(file)
+    expect(await listArchive(archive)).toEqual(expect.arrayContaining(['bin/pie SymbolicLink -> ../libexec/pie', 'lib SymbolicLink -> libexec']))
+    const before = outsideHome()
+    server = await manifestServer([{ version: '3.1.4', archive }])
+    const r = await Engine.install({ home, manifestUrl: server.url })
+    expect(r).toMatchObject({ version: '3.1.4', installed: true })
+    expect(execFileSync(r.path, { encoding: 'utf8' })).toBe('engine\n')
+    expect(execFileSync(path.join(home, 'bin', 'pie'), { encoding: 'utf8' })).toBe('pie\n')
+    expect(execFileSync(path.join(home, 'lib', 'pie'), { encoding: 'utf8' })).toBe('pie\n')
+    const v = path.join(home, 'versions', '3.1.4')
+    expect(readlinkSync(path.join(v, 'bin', 'pie'))).toBe('../libexec/pie')
+    expect(lstatSync(path.join(v, 'lib')).isSymbolicLink()).toBe(true)
+    expect(statSync(v).mode & 0o777).toBe(0o755)
+    expect(outsideHome()).toEqual(before)
+    expect(leftovers(home)).toEqual([])
+    await server.close()
+
+    // A hard link to an earlier file of the archive is kept as a hard link.
+    const linked = engineArchive(fakeEngine, [
+      { name: 'libexec/pie', body: Buffer.from('#!/bin/sh\necho pie\n'), mode: 0o755 },
+      { name: 'libexec/pie-again', type: 'hardlink', linkname: 'libexec/pie' },
+    ])
+    expect(await listArchive(linked)).toContain('libexec/pie-again Link -> libexec/pie')
+    server = await manifestServer([{ version: '3.1.5', archive: linked }])
+    await Engine.install({ home, manifestUrl: server.url })
+    const v2 = path.join(home, 'versions', '3.1.5')
+    expect(statSync(path.join(v2, 'libexec', 'pie-again')).nlink).toBe(2)
+    expect(execFileSync(path.join(home, 'libexec', 'pie-again'), { encoding: 'utf8' })).toBe('pie\n')
+    // Links of the old version that the new one lacks are gone; the old version too.
+    expect(existsSync(path.join(home, 'lib'))).toBe(false)
+    expect(readdirSync(path.join(home, 'versions'))).toEqual(['3.1.5'])
+    expect(outsideHome()).toEqual(before)
   })
 })
 

@@ -1,13 +1,19 @@
 /**
  * Fetch and install the engine binary (protocol.md §7.2): a manifest per channel and
- * platform, a sha256-checked tarball, extraction into a staging directory, then an atomic
+ * platform, a sha256-checked tarball (a manifest entry without a sha256 is refused),
+ * extraction with node-tar into a private staging directory (see ./tar.ts), then an atomic
  * switch of `<home>/bin` under `<home>/install.lock`.
  *
  * Layout of `<home>` (default `~/.orchard`, override `ORCHARD_HOME` or `home`):
  *   bin -> versions/<version>/bin   (a symlink, swapped with one rename)
+ *   <name> -> versions/<version>/<name>  (other top-level archive entries, where <home> has nothing of that name)
  *   versions/<version>/...          (the extracted archive)
+ *   versions/.staging-XXXXXX        (mkdtemp, 0700; renamed to versions/<version> when complete)
  *   version.txt                     (the installed version)
  *   install.lock
+ *
+ * The installer changes nothing in `<home>` but these: it never moves aside or deletes a
+ * file, directory or foreign link that happens to share a name with an archive entry.
  */
 
 import { randomBytes } from 'node:crypto'
@@ -121,17 +127,42 @@ function checkAbort(signal?: AbortSignal): void {
   if (signal?.aborted) throw new AbortError('engine install was aborted')
 }
 
+const SHA256_HEX = /^[0-9a-f]{64}$/i
+
+/** The directory name of a version under `versions/`; throws for names that could not be one. */
+function versionDirName(version: string, channel: string): string {
+  const safe = version.replace(/[^A-Za-z0-9._+-]/g, '_')
+  if (!/^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/.test(safe) || safe.startsWith('.staging-')) {
+    throw new DownloadError('DOWNLOAD', `the ${channel} manifest names an unusable version ${JSON.stringify(version.slice(0, 80))}; nothing was installed`)
+  }
+  return safe
+}
+
+/** Files in `<home>` the installer itself writes; an archive entry of that name is not linked. */
+const RESERVED = new Set(['version.txt', 'versions', 'install.lock'])
+
+/** A `<home>/<name>` symlink this installer made: `versions/<version>/<name>`. */
+function ownLink(name: string, target: string): boolean {
+  const m = /^versions\/([^/]+)\/([^/]+)$/.exec(target)
+  return !!m && m[2] === name && m[1] !== '.' && m[1] !== '..'
+}
+
+/** What is at `<home>/<name>`: nothing, a link this installer made, or something else. */
+async function homeEntry(at: string, name: string): Promise<'none' | 'ours' | 'foreign'> {
+  const st = await fs.lstat(at).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return null
+    throw e
+  })
+  if (!st) return 'none'
+  if (!st.isSymbolicLink()) return 'foreign'
+  return ownLink(name, await fs.readlink(at)) ? 'ours' : 'foreign'
+}
+
+/** Point `link` at `target` by renaming a new symlink over it (it is absent or one of ours). */
 async function swapSymlink(link: string, target: string): Promise<void> {
   const tmp = `${link}.${randomBytes(4).toString('hex')}.new`
   await fs.symlink(target, tmp)
   try {
-    const st = await fs.lstat(link).catch(() => null)
-    if (st && !st.isSymbolicLink()) {
-      // A plain directory from another installer: move it aside first.
-      const aside = path.join(path.dirname(link), 'versions', `.old-${path.basename(link)}-${randomBytes(4).toString('hex')}`)
-      await fs.rename(link, aside)
-      fs.rm(aside, { recursive: true, force: true }).catch(() => undefined)
-    }
     await fs.rename(tmp, link)
   } catch (e) {
     await fs.unlink(tmp).catch(() => undefined)
@@ -152,7 +183,8 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
   const lock = await acquireLock(path.join(home, 'install.lock'), { timeoutMs: options.lockTimeoutMs ?? 300_000, signal: options.signal })
   const versionsDir = path.join(home, 'versions')
   const download = path.join(home, `.download-${process.pid}-${randomBytes(4).toString('hex')}.tar.gz`)
-  const staging = path.join(versionsDir, `.staging-${process.pid}-${randomBytes(4).toString('hex')}`)
+  // A fresh private directory (mkdtemp, mode 0700) made once the download is verified.
+  let staging: string | null = null
   try {
     const current = await installedVersion(home)
     const manifest = await fetchManifest({ channel, manifestUrl: options.manifestUrl, installed: current, signal: options.signal })
@@ -165,8 +197,13 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     if (current === version && !options.reinstall) {
       return { version, path: installedBinary(home), home, installed: false }
     }
+    const safeVersion = versionDirName(version, channel)
     const url = new URL(entry.url, `${manifestBase(options.manifestUrl)}/`).toString()
-    const want = entry.sha256?.toLowerCase()
+    if (typeof entry.sha256 !== 'string' || !SHA256_HEX.test(entry.sha256)) {
+      const got = entry.sha256 === undefined ? 'no sha256' : `an invalid sha256 ${JSON.stringify(String(entry.sha256).slice(0, 80))}`
+      throw new ChecksumError('CHECKSUM', `the ${channel} manifest gives ${got} for engine ${version} (${url}); an unverified download is never installed; nothing was installed`)
+    }
+    const want = entry.sha256.toLowerCase()
 
     // Download, retrying a cut transfer from scratch; verify before anything is extracted.
     const { digest } = await withRetries(retries, async () => {
@@ -182,34 +219,56 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
         throw e
       }
     })
-    if (want && digest !== want) {
+    if (digest !== want) {
       throw new ChecksumError('CHECKSUM', `engine ${version} from ${url}: sha256 ${digest ?? '?'} does not match the manifest's ${want}; nothing was installed`)
     }
 
-    // Extract into staging, check, then publish with renames.
-    await fs.mkdir(staging, { recursive: true })
-    await extractTarGz(download, staging)
+    // Extract into a private staging directory and check it; only that directory is published.
+    await fs.mkdir(versionsDir, { recursive: true })
+    staging = await fs.mkdtemp(path.join(versionsDir, '.staging-'))
+    try {
+      await extractTarGz(download, staging)
+    } catch (e) {
+      if (e instanceof DownloadError) throw new DownloadError('DOWNLOAD', `engine ${version} from ${url}: ${e.message}; nothing was installed`, { cause: e })
+      throw e
+    }
     const bin = path.join(staging, 'bin', ENGINE_BINARY_NAME)
     const st = await fs.lstat(bin).catch(() => null)
     if (!st || !st.isFile()) {
       throw new DownloadError('DOWNLOAD', `engine ${version} from ${url}: the archive has no bin/${ENGINE_BINARY_NAME}; nothing was installed`)
     }
     await fs.chmod(bin, 0o755)
-    checkAbort(options.signal)
 
-    const safeVersion = version.replace(/[^A-Za-z0-9._+-]/g, '_')
+    // Each top-level entry of the archive is linked from <home> only where <home> has nothing of
+    // that name or a link this installer made; anything else there is left as it is (`bin` must
+    // be ours, or the install stops here).
+    const publish: string[] = []
+    for (const name of await fs.readdir(staging)) {
+      if (RESERVED.has(name) || name.startsWith('.')) continue
+      const at = path.join(home, name)
+      const what = await homeEntry(at, name)
+      if (what !== 'foreign') publish.push(name)
+      else if (name === 'bin') {
+        throw new DownloadError('DOWNLOAD', `${at} exists and is not a link the engine installer made; move it away and install again; nothing was installed`)
+      }
+    }
+    checkAbort(options.signal)
+    await fs.chmod(staging, 0o755)
+
     const finalDir = path.join(versionsDir, safeVersion)
     // A reinstall moves the same version aside; the sweep below removes it.
     await fs.rename(finalDir, path.join(versionsDir, `.old-${safeVersion}-${randomBytes(4).toString('hex')}`)).catch(() => undefined)
     await fs.rename(staging, finalDir)
-    // Every top-level entry of the archive appears in <home> as a symlink into the version.
-    for (const name of await fs.readdir(finalDir)) {
-      if (name === 'version.txt' || name === 'versions' || name === 'install.lock' || name.startsWith('.')) continue
-      await swapSymlink(path.join(home, name), path.join('versions', safeVersion, name))
-    }
+    staging = null
+    for (const name of publish) await swapSymlink(path.join(home, name), path.join('versions', safeVersion, name))
     const vtmp = path.join(home, `.version.txt.${randomBytes(4).toString('hex')}`)
     await fs.writeFile(vtmp, `${version}\n`)
     await fs.rename(vtmp, path.join(home, 'version.txt'))
+    // Links of ours into other versions are stale now.
+    for (const name of await fs.readdir(home)) {
+      if (publish.includes(name) || RESERVED.has(name)) continue
+      if ((await homeEntry(path.join(home, name), name).catch(() => 'foreign')) === 'ours') await fs.unlink(path.join(home, name)).catch(() => undefined)
+    }
     // Older versions are no longer referenced (a running engine keeps its inode).
     for (const name of await fs.readdir(versionsDir)) {
       if (name !== safeVersion && !name.startsWith('.staging-')) await fs.rm(path.join(versionsDir, name), { recursive: true, force: true })
@@ -220,7 +279,7 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     throw new DownloadError('DOWNLOAD', `engine install failed: ${(e as Error).message}`, { cause: e })
   } finally {
     await fs.rm(download, { force: true }).catch(() => undefined)
-    await fs.rm(staging, { recursive: true, force: true }).catch(() => undefined)
+    if (staging) await fs.rm(staging, { recursive: true, force: true }).catch(() => undefined)
     await lock.release()
   }
 }

@@ -1,240 +1,319 @@
 /**
- * A small streaming reader for (gzipped) ustar archives, with the pax (`x`) and GNU long
- * name (`L`/`K`) extensions, and a safe extractor. Internal.
+ * Safe extraction of the engine archive with node-tar. Internal.
+ *
+ * The archive (already sha256-checked) is read three times, and nothing is written until the
+ * first read has accepted every member:
+ *
+ *   1. List it and check the tree it describes: member names are relative with no `..`, only
+ *      files, directories, symlinks and hard links; no member lies below a symlink; every
+ *      symlink, resolved component by component through the other symlinks of the archive,
+ *      stays inside; hard links name an earlier regular file.
+ *   2. Extract it with node-tar into `dir` (a fresh private directory the caller made), each
+ *      entry compared with the listing; node-tar's own protections stay on (no absolute or
+ *      `..` paths, no writing through symlinks) and any warning fails the extraction.
+ *   3. Walk what was written: every symlink resolved on disk component by component stays
+ *      inside `dir`, no other kind of file exists, and hard-link counts match the tree.
+ *
+ * Every failure is a DownloadError naming the member and why; the caller removes `dir`.
  */
 
 import { createReadStream, promises as fs } from 'node:fs'
 import path from 'node:path'
-import { createGunzip } from 'node:zlib'
+
+import * as tar from 'tar'
 
 import { DownloadError } from '../errors'
 
-export type TarEntryType = 'file' | 'directory' | 'symlink' | 'hardlink' | 'other'
-
-export interface TarEntry {
-  name: string
-  type: TarEntryType
-  mode: number
-  size: number
-  linkname: string
-}
-
-const BLOCK = 512
+/** At most this many symlinks followed while resolving one path (Linux uses 40). */
+const MAX_HOPS = 40
 
 function bad(message: string): DownloadError {
   return new DownloadError('DOWNLOAD', `bad engine archive: ${message}`)
 }
 
-function cstr(buf: Buffer, start: number, len: number): string {
-  const slice = buf.subarray(start, start + len)
-  const nul = slice.indexOf(0)
-  return slice.subarray(0, nul === -1 ? len : nul).toString('utf8')
+/** A name for a message: quoted, control characters escaped, long names shortened. */
+function q(s: string): string {
+  const short = s.length > 120 ? `${s.slice(0, 117)}...` : s
+  return `'${short.replace(/[\u0000-\u001f\u007f\\']/g, (c) => (c === "'" ? "\\'" : c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`))}'`
 }
 
-function octal(buf: Buffer, start: number, len: number): number {
-  const field = buf.subarray(start, start + len)
-  if (field[0]! & 0x80) {
-    // GNU base-256
-    let v = field[0]! & 0x7f
-    for (let i = 1; i < len; i++) v = v * 256 + field[i]!
-    return v
-  }
-  const s = cstr(buf, start, len).trim()
-  if (s === '') return 0
-  if (!/^[0-7]+$/.test(s)) throw bad(`invalid octal field '${s}'`)
-  return parseInt(s, 8)
+type Kind = 'file' | 'dir' | 'symlink' | 'hardlink'
+
+interface Member {
+  /** As stored in the archive. */
+  raw: string
+  /** Normalised: no empty or `.` components; '' is the archive root. */
+  name: string
+  kind: Kind
+  /** Symlinks: the target as stored. Hard links: the normalised member they name. */
+  target: string
+  rawTarget: string
 }
 
-function checksumOk(h: Buffer): boolean {
-  const want = octal(h, 148, 8)
-  let sum = 0
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : h[i]!
-  return sum === want
-}
-
-function parsePax(text: string): Record<string, string> {
-  const out: Record<string, string> = {}
-  let i = 0
-  const buf = Buffer.from(text, 'utf8')
-  while (i < buf.length) {
-    const sp = buf.indexOf(0x20, i)
-    if (sp === -1) break
-    const len = Number(buf.subarray(i, sp).toString())
-    if (!Number.isInteger(len) || len <= 0) break
-    const rec = buf.subarray(sp + 1, i + len - 1).toString('utf8')
-    const eq = rec.indexOf('=')
-    if (eq > 0) out[rec.slice(0, eq)] = rec.slice(eq + 1)
-    i += len
-  }
-  return out
-}
-
-/** Pulls exact byte counts out of an async chunk stream. */
-class ByteReader {
-  readonly #it: AsyncIterator<Buffer>
-  #buf: Buffer = Buffer.alloc(0)
-  #done = false
-  constructor(src: AsyncIterable<Buffer>) {
-    this.#it = src[Symbol.asyncIterator]()
-  }
-  async #fill(n: number): Promise<boolean> {
-    while (this.#buf.length < n && !this.#done) {
-      const r = await this.#it.next()
-      if (r.done) this.#done = true
-      else this.#buf = this.#buf.length === 0 ? r.value : Buffer.concat([this.#buf, r.value])
-    }
-    return this.#buf.length >= n
-  }
-  /** Exactly n bytes, or null at a clean end of stream. */
-  async read(n: number): Promise<Buffer | null> {
-    if (!(await this.#fill(n))) {
-      if (this.#buf.length === 0) return null
-      throw bad('unexpected end of archive')
-    }
-    const out = this.#buf.subarray(0, n)
-    this.#buf = this.#buf.subarray(n)
-    return out
-  }
-  /** Stream n bytes to `sink` in chunks as they arrive. */
-  async pipe(n: number, sink: (chunk: Buffer) => Promise<void>): Promise<void> {
-    let left = n
-    while (left > 0) {
-      if (this.#buf.length === 0 && !(await this.#fill(1))) throw bad('unexpected end of archive')
-      const take = Math.min(left, this.#buf.length)
-      const chunk = this.#buf.subarray(0, take)
-      this.#buf = this.#buf.subarray(take)
-      left -= take
-      await sink(chunk)
-    }
-  }
-}
-
-/**
- * Read the entries of a tar stream. `onEntry` gets each entry with a `data` function that
- * streams its contents (call it at most once; unread data is skipped).
- */
-export async function readTar(
-  src: AsyncIterable<Buffer>,
-  onEntry: (entry: TarEntry, data: (sink: (chunk: Buffer) => Promise<void>) => Promise<void>) => Promise<void>,
-): Promise<void> {
-  const r = new ByteReader(src)
-  let longName: string | null = null
-  let longLink: string | null = null
-  let pax: Record<string, string> = {}
-  let zeroBlocks = 0
-  for (;;) {
-    const h = await r.read(BLOCK)
-    if (!h) {
-      if (zeroBlocks === 0) throw bad('archive ended without its end-of-archive marker')
-      return
-    }
-    if (h.every((b) => b === 0)) {
-      if (++zeroBlocks >= 2) return
-      continue
-    }
-    zeroBlocks = 0
-    if (!checksumOk(h)) throw bad('header checksum mismatch')
-    const flag = String.fromCharCode(h[156]!)
-    const size = octal(h, 124, 12)
-    const padded = Math.ceil(size / BLOCK) * BLOCK
-    if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
-      const body = size > 0 ? await r.read(padded) : Buffer.alloc(0)
-      if (!body) throw bad('unexpected end of archive')
-      const text = body.subarray(0, size).toString('utf8')
-      if (flag === 'x') pax = parsePax(text)
-      else if (flag === 'L') longName = text.replace(/\0+$/, '')
-      else if (flag === 'K') longLink = text.replace(/\0+$/, '')
-      continue
-    }
-    const magic = cstr(h, 257, 6)
-    const prefix = magic.startsWith('ustar') ? cstr(h, 345, 155) : ''
-    let name = cstr(h, 0, 100)
-    if (prefix) name = `${prefix}/${name}`
-    name = pax.path ?? longName ?? name
-    const linkname = pax.linkpath ?? longLink ?? cstr(h, 157, 100)
-    const realSize = pax.size !== undefined ? Number(pax.size) : size
-    pax = {}
-    longName = null
-    longLink = null
-    const type: TarEntryType =
-      flag === '0' || flag === '\0' || flag === '7'
-        ? 'file'
-        : flag === '5'
-          ? 'directory'
-          : flag === '2'
-            ? 'symlink'
-            : flag === '1'
-              ? 'hardlink'
-              : 'other'
-    const dataSize = type === 'file' ? realSize : size
-    const dataPadded = Math.ceil(dataSize / BLOCK) * BLOCK
-    let consumed = false
-    const data = async (sink: (chunk: Buffer) => Promise<void>) => {
-      if (consumed) throw new Error('entry data already read')
-      consumed = true
-      await r.pipe(dataSize, sink)
-    }
-    await onEntry({ name, type, mode: octal(h, 100, 8), size: dataSize, linkname }, data)
-    if (!consumed) await r.pipe(dataSize, async () => undefined)
-    if (dataPadded > dataSize) await r.pipe(dataPadded - dataSize, async () => undefined)
-  }
-}
-
-/** Normalise an archive member name; throws for absolute paths and `..` components. */
-export function safeMemberName(name: string): string {
-  if (name.startsWith('/') || /^[A-Za-z]:/.test(name) || name.includes('\\')) throw bad(`member '${name}' has an absolute path`)
-  const parts = name.split('/').filter((p) => p !== '' && p !== '.')
-  if (parts.includes('..')) throw bad(`member '${name}' escapes the archive root ('..')`)
+/** Normalise a member name; throws for absolute paths, `..` components, NUL and backslashes. */
+export function safeMemberName(raw: string, what = 'member'): string {
+  if (raw.includes('\0')) throw bad(`${what} ${q(raw)} has a NUL byte in its name`)
+  if (raw.includes('\\')) throw bad(`${what} ${q(raw)} has a backslash in its name`)
+  if (raw.startsWith('/') || /^[A-Za-z]:/.test(raw)) throw bad(`${what} ${q(raw)} has an absolute path`)
+  const parts = raw.split('/').filter((p) => p !== '' && p !== '.')
+  if (parts.includes('..')) throw bad(`${what} ${q(raw)} escapes the archive root ('..')`)
   return parts.join('/')
 }
 
+function kindOf(entry: tar.ReadEntry): Kind {
+  switch (entry.type) {
+    case 'File':
+    case 'OldFile':
+    case 'ContiguousFile':
+      return 'file'
+    case 'Directory':
+      return 'dir'
+    case 'SymbolicLink':
+      return 'symlink'
+    case 'Link':
+      return 'hardlink'
+    case 'CharacterDevice':
+    case 'BlockDevice':
+    case 'FIFO':
+      throw bad(`member ${q(entry.path)} is a device file or fifo (${entry.type})`)
+    default:
+      throw bad(`member ${q(entry.path)} has an unsupported type (${String(entry.type)})`)
+  }
+}
+
+/** The checks that need one entry only. */
+function toMember(entry: tar.ReadEntry): Member {
+  const raw = entry.path
+  const name = safeMemberName(raw)
+  const kind = kindOf(entry)
+  if (name === '' && kind !== 'dir') throw bad(`member ${q(raw)} would replace the extraction directory`)
+  const rawTarget = entry.linkpath ?? ''
+  let target = ''
+  if (kind === 'symlink') {
+    if (rawTarget === '') throw bad(`symlink ${q(raw)} has no target`)
+    if (rawTarget.includes('\0') || rawTarget.includes('\\')) throw bad(`symlink ${q(raw)} has a NUL byte or backslash in its target ${q(rawTarget)}`)
+    if (rawTarget.startsWith('/') || /^[A-Za-z]:/.test(rawTarget)) throw bad(`symlink ${q(raw)} points to an absolute path (${q(rawTarget)})`)
+    target = rawTarget
+  } else if (kind === 'hardlink') {
+    target = safeMemberName(rawTarget, `hard link ${q(raw)} to`)
+    if (target === '') throw bad(`hard link ${q(raw)} points to the archive root`)
+  }
+  return { raw, name, kind, target, rawTarget }
+}
+
+const prefixes = (name: string): string[] => {
+  const parts = name.split('/')
+  const out: string[] = []
+  for (let i = 1; i < parts.length; i++) out.push(parts.slice(0, i).join('/'))
+  return out
+}
+
 /**
- * Extract a .tar.gz into `dir` (which must exist). Rejects absolute and `..` members,
- * links that point outside `dir`, hard links and device files. Returns the member names.
+ * Resolve `rel` from the directory `base` (components below the root), following
+ * `readlink` for each component that is a symlink. Null when the path leaves the root.
+ */
+async function resolveWithin(base: string[], rel: string, readlink: (p: string) => Promise<string | null>, what: string): Promise<string[] | null> {
+  const stack = [...base]
+  const todo = rel.split('/')
+  let hops = 0
+  while (todo.length > 0) {
+    const c = todo.shift()!
+    if (c === '' || c === '.') continue
+    if (c === '..') {
+      if (stack.length === 0) return null
+      stack.pop()
+      continue
+    }
+    stack.push(c)
+    const link = await readlink(stack.join('/'))
+    if (link === null) continue
+    if (++hops > MAX_HOPS) throw bad(`${what}: too many levels of symbolic links`)
+    if (link.startsWith('/') || /^[A-Za-z]:/.test(link) || link.includes('\\')) return null
+    stack.pop()
+    todo.unshift(...link.split('/'))
+  }
+  return stack
+}
+
+/** The checks that need the whole archive. */
+async function checkTree(members: Member[]): Promise<void> {
+  const count = new Map<string, number>()
+  for (const m of members) count.set(m.name, (count.get(m.name) ?? 0) + 1)
+  const symlinks = new Map<string, string>()
+  for (const m of members) {
+    if (m.kind !== 'symlink') continue
+    if (count.get(m.name)! > 1) throw bad(`symlink ${q(m.raw)} appears more than once in the archive`)
+    symlinks.set(m.name, m.target)
+  }
+  // Every symlink, following the archive's other symlinks (earlier or later), stays inside.
+  const readlink = async (p: string) => symlinks.get(p) ?? null
+  for (const m of members) {
+    if (m.kind !== 'symlink') continue
+    const dir = m.name.split('/').slice(0, -1)
+    if ((await resolveWithin(dir, m.target, readlink, `symlink ${q(m.raw)}`)) === null) {
+      throw bad(`symlink ${q(m.raw)} -> ${q(m.rawTarget)} points outside the archive`)
+    }
+  }
+  // Nothing is written through a symlink: no member (or hard-link target) lies below one.
+  for (const m of members) {
+    for (const p of prefixes(m.name)) {
+      if (symlinks.has(p)) throw bad(`member ${q(m.raw)} would be written through the symlink ${q(p)}`)
+    }
+    if (m.kind !== 'hardlink') continue
+    for (const p of [...prefixes(m.target), m.target]) {
+      if (symlinks.has(p)) throw bad(`hard link ${q(m.raw)} -> ${q(m.rawTarget)} goes through the symlink ${q(p)}`)
+    }
+  }
+  // Hard links name a regular file (or a hard link to one) that comes earlier.
+  const files = new Set<string>()
+  for (const m of members) {
+    if (m.kind === 'hardlink' && !files.has(m.target)) {
+      throw bad(`hard link ${q(m.raw)} -> ${q(m.rawTarget)} does not name a regular file earlier in the archive`)
+    }
+    if (m.kind === 'file' || m.kind === 'hardlink') files.add(m.name)
+    else files.delete(m.name)
+  }
+}
+
+/** Feed a file into a node-tar Parser or Unpack; resolves on `done`. */
+function pump(archive: string, sink: tar.Parser, done: 'end' | 'close'): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let settled = false
+    const fail = (e: unknown) => {
+      if (settled) return
+      settled = true
+      reject(e)
+    }
+    sink.on('error', fail)
+    sink.on(done, () => {
+      if (settled) return
+      settled = true
+      resolve()
+    })
+    const src = createReadStream(archive)
+    src.on('error', fail)
+    src.pipe(sink as unknown as NodeJS.WritableStream)
+  })
+}
+
+const asArchiveError = (e: unknown): DownloadError => (e instanceof DownloadError ? e : bad((e as Error)?.message ?? String(e)))
+
+/** List and check every member; nothing is written. */
+async function plan(archive: string): Promise<Member[]> {
+  const members: Member[] = []
+  let failure: DownloadError | null = null
+  const parser = new tar.Parser({
+    strict: true,
+    onReadEntry: (entry) => {
+      try {
+        if (!failure) members.push(toMember(entry))
+      } catch (e) {
+        failure ??= asArchiveError(e)
+      }
+      entry.resume()
+    },
+  })
+  parser.on('ignoredEntry', (entry: tar.ReadEntry) => {
+    failure ??= bad(`member ${q(entry.path)} has an unsupported type (${String(entry.type)})`)
+  })
+  try {
+    await pump(archive, parser, 'end')
+  } catch (e) {
+    throw failure ?? asArchiveError(e)
+  }
+  if (failure) throw failure
+  if (members.length === 0) throw bad('it has no members')
+  await checkTree(members)
+  return members
+}
+
+/** Walk `root` after extraction: symlinks stay inside, only files/dirs/symlinks, hard links all inside. */
+async function verifyTree(root: string): Promise<void> {
+  const real = await fs.realpath(root)
+  const readlink = async (p: string) => {
+    const full = path.join(real, p)
+    const st = await fs.lstat(full).catch(() => null)
+    return st?.isSymbolicLink() ? await fs.readlink(full) : null
+  }
+  const links = new Map<string, { nlink: number; seen: number; name: string }>()
+  const walk = async (rel: string): Promise<void> => {
+    for (const d of await fs.readdir(path.join(real, rel), { withFileTypes: true })) {
+      const name = rel ? `${rel}/${d.name}` : d.name
+      const st = await fs.lstat(path.join(real, name))
+      if (st.isDirectory()) await walk(name)
+      else if (st.isSymbolicLink()) {
+        const target = await fs.readlink(path.join(real, name))
+        if ((await resolveWithin(rel ? rel.split('/') : [], target, readlink, `symlink ${q(name)}`)) === null) {
+          throw bad(`symlink ${q(name)} -> ${q(target)} points outside the archive`)
+        }
+      } else if (st.isFile()) {
+        if (st.nlink > 1) {
+          const key = `${st.dev}:${st.ino}`
+          const l = links.get(key) ?? { nlink: st.nlink, seen: 0, name }
+          l.seen++
+          links.set(key, l)
+        }
+      } else throw bad(`member ${q(name)} is not a file, directory or symlink`)
+    }
+  }
+  await walk('')
+  for (const l of links.values()) {
+    if (l.seen !== l.nlink) throw bad(`member ${q(l.name)} is hard-linked to a file outside the archive`)
+  }
+}
+
+/**
+ * Extract the (gzipped) tar `archive` into `dir`, which must exist, be empty and private
+ * to the caller. Returns the member names. Throws DownloadError (`bad engine archive: ...`)
+ * naming the member for anything unsafe; `dir` may then hold a partial tree, never more.
  */
 export async function extractTarGz(archive: string, dir: string): Promise<string[]> {
-  const names: string[] = []
-  const gunzip = createReadStream(archive).pipe(createGunzip())
-  const errored = new Promise<never>((_, reject) => {
-    gunzip.on('error', (e) => reject(bad(`gzip: ${e.message}`)))
+  const members = await plan(archive)
+
+  let index = 0
+  let failure: DownloadError | null = null
+  const unpack = new tar.Unpack({
+    cwd: dir,
+    strict: false,
+    preserveOwner: false,
+    preservePaths: false,
+    unlink: false,
+    filter: (_path, entry) => {
+      if (failure) return false
+      const e = entry as tar.ReadEntry
+      const m = members[index++]
+      let now: Member | null = null
+      try {
+        now = toMember(e)
+      } catch (err) {
+        failure = asArchiveError(err)
+        return false
+      }
+      if (!m || m.raw !== now.raw || m.kind !== now.kind || m.rawTarget !== now.rawTarget) {
+        failure = bad(`member ${q(e.path)} differs between two reads of the archive`)
+        return false
+      }
+      // No setuid/setgid/sticky bits and no group/other write; the owner can always read and write.
+      if (typeof e.mode === 'number') e.mode = (e.mode & 0o755) | (m.kind === 'dir' ? 0o700 : 0o600)
+      return true
+    },
+    onwarn: (code, message, data) => {
+      const entry = (data as { entry?: tar.ReadEntry }).entry
+      failure ??= bad(`${entry ? `member ${q(entry.path)}: ` : ''}${code}: ${message}`)
+    },
   })
-  errored.catch(() => undefined)
-  const work = readTar(gunzip as AsyncIterable<Buffer>, async (entry, data) => {
-    const rel = safeMemberName(entry.name)
-    if (rel === '') return
-    const dest = path.join(dir, rel)
-    switch (entry.type) {
-      case 'directory':
-        await fs.mkdir(dest, { recursive: true })
-        break
-      case 'file': {
-        await fs.mkdir(path.dirname(dest), { recursive: true })
-        await fs.rm(dest, { force: true, recursive: true })
-        const fh = await fs.open(dest, 'wx', (entry.mode & 0o777) | 0o600)
-        try {
-          await data(async (chunk) => {
-            await fh.write(chunk)
-          })
-        } finally {
-          await fh.close()
-        }
-        await fs.chmod(dest, (entry.mode & 0o777) | 0o600)
-        break
-      }
-      case 'symlink': {
-        if (entry.linkname.startsWith('/')) throw bad(`symlink '${entry.name}' points to an absolute path`)
-        const target = path.posix.normalize(path.posix.join(path.posix.dirname(rel), entry.linkname))
-        if (target === '..' || target.startsWith('../')) throw bad(`symlink '${entry.name}' points outside the archive`)
-        await fs.mkdir(path.dirname(dest), { recursive: true })
-        await fs.rm(dest, { force: true, recursive: true })
-        await fs.symlink(entry.linkname, dest)
-        break
-      }
-      default:
-        throw bad(`member '${entry.name}' has an unsupported type (${entry.type})`)
+  unpack.on('ignoredEntry', (entry: tar.ReadEntry) => {
+    if (!failure && entry.type !== undefined && !['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink', 'Link'].includes(entry.type)) {
+      failure = bad(`member ${q(entry.path)} has an unsupported type (${String(entry.type)})`)
     }
-    names.push(rel)
   })
-  await Promise.race([work, errored])
-  return names
+  try {
+    await pump(archive, unpack, 'close')
+  } catch (e) {
+    throw failure ?? asArchiveError(e)
+  }
+  if (failure) throw failure
+  if (index !== members.length) throw bad('the archive changed between two reads')
+  await verifyTree(dir)
+  return members.map((m) => m.name).filter((n) => n !== '')
 }
