@@ -112,6 +112,8 @@ export interface HubRepo {
   id: string
   sha: string
   files: Record<string, HubFile>
+  /** Rewrite the model info the Hub sends (to serve bad values). */
+  patchInfo?: (info: { id: string; sha: string; siblings: Array<Record<string, unknown>> }) => void
 }
 
 export interface FakeHub extends TestServer {
@@ -150,8 +152,10 @@ export async function fakeHub(repos: HubRepo[]): Promise<FakeHub> {
           ? { rfilename, size: f.body.length, blobId: gitSha1(Buffer.from(`lfs pointer ${rfilename}`)), lfs: { sha256: sha256(f.body), size: f.body.length, pointerSize: 130 } }
           : { rfilename, size: f.body.length, blobId: gitSha1(f.body) },
       )
+      const info = { id: repo.id, sha: repo.sha, siblings: siblings as Array<Record<string, unknown>> }
+      repo.patchInfo?.(info)
       res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ id: repo.id, sha: repo.sha, siblings }))
+      res.end(JSON.stringify(info))
       return
     }
     m = /^\/([^/]+)\/([^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(u.pathname)

@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 
 import { AbortError, AuthenticationError, ChecksumError, DownloadError, Engine, ModelNotFoundError, models, type DownloadProgress } from '../src-ts'
 import { emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
-import { fakeHub, type FakeHub, gitSha1, sha256, tinyRepo } from './fetch-helpers'
+import { fakeHub, type FakeHub, gitSha1, type HubRepo, sha256, tinyRepo } from './fetch-helpers'
 
 const roots: string[] = []
 let hub: FakeHub
@@ -142,6 +142,73 @@ describe('models.pull', () => {
     process.env.HF_HUB_OFFLINE = '1'
     await expect(models.resolve('Orchard-Test/Tiny-Llama')).rejects.toThrow(/HF_HUB_OFFLINE/)
     expect(hub.requests).toHaveLength(0)
+  })
+})
+
+describe('values from the Hub are checked before they become cache paths', () => {
+  const shard = 'model-00001-of-00002.safetensors'
+  /** Pull from a hub whose model info was rewritten by `patch`; the error, with nothing written under the cache's parent. */
+  async function refused(patch: HubRepo['patchInfo'], options: { revision?: string } = {}): Promise<DownloadError> {
+    const root = path.dirname(cacheDir)
+    expect(readdirSync(root)).toEqual([])
+    const evil = await fakeHub([{ ...tinyRepo(), patchInfo: patch }])
+    try {
+      const err = await models.pull('Orchard-Test/Tiny-Llama', { endpoint: evil.url, ...options }).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(DownloadError)
+      expect(err).not.toBeInstanceOf(ChecksumError)
+      // Nothing at all was created: no repo folder, no blobs, no snapshot, no lock, nothing beside the cache.
+      expect(readdirSync(root, { recursive: true })).toEqual([])
+      expect(evil.requests.filter((r) => r.url.includes('/resolve/'))).toEqual([])
+      return err as DownloadError
+    } finally {
+      await evil.close()
+    }
+  }
+
+  it('a commit sha that is not 40 hex (../../x) is refused', async () => {
+    for (const sha of ['../../x', '../../../x', 'ABCDEF'.repeat(7).slice(0, 40), '']) {
+      const err = await refused((info) => {
+        info.sha = sha
+      })
+      expect(err.message).toContain(`invalid sha (expected a 40-hex commit) ${JSON.stringify(sha)}`)
+    }
+  })
+
+  it('LFS hashes and blob ids that are not hex of the right length are refused', async () => {
+    const lfs = (value: Record<string, unknown>) => (info: Parameters<NonNullable<HubRepo['patchInfo']>>[0]) => {
+      const s = info.siblings.find((x) => x.rfilename === shard)!
+      s.lfs = { ...(s.lfs as object), ...value }
+    }
+    let err = await refused(lfs({ sha256: '../../../evil' }))
+    expect(err.message).toContain(`invalid lfs.sha256 of "${shard}" (expected 64 hex) "../../../evil"`)
+    err = await refused(lfs({ sha256: 'ab'.repeat(31) }))
+    expect(err.message).toContain('lfs.sha256')
+    err = await refused(lfs({ sha256: undefined, oid: 'sha256:../../evil' }))
+    expect(err.message).toContain('invalid lfs.oid')
+    err = await refused((info) => {
+      info.siblings.find((x) => x.rfilename === 'config.json')!.blobId = '../../blobs/x'
+    })
+    expect(err.message).toContain('invalid blobId of "config.json" (expected 40 hex) "../../blobs/x"')
+  })
+
+  it('file names with .., absolute paths, backslashes or NUL are refused', async () => {
+    for (const rfilename of ['../evil', 'config.json/../../evil', '/etc/evil', 'a\\..\\evil', 'evil\u0000.json', '.']) {
+      const err = await refused((info) => {
+        info.siblings.push({ rfilename, size: 4, blobId: gitSha1(Buffer.from('evil')) })
+      })
+      expect(err.message).toContain(`invalid rfilename (expected a relative path without ..) ${JSON.stringify(rfilename)}`)
+    }
+  })
+
+  it('a revision that is not a safe ref name is refused; refs/pr/N still works', async () => {
+    for (const revision of ['../../x', '/main', 'a/../b', 'main\u0000', 'a\\b', '.hidden', 'x.lock']) {
+      const err = await refused(undefined, { revision })
+      expect(err.message).toContain(`revision ${JSON.stringify(revision)} is not a valid branch, tag or commit name`)
+    }
+    const r = await models.pull('Orchard-Test/Tiny-Llama', { revision: 'refs/pr/1' })
+    expect(r.commit).toBe(repo.sha)
+    expect(readFileSync(path.join(folder(), 'refs', 'refs', 'pr', '1'), 'utf8')).toBe(repo.sha)
+    expect((await models.resolve('Orchard-Test/Tiny-Llama', { revision: 'refs/pr/1', offline: true })).path).toBe(r.path)
   })
 })
 

@@ -178,11 +178,42 @@ async function readText(file: string): Promise<string | null> {
 }
 
 const COMMIT = /^[0-9a-f]{40}$/
+const SHA256 = /^[0-9a-f]{64}$/
+
+/** A value for a message: JSON-quoted (control characters escaped), long ones shortened. */
+function shown(v: unknown): string {
+  const s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v)
+  return JSON.stringify(s.length > 80 ? `${s.slice(0, 77)}...` : s)
+}
+
+/**
+ * A revision usable as `refs/<revision>`: git's ref-name rules (no `..`, `@{`, control
+ * characters, space, `~^:?*[\`, no leading, trailing or doubled `/`, no component starting
+ * with `.` or ending with `.lock`, not ending with `.`). `/` inside (`refs/pr/1`) is allowed.
+ */
+function isSafeRevision(revision: string): boolean {
+  if (revision.length === 0 || revision.length > 255 || revision === '@') return false
+  if (/[\u0000-\u0020\u007f~^:?*[\\]/.test(revision) || revision.includes('..') || revision.includes('@{')) return false
+  if (revision.startsWith('/') || revision.endsWith('/') || revision.endsWith('.') || revision.includes('//')) return false
+  return revision.split('/').every((c) => !c.startsWith('.') && !c.endsWith('.lock'))
+}
+
+function checkRevision(revision: string): void {
+  if (typeof revision !== 'string' || !isSafeRevision(revision)) {
+    throw new DownloadError('DOWNLOAD', `revision ${shown(revision)} is not a valid branch, tag or commit name`)
+  }
+}
+
+/** A repository file name usable below a snapshot: relative, no `..` segment, no backslash or NUL. */
+function isSafeRepoFile(name: string): boolean {
+  if (name.length === 0 || name.length > 1024 || name.startsWith('/') || /^[A-Za-z]:/.test(name) || /[\u0000\\]/.test(name)) return false
+  return name.split('/').every((c) => c !== '' && c !== '.' && c !== '..')
+}
 
 /** The snapshot directory for `revision` in `folder`, or null. */
 async function snapshotFor(folder: string, revision: string): Promise<{ commit: string; dir: string } | null> {
   const commit = COMMIT.test(revision) ? revision : await readText(path.join(folder, 'refs', revision))
-  if (!commit) return null
+  if (!commit || !COMMIT.test(commit)) return null
   const dir = path.join(folder, 'snapshots', commit)
   return existsSync(dir) ? { commit, dir } : null
 }
@@ -288,6 +319,25 @@ async function repoInfo(id: string, revision: string, o: { endpoint: string; tok
   if (!info || typeof info.sha !== 'string' || !Array.isArray(info.siblings)) {
     throw new DownloadError('DOWNLOAD', `model info for '${id}' from ${url}: expected {sha, siblings}`)
   }
+  // Every value that becomes part of a cache path is checked here, before any path is built.
+  const refuse = (field: string, value: unknown) =>
+    new DownloadError('DOWNLOAD', `model info for '${id}' from ${url}: invalid ${field} ${shown(value)}; nothing was written to the cache`)
+  if (!COMMIT.test(info.sha)) throw refuse('sha (expected a 40-hex commit)', info.sha)
+  for (const s of info.siblings as unknown[]) {
+    const sib = s as RepoInfo['siblings'][number] | null
+    if (!sib || typeof sib !== 'object' || typeof sib.rfilename !== 'string' || !isSafeRepoFile(sib.rfilename)) {
+      throw refuse('rfilename (expected a relative path without ..)', sib && typeof sib === 'object' ? sib.rfilename : sib)
+    }
+    if (sib.blobId !== undefined && sib.blobId !== null && (typeof sib.blobId !== 'string' || !COMMIT.test(sib.blobId))) {
+      throw refuse(`blobId of ${shown(sib.rfilename)} (expected 40 hex)`, sib.blobId)
+    }
+    if (sib.lfs !== undefined && sib.lfs !== null) {
+      if (typeof sib.lfs !== 'object') throw refuse(`lfs of ${shown(sib.rfilename)}`, sib.lfs)
+      const { sha256, oid } = sib.lfs
+      if (sha256 !== undefined && sha256 !== null && (typeof sha256 !== 'string' || !SHA256.test(sha256))) throw refuse(`lfs.sha256 of ${shown(sib.rfilename)} (expected 64 hex)`, sha256)
+      if (oid !== undefined && oid !== null && (typeof oid !== 'string' || !SHA256.test(oid.replace(/^sha256:/, '')))) throw refuse(`lfs.oid of ${shown(sib.rfilename)} (expected sha256:<64 hex>)`, oid)
+    }
+  }
   return { id: typeof info.id === 'string' && isRepoId(info.id) ? info.id : id, sha: info.sha, siblings: info.siblings }
 }
 
@@ -308,6 +358,7 @@ async function symlinkInto(snapshotDir: string, file: string, blob: string): Pro
 
 async function writeRef(folder: string, revision: string, commit: string): Promise<void> {
   if (revision === commit) return
+  checkRevision(revision)
   const ref = path.join(folder, 'refs', revision)
   await fs.mkdir(path.dirname(ref), { recursive: true })
   const tmp = `${ref}.${process.pid}.tmp`
@@ -388,7 +439,7 @@ async function downloadSnapshot(id: string, o: Required<Pick<HubOptions, 'revisi
       if (!etag) throw new DownloadError('DOWNLOAD', `${url}: the Hub sent no ETag; cannot place the file in the cache`)
       kind = /^[0-9a-f]{64}$/.test(etag) ? 'sha256' : /^[0-9a-f]{40}$/.test(etag) ? 'gitsha1' : null
     }
-    if (!/^[A-Za-z0-9._-]+$/.test(etag)) throw new DownloadError('DOWNLOAD', `${url}: unusable ETag '${etag}'`)
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(etag)) throw new DownloadError('DOWNLOAD', `${url}: unusable ETag ${shown(etag)}`)
     const blob = path.join(blobs, etag)
     const lock = await acquireLock(path.join(o.cacheDir, '.locks', path.basename(folder), `${etag}.orchard.lock`), { timeoutMs: 3_600_000, signal: o.signal })
     try {
@@ -455,6 +506,7 @@ export async function resolveModel(id: string, options: HubOptions & { forceDown
     }
   }
   const revision = options.revision ?? 'main'
+  checkRevision(revision)
   const cacheDir = hubCacheDir(options.cacheDir)
   const offline = options.offline ?? ['1', 'true', 'yes', 'on'].includes((process.env.HF_HUB_OFFLINE ?? '').toLowerCase())
   if (!options.forceDownload || offline) {
