@@ -6,9 +6,51 @@
 //! `~/Library/Caches` exists (macOS), else `~/.cache/com.theproxycompany`.
 //! Paths are `~`-expanded, created, and resolved (symlinks followed, as orchard-py does).
 
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{
+    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
+};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+
+/// Every file orchard writes beside the engine (pid, lock, log) is its user's alone, and so
+/// are the directories it creates, whatever the umask: the sockets carry every client's
+/// prompts and output, and a pid file others could write would point our signals elsewhere.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Open `path` for writing as a private file (created 0600, an existing one set to 0600).
+pub fn open_private(path: &Path, truncate: bool) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(truncate)
+        .mode(PRIVATE_FILE_MODE)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))?;
+    Ok(file)
+}
+
+/// Replace `dir/name` with `contents` atomically (a private temporary file, then a rename).
+pub fn write_private(dir: &Path, name: &str, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+    let mut f = open_private(&tmp, true)?;
+    f.write_all(contents)?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(name))
+}
+
+/// Make a socket file private (0600) once it is listening.
+pub fn make_socket_private(url: &str) -> std::io::Result<()> {
+    match url.strip_prefix("ipc://") {
+        Some(path) => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+        }
+        None => Ok(()),
+    }
+}
 
 pub const ENGINE_BINARY_NAME: &str = "proxy_inference_engine";
 pub const REQUESTS_SOCKET: &str = "pie_requests.ipc";
@@ -41,12 +83,46 @@ fn env_path(name: &str) -> Option<PathBuf> {
         .map(|v| expand_user(&v))
 }
 
-/// Create `dir` and return it with symlinks resolved.
+/// Create `dir` (and missing parents, 0700) and return it with symlinks resolved.
 fn ensure_dir(dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(dir)
         .map_err(|e| Error::io(&format!("cannot create {}", dir.display()), e))?;
     dir.canonicalize()
         .map_err(|e| Error::io(&format!("cannot resolve {}", dir.display()), e))
+}
+
+/// [`ensure_dir`] for the IPC root, which must be private: refused when another user owns
+/// it or others may write to it (they could replace the sockets), tightened to 0700 when it
+/// is ours and merely readable by others.
+fn ensure_private_dir(dir: &Path) -> Result<PathBuf> {
+    let dir = ensure_dir(dir)?;
+    let meta = std::fs::metadata(&dir)
+        .map_err(|e| Error::io(&format!("cannot inspect {}", dir.display()), e))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let mode = meta.mode() & 0o777;
+    let fix = "choose a directory of your own with ORCHARD_IPC_ROOT or ORCHARD_CACHE_ROOT, or fix its owner and mode (0700)";
+    if meta.uid() != me {
+        return Err(Error::invalid(format!(
+            "the IPC root {} belongs to uid {}, not to this user (uid {me}); refusing to use it: {fix}",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if mode & 0o022 != 0 {
+        return Err(Error::invalid(format!(
+            "the IPC root {} is writable by other users (mode {mode:o}); refusing to use it: {fix}",
+            dir.display()
+        )));
+    }
+    if mode != PRIVATE_DIR_MODE {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+            .map_err(|e| Error::io(&format!("cannot make {} private", dir.display()), e))?;
+    }
+    Ok(dir)
 }
 
 fn default_cache_root() -> Result<PathBuf> {
@@ -76,8 +152,8 @@ pub fn cache_root() -> Result<PathBuf> {
 /// The directory holding the three IPC socket files.
 pub fn ipc_root() -> Result<PathBuf> {
     match env_path("ORCHARD_IPC_ROOT") {
-        Some(p) => ensure_dir(&p),
-        None => ensure_dir(&cache_root()?.join("ipc")),
+        Some(p) => ensure_private_dir(&p),
+        None => ensure_private_dir(&cache_root()?.join("ipc")),
     }
 }
 
@@ -95,7 +171,7 @@ impl Roots {
         match explicit_cache {
             Some(p) => {
                 let cache = ensure_dir(&expand_user(&p.to_string_lossy()))?;
-                let ipc = ensure_dir(&cache.join("ipc"))?;
+                let ipc = ensure_private_dir(&cache.join("ipc"))?;
                 Ok(Roots { cache, ipc })
             }
             None => Ok(Roots {
@@ -173,6 +249,36 @@ mod tests {
         let roots = Roots::resolve(Some(&dir)).unwrap();
         assert_eq!(roots.ipc, roots.cache.join("ipc"));
         assert!(roots.ipc.is_dir());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_ipc_root_is_made_private_and_a_shared_one_refused() {
+        let dir = std::env::temp_dir().join(format!("orchard-private-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let made = ensure_private_dir(&dir).unwrap();
+        assert_eq!(std::fs::metadata(&made).unwrap().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = ensure_private_dir(&dir).unwrap_err();
+        assert!(err.message.contains("writable by other users"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn private_files_are_0600_whatever_was_there() {
+        let dir = std::env::temp_dir().join(format!("orchard-pfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("engine.log");
+        std::fs::write(&f, "x").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+        drop(open_private(&f, true).unwrap());
+        assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, 0o600);
+        write_private(&dir, "engine.pid", b"1\n").unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.join("engine.pid")).unwrap().mode() & 0o777,
+            0o600
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

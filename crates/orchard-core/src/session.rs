@@ -120,8 +120,12 @@ fn watch_engine(engine: &RunningEngine, transport: &Arc<Transport>) -> Option<Ar
     Some(watch)
 }
 
+/// How many engines that were shutting down (or stopped answering) one start replaces
+/// before it gives up: under churn another process may launch and leave one in between.
+const MAX_REPLACEMENTS: u32 = 8;
+
 fn connect(opts: &StartOptions, specs_root: &Path) -> Result<Session> {
-    let mut replaced = false;
+    let mut replaced = 0;
     loop {
         let (engine, lock) = engine::attach_or_launch(opts)?;
         let attempt = Transport::connect(engine.endpoints.clone(), CONNECT_TIMEOUT)
@@ -141,8 +145,8 @@ fn connect(opts: &StartOptions, specs_root: &Path) -> Result<Session> {
             }
             // An engine that just accepted its last deregistration is shutting down:
             // replace it once (still under the lock, so nobody attaches to it meanwhile).
-            Err(e) if !engine.launched && !replaced => {
-                replaced = true;
+            Err(e) if !engine.launched && replaced < MAX_REPLACEMENTS => {
+                replaced += 1;
                 if engine::read_pid_file(&engine.cache_root) == Some(engine.pid) {
                     engine::stop_pid(engine.pid, Duration::from_secs(2));
                     engine::remove_pid_file(&engine.cache_root);

@@ -7,6 +7,7 @@
 
 mod config;
 mod corpus;
+mod fault;
 mod house;
 mod lm;
 mod log;
@@ -57,15 +58,13 @@ fn open_socket(protocol: Protocol, url: &str) -> Result<Socket, String> {
     s.listen(url).map_err(|e| {
         format!("cannot listen on {url}: {e} (is another engine using this IPC root?)")
     })?;
+    paths::make_socket_private(url).map_err(|e| format!("cannot make {url} private: {e}"))?;
     Ok(s)
 }
 
 fn write_pid_file(cache_root: &Path, pid: u32) -> std::io::Result<PathBuf> {
-    let path = cache_root.join(PID_FILE);
-    let tmp = cache_root.join(format!("{PID_FILE}.{pid}.tmp"));
-    std::fs::write(&tmp, format!("{pid}\n"))?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
+    paths::write_private(cache_root, PID_FILE, format!("{pid}\n").as_bytes())?;
+    Ok(cache_root.join(PID_FILE))
 }
 
 /// Remove the pid file only if it still names this process.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::nng::{Protocol, Socket};
-use crate::paths::{Endpoints, Roots, ENGINE_BINARY_NAME};
+use crate::paths::{self, Endpoints, Roots, ENGINE_BINARY_NAME};
 use crate::wire::{self, Incoming};
 
 use process::signal;
@@ -92,30 +92,41 @@ pub struct EngineLock {
 impl EngineLock {
     pub fn acquire(cache_root: &Path, timeout: Duration) -> Result<EngineLock> {
         let path = cache_root.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
+        let file = paths::open_private(&path, false)
             .map_err(|e| Error::io(&format!("cannot open {}", path.display()), e))?;
-        let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_millis(5);
-        loop {
-            // SAFETY: flock on a file descriptor we own.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(EngineLock { file });
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::new(
-                    ErrorCode::Timeout,
-                    format!(
-                        "another process held {} for more than {timeout:?}; is an engine starting elsewhere?",
-                        path.display()
-                    ),
-                ));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(100));
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(EngineLock { file });
+        }
+        // Wait in the kernel's queue rather than polling (pollers starve under churn), on a
+        // thread so the wait can end at the deadline. The thread's descriptor shares the
+        // open file description, so its lock is ours; if we gave up first, dropping the
+        // unsent or unreceived descriptor with ours releases it.
+        let waiter = file
+            .try_clone()
+            .map_err(|e| Error::io(&format!("cannot open {}", path.display()), e))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("orchard-lock-wait".into())
+            .spawn(move || {
+                // SAFETY: a blocking flock on a descriptor this thread owns.
+                let got = unsafe { libc::flock(waiter.as_raw_fd(), libc::LOCK_EX) } == 0;
+                let _ = tx.send((got, waiter));
+            })
+            .map_err(|e| Error::io("cannot start the lock wait", e))?;
+        match rx.recv_timeout(timeout) {
+            Ok((true, _waiter)) => Ok(EngineLock { file }),
+            Ok((false, _)) => Err(Error::io(
+                &format!("cannot lock {}", path.display()),
+                std::io::Error::last_os_error(),
+            )),
+            Err(_) => Err(Error::new(
+                ErrorCode::Timeout,
+                format!(
+                    "another process held {} for more than {timeout:?}; is an engine starting elsewhere?",
+                    path.display()
+                ),
+            )),
         }
     }
 }
@@ -138,11 +149,12 @@ pub fn read_pid_file(cache_root: &Path) -> Option<u32> {
 }
 
 pub fn write_pid_file(cache_root: &Path, pid: u32) -> Result<()> {
-    let path = cache_root.join(PID_FILE);
-    let tmp = cache_root.join(format!("{PID_FILE}.{}", std::process::id()));
-    std::fs::write(&tmp, format!("{pid}\n"))
-        .and_then(|_| std::fs::rename(&tmp, &path))
-        .map_err(|e| Error::io(&format!("cannot write {}", path.display()), e))
+    paths::write_private(cache_root, PID_FILE, format!("{pid}\n").as_bytes()).map_err(|e| {
+        Error::io(
+            &format!("cannot write {}", cache_root.join(PID_FILE).display()),
+            e,
+        )
+    })
 }
 
 pub fn remove_pid_file(cache_root: &Path) {
@@ -165,7 +177,7 @@ fn log_tail(cache_root: &Path) -> String {
 /// A thread reaps it when it exits, so it never lingers as a zombie.
 pub fn launch(binary: &Path, roots: &Roots) -> Result<u32> {
     let log_path = roots.cache.join(LOG_FILE);
-    let log = File::create(&log_path)
+    let log = paths::open_private(&log_path, true)
         .map_err(|e| Error::io(&format!("cannot create {}", log_path.display()), e))?;
     let log_err = log
         .try_clone()
