@@ -90,6 +90,7 @@ pub fn handle(msg: &[u8], ctx: &Ctx) -> Value {
         "cancel_model_load" => cancel_model_load(&cmd, ctx),
         "emulator_vocab" => emulator_vocab(ctx),
         "emulator_request_stats" => emulator_request_stats(&cmd, ctx),
+        "emulator_fault" => emulator_fault(&cmd, ctx),
         other => {
             crate::warn!("management: unknown command '{other}'");
             error(format!("unknown command '{other}'"))
@@ -315,6 +316,18 @@ fn emulator_vocab(ctx: &Ctx) -> Value {
         "emulator_vocab",
         json!({"tokens": tokens, "eot_token_id": EOT_TOKEN_ID, "eot_token": EOT_TEXT}),
     )
+}
+
+/// Arm a one-shot fault for the next generation request (see `fault.rs`).
+fn emulator_fault(cmd: &Value, ctx: &Ctx) -> Value {
+    match crate::fault::Fault::parse(cmd) {
+        Ok(fault) => {
+            crate::info!("fault armed for the next generation request: {fault:?}");
+            *lock(&ctx.armed_fault) = Some(fault);
+            ok()
+        }
+        Err(why) => error(&why),
+    }
 }
 
 /// What the emulator did for one request: deltas published, sequences still generating,

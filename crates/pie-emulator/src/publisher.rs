@@ -28,6 +28,13 @@ impl Publisher {
         }
     }
 
+    /// A delta frame with `body` as it is (fault injection: bodies that are not JSON).
+    pub fn raw_delta(&self, channel: u64, body: &[u8]) {
+        let mut msg = channel_topic(channel).into_bytes();
+        msg.extend_from_slice(body);
+        self.send(&msg);
+    }
+
     pub fn event(&self, name: &str, body: &Value) {
         let mut msg = Vec::with_capacity(256);
         msg.extend_from_slice(EVENT_PREFIX);

@@ -167,6 +167,7 @@ fn handle_request(req: Request, ctx: &Ctx) {
     match req.request_type {
         RequestType::Generation => {
             let mut sequences = Vec::with_capacity(total as usize);
+            let mut fault = lock(&ctx.armed_fault).take();
             for (prompt_index, p) in req.prompts.iter().enumerate() {
                 let text = String::from_utf8_lossy(&p.text);
                 let boosted = Arc::new(ctx.lm.prompt_words(&text));
@@ -199,7 +200,9 @@ fn handle_request(req: Request, ctx: &Ctx) {
                         flood: ctx.config.flood.is_some(),
                         plan: plan.clone(),
                     };
-                    sequences.push(Sequence::new(spec, &ctx.lm));
+                    let mut seq = Sequence::new(spec, &ctx.lm);
+                    seq.fault = fault.take();
+                    sequences.push(seq);
                 }
             }
             ctx.scheduler.submit(sequences);

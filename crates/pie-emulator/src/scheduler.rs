@@ -9,6 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::fault::{Action, Fault};
 use crate::sequence::{error_delta, Sequence};
 use crate::state::{lock, Ctx};
 
@@ -214,8 +215,18 @@ impl Scheduler {
         let mut tombstones: HashMap<u64, Instant> = HashMap::new();
         let mut published: HashMap<u64, u64> = HashMap::new();
         let publish =
-            |seq: &Sequence, delta: &serde_json::Value, published: &mut HashMap<u64, u64>| {
-                ctx.publisher.delta(seq.ids.channel, delta);
+            |seq: &mut Sequence, delta: &serde_json::Value, published: &mut HashMap<u64, u64>| {
+                let index = seq.produced;
+                seq.produced += 1;
+                let action = seq.fault.as_ref().map(|f| {
+                    let is_final = delta["is_final_delta"].as_bool() == Some(true);
+                    f.action(index, is_final, seq.ids.request_id)
+                });
+                match action {
+                    Some(Action::Skip) => {}
+                    Some(Action::Replace(body)) => ctx.publisher.raw_delta(seq.ids.channel, &body),
+                    _ => ctx.publisher.delta(seq.ids.channel, delta),
+                }
                 *published.entry(seq.ids.request_id).or_default() += 1;
             };
         let mut cancelled_now: Vec<u64> = Vec::new();
@@ -304,6 +315,9 @@ impl Scheduler {
                     std::thread::sleep(FLOOD_DRAIN_PAUSE);
                 }
                 for seq in active.iter_mut() {
+                    if seq.fault == Some(Fault::Stall) {
+                        continue;
+                    }
                     let lm = &ctx.lm;
                     match catch_unwind(AssertUnwindSafe(|| seq.step(lm))) {
                         Ok(delta) => publish(seq, &delta, &mut published),

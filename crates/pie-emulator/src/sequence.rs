@@ -294,6 +294,9 @@ pub struct Sequence {
     open_text: String,
     /// Set once the final delta has been produced.
     pub done: bool,
+    /// A fault to inject into this sequence's deltas (tests), and how many it has produced.
+    pub fault: Option<crate::fault::Fault>,
+    pub produced: u64,
 }
 
 /// The streamed form of one tool call: `item_started` on its first token, per-argument
@@ -429,6 +432,8 @@ impl Sequence {
             open_item: None,
             open_text: String::new(),
             done: false,
+            fault: None,
+            produced: 0,
         }
     }
 

@@ -128,6 +128,8 @@ pub struct Ctx {
     pub timers: Timers,
     pub exit: ExitSignal,
     pub telemetry: Mutex<TelemetryState>,
+    /// A fault armed by `emulator_fault` for the next generation request.
+    pub armed_fault: Mutex<Option<crate::fault::Fault>>,
     next_sequence_id: AtomicU64,
     pub started: Instant,
     pub pid: u32,
@@ -147,6 +149,7 @@ impl Ctx {
             timers: Timers::default(),
             exit: ExitSignal::default(),
             telemetry: Mutex::new(TelemetryState::default()),
+            armed_fault: Mutex::new(None),
             next_sequence_id: AtomicU64::new(1),
             started: Instant::now(),
             pid: std::process::id(),
