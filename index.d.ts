@@ -12,8 +12,8 @@ export declare class NativeChat {
    * onto the JavaScript thread, which then takes and encodes the whole backlog.
    */
   next(): Promise<string | null>
-  /** Stop routing this request's deltas and send `cancel_request` to the engine. */
-  cancel(): Promise<void>
+  /** End this request's stream now; `cancel_request` goes to the engine in the background. */
+  cancel(): void
 }
 
 /** A lease on the engine. Several in one process share one connection. */

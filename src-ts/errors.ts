@@ -5,6 +5,7 @@
 
 export type OrchardErrorCode =
   | 'PROTOCOL'
+  | 'DELTAS_LOST'
   | 'INVALID_REQUEST'
   | 'TEMPLATE'
   | 'TRANSPORT'
@@ -32,7 +33,11 @@ export class OrchardError extends Error {
   }
 }
 
-/** A frame or message that does not follow the PIE wire protocol. */
+/**
+ * A frame or message that does not follow the PIE wire protocol. Code `DELTAS_LOST`: some of
+ * a request's deltas never arrived (the engine's counts say more was generated than was
+ * received, or its final delta was lost); the request fails rather than completing short.
+ */
 export class ProtocolError extends OrchardError {}
 /** A request built wrongly: unknown option, wrong type, value out of range. */
 export class InvalidRequestError extends OrchardError {}
@@ -80,6 +85,7 @@ export class ModelNotFoundError extends ModelNotLoadedError {}
 
 const classes: Record<Exclude<OrchardErrorCode, 'ABORTED'>, new (code: OrchardErrorCode, message: string, options?: { cause?: unknown }) => OrchardError> = {
   PROTOCOL: ProtocolError,
+  DELTAS_LOST: ProtocolError,
   INVALID_REQUEST: InvalidRequestError,
   TEMPLATE: TemplateError,
   TRANSPORT: TransportError,

@@ -34,6 +34,15 @@ export function drain(stream: AsyncIterable<unknown>): void {
   })()
 }
 
+/** End a native request at once (its `cancel_request` is sent in the background). */
+function cancelNative(native: NativeChat): void {
+  try {
+    native.cancel()
+  } catch {
+    /* the connection is already gone: nothing left to stop */
+  }
+}
+
 function abortFromSignal(signal: AbortSignal | undefined): AbortError {
   const reason: unknown = signal?.reason
   if (reason instanceof AbortError) return reason
@@ -57,6 +66,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
   #native: NativeChat | undefined
   #outcome: Outcome<R> | undefined
   #waiters: Array<(o: Outcome<R>) => void> = []
+  readonly #onAbort = (): void => void this.cancel()
 
   /** @internal */
   constructor(handle: Promise<NativeChat>, options: StreamOptions<R>) {
@@ -66,6 +76,8 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
     this.#finish = options.finish
     // A stream nobody consumes must not surface as an unhandled rejection.
     handle.catch(() => undefined)
+    // From the moment the request exists, an abort reaches the engine, iterated or not.
+    options.signal?.addEventListener('abort', this.#onAbort, { once: true })
   }
 
   [Symbol.asyncIterator](): AsyncIterator<ChatDelta> {
@@ -80,7 +92,6 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
     const signal = this.#signal
     let complete = false
     let native: NativeChat | undefined
-    const onAbort = () => void this.cancel()
     try {
       if (signal?.aborted || this.#cancelled) throw abortFromSignal(signal)
       try {
@@ -89,7 +100,6 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
         throw fromNative(e)
       }
       this.#native = native
-      signal?.addEventListener('abort', onAbort, { once: true })
       if (signal?.aborted || this.#cancelled) throw abortFromSignal(signal)
       for (;;) {
         let batch: string | null
@@ -117,11 +127,11 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
       this.#settle({ ok: false, error: e })
       throw e
     } finally {
-      signal?.removeEventListener('abort', onAbort)
       if (!complete) {
         this.#cancelled = true
         if (!this.#outcome) this.#settle({ ok: false, error: new AbortError('The chat stream was closed before it finished') })
-        if (native) await native.cancel().catch(() => undefined)
+        if (native) cancelNative(native)
+        else this.#handle.then(cancelNative, () => undefined)
       }
     }
   }
@@ -134,7 +144,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
       timer = setTimeout(() => {
         next.catch(() => undefined)
         this.#cancelled = true
-        void native.cancel().catch(() => undefined)
+        cancelNative(native)
         reject(new TimeoutError('TIMEOUT', `stallTimeout: the engine sent nothing for ${ms} ms; the request was cancelled`))
       }, ms)
     })
@@ -148,6 +158,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
   #settle(o: Outcome<R>): void {
     if (this.#outcome) return
     this.#outcome = o
+    this.#signal?.removeEventListener('abort', this.#onAbort)
     for (const w of this.#waiters.splice(0)) w(o)
   }
 
@@ -181,11 +192,15 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
     return this.finalResult().then(onfulfilled, onrejected)
   }
 
-  /** Stop the request: the engine is told to cancel and the stream ends with an AbortError. */
+  /**
+   * Stop the request: the stream ends at once with an AbortError, and the engine is told to
+   * stop in the background (a stuck engine never delays this).
+   */
   async cancel(): Promise<void> {
     this.#cancelled = true
+    this.#settle({ ok: false, error: new AbortError('The chat request was cancelled') })
     const native = this.#native ?? (await this.#handle.catch(() => undefined))
-    if (native) await native.cancel().catch(() => undefined)
+    if (native) cancelNative(native)
   }
 }
 

@@ -7,6 +7,9 @@ use std::fmt;
 pub enum ErrorCode {
     /// A frame or message that does not follow the PIE wire protocol.
     Protocol,
+    /// Deltas of a request never arrived (a kind of protocol error): the engine's counts
+    /// say more was generated than was received, or the final delta was lost.
+    DeltasLost,
     /// A request the caller built wrongly (bad option, wrong type, out of range).
     InvalidRequest,
     /// Prompt rendering failed (unknown family, template error, malformed message).
@@ -37,6 +40,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::Protocol => "PROTOCOL",
+            ErrorCode::DeltasLost => "DELTAS_LOST",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::Template => "TEMPLATE",
             ErrorCode::Transport => "TRANSPORT",

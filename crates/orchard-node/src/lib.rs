@@ -474,15 +474,13 @@ impl NativeChat {
         Ok(promise)
     }
 
-    /// Stop routing this request's deltas and send `cancel_request` to the engine.
+    /// End this request's stream now; `cancel_request` goes to the engine in the background.
     #[napi]
-    pub async fn cancel(&self) -> napi::Result<()> {
+    pub fn cancel(&self) -> napi::Result<()> {
         if self.slot.is_done() {
             return Ok(());
         }
-        let transport = self.transport.clone();
-        let id = self.request_id;
-        blocking(move || transport.cancel(id)).await
+        guarded(|| self.transport.cancel(self.request_id))
     }
 }
 

@@ -2,8 +2,11 @@
 //! events, read by one listener thread with blocking receives), one REQ (management).
 
 mod block_on;
+mod cancel;
 mod events;
+mod receive;
 mod slot;
+mod watchdog;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,27 +14,54 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub use block_on::block_on_timeout;
+pub use cancel::CANCEL_TIMEOUT;
 pub use events::{EventHub, EventWait};
 pub use slot::{Batch, RequestSlot};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::nng::{Protocol, Socket};
 use crate::paths::Endpoints;
-use crate::wire::{self, delta::channel_topic, Incoming, Request};
+use crate::wire::{self, delta::channel_topic, Request};
 
-/// NNG's largest receive queue; a burst of deltas larger than this would be dropped.
+use cancel::Canceller;
+use receive::Inbox;
+use watchdog::{Watchdog, Watched};
+
+/// NNG's largest receive queue. The receiving thread only enqueues, so it stays far below.
 const SUB_RECV_BUFFER: i32 = 8192;
 const PUSH_SEND_TIMEOUT: Duration = Duration::from_secs(30);
-pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest message accepted from the engine (`ORCHARD_MAX_MESSAGE_BYTES`): a delta, an
+/// event or a management reply. Larger messages are dropped by NNG, and the loss is then
+/// detected like any other.
+const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 const TELEMETRY_TOPIC: &[u8] = b"__PIE_EVENT__:telemetry";
 /// The engine events a client acts on (model activation).
 const ACTIVATION_TOPICS: [&[u8]; 2] = [
     b"__PIE_EVENT__:model_loaded\0",
     b"__PIE_EVENT__:model_load_failed\0",
 ];
+
+/// The largest message accepted from the engine: `ORCHARD_MAX_MESSAGE_BYTES`, default 64 MiB.
+pub fn max_message_bytes() -> usize {
+    std::env::var("ORCHARD_MAX_MESSAGE_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n >= 1024)
+        .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES)
+}
+
+/// The first request id of a connection: a random 32-bit offset, so two processes (or two
+/// clients of one engine) practically never use the same id at the same time —
+/// `cancel_request` names only the id.
+fn first_request_id() -> u64 {
+    u64::from(rand::random::<u32>()) + 1
+}
+
+/// Request ids stay below 2^53, so JavaScript numbers hold them exactly.
+const MAX_REQUEST_ID: u64 = 1 << 53;
 
 /// `(pid << 32) | random u32`, never 0 (protocol.md §8.1).
 pub fn new_channel_id() -> u64 {
@@ -52,16 +82,19 @@ pub struct Transport {
     push: Socket,
     sub: Arc<Socket>,
     management: Mutex<Socket>,
+    canceller: Canceller,
+    watchdog: Watchdog,
     slots: SlotMap,
     events: Arc<EventHub>,
-    listener: Mutex<Option<JoinHandle<()>>>,
+    /// The receiving and the routing thread.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     next_request_id: AtomicU64,
     closed: Arc<AtomicBool>,
     /// Why the connection ended, when it was ended on purpose (e.g. the engine died).
     end_reason: Arc<Mutex<Option<Error>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -80,8 +113,9 @@ impl Transport {
             }
         };
         let channel_id = new_channel_id();
+        let max_message = max_message_bytes();
         let sub = Socket::open(Protocol::Sub)?;
-        sub.set_recv_max_size(0)?;
+        sub.set_recv_max_size(max_message)?;
         sub.set_recv_buffer(SUB_RECV_BUFFER)?;
         sub.subscribe(channel_topic(channel_id).as_bytes())?;
         // Telemetry only until the connection is proven; then only the events we act on,
@@ -97,7 +131,7 @@ impl Transport {
         push.dial(&endpoints.requests, true)
             .map_err(|e| no_engine(e, &endpoints.requests))?;
         let management = Socket::open(Protocol::Req)?;
-        management.set_recv_max_size(0)?;
+        management.set_recv_max_size(max_message)?;
         // Never re-send a management command: a slow reply must not become a duplicate
         // load or cancel, and an idle REQ socket then keeps no retry timer ticking.
         management.set_req_resend_time(None)?;
@@ -106,6 +140,8 @@ impl Transport {
             .map_err(|e| no_engine(e, &endpoints.management))?;
 
         let transport = Arc::new(Transport {
+            canceller: Canceller::new(&endpoints.management),
+            watchdog: Watchdog::new(),
             endpoints,
             channel_id,
             push,
@@ -113,24 +149,33 @@ impl Transport {
             management: Mutex::new(management),
             slots: Arc::new(Mutex::new(HashMap::new())),
             events: Arc::new(EventHub::default()),
-            listener: Mutex::new(None),
-            next_request_id: AtomicU64::new(1),
+            threads: Mutex::new(Vec::new()),
+            next_request_id: AtomicU64::new(first_request_id()),
             closed: Arc::new(AtomicBool::new(false)),
             end_reason: Arc::new(Mutex::new(None)),
         });
         let first_event = transport.events.wait_for(|_| true);
-        let handle = {
-            let sub = transport.sub.clone();
+        let inbox = Arc::new(Inbox::default());
+        let router = {
+            let inbox = inbox.clone();
             let slots = transport.slots.clone();
             let events = transport.events.clone();
             let closed = transport.closed.clone();
             let end_reason = transport.end_reason.clone();
             std::thread::Builder::new()
-                .name("orchard-sub-listener".into())
-                .spawn(move || listen(sub, channel_id, slots, events, closed, end_reason))
-                .map_err(|e| Error::io("cannot start the SUB listener thread", e))?
+                .name("orchard-sub-router".into())
+                .spawn(move || receive::route(inbox, channel_id, slots, events, closed, end_reason))
+                .map_err(|e| Error::io("cannot start the SUB routing thread", e))?
         };
-        *lock(&transport.listener) = Some(handle);
+        lock(&transport.threads).push(router);
+        let receiver = {
+            let sub = transport.sub.clone();
+            std::thread::Builder::new()
+                .name("orchard-sub-receive".into())
+                .spawn(move || receive::receive(sub, inbox))
+                .map_err(|e| Error::io("cannot start the SUB receiving thread", e))?
+        };
+        lock(&transport.threads).push(receiver);
         match block_on_timeout(first_event, ready_timeout) {
             Some(Ok(_)) => {
                 transport.sub.unsubscribe(TELEMETRY_TOPIC)?;
@@ -171,9 +216,10 @@ impl Transport {
 
     pub fn next_request_id(&self) -> u64 {
         let id = self.next_request_id.fetch_add(1, Ordering::Relaxed);
-        if id >= 1 << 62 {
-            self.next_request_id.store(2, Ordering::Relaxed);
-            return 1;
+        if id >= MAX_REQUEST_ID {
+            self.next_request_id
+                .store(first_request_id(), Ordering::Relaxed);
+            return self.next_request_id();
         }
         id
     }
@@ -199,6 +245,11 @@ impl Transport {
         let frame = wire::encode_request(&req)?;
         let slot = RequestSlot::new(req.request_id, req.expected_finals());
         lock(&self.slots).insert(req.request_id, slot.clone());
+        self.watchdog.submitted(|| Watched {
+            slots: self.slots.clone(),
+            sub: self.sub.clone(),
+            events: self.events.clone(),
+        });
         if let Err(e) = self.push.send(&frame) {
             lock(&self.slots).remove(&req.request_id);
             return Err(Error::new(
@@ -213,7 +264,8 @@ impl Transport {
         Ok(slot)
     }
 
-    /// Stop routing deltas of `request_id` and ask the engine to stop its work.
+    /// Stop routing deltas of `request_id` (its stream ends at once) and ask the engine, in
+    /// the background, to stop its work. Never waits for the engine.
     pub fn cancel(&self, request_id: u64) -> Result<()> {
         let slot = lock(&self.slots).remove(&request_id);
         let Some(slot) = slot else {
@@ -223,23 +275,7 @@ impl Transport {
         if self.is_closed() {
             return Ok(());
         }
-        let reply = self.management(
-            &json!({"type": "cancel_request", "request_id": request_id}),
-            CANCEL_TIMEOUT,
-        )?;
-        match reply.get("status").and_then(Value::as_str) {
-            Some("ok") | Some("accepted") => Ok(()),
-            _ => Err(Error::new(
-                ErrorCode::Engine,
-                format!(
-                    "engine rejected cancel_request for {request_id}: {}",
-                    reply
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown error")
-                ),
-            )),
-        }
+        self.canceller.cancel(request_id)
     }
 
     /// Send one management command and return the engine's JSON reply.
@@ -291,8 +327,10 @@ impl Transport {
         }
         self.sub.close();
         self.push.close();
+        self.canceller.close();
+        self.watchdog.stop();
         lock(&self.management).close();
-        if let Some(h) = lock(&self.listener).take() {
+        for h in lock(&self.threads).drain(..) {
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();
             }
@@ -304,64 +342,4 @@ impl Drop for Transport {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-/// Queue one delta message in its request's slot, reading only its routing fields.
-fn route_delta(msg: crate::nng::Message, channel_id: u64, slots: &SlotMap) -> Result<()> {
-    let (channel, body) = wire::delta::split_delta_topic(&msg)?;
-    if channel != channel_id {
-        return Ok(()); // another client's channel that shares our hex prefix
-    }
-    let routing = wire::DeltaRouting::from_json(body)?.facts();
-    let id = routing.request_id;
-    let slot = lock(slots).get(&id).cloned();
-    if let Some(slot) = slot {
-        let done = slot.push(body, routing);
-        if done {
-            lock(slots).remove(&id);
-        }
-    }
-    Ok(())
-}
-
-fn listen(
-    sub: Arc<Socket>,
-    channel_id: u64,
-    slots: SlotMap,
-    events: Arc<EventHub>,
-    closed: Arc<AtomicBool>,
-    end_reason: Arc<Mutex<Option<Error>>>,
-) {
-    let reason = loop {
-        let msg = match sub.recv() {
-            Ok(m) => m,
-            Err(e) if e.is_closed() => {
-                break Error::new(
-                    ErrorCode::EngineDied,
-                    "the engine connection was closed while the request was in flight",
-                )
-            }
-            Err(e) => break Error::new(ErrorCode::Transport, format!("SUB receive: {e}")),
-        };
-        let outcome = if msg.starts_with(wire::delta::DELTA_PREFIX) {
-            route_delta(msg, channel_id, &slots)
-        } else {
-            wire::decode_message(&msg).map(|incoming| {
-                if let Incoming::Event(event) = incoming {
-                    events.dispatch(event);
-                }
-            })
-        };
-        if let Err(e) = outcome {
-            if std::env::var_os("ORCHARD_DEBUG").is_some() {
-                eprintln!("orchard: dropped a malformed engine message: {e}");
-            }
-        }
-    };
-    closed.store(true, Ordering::SeqCst);
-    let reason = lock(&end_reason).clone().unwrap_or(reason);
-    for (_, slot) in lock(&slots).drain() {
-        slot.fail(reason.clone());
-    }
-    events.fail_all(reason);
 }

@@ -6,11 +6,12 @@
 //! slot, on its own thread. A queued delta therefore costs one buffer, not a decoded struct,
 //! and the listener stays fast enough to keep the SUB socket's queue from overflowing.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
+use std::time::Instant;
 
-use crate::error::{Error, ErrorCode};
+use crate::error::{Error, ErrorCode, Result};
 use crate::wire::{Delta, RoutingFacts};
 
 /// What a drained slot reports.
@@ -44,11 +45,16 @@ struct State {
     finished: bool,
     failure: Option<Error>,
     waker: Option<Waker>,
+    /// When the request was sent or its last delta arrived.
+    last_activity: Instant,
 }
 
 pub struct RequestSlot {
     pub request_id: u64,
     state: Mutex<State>,
+    /// Tokens received per sequence `(prompt, candidate)`, counted as the consumer decodes
+    /// them and checked against each final delta's `generation_len`.
+    received: Mutex<HashMap<(u32, u32), u64>>,
 }
 
 impl RequestSlot {
@@ -61,7 +67,9 @@ impl RequestSlot {
                 finished: false,
                 failure: None,
                 waker: None,
+                last_activity: Instant::now(),
             }),
+            received: Mutex::new(HashMap::new()),
         })
     }
 
@@ -78,6 +86,7 @@ impl RequestSlot {
         if s.finished || s.failure.is_some() {
             return true;
         }
+        s.last_activity = Instant::now();
         if routing.is_final {
             s.remaining_finals = if routing.ends_request {
                 0
@@ -135,6 +144,11 @@ impl RequestSlot {
         }
     }
 
+    /// When the request was sent or its last delta arrived.
+    pub fn last_activity(&self) -> Instant {
+        self.lock().last_activity
+    }
+
     pub fn is_done(&self) -> bool {
         let s = self.lock();
         s.finished || s.failure.is_some()
@@ -161,17 +175,54 @@ impl RequestSlot {
             block
         };
         // Decode outside the lock, so the listener never waits on it. A delta whose routing
-        // fields parsed but whose body does not is a protocol error for this request.
+        // fields parsed but whose body does not is a protocol error for this request, and so
+        // is a sequence that ends with fewer tokens than the engine says it generated.
         let mut deltas = Vec::with_capacity(block.ends.len());
         let mut start = 0;
         for end in block.ends {
-            match Delta::from_json(&block.bodies[start..end]) {
+            let decoded = Delta::from_json(&block.bodies[start..end]).and_then(|d| {
+                self.account(&d)?;
+                Ok(d)
+            });
+            match decoded {
                 Ok(d) => deltas.push(d),
-                Err(e) => return Poll::Ready(Batch::Failed(e)),
+                Err(e) => {
+                    let mut s = self.lock();
+                    s.blocks.clear();
+                    s.failure = Some(e.clone());
+                    return Poll::Ready(Batch::Failed(e));
+                }
             }
             start = end;
         }
         Poll::Ready(Batch::Deltas(deltas))
+    }
+
+    /// Count `d`'s tokens for its sequence; at the sequence's final delta, every token the
+    /// engine reports generating (`generation_len`) must have arrived.
+    fn account(&self, d: &Delta) -> Result<()> {
+        let key = (d.prompt_index.unwrap_or(0), d.candidate_index.unwrap_or(0));
+        let tokens = if d.tokens.is_empty() {
+            u64::from(d.num_tokens_in_delta.unwrap_or(0))
+        } else {
+            d.tokens.len() as u64
+        };
+        let mut received = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        let total = received.entry(key).or_default();
+        *total += tokens;
+        match d.generation_len {
+            Some(generated) if d.is_final_delta && !d.is_error() && *total < generated => {
+                Err(Error::new(
+                    ErrorCode::DeltasLost,
+                    format!(
+                        "request {}: sequence (prompt {}, candidate {}) generated {generated} tokens but \
+                         only {} arrived; deltas were lost between the engine and this process",
+                        self.request_id, key.0, key.1, *total
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -325,5 +376,50 @@ mod tests {
             Poll::Ready(Batch::Failed(e)) => assert_eq!(e.code, ErrorCode::Protocol),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn token_delta(p: u32, token: i64) -> String {
+        format!(
+            r#"{{"request_id":1,"prompt_index":{p},"candidate_index":0,"tokens":[{token}],"content":"x"}}"#
+        )
+    }
+
+    fn final_with(p: u32, token: i64, generation_len: u64) -> String {
+        format!(
+            r#"{{"request_id":1,"prompt_index":{p},"candidate_index":0,"tokens":[{token}],"is_final_delta":true,"finish_reason":"stop","generation_len":{generation_len}}}"#
+        )
+    }
+
+    #[test]
+    fn a_sequence_with_every_token_passes_the_count() {
+        let slot = RequestSlot::new(1, 1);
+        let flag = Arc::new(Flag(Default::default()));
+        push(&slot, &token_delta(0, 5));
+        push(&slot, &token_delta(0, 6));
+        assert!(push(&slot, &final_with(0, 7, 3)));
+        assert!(matches!(poll(&slot, &flag), Poll::Ready(Batch::Deltas(d)) if d.len() == 3));
+        assert!(matches!(poll(&slot, &flag), Poll::Ready(Batch::Finished)));
+    }
+
+    #[test]
+    fn a_missing_middle_delta_fails_the_request_at_its_final() {
+        let slot = RequestSlot::new(1, 2);
+        let flag = Arc::new(Flag(Default::default()));
+        push(&slot, &token_delta(0, 5));
+        // Prompt 1 is complete; prompt 0 lost one of its three tokens.
+        push(&slot, &final_with(1, 9, 1));
+        push(&slot, &final_with(0, 7, 3));
+        match poll(&slot, &flag) {
+            Poll::Ready(Batch::Failed(e)) => {
+                assert_eq!(e.code, ErrorCode::DeltasLost);
+                assert!(
+                    e.message.contains("generated 3 tokens but only 2 arrived"),
+                    "{e}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Failed for good: nothing more is handed out.
+        assert!(matches!(poll(&slot, &flag), Poll::Ready(Batch::Failed(_))));
     }
 }
