@@ -5,7 +5,7 @@ import { readdirSync, statSync } from 'node:fs'
 import path from 'node:path'
 import type { Readable, Writable } from 'node:stream'
 
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 
 import { AbortError, ProtocolError, TimeoutError } from '../src-ts'
 import type { ChatStream, Client, Engine } from '../src-ts'
@@ -14,12 +14,19 @@ import { distDir, emulatorBinary, makeModelDir, tempCacheRoot, useEmulator } fro
 let engine: Engine
 let client: Client
 let model: string
+/** Options for a request that runs until it is cancelled (the end-of-turn token banned). */
+let forever: { maxTokens: number; logitBias: Record<number, number> }
 
 // A short quiet period, so a lost final is found quickly.
 useEmulator('reliability', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '2', ORCHARD_LOST_FINAL_CHECK_MS: '400' } }, (e) => {
   engine = e.engine
   client = e.client
   model = e.model
+})
+
+beforeAll(async () => {
+  const vocab = (await engine.managementCommand({ type: 'emulator_vocab' })).data?.emulator_vocab as { eot_token_id: number }
+  forever = { maxTokens: 100_000, logitBias: { [vocab.eot_token_id]: -100 } }
 })
 
 const hello = [{ role: 'user' as const, content: 'Tell me about apple orchards.' }]
@@ -129,7 +136,7 @@ describe('cancels never wait', () => {
 
   it('an abort between chat() and iteration reaches the engine', async () => {
     const controller = new AbortController()
-    const stream = client.chat(model, hello, { maxTokens: 100_000, stop: ['<never>'], signal: controller.signal })
+    const stream = client.chat(model, hello, { ...forever, signal: controller.signal })
     await stream.requestId()
     controller.abort()
     await untilCancelled(stream)
@@ -144,8 +151,8 @@ describe('cancels never wait', () => {
   })
 
   it('with the engine frozen (SIGSTOP), break, cancel() and stallTimeout end every stream; the cancels arrive after SIGCONT', async () => {
-    const streams = Array.from({ length: 30 }, (_, i) => client.chat(model, hello, { maxTokens: 100_000, stop: ['<never>'], seed: i }))
-    const stalled = Array.from({ length: 40 }, (_, i) => client.chat(model, hello, { maxTokens: 100_000, stop: ['<never>'], seed: 100 + i, stallTimeout: 500 }))
+    const streams = Array.from({ length: 30 }, (_, i) => client.chat(model, hello, { ...forever, seed: i }))
+    const stalled = Array.from({ length: 40 }, (_, i) => client.chat(model, hello, { ...forever, seed: 100 + i, stallTimeout: 500 }))
     // Every stream is flowing before the engine freezes.
     const iterators = streams.map((s) => s[Symbol.asyncIterator]())
     await Promise.all(iterators.map((it) => it.next()))
@@ -155,12 +162,14 @@ describe('cancels never wait', () => {
       // Half leave their loop (return() = break), half are cancelled.
       await Promise.all(iterators.slice(0, 15).map((it) => it.return?.()))
       await Promise.all(streams.slice(15).map((s) => s.cancel()))
-      for (const s of streams) await expect(s).rejects.toBeInstanceOf(AbortError)
-      for (const s of stalled) await expect(s).rejects.toBeInstanceOf(TimeoutError)
+      await Promise.all([
+        ...streams.map((s) => expect(s).rejects.toBeInstanceOf(AbortError)),
+        ...stalled.map((s) => expect(s).rejects.toBeInstanceOf(TimeoutError)),
+      ])
     } finally {
       process.kill(engine.pid, 'SIGCONT')
     }
-    for (const s of [...streams, ...stalled]) await untilCancelled(s)
+    await Promise.all([...streams, ...stalled].map(untilCancelled))
   })
 })
 
@@ -174,7 +183,7 @@ describe('request ids', () => {
         ;(async () => {
           const e = await Engine.start()
           await e.loadModel(${JSON.stringify(model)})
-          const s = e.client().chat(${JSON.stringify(model)}, [{ role: 'user', content: 'hi' }], { maxTokens: 100000, stop: ['<never>'] })
+          const s = e.client().chat(${JSON.stringify(model)}, [{ role: 'user', content: 'hi' }], ${JSON.stringify(forever)})
           console.log(await s.requestId())
           process.stdin.once('data', async () => { await s.cancel(); await s.then(() => {}, () => {}); await e.close(); process.exit(0) })
         })().catch((err) => { console.log('child failed: ' + err); process.exit(1) })`,
