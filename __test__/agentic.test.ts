@@ -117,6 +117,10 @@ describe('chat with reasoning', () => {
     expect(result.reasoning!.trim().length).toBeGreaterThan(0)
     expect(result.text.length).toBeGreaterThan(0)
     expect(result.usage.reasoningTokens).toBe(9)
+    // Completion counts the reasoning too; the total is prompt + completion.
+    expect(result.usage.completionTokens).toBe(deltas.reduce((n, d) => n + d.tokens.length, 0))
+    expect(result.usage.completionTokens).toBeGreaterThan(9)
+    expect(result.usage.totalTokens).toBe(result.usage.promptTokens + result.usage.completionTokens)
 
     // The raw content has the think block; text and reasoning do not carry its markers.
     const content = join(deltas.map((d) => d.content ?? ''))

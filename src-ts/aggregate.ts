@@ -256,12 +256,13 @@ function reasoningText(s: Sequence): string | null {
 function usageOf(sequences: Sequence[]): Usage {
   const promptTokens = sequences.reduce((m, s) => Math.max(m, s.promptTokens), 0)
   const reasoningTokens = sequences.reduce((n, s) => n + s.reasoningTokens, 0)
-  const completionTokens = sequences.reduce((n, s) => n + Math.max(0, (s.generationLen || s.tokens.length) - s.reasoningTokens), 0)
+  // OpenAI's convention: completion counts every generated token, reasoning included.
+  const completionTokens = sequences.reduce((n, s) => n + Math.max(s.generationLen || s.tokens.length, s.reasoningTokens), 0)
   return {
     promptTokens,
     completionTokens,
     reasoningTokens,
     cachedTokens: sequences.reduce((m, s) => Math.max(m, s.cachedTokens), 0),
-    totalTokens: promptTokens + completionTokens + reasoningTokens,
+    totalTokens: promptTokens + completionTokens,
   }
 }

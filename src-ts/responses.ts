@@ -445,9 +445,10 @@ class ResponseAssembler {
     if (d.promptTokenCount != null) u.input_tokens = d.promptTokenCount
     if (d.cachedTokenCount != null) u.input_tokens_details.cached_tokens = d.cachedTokenCount
     if (d.reasoningTokens != null) u.output_tokens_details.reasoning_tokens = d.reasoningTokens
-    if (d.generationLen != null) u.output_tokens = Math.max(0, d.generationLen - u.output_tokens_details.reasoning_tokens)
+    // Output counts every generated token, reasoning included (broken out in the details).
+    if (d.generationLen != null) u.output_tokens = Math.max(d.generationLen, u.output_tokens_details.reasoning_tokens)
     else if (d.tokens.length) u.output_tokens += d.tokens.length
-    u.total_tokens = u.input_tokens + u.output_tokens + u.output_tokens_details.reasoning_tokens
+    u.total_tokens = u.input_tokens + u.output_tokens
     if (d.isFinal) {
       if (d.matchedStopTokenId != null) this.response.stop_token_id = d.matchedStopTokenId
       if (d.matchedStopToken != null) this.response.stop_token = d.matchedStopToken

@@ -204,10 +204,14 @@ export interface Timings {
   totalMs: number
 }
 
+/** Token counts, in OpenAI's convention: `totalTokens === promptTokens + completionTokens`. */
 export interface Usage {
   promptTokens: number
+  /** Every generated token of every sequence, reasoning included. */
   completionTokens: number
+  /** The part of `completionTokens` spent reasoning. */
   reasoningTokens: number
+  /** Prompt tokens served from the prefix cache. */
   cachedTokens: number
   totalTokens: number
 }
