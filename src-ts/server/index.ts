@@ -105,6 +105,8 @@ const DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
 /** The header carrying the engine's request id (for logs and cancellation checks). */
 export const REQUEST_ID_HEADER = 'x-request-id'
 
+const SHUTDOWN_CANCELLED = new HttpError(503, 'The server is shutting down; the request was cancelled', { code: 'shutting_down' })
+
 interface InFlight {
   controller: AbortController
   done: Promise<void>
@@ -181,7 +183,9 @@ export function createServer(options: ServerOptions): OrchardServer {
       try {
         await produce(s)
       } catch (e) {
-        if (!controller.signal.aborted || closing) await s.writeSSE({ data: JSON.stringify(toHttpError(e, names).body()) })
+        // A client that went away has nobody to tell; one cut off by shutdown is told why.
+        const error = controller.signal.aborted ? (closing ? SHUTDOWN_CANCELLED : null) : toHttpError(e, names)
+        if (error) await s.writeSSE({ data: JSON.stringify(error.body()) })
       } finally {
         end()
       }
@@ -323,8 +327,8 @@ export function createServer(options: ServerOptions): OrchardServer {
         try {
           for await (const event of responses) await s.writeSSE({ event: event.type, data: JSON.stringify(event) })
         } catch (e) {
-          // A failure was already sent as a `response.failed` event; an abort has nobody to tell.
-          void e
+          // A failure was already sent as a `response.failed` event; a cancellation was not.
+          if (controller.signal.aborted) throw e
         }
       })
     } catch (e) {
@@ -369,6 +373,11 @@ export function createServer(options: ServerOptions): OrchardServer {
         clearTimeout(timer)
         for (const f of inFlight) f.controller.abort(new Error('the server is shutting down'))
         await Promise.all([...inFlight].map((f) => f.done))
+        // Let the last bytes (a cancelled stream's error event) reach their clients.
+        s?.closeIdleConnections()
+        const flushed = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.min(graceMs, 1_000))))
+        await Promise.race([stopped, flushed])
+        clearTimeout(timer)
         s?.closeAllConnections()
         await stopped
       })()
@@ -380,7 +389,8 @@ export function createServer(options: ServerOptions): OrchardServer {
 /** The models the engine has loaded (its `list_models`), by every id they were loaded under. */
 async function loadedModels(engine: Engine): Promise<string[]> {
   const reply = await engine.managementCommand({ type: 'list_models' })
-  const models = (reply.data?.models ?? []) as Array<{ requested_id?: unknown; requested_ids?: unknown; load_state?: unknown }>
+  const data = (reply.data?.list_models ?? reply.data) as { models?: unknown } | undefined
+  const models = (Array.isArray(data?.models) ? data.models : []) as Array<{ requested_id?: unknown; requested_ids?: unknown; load_state?: unknown }>
   const ids: string[] = []
   for (const m of models) {
     if (m.load_state !== undefined && m.load_state !== 'ready' && m.load_state !== 'loaded') continue
