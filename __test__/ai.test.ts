@@ -49,6 +49,16 @@ function expectSameUsage(sdk: LanguageModelUsage, ours: Usage): void {
 
 const weatherSchema = z.object({ city: z.string() })
 
+/** The error `f` throws (the test fails when it throws none). */
+function thrown(f: () => unknown): unknown {
+  try {
+    f()
+  } catch (e) {
+    return e
+  }
+  throw new Error('expected an error')
+}
+
 describe('generateText', () => {
   it('gives the text, finish reason and usage of the same seeded client request', async () => {
     const result = await generateText({ model: orchard(model), prompt: 'Tell me about the orchard.', maxOutputTokens: 24, seed: 7 })
@@ -92,8 +102,12 @@ describe('generateText', () => {
     expect(result.text).toBe(ours.text)
     // The options change the text, so equality above is not by chance.
     expect(ours.text).not.toBe(plain.text)
-    const stopped = await generateText({ model: orchard(model), prompt: 'Tell me about apples.', maxOutputTokens: 16, seed: 3, stopSequences: [plain.text.split(' ')[2]!] })
+    const stopped = await generateText({ model: orchard(model), prompt: 'Tell me about apples.', maxOutputTokens: 16, seed: 3, stopSequences: [plain.text.split(' ')[2]!], include: { requestBody: true } })
     expect(stopped.text.length).toBeLessThan(plain.text.length)
+    // The SDK's stop sequences come on top of the model's end of turn.
+    const rendered = await client.renderPrompt(model, user('Tell me about apples.'))
+    const sent = (stopped.request.body as { options: { stop: string[] } }).options.stop
+    expect(sent).toEqual([plain.text.split(' ')[2]!, ...rendered.sampling.stop])
   })
 
   it('returns log-probabilities in provider metadata when asked', async () => {
@@ -163,13 +177,39 @@ describe('streamText', () => {
     expect(typeof requestId).toBe('number')
     expect(types).toContain('abort')
     expect(types).not.toContain('finish')
-    // Poll the emulator's counters until the cancel has landed (a fact, not a delay).
-    for (;;) {
-      const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
-      const stats = reply.data?.emulator_request_stats as { cancelled: boolean; active_sequences: number }
-      if (stats.cancelled && stats.active_sequences === 0) break
-      await new Promise<void>((resolve) => setImmediate(resolve))
+    await untilCancelled(requestId!)
+  })
+})
+
+/** Poll the emulator's counters until the request is cancelled (a fact, not a delay). */
+async function untilCancelled(requestId: number): Promise<void> {
+  for (;;) {
+    const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
+    const stats = reply.data?.emulator_request_stats as { cancelled: boolean; active_sequences: number }
+    if (stats.cancelled && stats.active_sequences === 0) return
+    await new Promise<void>((resolve) => setImmediate(resolve))
+  }
+}
+
+describe('doStream', () => {
+  it('a reader that cancels the stream cancels the request in the engine', async () => {
+    const { stream } = await orchard(model).doStream({
+      prompt: [{ role: 'user', content: [{ type: 'text', text: 'Tell me a long story.' }] }],
+      maxOutputTokens: 100_000,
+      providerOptions: { orchard: { logitBias: { [eot]: -100 } } },
+    })
+    const reader = stream.getReader()
+    const types: string[] = []
+    let requestId: number | undefined
+    while (types.filter((t) => t === 'text-delta').length < 3) {
+      const { value, done } = await reader.read()
+      expect(done).toBe(false)
+      types.push(value!.type)
+      if (value!.type === 'response-metadata') requestId = Number(value!.id)
     }
+    expect(types.slice(0, 3)).toEqual(['stream-start', 'response-metadata', 'text-start'])
+    await reader.cancel()
+    await untilCancelled(requestId!)
   })
 })
 
@@ -312,12 +352,9 @@ describe('prompt conversion', () => {
 
   it('refuses a file orchard cannot read, naming it', () => {
     const prompt: LanguageModelV4Prompt = [{ role: 'user', content: [{ type: 'file', mediaType: 'application/pdf', filename: 'a.pdf', data: { type: 'data', data: png } }] }]
-    expect(() => toMessages(prompt)).toThrow(/prompt\[0\]\.content\[0\].*application\/pdf/)
-    try {
-      toMessages(prompt)
-    } catch (e) {
-      expect(UnsupportedFunctionalityError.isInstance(e)).toBe(true)
-    }
+    const e = thrown(() => toMessages(prompt))
+    expect(UnsupportedFunctionalityError.isInstance(e)).toBe(true)
+    expect((e as Error).message).toMatch(/prompt\[0\]\.content\[0\].*application\/pdf/)
   })
 
   it('the rendered prompt of a mapped conversation is the client’s', async () => {
@@ -342,12 +379,9 @@ describe('prompt conversion', () => {
 describe('provider', () => {
   it('has no embedding or image models: NoSuchModelError', () => {
     for (const make of [() => orchard.embeddingModel('x'), () => orchard.textEmbeddingModel('x'), () => orchard.imageModel('x')]) {
-      expect(make).toThrow(/orchard has no (embedding|image) models/)
-      try {
-        make()
-      } catch (e) {
-        expect(NoSuchModelError.isInstance(e)).toBe(true)
-      }
+      const e = thrown(make)
+      expect(NoSuchModelError.isInstance(e)).toBe(true)
+      expect((e as Error).message).toMatch(/orchard has no (embedding|image) models yet \('x'\)/)
     }
   })
 

@@ -35,6 +35,8 @@ export class OrchardLanguageModel implements LanguageModelV4 {
   /** Images given as data URLs are read in place; the SDK downloads other URLs first. */
   readonly supportedUrls: Record<string, RegExp[]> = { 'image/*': [/^data:/i] }
   readonly #client: () => Promise<Client>
+  /** The model's own stop strings (its end of turn), once asked for. */
+  #defaultStops: Promise<string[]> | undefined
 
   /** @internal use `createOrchard()` */
   constructor(modelId: string, client: () => Promise<Client>) {
@@ -42,9 +44,29 @@ export class OrchardLanguageModel implements LanguageModelV4 {
     this.#client = client
   }
 
+  /**
+   * The client, with `prepared` completed: the SDK's stop sequences come on top of the
+   * model's end of turn (orchard's `stop` replaces it).
+   */
+  async #ready(prepared: PreparedCall): Promise<Client> {
+    const client = await this.#client()
+    const stop = prepared.options.stop
+    if (Array.isArray(stop) && stop.length > 0) {
+      this.#defaultStops ??= client.renderPrompt(this.modelId, prepared.messages).then(
+        (r) => r.sampling.stop,
+        (e: unknown) => {
+          this.#defaultStops = undefined
+          throw e
+        },
+      )
+      prepared.options.stop = [...new Set([...stop, ...(await this.#defaultStops)])]
+    }
+    return client
+  }
+
   async doGenerate(call: LanguageModelV4CallOptions): Promise<LanguageModelV4GenerateResult> {
     const prepared = prepareCall(call)
-    const client = await this.#client()
+    const client = await this.#ready(prepared)
     const result = await client.chat(this.modelId, prepared.messages, prepared.options)
     const content: LanguageModelV4Content[] = []
     if (result.reasoning) content.push({ type: 'reasoning', text: result.reasoning })
@@ -63,13 +85,14 @@ export class OrchardLanguageModel implements LanguageModelV4 {
 
   async doStream(call: LanguageModelV4CallOptions): Promise<LanguageModelV4StreamResult> {
     const prepared = prepareCall(call)
-    const client = await this.#client()
+    const client = await this.#ready(prepared)
     const chat = client.chat(this.modelId, prepared.messages, prepared.options)
     // A request the engine refuses fails the call itself, not its stream.
     const requestId = await chat.requestId()
     const deltas = chat[Symbol.asyncIterator]()
     const parts = new StreamParts(prepared.toolSchemas, call.includeRawChunks === true)
     const modelId = this.modelId
+    let cancelled = false
     const stream = new ReadableStream<LanguageModelV4StreamPart>({
       start(controller) {
         controller.enqueue({ type: 'stream-start', warnings: prepared.warnings })
@@ -79,6 +102,7 @@ export class OrchardLanguageModel implements LanguageModelV4 {
         try {
           for (;;) {
             const next = await deltas.next()
+            if (cancelled) return
             if (next.done) {
               for (const p of parts.finish(await chat.finalResult())) controller.enqueue(p)
               controller.close()
@@ -89,6 +113,7 @@ export class OrchardLanguageModel implements LanguageModelV4 {
             if (out.length > 0) return
           }
         } catch (e) {
+          if (cancelled) return
           // An abort ends the stream as an aborted fetch would; any other failure is reported
           // in it, and the stream ends without a finish part (the SDK sees it interrupted).
           if (e instanceof AbortError) {
@@ -101,8 +126,10 @@ export class OrchardLanguageModel implements LanguageModelV4 {
         }
       },
       async cancel() {
-        // Leaving the iteration cancels the request in the engine.
-        await deltas.return?.()
+        // The reader gave up: stop the request in the engine now (not at its next delta).
+        cancelled = true
+        await chat.cancel()
+        await deltas.return?.()?.catch(() => undefined)
       },
     })
     return { stream, request: { body: requestBody(this.modelId, prepared) } }
