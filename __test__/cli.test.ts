@@ -8,6 +8,8 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest'
 
 import { fakeHub, type FakeHub, tinyRepo } from './fetch-helpers'
 import { distDir, emulatorBinary, tempCacheRoot } from './helpers'
+import { makeModelDir } from './helpers'
+import { Engine } from '../src-ts'
 
 const root = tempCacheRoot('cli')
 const env: NodeJS.ProcessEnv = {
@@ -127,5 +129,61 @@ describe('orchard CLI', () => {
     expect(r.code).toBe(1)
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
     expect(r.stderr).toMatch(/^orchard: no engine binary found.*\[ENGINE_NOT_FOUND\]/)
+  })
+})
+
+describe('orchard serve and orchard chat', () => {
+  it('help for both commands', async () => {
+    for (const cmd of ['serve', 'chat']) {
+      const r = await orchard([cmd, '--help'])
+      expect(r.code, cmd).toBe(0)
+      expect(r.stdout).toContain(`usage: orchard ${cmd}`)
+    }
+    expect((await orchard(['serve', '--port', 'x'])).code).toBe(2)
+  })
+
+  it('chat with a prompt streams the answer the library gives for that seed', async () => {
+    const model = makeModelDir(path.join(root, 'chat'))
+    const r = await orchard(['chat', '--model', model, '--seed', '3', '--max-tokens', '12', 'Tell me about the orchard.'])
+    expect(r.code).toBe(0)
+    const engine = await Engine.start({ cacheRoot: env.ORCHARD_CACHE_ROOT, binary: emulatorBinary })
+    try {
+      await engine.loadModel(model)
+      const expected = await engine.client().chat(model, [{ role: 'user', content: 'Tell me about the orchard.' }], { seed: 3, maxTokens: 12 })
+      expect(r.stdout).toBe(`${expected.text}\n`)
+    } finally {
+      await engine.close()
+    }
+  })
+
+  it('serve loads the model, answers the OpenAI API, and stops on SIGTERM', async () => {
+    const model = makeModelDir(path.join(root, 'serve'))
+    const child = spawn(process.execPath, [path.join(distDir, 'cli.js'), 'serve', '--port', '0', '--model', model], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
+    const base = await new Promise<string>((resolve, reject) => {
+      let out = ''
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString()
+        const m = /serving (http:\/\/127\.0\.0\.1:\d+\/v1)/.exec(out)
+        if (m) resolve(m[1]!)
+      })
+      child.on('exit', () => reject(new Error(`serve exited early: ${stderr}`)))
+    })
+    const models = (await (await fetch(`${base}/models`)).json()) as { data: Array<{ id: string }> }
+    expect(models.data.map((m) => m.id)).toEqual([model])
+    const chat = await fetch(`${base}/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }),
+    })
+    expect(chat.status).toBe(200)
+    expect(((await chat.json()) as { object: string }).object).toBe('chat.completion')
+    // Loopback by default: no warning about exposure.
+    expect(stderr).not.toContain('warning')
+    child.kill('SIGTERM')
+    expect(await exited).toBe(0)
+    expect(stderr).toContain('shutting down')
   })
 })

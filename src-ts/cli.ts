@@ -4,6 +4,7 @@
  *
  *   orchard engine start|stop|status|logs|install
  *   orchard models pull|list|rm
+ *   orchard serve | orchard chat
  *
  * Exit codes: 0 success; 1 failure (one line on stderr: `orchard: <message>`); 2 usage error;
  * 3 `engine status` found no engine running.
@@ -26,6 +27,8 @@ commands:
   models pull ID   download a model from the Hugging Face Hub into its cache
   models list      list the models in the Hugging Face cache
   models rm ID     delete a model from the Hugging Face cache
+  serve            an OpenAI-compatible HTTP server (chat, responses, completions, models)
+  chat [PROMPT]    stream an answer to PROMPT, or chat interactively on a terminal
 
 options:
   -v, --version    print the orchard-ts version
@@ -83,6 +86,32 @@ HF_ENDPOINT. Prints the snapshot directory.
 
 List the models in the Hugging Face cache with their size and revisions.
 `,
+  serve: `usage: orchard serve [--host HOST] [--port PORT] [--model ID ...] [--api-key KEY]
+
+Attach to the engine or launch it, load every --model, then serve the OpenAI API at
+http://HOST:PORT/v1 until SIGINT/SIGTERM (in-flight requests get --grace seconds to finish,
+then are cancelled). See docs/server.md.
+
+  --host HOST      interface to listen on (default 127.0.0.1; 0.0.0.0 exposes the server,
+                   which warns unless --api-key is set)
+  --port PORT      port (default 8000; 0 picks a free one)
+  --model ID       a model to load and serve (repeatable; default: whatever the engine has loaded)
+  --api-key KEY    require Authorization: Bearer KEY (default ORCHARD_API_KEY, else none)
+  --grace SECONDS  how long in-flight requests may finish on shutdown (default 10)
+  --binary PATH    engine binary, as for \`orchard engine start\`
+`,
+  chat: `usage: orchard chat [--model ID] [--system TEXT] [--max-tokens N] [--seed N] [PROMPT]
+
+With PROMPT (or text piped on stdin), stream the answer to stdout and exit; reasoning goes
+to stderr. Without one, on a terminal: an interactive chat with streamed answers (reasoning
+dimmed). /reset starts over, /exit (or Ctrl-D) leaves; Ctrl-C stops the current answer.
+
+  --model ID        the model (loaded first if needed; default: the engine's only loaded model)
+  --system TEXT     a system message
+  --max-tokens N    most tokens per answer
+  --seed N          sampling seed, for repeatable answers
+  --binary PATH     engine binary, as for \`orchard engine start\`
+`,
   'models rm': `usage: orchard models rm ID
 
 Delete model ID (every revision) from the Hugging Face cache. Exit 1 when it is not cached.
@@ -97,7 +126,7 @@ function fail(message: string): never {
 }
 
 interface Parsed {
-  values: Record<string, string | boolean | undefined>
+  values: Record<string, string | boolean | string[] | undefined>
   positionals: string[]
 }
 
@@ -315,6 +344,165 @@ async function modelsCommand(sub: string | undefined, rest: string[]): Promise<n
   }
 }
 
+/** `orchard serve`: load the models, serve the OpenAI API, shut down cleanly on a signal. */
+async function serveCommand(rest: string[]): Promise<number> {
+  const a = parse(
+    rest,
+    {
+      host: { type: 'string' },
+      port: { type: 'string' },
+      model: { type: 'string', multiple: true },
+      'api-key': { type: 'string' },
+      grace: { type: 'string' },
+      binary: { type: 'string' },
+    },
+    false,
+  )
+  if (a.values.help) return help('serve')
+  const host = (a.values.host as string | undefined) ?? '127.0.0.1'
+  const portText = (a.values.port as string | undefined) ?? '8000'
+  const port = Number(portText)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected 0 to 65535, got '${portText}'`)
+  const grace = num(a.values.grace, '--grace') ?? 10
+  const apiKey = (a.values['api-key'] as string | undefined) ?? (process.env.ORCHARD_API_KEY || undefined)
+  const models = (a.values.model as string[] | undefined) ?? []
+  const { Engine } = await import('./engine')
+  const { createServer } = await import('./server')
+  const engine = await Engine.start({ binary: a.values.binary as string | undefined })
+  try {
+    for (const id of models) {
+      const bar = progressBar(id)
+      await engine.loadModel(id, { onProgress: (p) => bar.update(p) })
+      bar.done()
+      process.stderr.write(`loaded ${id}\n`)
+    }
+    const server = createServer({ engine, models: models.length > 0 ? models : undefined, apiKey })
+    const { url } = await server.listen({ host, port })
+    if (!isLoopback(host) && apiKey === undefined) {
+      process.stderr.write(`orchard: warning: listening on ${host} without --api-key: anyone who can reach this port can use the engine\n`)
+    }
+    process.stdout.write(`serving ${url}/v1\n`)
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve)
+      process.once('SIGTERM', resolve)
+    })
+    process.stderr.write('shutting down\n')
+    await server.close({ graceMs: Math.round(grace * 1000) })
+  } finally {
+    await engine.close()
+  }
+  return 0
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.')
+}
+
+/** `orchard chat`: one streamed answer, or an interactive session on a terminal. */
+async function chatCommand(rest: string[]): Promise<number> {
+  const a = parse(
+    rest,
+    { model: { type: 'string' }, system: { type: 'string' }, 'max-tokens': { type: 'string' }, seed: { type: 'string' }, binary: { type: 'string' } },
+    true,
+  )
+  if (a.values.help) return help('chat')
+  const maxTokens = num(a.values['max-tokens'], '--max-tokens')
+  const seedText = a.values.seed as string | undefined
+  const seed = seedText === undefined ? undefined : Number(seedText)
+  if (seed !== undefined && !(Number.isInteger(seed) && seed >= 0)) throw new UsageError(`--seed: expected a whole number, got '${seedText}'`)
+  let prompt: string | undefined = a.positionals.length > 0 ? a.positionals.join(' ') : undefined
+  const interactive = prompt === undefined && process.stdin.isTTY === true
+  if (prompt === undefined && !interactive) {
+    prompt = (await readAll(process.stdin)).trim()
+    if (prompt === '') throw new UsageError('chat: expected a prompt (an argument, or text on stdin)')
+  }
+  const { Engine } = await import('./engine')
+  const engine = await Engine.start({ binary: a.values.binary as string | undefined })
+  try {
+    let model = a.values.model as string | undefined
+    if (model !== undefined) await engine.loadModel(model)
+    else {
+      const reply = await engine.managementCommand({ type: 'list_models' })
+      const data = (reply.data?.list_models ?? reply.data) as { models?: Array<{ requested_id?: string }> } | undefined
+      const ids = (data?.models ?? []).flatMap((m) => (typeof m.requested_id === 'string' ? [m.requested_id] : []))
+      if (ids.length !== 1) fail(ids.length === 0 ? 'no model is loaded; pass --model ID' : `${ids.length} models are loaded; pick one with --model (${ids.join(', ')})`)
+      model = ids[0]!
+    }
+    const client = engine.client()
+    const system: Array<{ role: string; content: string }> = a.values.system ? [{ role: 'system', content: a.values.system as string }] : []
+    const options = { ...(maxTokens === undefined ? {} : { maxTokens }), ...(seed === undefined ? {} : { seed }) }
+    const dim = (t: string, tty: boolean) => (tty ? `\x1b[2m${t}\x1b[22m` : t)
+
+    if (!interactive) {
+      const stream = client.chat(model, [...system, { role: 'user', content: prompt! }], options)
+      const stop = () => void stream.cancel()
+      process.once('SIGINT', stop)
+      try {
+        for await (const d of stream) {
+          if (d.reasoning) process.stderr.write(dim(d.reasoning, process.stderr.isTTY === true))
+          if (d.text) process.stdout.write(d.text)
+        }
+      } finally {
+        process.off('SIGINT', stop)
+      }
+      process.stdout.write('\n')
+      return 0
+    }
+
+    const { createInterface } = await import('node:readline')
+    const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: '> ' })
+    const history: Array<{ role: string; content: string }> = [...system]
+    let current: AbortController | null = null
+    rl.on('SIGINT', () => {
+      if (current) current.abort()
+      else rl.close()
+    })
+    process.stdout.write(`chatting with ${model}; /reset starts over, /exit leaves, Ctrl-C stops an answer\n`)
+    rl.prompt()
+    for await (const line of rl) {
+      const text = line.trim()
+      if (text === '/exit') break
+      if (text === '/reset') {
+        history.splice(system.length)
+        process.stdout.write('(conversation reset)\n')
+      } else if (text !== '') {
+        history.push({ role: 'user', content: text })
+        current = new AbortController()
+        let answer = ''
+        try {
+          for await (const d of client.chat(model, history, { ...options, signal: current.signal })) {
+            if (d.reasoning) process.stdout.write(dim(d.reasoning, true))
+            if (d.text) {
+              answer += d.text
+              process.stdout.write(d.text)
+            }
+          }
+          history.push({ role: 'assistant', content: answer })
+          process.stdout.write('\n')
+        } catch (e) {
+          if (!current.signal.aborted) throw e
+          // A stopped answer leaves no turn behind: ask again or go on.
+          history.pop()
+          process.stdout.write(dim(' (stopped)\n', true))
+        } finally {
+          current = null
+        }
+      }
+      rl.prompt()
+    }
+    rl.close()
+    return 0
+  } finally {
+    await engine.close()
+  }
+}
+
+async function readAll(input: NodeJS.ReadableStream): Promise<string> {
+  let text = ''
+  for await (const chunk of input) text += chunk.toString()
+  return text
+}
+
 function help(topic: string): number {
   process.stdout.write(HELP[topic] ?? USAGE)
   return 0
@@ -338,6 +526,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (group === 'engine') return await engineCommand(sub, rest)
     if (group === 'models') return await modelsCommand(sub, rest)
+    if (group === 'serve') return await serveCommand(argv.slice(1))
+    if (group === 'chat') return await chatCommand(argv.slice(1))
     throw new UsageError(`unknown command '${group}'`)
   } catch (e) {
     if (e instanceof UsageError) {
