@@ -7,6 +7,7 @@ import type { LanguageModelUsage, TextStreamPart, ToolSet } from 'ai'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 
+import { ModelNotLoadedError } from '../src-ts'
 import type { ChatDelta, ChatMessage, Client, Engine, Usage } from '../src-ts'
 import { type OrchardProvider, createOrchard } from '../src-ts/ai'
 import { toMessages } from '../src-ts/ai/convert'
@@ -395,6 +396,8 @@ describe('provider', () => {
   })
 
   it('a model that is not loaded fails the call with the engine’s error', async () => {
-    await expect(generateText({ model: orchard('/no/such/model'), prompt: 'Hi', maxRetries: 0 })).rejects.toThrow()
+    await expect(generateText({ model: orchard('/no/such/model'), prompt: 'Hi', maxRetries: 0 })).rejects.toSatisfy(
+      (e: unknown) => e instanceof ModelNotLoadedError && /'\/no\/such\/model' is not loaded/.test(e.message),
+    )
   })
 })
