@@ -3,7 +3,8 @@
 //   node bench/reliability.mjs streams [--count 2500] [--min 20] [--max 200] [--pin]
 //       that many concurrent streams of varied length (seeded); each must equal its reference
 //       text (the same request run alone beforehand) or fail with a typed error; none may hang.
-//       --pin runs client and engine on one core (taskset -c 0).
+//       --pin runs client and engine on one core (taskset -c 0); --token-delay is the
+//       emulator's time between steps (ms, default 20: every sequence gets a token per step).
 //   node bench/reliability.mjs churn [--procs 8] [--cycles 50]
 //       processes that each Engine.start() and close() in a loop on one cache root; counts
 //       successes and the most engines alive at once.
@@ -33,6 +34,7 @@ const { values: opts } = parseArgs({
     cycles: { type: 'string', default: '50' },
     seconds: { type: 'string', default: '600' },
     rate: { type: 'string', default: '200' },
+    'token-delay': { type: 'string', default: '20' },
   },
 })
 
@@ -78,7 +80,7 @@ async function streams() {
   const min = Number(opts.min)
   const span = Number(opts.max) - min + 1
   const request = (i) => ({ maxTokens: min + ((i * 7919) % span), seed: i, stop: ['<never>'] })
-  return withEngine({ PIE_EMULATOR_TOKEN_DELAY_MS: '1' }, async (engine, model) => {
+  return withEngine({ PIE_EMULATOR_TOKEN_DELAY_MS: opts['token-delay'] }, async (engine, model) => {
     const client = engine.client()
     // References: each request alone (50 at a time, far from any overload).
     const reference = new Array(count)

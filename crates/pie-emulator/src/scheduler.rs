@@ -10,6 +10,9 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::fault::{Action, Fault};
+
+/// Deltas published between yields to the PUB socket's sender thread.
+const PUBLISH_YIELD_EVERY: usize = 256;
 use crate::sequence::{error_delta, Sequence};
 use crate::state::{lock, Ctx};
 
@@ -314,7 +317,12 @@ impl Scheduler {
                     // or a lost final would leave its stream waiting forever.
                     std::thread::sleep(FLOOD_DRAIN_PAUSE);
                 }
-                for seq in active.iter_mut() {
+                for (n, seq) in active.iter_mut().enumerate() {
+                    // A step of thousands of sequences, published in one go on a shared core,
+                    // overruns the PUB queue before NNG's sender thread runs; PUB then drops.
+                    if n % PUBLISH_YIELD_EVERY == PUBLISH_YIELD_EVERY - 1 {
+                        std::thread::yield_now();
+                    }
                     if seq.fault == Some(Fault::Stall) {
                         continue;
                     }
