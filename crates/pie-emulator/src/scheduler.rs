@@ -10,12 +10,11 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::fault::{Action, Fault};
-
-/// Deltas published between yields to the PUB socket's sender thread.
-const PUBLISH_YIELD_EVERY: usize = 256;
 use crate::sequence::{error_delta, Sequence};
 use crate::state::{lock, Ctx};
 
+/// Deltas published between yields to the PUB socket's sender thread.
+const PUBLISH_YIELD_EVERY: usize = 256;
 const FLOOD_DRAIN_PAUSE: Duration = Duration::from_millis(50);
 /// How long a cancel for a request not seen yet waits for that request.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(10);
