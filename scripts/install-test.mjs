@@ -94,7 +94,10 @@ require('node:fs').accessSync(emulatorPath(), require('node:fs').constants.X_OK)
       path.join(app, 'check.mjs'),
       `import { Engine, InvalidRequestError } from 'orchard-ts'
 import { startTestEngine } from 'orchard-ts/testing'
+import { createServer } from 'orchard-ts/server'
 import { createRequire } from 'node:module'
+
+if (typeof createServer !== 'function') throw new Error('orchard-ts/server has no createServer')
 
 if (createRequire(import.meta.url)('orchard-ts').Engine !== Engine) throw new Error('import and require load two copies')
 const t = await startTestEngine()
@@ -130,7 +133,9 @@ try {
       path.join(app, 'esm.mts'),
       `import { Engine, OrchardError } from 'orchard-ts'
 import { startTestEngine, type TestEngine } from 'orchard-ts/testing'
+import { createServer } from 'orchard-ts/server'
 ${types}
+export const serve = (engine: Engine) => createServer({ engine })
 const options: ChatOptions = { maxTokens: 16, temperature: 0.7, topP: 0.9, stop: ['\\n'], signal: AbortSignal.timeout(5_000) }
 export async function demo(): Promise<string> {
   const engine: Engine = await Engine.start({ startupTimeoutMs: 10_000 })
