@@ -36,8 +36,8 @@ try {
   let first = 0
   process.stdout.write('assistant: ')
   for await (const delta of stream) {
-    if (!first && delta.content) first = performance.now()
-    process.stdout.write(delta.content ?? '')
+    if (!first && delta.text) first = performance.now()
+    process.stdout.write(delta.text)
   }
   const result = await stream.finalResult()
   const seconds = (performance.now() - started) / 1000
