@@ -143,6 +143,14 @@ describe('cancels never wait', () => {
     await expect(stream).rejects.toBeInstanceOf(AbortError)
   })
 
+  it('a signal aborted before chat() sends nothing and every promise rejects with AbortError', async () => {
+    const controller = new AbortController()
+    controller.abort()
+    const stream = client.chat(model, hello, { signal: controller.signal })
+    await expect(stream.requestId()).rejects.toBeInstanceOf(AbortError)
+    await expect(stream).rejects.toBeInstanceOf(AbortError)
+  })
+
   it('a stalled request ends with stallTimeout, and the engine is told to stop', async () => {
     await arm({ fault: 'stall' })
     const stream = client.chat(model, hello, { maxTokens: 10, stallTimeout: 300 })

@@ -1,6 +1,6 @@
 /** Client: chat requests over an engine connection. */
 
-import { InvalidRequestError, native } from './errors'
+import { AbortError, InvalidRequestError, native } from './errors'
 import { ResponseStream, prepareResponses } from './responses'
 import type { ResponsesRequest } from './responses-types'
 import { ChatBatchStream, ChatStream } from './stream'
@@ -33,7 +33,7 @@ export class Client {
     const { signal, stallTimeout, wire } = splitOptions(options, 'options')
     // Options and messages cross as JSON text: no object walk in native code, key order kept.
     const handle = signal?.aborted
-      ? Promise.reject(new Error('aborted before send'))
+      ? Promise.reject(new AbortError('The chat request was aborted before it was sent'))
       : this.#engine.chat(this.#nativeId(model), JSON.stringify(messages), JSON.stringify(wire))
     const keep = keptCandidates(options)
     return new ChatStream(handle, { signal, stallTimeout, finish: (a) => a.result(0, keep) })
@@ -72,7 +72,7 @@ export class Client {
     const { signal, stallTimeout } = split[0]!
     const wire = split.map((s) => s.wire)
     const handle = signal?.aborted
-      ? Promise.reject(new Error('aborted before send'))
+      ? Promise.reject(new AbortError('The chat request was aborted before it was sent'))
       : this.#engine.chatBatch(this.#nativeId(model), JSON.stringify(conversations), JSON.stringify(Array.isArray(options) ? wire : wire[0]))
     const keeps = conversations.map((_, i) => keptCandidates(list[Math.min(i, list.length - 1)]!))
     return new ChatBatchStream(handle, { signal, stallTimeout, finish: (a) => keeps.map((keep, i) => a.result(i, keep)) })

@@ -112,12 +112,22 @@ export function makeError(code: OrchardErrorCode, message: string, cause?: unkno
 
 const NATIVE_PREFIX = /^\[ORCHARD:([A-Z_]+)\] ([\s\S]*)$/
 
-/** Turn an error thrown by the native addon into the matching typed error. */
+/** napi-rs's own codes for an argument of the wrong type. */
+const NAPI_ARGUMENT_CODES = new Set(['InvalidArg', 'ObjectExpected', 'StringExpected', 'NameExpected', 'FunctionExpected', 'NumberExpected', 'BooleanExpected', 'ArrayExpected', 'BigintExpected'])
+
+/**
+ * Turn an error thrown by the native addon into the matching typed error: the core's coded
+ * errors by their code, napi-rs's argument errors as {@link InvalidRequestError}, anything
+ * else (e.g. a string over V8's limit) as {@link InternalError}. Never a plain `Error`.
+ */
 export function fromNative(err: unknown): unknown {
   if (err instanceof OrchardError) return err
   if (err instanceof Error) {
     const m = NATIVE_PREFIX.exec(err.message)
     if (m) return makeError(m[1] as OrchardErrorCode, m[2] ?? '', err)
+    const code = (err as { code?: unknown }).code
+    if (typeof code === 'string' && NAPI_ARGUMENT_CODES.has(code)) return new InvalidRequestError('INVALID_REQUEST', err.message, { cause: err })
+    return new InternalError('INTERNAL', `the native addon failed: ${err.message}`, { cause: err })
   }
   return err
 }
