@@ -8,6 +8,9 @@
 //   node bench/reliability.mjs churn [--procs 8] [--cycles 50]
 //       processes that each Engine.start() and close() in a loop on one cache root; counts
 //       successes and the most engines alive at once.
+//   node bench/reliability.mjs frozen
+//       30 flowing streams and 40 with stallTimeout 2000; the engine is SIGSTOPped; 15 leave
+//       their loop, 15 are cancelled; how long each takes, and when each stall fires.
 //   node bench/reliability.mjs soak [--seconds 600] [--rate 200]
 //       requests at a steady rate; errors, heap and RSS over time.
 //
@@ -177,6 +180,55 @@ async function churn() {
   return { probe: 'churn', procs, cycles, succeeded: ok, of: procs * cycles, engines_launched: pids.size, most_engines_alive_at_once: mostAlive, errors: errors.slice(0, 10), ok: ok === procs * cycles && mostAlive <= 1 }
 }
 
+async function frozen() {
+  return withEngine({ PIE_EMULATOR_TOKEN_DELAY_MS: '5' }, async (engine, model) => {
+    const client = engine.client()
+    const vocab = (await engine.managementCommand({ type: 'emulator_vocab' })).data.emulator_vocab
+    const forever = { maxTokens: 100_000, logitBias: { [vocab.eot_token_id]: -100 } }
+    const flowing = Array.from({ length: 30 }, (_, i) => client.chat(model, messages(i), { ...forever, seed: i }))
+    const stalling = Array.from({ length: 40 }, (_, i) => client.chat(model, messages(i), { ...forever, seed: 100 + i, stallTimeout: 2000 }))
+    const its = flowing.map((s) => s[Symbol.asyncIterator]())
+    const stallIts = stalling.map((s) => s[Symbol.asyncIterator]())
+    await Promise.all([...its, ...stallIts].map((it) => it.next()))
+    process.kill(engine.pid, 'SIGSTOP')
+    const timed = async (fn) => {
+      const t0 = performance.now()
+      await fn()
+      return performance.now() - t0
+    }
+    try {
+      const breakMs = await Promise.all(its.slice(0, 15).map((it) => timed(() => it.return())))
+      const cancelMs = await Promise.all(flowing.slice(15).map((s) => timed(() => s.cancel())))
+      const t0 = performance.now()
+      const stalls = await Promise.all(
+        stallIts.map(async (it) => {
+          try {
+            while (!(await it.next()).done) {
+              /* the engine is frozen: nothing comes */
+            }
+            return { ms: performance.now() - t0, error: null }
+          } catch (e) {
+            return { ms: performance.now() - t0, error: e?.code ?? 'untyped' }
+          }
+        }),
+      )
+      const max = (xs) => Number(Math.max(...xs).toFixed(1))
+      const stallMax = max(stalls.map((s) => s.ms))
+      return {
+        probe: 'frozen',
+        break_max_ms: max(breakMs),
+        cancel_max_ms: max(cancelMs),
+        stall_timeout_ms: 2000,
+        stall_fired_max_ms: stallMax,
+        stall_errors: [...new Set(stalls.map((s) => s.error))],
+        ok: max(breakMs) <= 50 && max(cancelMs) <= 50 && stallMax <= 2500 && stalls.every((s) => s.error === 'TIMEOUT'),
+      }
+    } finally {
+      process.kill(engine.pid, 'SIGCONT')
+    }
+  })
+}
+
 async function soak() {
   const seconds = Number(opts.seconds)
   const rate = Number(opts.rate)
@@ -221,9 +273,9 @@ async function soak() {
   })
 }
 
-const probes = { streams, churn, soak }
+const probes = { streams, churn, frozen, soak }
 if (!probes[probe]) {
-  console.error('usage: node bench/reliability.mjs streams|churn|soak [options] (see the top of the file)')
+  console.error('usage: node bench/reliability.mjs streams|churn|frozen|soak [options] (see the top of the file)')
   process.exit(2)
 }
 const result = await probes[probe]()
