@@ -16,8 +16,25 @@ export declare class NativeChat {
   cancel(): void
 }
 
+/** One embedding request in flight. */
+export declare class NativeEmbedding {
+  get requestId(): number
+  /** Wait for every text's vector. Call once. */
+  result(): Promise<NativeEmbeddings>
+  /**
+   * End the request now (`result()` rejects with ABORTED); `cancel_request` goes to the
+   * engine in the background.
+   */
+  cancel(): void
+}
+
 /** A lease on the engine. Several in one process share one connection. */
 export declare class NativeEngine {
+  /**
+   * Embed texts with one request. `inputs_json`: a JSON string or array of strings (the
+   * core validates it and names the bad element).
+   */
+  embed(model: string, inputsJson: string): Promise<NativeEmbedding>
   static start(options: NativeStartOptions): Promise<NativeEngine>
   get pid(): number
   get launched(): boolean
@@ -79,6 +96,15 @@ export declare function engineStatus(cacheRoot?: string | undefined | null): Nat
  * listener. Called once per environment by the TypeScript layer when it loads.
  */
 export declare function installExitHook(): void
+
+/** The vectors of one embedding request, back to back in input order. */
+export interface NativeEmbeddings {
+  /** `count * dimensions` values: text i is `[i * dimensions, (i + 1) * dimensions)`. */
+  vectors: Float32Array
+  dimensions: number
+  count: number
+  promptTokens: number
+}
 
 /** The current cache root and the engine running for it, if any. */
 export interface NativeEngineStatus {

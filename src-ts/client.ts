@@ -1,5 +1,7 @@
 /** Client: chat requests over an engine connection. */
 
+import { embed } from './embed'
+import type { EmbedOptions, EmbeddingPromise } from './embed'
 import { AbortError, InvalidRequestError, native } from './errors'
 import { ResponseStream, prepareResponses } from './responses'
 import type { ResponsesRequest } from './responses-types'
@@ -101,6 +103,19 @@ export class Client {
     for await (const event of this.responses(model, request)) {
       if (event.type === 'response.output_text.delta') yield event.delta
     }
+  }
+
+  /**
+   * Embed one text or a batch of texts with one engine request (one prompt per text).
+   * Resolves to one `Float32Array` per input, in input order; `signal` cancels the request
+   * in the engine and rejects with an `AbortError`.
+   *
+   * ```ts
+   * const { embeddings, dimensions } = await client.embed(model, ['apples', 'pears'])
+   * ```
+   */
+  embed(model: string, input: string | string[], options: EmbedOptions = {}): EmbeddingPromise {
+    return embed(this.#engine, this.#nativeId, model, input, options)
   }
 
   /**

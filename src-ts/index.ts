@@ -1,6 +1,7 @@
 export { Engine } from './engine'
 export type { EngineStartOptions, EngineStopOptions, LoadModelOptions } from './engine'
 export { Client } from './client'
+export type { EmbedOptions, EmbedResult, EmbeddingPromise, EmbeddingUsage } from './embed'
 export { ChatBatchStream, ChatStream, DeltaStream } from './stream'
 export { ResponseStream } from './responses'
 export type { Response } from './responses'

@@ -1,6 +1,7 @@
 //! orchard-core: the Rust core of orchard-ts. No napi here; everything is testable with cargo test.
 
 pub mod chat;
+pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod format;

@@ -412,6 +412,14 @@ impl Session {
         })
     }
 
+    /// Embed `texts` with one request (one prompt per text, `request_type: embedding`);
+    /// collect the answer with [`crate::embed::EmbeddingCollector`].
+    pub fn embed(&self, model_id: &str, texts: &[String]) -> Result<(u64, Arc<RequestSlot>)> {
+        self.send(model_id, |_, target| {
+            crate::embed::build_request(texts, target)
+        })
+    }
+
     /// Build a request for a loaded model under a fresh request id and submit it.
     fn send(
         &self,

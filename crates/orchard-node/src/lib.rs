@@ -23,6 +23,7 @@ use orchard_core::transport::{Batch, RequestSlot, Transport};
 use orchard_core::wire::{self, Incoming};
 
 mod delta;
+mod embed;
 use orchard_core::{Error, ErrorCode};
 use serde_json::Value;
 

@@ -12,12 +12,32 @@ use serde_json::Value;
 
 use crate::lm::{embed, prompt_token_count};
 use crate::sampler::SamplingParams;
-use crate::sequence::{embedding_delta, error_delta, SeqIds, Sequence, SequenceSpec};
+use crate::sequence::{error_delta, SeqIds, Sequence, SequenceSpec};
 use crate::state::{lock, Ctx};
 use crate::structured::Plan;
 
-/// Dimensions of the emulator's embeddings.
+/// Dimensions of the emulator's embeddings when the model's config names none.
 pub const EMBEDDING_DIMS: usize = 16;
+/// The largest `hidden_size` the emulator honours for embeddings.
+pub const MAX_EMBEDDING_DIMS: usize = 8192;
+
+/// A model's embedding size: `hidden_size` (or `text_config.hidden_size`, or `d_model`) from
+/// the `config.json` in its directory, between 1 and [`MAX_EMBEDDING_DIMS`]; otherwise
+/// [`EMBEDDING_DIMS`].
+pub fn embedding_dims(model_path: &str) -> usize {
+    let config = std::fs::read(std::path::Path::new(model_path).join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let Some(config) = config else {
+        return EMBEDDING_DIMS;
+    };
+    ["/hidden_size", "/text_config/hidden_size", "/d_model"]
+        .iter()
+        .find_map(|k| config.pointer(k).and_then(Value::as_u64))
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (1..=MAX_EMBEDDING_DIMS).contains(n))
+        .unwrap_or(EMBEDDING_DIMS)
+}
 /// Seed used when a prompt carries no `rng_seed` (protocol default).
 pub const DEFAULT_SEED: u64 = 11;
 /// More sequences than this in one request are refused (one error delta per prompt).
@@ -141,7 +161,11 @@ fn handle_request(req: Request, ctx: &Ctx) {
     let total: u64 = shape.iter().sum();
     let channel = req.response_channel_id;
     let kind = RequestType::name(req.request_type);
-    let model = lock(&ctx.registry).ready(&req.model_id);
+    let (model, model_path) = {
+        let registry = lock(&ctx.registry);
+        let path = registry.get(&req.model_id).map(|e| e.model_path.clone());
+        (registry.ready(&req.model_id), path)
+    };
     let Some(model) = model else {
         crate::info!(
             "request {} ({kind}) on channel {channel:x}: model '{}' is not loaded",
@@ -208,22 +232,35 @@ fn handle_request(req: Request, ctx: &Ctx) {
             ctx.scheduler.submit(sequences);
         }
         RequestType::Embedding => {
+            let dims = model_path.as_deref().map_or(EMBEDDING_DIMS, embedding_dims);
+            let mut sequences = Vec::with_capacity(total as usize);
             for (prompt_index, p) in req.prompts.iter().enumerate() {
                 let text = String::from_utf8_lossy(&p.text);
-                let vector = embed(&text, EMBEDDING_DIMS);
+                let vector = embed(&text, dims);
                 let prompt_tokens = prompt_token_count(&text);
                 for candidate_index in 0..p.sequence_count() {
-                    let ids = SeqIds {
-                        channel,
-                        request_id: req.request_id,
-                        sequence_id: ctx.sequence_id(),
-                        prompt_index: prompt_index as u32,
-                        candidate_index,
+                    let spec = SequenceSpec {
+                        ids: SeqIds {
+                            channel,
+                            request_id: req.request_id,
+                            sequence_id: ctx.sequence_id(),
+                            prompt_index: prompt_index as u32,
+                            candidate_index,
+                        },
+                        model: model.clone(),
+                        params: sampling_params(p, ctx),
+                        seed: DEFAULT_SEED,
+                        max_tokens: 1,
+                        stops: Arc::new(Vec::new()),
+                        boosted: Arc::new(Vec::new()),
+                        prompt_tokens,
+                        flood: false,
+                        plan: Arc::new(Plan::plain_text()),
                     };
-                    ctx.publisher
-                        .delta(channel, &embedding_delta(&ids, &vector, prompt_tokens));
+                    sequences.push(Sequence::embedding(spec, &ctx.lm, vector.clone()));
                 }
             }
+            ctx.scheduler.submit(sequences);
         }
         other => {
             let msg = format!(
@@ -233,5 +270,31 @@ fn handle_request(req: Request, ctx: &Ctx) {
             );
             publish_errors(ctx, channel, req.request_id, &shape, &msg);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedding_size_comes_from_the_config() {
+        let dir = std::env::temp_dir().join(format!("pie-embed-dims-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.to_str().unwrap();
+        assert_eq!(embedding_dims(path), EMBEDDING_DIMS);
+        for (config, dims) in [
+            (r#"{"hidden_size": 48}"#, 48),
+            (r#"{"text_config": {"hidden_size": 24}}"#, 24),
+            (r#"{"d_model": 8}"#, 8),
+            (r#"{"hidden_size": 0}"#, EMBEDDING_DIMS),
+            (r#"{"hidden_size": 100000}"#, EMBEDDING_DIMS),
+            (r#"{"model_type": "llama"}"#, EMBEDDING_DIMS),
+            ("not json", EMBEDDING_DIMS),
+        ] {
+            std::fs::write(dir.join("config.json"), config).unwrap();
+            assert_eq!(embedding_dims(path), dims, "{config}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -326,8 +326,9 @@ impl Scheduler {
                         continue;
                     }
                     let lm = &ctx.lm;
-                    match catch_unwind(AssertUnwindSafe(|| seq.step(lm))) {
-                        Ok(delta) => publish(seq, &delta, &mut published),
+                    match catch_unwind(AssertUnwindSafe(|| seq.advance(lm))) {
+                        Ok(Some(delta)) => publish(seq, &delta, &mut published),
+                        Ok(None) => {}
                         Err(_) => {
                             crate::warn!(
                                 "internal error while generating sequence {}; ending it",

@@ -297,6 +297,18 @@ pub struct Sequence {
     /// A fault to inject into this sequence's deltas (tests), and how many it has produced.
     pub fault: Option<crate::fault::Fault>,
     pub produced: u64,
+    /// An embedding sequence: no tokens, one final delta with the vector (see
+    /// [`Sequence::embedding`]).
+    embedding: Option<Box<EmbeddingWork>>,
+}
+
+/// Prompt tokens an embedding sequence reads per scheduler step (its "prefill").
+pub const EMBED_TOKENS_PER_STEP: u64 = 64;
+
+/// What is left of an embedding sequence: the steps its prompt still takes, then the vector.
+struct EmbeddingWork {
+    vector: Vec<f32>,
+    steps_left: u64,
 }
 
 /// The streamed form of one tool call: `item_started` on its first token, per-argument
@@ -434,7 +446,32 @@ impl Sequence {
             done: false,
             fault: None,
             produced: 0,
+            embedding: None,
         }
+    }
+
+    /// An embedding sequence: it reads its prompt [`EMBED_TOKENS_PER_STEP`] tokens per
+    /// scheduler step, publishing nothing, then sends one final delta carrying `vector`.
+    /// It takes part in scheduling, counters and cancellation like any other sequence.
+    pub fn embedding(spec: SequenceSpec, lm: &Model, vector: Vec<f32>) -> Sequence {
+        let steps_left = spec.prompt_tokens.div_ceil(EMBED_TOKENS_PER_STEP).max(1);
+        let mut seq = Sequence::bare(spec, lm);
+        seq.embedding = Some(Box::new(EmbeddingWork { vector, steps_left }));
+        seq
+    }
+
+    /// One scheduler step: a generated token's delta, or, for an embedding sequence, nothing
+    /// until its prompt has been read and then its final delta.
+    pub fn advance(&mut self, lm: &Model) -> Option<Value> {
+        let Some(work) = self.embedding.as_mut() else {
+            return Some(self.step(lm));
+        };
+        work.steps_left = work.steps_left.saturating_sub(1);
+        if work.steps_left > 0 {
+            return None;
+        }
+        self.done = true;
+        Some(embedding_delta(&self.ids, &work.vector, self.prompt_tokens))
     }
 
     fn words<'a>(&'a mut self, lm: &'a Model) -> LmWords<'a> {
@@ -1399,5 +1436,26 @@ mod tests {
             .iter()
             .all(|e| e["event_type"] != "item_completed"
                 || !e["identifier"].as_str().unwrap().starts_with("tool_call:")));
+    }
+
+    #[test]
+    fn an_embedding_reads_its_prompt_then_sends_one_final_delta() {
+        let lm = Model::builtin();
+        let mut sp = spec(&[], 1, 1.0);
+        sp.prompt_tokens = 2 * EMBED_TOKENS_PER_STEP + 1;
+        let mut s = Sequence::embedding(sp, &lm, vec![0.5, -1.0]);
+        assert_eq!(s.advance(&lm), None);
+        assert_eq!(s.advance(&lm), None);
+        assert!(!s.done);
+        let last = s.advance(&lm).expect("the third step ends it");
+        assert!(s.done);
+        assert_eq!(last["is_final_delta"], true);
+        assert_eq!(last["prompt_token_count"], 2 * EMBED_TOKENS_PER_STEP + 1);
+        assert_eq!(last["embedding_bytes"], "AAAAPwAAgL8=");
+        // Cancelled before it is read: a final delta without a vector.
+        let mut s = Sequence::embedding(spec(&[], 1, 1.0), &lm, vec![1.0]);
+        let c = s.cancel();
+        assert_eq!(c["finish_reason"], "cancelled");
+        assert!(c.get("embedding_bytes").is_none());
     }
 }

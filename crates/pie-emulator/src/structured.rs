@@ -51,6 +51,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Nothing planned: no reasoning, no tools, no format.
+    pub fn plain_text() -> Plan {
+        Plan {
+            reasoning: None,
+            body: Body::Text,
+        }
+    }
+
     /// A plain text reply: no reasoning, no tools, no format.
     #[cfg(test)]
     pub fn text() -> Plan {
