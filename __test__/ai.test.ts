@@ -2,7 +2,7 @@
 // loops) driving the provider against the emulator.
 import { InvalidArgumentError, NoSuchModelError, UnsupportedFunctionalityError } from '@ai-sdk/provider'
 import type { LanguageModelV4Prompt } from '@ai-sdk/provider'
-import { Output, generateObject, generateText, isStepCount, streamText, tool } from 'ai'
+import { Output, embed, embedMany, generateObject, generateText, isStepCount, streamText, tool } from 'ai'
 import type { LanguageModelUsage, TextStreamPart, ToolSet } from 'ai'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
@@ -378,12 +378,10 @@ describe('prompt conversion', () => {
 })
 
 describe('provider', () => {
-  it('has no embedding or image models: NoSuchModelError', () => {
-    for (const make of [() => orchard.embeddingModel('x'), () => orchard.textEmbeddingModel('x'), () => orchard.imageModel('x')]) {
-      const e = thrown(make)
-      expect(NoSuchModelError.isInstance(e)).toBe(true)
-      expect((e as Error).message).toMatch(/orchard has no (embedding|image) models yet \('x'\)/)
-    }
+  it('has no image models: NoSuchModelError', () => {
+    const e = thrown(() => orchard.imageModel('x'))
+    expect(NoSuchModelError.isInstance(e)).toBe(true)
+    expect((e as Error).message).toMatch(/orchard has no image models yet \('x'\)/)
   })
 
   it('orchard(id) and languageModel(id) are v4 language models of the id', () => {
@@ -399,5 +397,65 @@ describe('provider', () => {
     await expect(generateText({ model: orchard('/no/such/model'), prompt: 'Hi', maxRetries: 0 })).rejects.toSatisfy(
       (e: unknown) => e instanceof ModelNotLoadedError && /'\/no\/such\/model' is not loaded/.test(e.message),
     )
+  })
+})
+
+describe('embeddings (embed / embedMany)', () => {
+  const same = (a: number[], b: Float32Array): boolean => a.length === b.length && a.every((x, i) => x === b[i])
+
+  it('embeddingModel(id) and textEmbeddingModel(id) are v4 embedding models of the id', async () => {
+    const m = orchard.embeddingModel(model)
+    expect(m.specificationVersion).toBe('v4')
+    expect(m.provider).toBe('orchard')
+    expect(m.modelId).toBe(model)
+    expect(m.maxEmbeddingsPerCall).toBeGreaterThanOrEqual(256)
+    expect(m.supportsParallelCalls).toBe(true)
+    expect(orchard.textEmbeddingModel(model).modelId).toBe(model)
+    const e = thrown(() => orchard.embeddingModel(''))
+    expect(NoSuchModelError.isInstance(e)).toBe(true)
+  })
+
+  it('embed gives the vector client.embed gives, with usage', async () => {
+    const value = 'Apples ripen in the autumn orchard.'
+    const [sdk, ours] = await Promise.all([embed({ model: orchard.embeddingModel(model), value, maxRetries: 0 }), client.embed(model, value)])
+    expect(sdk.value).toBe(value)
+    expect(sdk.embedding).toHaveLength(ours.dimensions)
+    expect(same(sdk.embedding, ours.embeddings[0]!)).toBe(true)
+    expect(sdk.usage.tokens).toBe(ours.usage.promptTokens)
+    expect(sdk.warnings).toEqual([])
+  })
+
+  it('embedMany sends the values as one request and keeps their order', async () => {
+    const values = ['pears', 'plums and apples', 'a quiet engine', 'pears']
+    const m = orchard.embeddingModel(model)
+    const { embeddings, usage, providerMetadata } = await embedMany({ model: m, values, maxRetries: 0 })
+    expect(embeddings).toHaveLength(values.length)
+    const singles = await Promise.all(values.map((v) => client.embed(model, v)))
+    embeddings.forEach((e, i) => expect(same(e, singles[i]!.embeddings[0]!)).toBe(true))
+    expect(embeddings[0]).toEqual(embeddings[3])
+    expect(embeddings[0]).not.toEqual(embeddings[1])
+    expect(usage.tokens).toBe(singles.reduce((n, s) => n + s.usage.promptTokens, 0))
+    const requestId = (providerMetadata?.orchard as { requestId: number }).requestId
+    const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
+    expect((reply.data?.emulator_request_stats as { published_deltas: number }).published_deltas).toBe(values.length)
+  })
+
+  it('a dimensions option the model cannot honour is a warning, not a smaller vector', async () => {
+    const r = await embed({ model: orchard.embeddingModel(model), value: 'apples', dimensions: 4, maxRetries: 0 })
+    expect(r.embedding).toHaveLength(16)
+    expect(r.warnings).toEqual([expect.objectContaining({ type: 'unsupported', feature: 'dimensions' })])
+  })
+
+  it('an aborted abortSignal cancels the engine request', async () => {
+    const controller = new AbortController()
+    const long = 'Apple trees blossom in the orchard every spring. '.repeat(4000)
+    const m = orchard.embeddingModel(model)
+    const p = m.doEmbed({ values: [long], abortSignal: controller.signal })
+    controller.abort()
+    await expect(p).rejects.toSatisfy((e: unknown) => e instanceof Error && e.name === 'AbortError')
+  })
+
+  it('a model that is not loaded fails the call with ModelNotLoadedError', async () => {
+    await expect(embed({ model: orchard.embeddingModel('/no/such/model'), value: 'x', maxRetries: 0 })).rejects.toBeInstanceOf(ModelNotLoadedError)
   })
 })

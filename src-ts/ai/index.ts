@@ -20,8 +20,10 @@ import type { ProviderV4 } from '@ai-sdk/provider'
 
 import type { Client } from '../client'
 import { Engine, type EngineStartOptions } from '../engine'
+import { OrchardEmbeddingModel } from './embedding-model'
 import { OrchardLanguageModel } from './language-model'
 
+export { OrchardEmbeddingModel } from './embedding-model'
 export { OrchardLanguageModel } from './language-model'
 export type { OrchardLanguageModelOptions } from './convert'
 
@@ -41,10 +43,10 @@ export interface OrchardProvider extends ProviderV4 {
   /** The language model `modelId`: an id `client.chat` takes (load it first with `engine.loadModel`). */
   (modelId: string): OrchardLanguageModel
   languageModel(modelId: string): OrchardLanguageModel
-  /** Orchard has no embedding models yet: throws `NoSuchModelError`. */
-  embeddingModel(modelId: string): never
-  /** The former name of {@link OrchardProvider.embeddingModel}: throws `NoSuchModelError`. */
-  textEmbeddingModel(modelId: string): never
+  /** The embedding model `modelId` (for `embed` / `embedMany`): an id `client.embed` takes, loaded first. */
+  embeddingModel(modelId: string): OrchardEmbeddingModel
+  /** The former name of {@link OrchardProvider.embeddingModel}. */
+  textEmbeddingModel(modelId: string): OrchardEmbeddingModel
   /** Orchard has no image models here: throws `NoSuchModelError`. */
   imageModel(modelId: string): never
   /** Give back the engine the provider started itself (a given `engine` is left alone). */
@@ -70,8 +72,14 @@ export function createOrchard(settings: OrchardProviderSettings = {}): OrchardPr
     }
     return new OrchardLanguageModel(modelId, client)
   }
+  const embeddingModel = (modelId: string): OrchardEmbeddingModel => {
+    if (typeof modelId !== 'string' || modelId.length === 0) {
+      throw new NoSuchModelError({ modelId: String(modelId), modelType: 'embeddingModel', message: 'modelId: expected the id of a model loaded in the engine' })
+    }
+    return new OrchardEmbeddingModel(modelId, client)
+  }
   const none =
-    (modelType: 'embeddingModel' | 'imageModel', what: string) =>
+    (modelType: 'imageModel', what: string) =>
     (modelId: string): never => {
       throw new NoSuchModelError({ modelId, modelType, message: `orchard has no ${what} models yet ('${modelId}'); use orchard(modelId) for a language model` })
     }
@@ -80,8 +88,8 @@ export function createOrchard(settings: OrchardProviderSettings = {}): OrchardPr
   return Object.assign(provider, {
     specificationVersion: 'v4' as const,
     languageModel,
-    embeddingModel: none('embeddingModel', 'embedding'),
-    textEmbeddingModel: none('embeddingModel', 'embedding'),
+    embeddingModel,
+    textEmbeddingModel: embeddingModel,
     imageModel: none('imageModel', 'image'),
     async close(): Promise<void> {
       const engine = started
