@@ -267,8 +267,10 @@ async function soak() {
       }, 5)
     })
     await Promise.all(inflight)
+    // Heap between collections is noisy: compare the medians of the first and last minute.
+    const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
     const heaps = samples.slice(1).map((s) => s.heap_mb)
-    const heapGrowth = heaps.length > 1 ? heaps.at(-1) - heaps[0] : 0
+    const heapGrowth = heaps.length > 1 ? median(heaps.slice(-6)) - median(heaps.slice(0, 6)) : 0
     return { probe: 'soak', seconds, rate, sent, done, errors, samples, heap_growth_mb: Number(heapGrowth.toFixed(1)), ok: Object.keys(errors).length === 0 && done === sent && heapGrowth < 20 }
   })
 }
