@@ -504,7 +504,7 @@ describe('errors', () => {
     const err = await status(openai.chat.completions.create({ model: 'org/unknown', messages: user('hi') }))
     expect(err.status).toBe(404)
     expect(err.error).toMatchObject({ param: 'model', code: 'model_not_found' })
-    const res = await fetch(`${baseURL}/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+    const res = await fetch(`${baseURL}/audio/speech`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
     expect(res.status).toBe(404)
     expect(((await res.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error')
   })
@@ -549,5 +549,75 @@ describe('concurrency', () => {
     const expected = await Promise.all(seeds.map(async (seed) => (await direct(model, [{ role: 'user', content: ask(seed) }], { seed, maxTokens: 16 })).text))
     expect(streamed).toEqual(expected)
     expect(new Set(expected).size).toBeGreaterThan(1)
+  })
+})
+
+describe('embeddings', () => {
+  const texts = ['pears', 'apples and plums', 'a quiet engine', 'pears']
+  const floats = (e: ArrayLike<number>): number[] => Array.from(e)
+
+  it('embeds every input of an array in one engine request, in order (encoding_format float)', async () => {
+    const { data: r, response } = await openai.embeddings.create({ model, input: texts, encoding_format: 'float' }).withResponse()
+    const direct = await client.embed(model, texts)
+    expect(r.object).toBe('list')
+    expect(r.model).toBe(model)
+    expect(r.data.map((d) => [d.object, d.index])).toEqual(texts.map((_, i) => ['embedding', i]))
+    r.data.forEach((d, i) => expect(d.embedding).toEqual(floats(direct.embeddings[i]!)))
+    expect(r.data[0]!.embedding).toEqual(r.data[3]!.embedding)
+    expect(r.data[0]!.embedding).not.toEqual(r.data[1]!.embedding)
+    expect(r.usage).toEqual({ prompt_tokens: direct.usage.promptTokens, total_tokens: direct.usage.promptTokens })
+    // One request: one delta per input under the id the server reports.
+    const requestId = Number(response.headers.get('x-request-id'))
+    const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
+    expect((reply.data!.emulator_request_stats as { published_deltas: number }).published_deltas).toBe(texts.length)
+  })
+
+  it('encoding_format base64: float32 little-endian bytes, decoded by the client when it chose base64 itself', async () => {
+    const direct = await client.embed(model, texts)
+    // Explicit base64: the strings come back as sent.
+    const b64 = await openai.embeddings.create({ model, input: texts, encoding_format: 'base64' })
+    b64.data.forEach((d, i) => {
+      expect(typeof d.embedding).toBe('string')
+      const bytes = Buffer.from(d.embedding as unknown as string, 'base64')
+      expect(bytes.length).toBe(direct.dimensions * 4)
+      const values = Array.from({ length: direct.dimensions }, (_, k) => bytes.readFloatLE(k * 4))
+      expect(values).toEqual(floats(direct.embeddings[i]!))
+    })
+    // No encoding_format: the official client asks for base64 and decodes it to floats.
+    const auto = await openai.embeddings.create({ model, input: texts })
+    auto.data.forEach((d, i) => expect(floats(d.embedding)).toEqual(floats(direct.embeddings[i]!)))
+  })
+
+  it('a single string input gives one embedding', async () => {
+    const r = await openai.embeddings.create({ model, input: 'Apples ripen in autumn.', encoding_format: 'float' })
+    expect(r.data).toHaveLength(1)
+    expect(r.data[0]!.embedding).toEqual(floats((await client.embed(model, 'Apples ripen in autumn.')).embeddings[0]!))
+    expect(r.usage.prompt_tokens).toBeGreaterThan(0)
+  })
+
+  it('400 names the field, 404 for a model that is not served or loaded', async () => {
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ model, input: [] }, 'input'],
+      [{ model, input: '' }, 'input'],
+      [{ model, input: ['a', 7] }, 'input[1]'],
+      [{ model, input: ['a', ''] }, 'input[1]'],
+      [{ model, input: [1, 2, 3] }, 'input'],
+      [{ model, input: [[1, 2]] }, 'input'],
+      [{ model }, 'input'],
+      [{ model, input: 'a', encoding_format: 'hex' }, 'encoding_format'],
+      [{ model, input: 'a', dimensions: 4 }, 'dimensions'],
+      [{ model, input: 'a', frobnicate: 1 }, 'frobnicate'],
+    ]
+    for (const [body, param] of cases) {
+      const err = await status(openai.embeddings.create(body as never))
+      expect(err.status, JSON.stringify(body)).toBe(400)
+      expect(err.error, JSON.stringify(body)).toMatchObject({ param, type: 'invalid_request_error' })
+    }
+    const notServed = await status(openai.embeddings.create({ model: 'org/unknown', input: 'a' }))
+    expect(notServed.status).toBe(404)
+    const { openai: open } = await serve()
+    const notLoaded = await status(open.embeddings.create({ model: '/nowhere/model', input: 'a' }))
+    expect(notLoaded.status).toBe(404)
+    expect(notLoaded.error).toMatchObject({ param: 'model', code: 'model_not_found' })
   })
 })

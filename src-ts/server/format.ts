@@ -2,6 +2,7 @@
 
 import { randomBytes } from 'node:crypto'
 
+import type { EmbedResult } from '../embed'
 import type { ChatChoice, ChatDelta, ChatResult, TokenLogprob, ToolCallResult, TopLogprob, Usage } from '../types'
 
 export const newId = (prefix: string): string => `${prefix}${randomBytes(12).toString('hex')}`
@@ -285,4 +286,36 @@ export function sumUsage(list: readonly Usage[]): Usage {
     u.totalTokens += x.totalTokens
   }
   return u
+}
+
+/** One vector of a `POST /v1/embeddings` answer. */
+export interface EmbeddingObject {
+  object: 'embedding'
+  index: number
+  /** Floats, or with `encoding_format: 'base64'` the float32 little-endian bytes in base64. */
+  embedding: number[] | string
+}
+
+/** The body of a `POST /v1/embeddings` answer, as OpenAI shapes it. */
+export interface EmbeddingList {
+  object: 'list'
+  data: EmbeddingObject[]
+  model: string
+  usage: { prompt_tokens: number; total_tokens: number }
+}
+
+/** Float32 values as base64 of their little-endian bytes (what OpenAI's clients decode). */
+export function float32Base64(v: Float32Array): string {
+  const bytes = Buffer.alloc(v.length * 4)
+  for (let i = 0; i < v.length; i++) bytes.writeFloatLE(v[i]!, i * 4)
+  return bytes.toString('base64')
+}
+
+export function embeddingList(model: string, r: EmbedResult, encoding: 'float' | 'base64'): EmbeddingList {
+  return {
+    object: 'list',
+    data: r.embeddings.map((e, index) => ({ object: 'embedding', index, embedding: encoding === 'base64' ? float32Base64(e) : Array.from(e) })),
+    model,
+    usage: { prompt_tokens: r.usage.promptTokens, total_tokens: r.usage.totalTokens },
+  }
 }

@@ -13,7 +13,7 @@
  * ```
  *
  * Endpoints: `POST /v1/chat/completions`, `POST /v1/responses`, `POST /v1/completions`,
- * `GET /v1/models`, `GET /v1/models/{id}`. See docs/server.md.
+ * `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}`. See docs/server.md.
  */
 
 import { timingSafeEqual } from 'node:crypto'
@@ -31,12 +31,13 @@ import type { Engine } from '../engine'
 import { InvalidRequestError } from '../errors'
 import { prepareResponses, ResponseStream } from '../responses'
 import type { ResponseObject } from '../responses-types'
-import { HttpError, toHttpError, type OpenAIErrorBody, type ParamNames } from './errors'
+import { badRequest, HttpError, toHttpError, type OpenAIErrorBody, type ParamNames } from './errors'
 import {
   chatCompletion,
   ChunkWriter,
   completionIndex,
   completionLogprobs,
+  embeddingList,
   finishReason,
   newId,
   now,
@@ -44,11 +45,11 @@ import {
   type TextCompletion,
   usage,
 } from './format'
-import { mapChatRequest, mapCompletionRequest, mapResponsesRequest } from './mapping'
+import { mapChatRequest, mapCompletionRequest, mapEmbeddingsRequest, mapResponsesRequest } from './mapping'
 
 export { HttpError } from './errors'
 export type { OpenAIErrorBody } from './errors'
-export type { ChatCompletion, ChatCompletionChunk, TextCompletion } from './format'
+export type { ChatCompletion, ChatCompletionChunk, EmbeddingList, EmbeddingObject, TextCompletion } from './format'
 export { IGNORED_FIELDS } from './mapping'
 
 export interface ServerOptions {
@@ -304,6 +305,25 @@ export function createServer(options: ServerOptions): OrchardServer {
       throw toHttpError(e, req.names)
     } finally {
       if (!streaming) end()
+    }
+  })
+
+  app.post('/v1/embeddings', async (c) => {
+    const req = mapEmbeddingsRequest(await json(c))
+    checkModel(req.model)
+    const { controller, end } = begin(c)
+    try {
+      const call = engine.client().embed(req.model, req.input, { signal: controller.signal })
+      c.header(REQUEST_ID_HEADER, String(await call.requestId()))
+      const result = await call
+      if (req.dimensions !== undefined && req.dimensions !== result.dimensions) {
+        throw badRequest('dimensions', `the model's embeddings have ${result.dimensions} dimensions; it cannot give ${req.dimensions}`)
+      }
+      return c.json(embeddingList(req.model, result, req.encodingFormat))
+    } catch (e) {
+      throw toHttpError(e)
+    } finally {
+      end()
     }
   })
 

@@ -450,3 +450,43 @@ export function mapResponsesRequest(raw: unknown): ResponsesHttpRequest {
   void _s
   return { model: id, request: rest as unknown as ResponsesRequest, stream }
 }
+
+// ---------------------------------------------------------------------------------------
+// Embeddings
+
+const EMBEDDING_FIELDS = new Set(['model', 'input', 'encoding_format', 'dimensions', ...IGNORED_FIELDS])
+
+/** Texts one `POST /v1/embeddings` takes (OpenAI's own limit). */
+export const MAX_EMBEDDING_INPUTS = 2048
+
+export interface EmbeddingsRequest {
+  model: string
+  /** Every text is embedded, in one engine request. */
+  input: string | string[]
+  encodingFormat: 'float' | 'base64'
+  /** The size asked for, checked against the model's once the vectors are back. */
+  dimensions: number | undefined
+}
+
+/**
+ * A `POST /v1/embeddings` body. Texts are checked by orchard's core (it names `input` or
+ * `input[i]`); token arrays are refused here.
+ */
+export function mapEmbeddingsRequest(raw: unknown): EmbeddingsRequest {
+  const o = body(raw)
+  checkKeys(o, EMBEDDING_FIELDS, '')
+  const id = model(o)
+  const input = o.input
+  if (input === undefined || input === null) throw badRequest('input', 'expected a string or an array of strings')
+  if (Array.isArray(input)) {
+    if (input.length > 0 && input.every((t) => typeof t === 'number' || Array.isArray(t))) {
+      throw badRequest('input', 'token arrays are not served; send the text')
+    }
+    if (input.length > MAX_EMBEDDING_INPUTS) throw badRequest('input', `${input.length} texts; at most ${MAX_EMBEDDING_INPUTS} per request`)
+  }
+  const format = optString(o, 'encoding_format') ?? 'float'
+  if (format !== 'float' && format !== 'base64') throw badRequest('encoding_format', "expected 'float' or 'base64'")
+  const dimensions = optNumber(o, 'dimensions', true)
+  if (dimensions !== undefined && dimensions <= 0) throw badRequest('dimensions', 'expected a positive integer')
+  return { model: id, input: input as string | string[], encodingFormat: format, dimensions }
+}
