@@ -22,6 +22,10 @@ pub const PROMPT_WORD_BOOST: f64 = 1.2;
 /// Without this a bigram model ends replies like "Harvest time." far too often.
 pub const MIN_REPLY_TOKENS: usize = 12;
 pub const EARLY_EOT_PENALTY: f64 = 20.0;
+/// Greedy decoding would never pick end-of-turn from the bigram table, so a greedy reply ends
+/// as a real model's does: at the first sentence end after [`MIN_REPLY_TOKENS`], and at the
+/// latest after this many tokens.
+pub const GREEDY_MAX_REPLY_TOKENS: usize = 4 * MIN_REPLY_TOKENS;
 
 /// Tokens that are not word-pieces of the model (thinking and tool-call markers, JSON
 /// punctuation, schema keys, enum members, numbers) carry a wire id in
@@ -757,8 +761,16 @@ impl Sequence {
         for &t in self.boosted.iter() {
             self.logits[t] += PROMPT_WORD_BOOST;
         }
-        if self.count - self.text_start < MIN_REPLY_TOKENS {
+        let reply_len = self.count - self.text_start;
+        if reply_len < MIN_REPLY_TOKENS {
             self.logits[lm.eot()] -= EARLY_EOT_PENALTY;
+        } else if self.params.is_greedy()
+            && (self.text.trim_end().ends_with(['.', '!', '?'])
+                || reply_len >= GREEDY_MAX_REPLY_TOKENS)
+        {
+            // Before the request's own adjustments, so a logit_bias can still ban the end.
+            let top = self.logits.iter().copied().fold(f64::MIN, f64::max);
+            self.logits[lm.eot()] = top + 1.0;
         }
         adjust_logits(&mut self.logits, &self.generated, &self.params);
         let choice = choose(&self.logits, &self.params, &mut self.rng);
@@ -1079,6 +1091,25 @@ mod tests {
         assert_eq!(d["matched_stop_token_id"], crate::lm::EOT_TOKEN_ID);
         assert_eq!(d["matched_stop_token"], crate::lm::EOT_TEXT);
         assert_eq!(d["generation_len"], 1);
+    }
+
+    #[test]
+    fn greedy_replies_end_their_turn() {
+        for max in [200, 500] {
+            let mut sp = spec(&[], max, 0.0);
+            sp.params.logit_bias.clear();
+            let (text, deltas) = run(sp);
+            let last = deltas.last().unwrap();
+            assert_eq!(last["finish_reason"], "stop", "{text}");
+            let len = last["generation_len"].as_u64().unwrap() as usize;
+            assert!(
+                (MIN_REPLY_TOKENS..=GREEDY_MAX_REPLY_TOKENS + 1).contains(&len),
+                "{len}: {text}"
+            );
+        }
+        // A ban on the end of turn (the helper's default) still holds.
+        let (_, deltas) = run(spec(&[], 80, 0.0));
+        assert_eq!(deltas.last().unwrap()["finish_reason"], "length");
     }
 
     #[test]
