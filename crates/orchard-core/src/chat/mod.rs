@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::format::{sorted_tools, Profile, RenderRequest};
+use crate::format::{sorted_tool_refs, Profile};
 use crate::wire::{Obj, PromptPayload, Request, RequestType, ThinkingTokens, ToolCallingTokens};
 
 /// `max_generated_tokens` when the caller sets no `maxTokens` (orchard-py's default).
@@ -400,18 +400,17 @@ pub fn build_prompt(
             serde_json::json!({"role": "system", "content": instructions}),
         );
     }
-    let rendered = profile.render_with_config(
-        &RenderRequest {
-            messages,
-            tools: opts.tools.clone(),
-            reasoning: opts.reasoning.clone(),
-            task: opts.task.clone(),
-        },
+    let rendered = profile.render_parts(
+        &messages,
+        opts.tools.as_deref(),
+        opts.reasoning.as_ref(),
+        opts.task.as_deref(),
         config,
     )?;
     let tools_json = |tools: &Option<Vec<Value>>| -> Result<String> {
         match tools {
-            Some(t) if !t.is_empty() => Ok(Value::Array(sorted_tools(t)?).to_string()),
+            Some(t) if !t.is_empty() => serde_json::to_string(&sorted_tool_refs(t)?)
+                .map_err(|e| Error::invalid(format!("tools: {e}"))),
             _ => Ok(String::new()),
         }
     };

@@ -75,14 +75,19 @@ impl Placeholders {
     }
 
     /// Remove synthetic placeholders from the rendered text.
-    pub fn strip(&self, prompt: &str) -> String {
-        let mut out = prompt.to_string();
+    pub fn strip(&self, prompt: String) -> String {
+        let mut out = prompt;
+        let mut remove = |p: &str| {
+            if !p.is_empty() && out.contains(p) {
+                out = out.replace(p, "");
+            }
+        };
         if self.clip_image {
-            out = out.replace(&self.image, "");
+            remove(&self.image);
         }
         for p in &self.declared {
             if *p != self.image {
-                out = out.replace(p.as_str(), "");
+                remove(p);
             }
         }
         out
@@ -282,7 +287,7 @@ mod tests {
                 seg(SegmentKind::Text, 2)
             ]
         );
-        assert_eq!(ph.strip(prompt), "abcd");
+        assert_eq!(ph.strip(prompt.to_string()), "abcd");
         // Real token: stays in the preceding text segment and in the prompt.
         let ph = Placeholders::from_capabilities(
             &json!({"vision": {"tokens": {"start": "<img>"}}}),
@@ -297,7 +302,7 @@ mod tests {
                 seg(SegmentKind::Text, 2)
             ]
         );
-        assert_eq!(ph.strip(prompt), prompt);
+        assert_eq!(ph.strip(prompt.to_string()), prompt);
         // Count mismatch is an error.
         assert!(build("no placeholder", &media, &ph).is_err());
     }

@@ -21,7 +21,7 @@ mod strftime;
 
 pub use layout::Placeholders;
 pub use messages::{CapabilityInput, ContentPart};
-pub(crate) use profile::sorted_tools;
+pub(crate) use profile::sorted_tool_refs;
 pub use profile::{
     ControlTokens, Profile, RenderRequest, RenderedPrompt, RoleTags, Roles, SamplingDefaults,
     ThinkingTokens, CHAT_TEMPLATE,
@@ -56,27 +56,21 @@ pub fn render_case(specs: &ModelSpecs, input: &Json) -> Result<RenderedPrompt> {
         _ => return Err(Error::invalid("config: missing or not an object")),
     };
     let messages = match obj.get("messages") {
-        Some(Json::Array(list)) => list.clone(),
+        Some(Json::Array(list)) => list,
         _ => return Err(Error::invalid("messages: missing or not a list")),
     };
     let tools = match obj.get("tools") {
         None | Some(Json::Null) => None,
-        Some(Json::Array(list)) => Some(list.clone()),
+        Some(Json::Array(list)) => Some(list.as_slice()),
         Some(_) => return Err(Error::invalid("tools: expected a list or null")),
     };
     let task = match obj.get("task") {
         None | Some(Json::Null) => None,
-        Some(Json::String(s)) => Some(s.clone()),
+        Some(Json::String(s)) => Some(s.as_str()),
         Some(_) => return Err(Error::invalid("task: expected a string or null")),
     };
-    let request = RenderRequest {
-        messages,
-        tools,
-        reasoning: obj.get("reasoning").cloned(),
-        task,
-    };
     let profile = specs.profile_for_config(config)?;
-    profile.render_with_config(&request, config)
+    profile.render_parts(messages, tools, obj.get("reasoning"), task, config)
 }
 
 #[cfg(test)]

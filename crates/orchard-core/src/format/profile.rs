@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use minijinja::value::Value;
+use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 use minijinja::Environment;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
@@ -119,6 +120,90 @@ pub struct Profile {
     generation: Json,
     placeholders: Placeholders,
     env: Environment<'static>,
+    /// Template variables that do not depend on the request (control tokens, roles,
+    /// capabilities, `template_vars`), converted to template values once at load.
+    statics: Arc<Vec<(String, Value)>>,
+}
+
+/// Names of the per-request template variables, in the order the reference client builds its
+/// context (after `template_vars`, which they override).
+const DYNAMIC_VARS: [&str; 8] = [
+    "messages",
+    "interactions",
+    "reasoning",
+    "reasoning_effort",
+    "task",
+    "prefill",
+    "tools",
+    "model_config",
+];
+
+/// The root context of one render: the request's variables, then the profile's statics.
+/// Built without copying the static values or hashing every key into a fresh map.
+#[derive(Debug)]
+struct RenderContext {
+    /// Values of [`DYNAMIC_VARS`], in that order.
+    dynamic: [Value; 8],
+    statics: Arc<Vec<(String, Value)>>,
+}
+
+impl Object for RenderContext {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let key = key.as_str()?;
+        if let Some(i) = DYNAMIC_VARS.iter().position(|k| *k == key) {
+            return Some(self.dynamic[i].clone());
+        }
+        self.statics
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let mut keys: Vec<Value> = self
+            .statics
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !DYNAMIC_VARS.contains(k))
+            .map(Value::from)
+            .collect();
+        keys.extend(DYNAMIC_VARS.iter().map(|k| Value::from(*k)));
+        Enumerator::Values(keys)
+    }
+}
+
+/// The static template variables of a profile, later keys overriding earlier ones.
+fn static_vars(control: &ControlTokens, capabilities: &Json) -> Vec<(String, Value)> {
+    let mut vars: Vec<(String, Value)> = Vec::new();
+    let mut set = |k: &str, v: Value| match vars.iter_mut().find(|(name, _)| name == k) {
+        Some(slot) => slot.1 = v,
+        None => vars.push((k.to_string(), v)),
+    };
+    for (k, v) in &control.template_vars {
+        set(k, Value::from_serialize(v));
+    }
+    let opt = |s: &Option<String>| match s {
+        Some(s) => Value::from(s.as_str()),
+        None => Value::from(()),
+    };
+    let c = control;
+    set("add_generation_prompt", Value::from(true));
+    set("begin_of_text", Value::from(c.begin_of_text.as_str()));
+    set("end_of_message", Value::from(c.end_of_message.as_str()));
+    set("end_of_sequence", Value::from(c.end_of_sequence.as_str()));
+    set("bos_token", Value::from(c.begin_of_text.as_str()));
+    set("eos_token", Value::from(c.end_of_sequence.as_str()));
+    set("start_image_token", opt(&c.start_image_token));
+    set("end_image_token", opt(&c.end_image_token));
+    set("roles", Value::from_serialize(&c.roles));
+    set("capabilities", Value::from_serialize(capabilities));
+    // Per-request names are answered by the render context; drop any shadowed default.
+    vars.retain(|(k, _)| !DYNAMIC_VARS.contains(&k.as_str()));
+    vars
 }
 
 impl std::fmt::Debug for Profile {
@@ -191,7 +276,13 @@ fn tool_name(tool: &Json) -> Option<&str> {
 }
 
 /// Validate the tools and sort them by name (stable), as the reference client does.
+#[cfg(test)]
 pub(crate) fn sorted_tools(tools: &[Json]) -> Result<Vec<Json>> {
+    Ok(sorted_tool_refs(tools)?.into_iter().cloned().collect())
+}
+
+/// [`sorted_tools`] without copying the tools.
+pub(crate) fn sorted_tool_refs(tools: &[Json]) -> Result<Vec<&Json>> {
     let mut named = Vec::with_capacity(tools.len());
     for (i, tool) in tools.iter().enumerate() {
         if !tool.is_object() {
@@ -202,9 +293,9 @@ pub(crate) fn sorted_tools(tools: &[Json]) -> Result<Vec<Json>> {
                 "tools[{i}]: missing name; expected a non-empty 'name' or 'function.name'"
             ))
         })?;
-        named.push((name.to_string(), tool.clone()));
+        named.push((name, tool));
     }
-    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named.sort_by(|a, b| a.0.cmp(b.0));
     Ok(named.into_iter().map(|(_, t)| t).collect())
 }
 
@@ -266,6 +357,7 @@ impl Profile {
         env.get_template(CHAT_TEMPLATE)
             .map_err(|e| template_error(family, &e))?;
 
+        let statics = Arc::new(static_vars(&control, &capabilities));
         Ok(Profile {
             family: family.to_string(),
             dir: dir.to_path_buf(),
@@ -274,6 +366,7 @@ impl Profile {
             generation,
             placeholders,
             env,
+            statics,
         })
     }
 
@@ -462,10 +555,29 @@ impl Profile {
     /// Render with the model's `config.json` at hand: it is passed to the template as
     /// `model_config`, and its `template_type` picks `templates/<type>.jinja`.
     pub fn render_with_config(&self, req: &RenderRequest, config: &Json) -> Result<RenderedPrompt> {
+        self.render_parts(
+            &req.messages,
+            req.tools.as_deref(),
+            req.reasoning.as_ref(),
+            req.task.as_deref(),
+            config,
+        )
+    }
+
+    /// [`render_with_config`](Self::render_with_config) from borrowed parts (no copies of the
+    /// messages or tools).
+    pub fn render_parts(
+        &self,
+        messages: &[Json],
+        tools: Option<&[Json]>,
+        reasoning: Option<&Json>,
+        task: Option<&str>,
+        config: &Json,
+    ) -> Result<RenderedPrompt> {
         let template_name = self.template_name(config)?;
 
         // 1. Reasoning flag: native families reason unless told not to.
-        let (requested, effort) = parse_reasoning(req.reasoning.as_ref())?;
+        let (requested, effort) = parse_reasoning(reasoning)?;
         let native = self.supports_native_thinking();
         let reasoning = native
             && requested != Some(false)
@@ -475,78 +587,41 @@ impl Profile {
         let reasoning_effort = reasoning.then(|| effort.unwrap_or_else(|| "medium".into()));
 
         // 2. Messages and tools.
-        let prepared = messages::prepare(&req.messages)?;
-        let tools = match &req.tools {
-            Some(tools) => Some(sorted_tools(tools)?),
-            None => None,
+        let prepared = messages::prepare(messages)?;
+        let tools = match tools {
+            Some(tools) => Value::from_serialize(sorted_tool_refs(tools)?),
+            None => Value::from(()),
         };
 
         // 3. Template.
-        let messages = Value::from(prepared.messages.clone());
+        let messages = Value::from(prepared.messages);
         let model_config = if config.is_object() {
-            config.clone()
+            Value::from_serialize(config)
         } else {
-            serde_json::json!({ "model_type": self.family })
+            Value::from_iter([("model_type", Value::from(self.family.as_str()))])
         };
-        let mut ctx: Vec<(String, Value)> = self
-            .control
-            .template_vars
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from_serialize(v)))
-            .collect();
-        let opt = |s: &Option<String>| match s {
-            Some(s) => Value::from(s.as_str()),
-            None => Value::from(()),
-        };
-        let c = &self.control;
-        ctx.extend([
-            ("messages".into(), messages.clone()),
-            ("interactions".into(), messages),
-            ("add_generation_prompt".into(), Value::from(true)),
-            (
-                "begin_of_text".into(),
-                Value::from(c.begin_of_text.as_str()),
-            ),
-            (
-                "end_of_message".into(),
-                Value::from(c.end_of_message.as_str()),
-            ),
-            (
-                "end_of_sequence".into(),
-                Value::from(c.end_of_sequence.as_str()),
-            ),
-            ("bos_token".into(), Value::from(c.begin_of_text.as_str())),
-            ("eos_token".into(), Value::from(c.end_of_sequence.as_str())),
-            ("start_image_token".into(), opt(&c.start_image_token)),
-            ("end_image_token".into(), opt(&c.end_image_token)),
-            ("roles".into(), Value::from_serialize(&c.roles)),
-            ("reasoning".into(), Value::from(reasoning)),
-            (
-                "reasoning_effort".into(),
+        let ctx = RenderContext {
+            dynamic: [
+                messages.clone(),
+                messages,
+                Value::from(reasoning),
                 Value::from(reasoning_effort.as_deref().unwrap_or("medium")),
-            ),
-            ("task".into(), opt(&req.task)),
-            ("prefill".into(), Value::from(())),
-            (
-                "tools".into(),
-                match &tools {
-                    Some(t) => Value::from_serialize(t),
+                match task {
+                    Some(s) => Value::from(s),
                     None => Value::from(()),
                 },
-            ),
-            (
-                "capabilities".into(),
-                Value::from_serialize(&self.capabilities),
-            ),
-            ("model_config".into(), Value::from_serialize(&model_config)),
-        ]);
-        let ctx: Value = ctx.into_iter().collect();
+                Value::from(()),
+                tools,
+                model_config,
+            ],
+            statics: Arc::clone(&self.statics),
+        };
         let template = self
             .env
             .get_template(&template_name)
             .map_err(|e| template_error(&self.family, &e))?;
         let rendered = template
-            .render(ctx)
+            .render(Value::from_object(ctx))
             .map_err(|e| template_error(&self.family, &e))?;
 
         // 4. Layout on the rendered text, then drop the synthetic placeholders.
@@ -562,7 +637,7 @@ impl Profile {
                 format!("model family '{}': {}", self.family, e.message),
             )
         })?;
-        let prompt = self.placeholders.strip(&rendered);
+        let prompt = self.placeholders.strip(rendered);
 
         Ok(RenderedPrompt {
             prompt,

@@ -1,0 +1,92 @@
+//! Render / build / encode timings for the benchmark conversation (10 turns, two tools), per
+//! family, without an engine. Used to profile the prompt path (e.g. under callgrind).
+//!
+//! cargo run --release -p orchard-core --example render_bench -- [--iters 2000] [--family llama3]
+
+use std::path::Path;
+use std::time::Instant;
+
+use orchard_core::chat::{build_request, ChatOptions, Target};
+use orchard_core::format::{render_case, ModelSpecs};
+use orchard_core::wire;
+use serde_json::{json, Value};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn conversation() -> (Value, Value) {
+    let tools = json!([
+        {"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
+        {"type": "function", "function": {"name": "search_orchards", "description": "Find orchards near a place", "parameters": {"type": "object", "properties": {"place": {"type": "string"}, "radius_km": {"type": "number"}}, "required": ["place"]}}}
+    ]);
+    let mut messages = vec![
+        json!({"role": "system", "content": "You are a helpful assistant for fruit growers."}),
+    ];
+    for i in 0..10 {
+        messages.push(json!({"role": "user", "content": format!("Question {i}: which apple varieties grow well in a cool, wet climate near the coast?")}));
+        messages.push(json!({"role": "assistant", "content": format!("Answer {i}: Cox's Orange Pippin, Discovery and Katy do well there; plant on well-drained ground.")}));
+    }
+    messages.push(json!({"role": "user", "content": "And pears?"}));
+    (Value::Array(messages), tools)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn time(iters: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..iters / 10 + 1 {
+        f();
+    }
+    let mut t = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let s = Instant::now();
+        f();
+        t.push(s.elapsed().as_secs_f64() * 1e6);
+    }
+    median(t)
+}
+
+fn main() {
+    let iters: usize = arg("--iters").map_or(2000, |s| s.parse().unwrap());
+    let only = arg("--family");
+    let specs = ModelSpecs::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../model-specs"));
+    let (messages, tools) = conversation();
+    let mut out = serde_json::Map::new();
+    for family in ["llama3", "qwen3_5", "gpt_oss"] {
+        if only.as_deref().is_some_and(|f| f != family) {
+            continue;
+        }
+        let config = json!({"model_type": family});
+        let input = json!({"config": config, "messages": messages, "tools": tools});
+        let render = time(iters, || {
+            render_case(&specs, &input).unwrap();
+        });
+        let profile = specs.profile_for_config(&config).unwrap();
+        let opts = ChatOptions::parse(&json!({"tools": tools, "maxTokens": 256})).unwrap();
+        let target = Target {
+            request_id: 1,
+            model_id: "model",
+            model_path: "",
+            response_channel_id: 1,
+        };
+        let msgs = messages.as_array().unwrap();
+        let build = time(iters, || {
+            let req = build_request(&profile, &config, msgs.clone(), &opts, &target).unwrap();
+            wire::encode_request(&req).unwrap();
+        });
+        let req = build_request(&profile, &config, msgs.clone(), &opts, &target).unwrap();
+        let encode = time(iters, || {
+            wire::encode_request(&req).unwrap();
+        });
+        out.insert(format!("render_us_{family}"), json!(render));
+        out.insert(format!("render_encode_us_{family}"), json!(build));
+        out.insert(format!("encode_us_{family}"), json!(encode));
+    }
+    println!("{}", Value::Object(out));
+}
