@@ -1,19 +1,8 @@
 //! Typed reads from JSON objects, with errors that name the exact field.
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-
-/// A JSON float that always prints as a float (`1.0`, not `1`).
-pub fn float(v: f64) -> Value {
-    Number::from_f64(v)
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
-}
-
-pub fn opt_string(v: &Option<String>) -> Value {
-    v.clone().map(Value::String).unwrap_or(Value::Null)
-}
 
 pub fn type_name(v: &Value) -> &'static str {
     match v {

@@ -3,9 +3,10 @@
 //! [`Request`] is the typed form. [`encode`] writes the frame byte-for-byte as the reference
 //! serializer does; [`decode`] reads one back (the emulator's side), validating every offset.
 
-use serde_json::{Map, Value};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 
-use super::json::{self, Obj};
+use super::json::Obj;
 use super::layout::{LayoutSegment, SegmentKind};
 use crate::error::{Error, Result};
 
@@ -453,43 +454,258 @@ fn layout_bytes(layout: &[LayoutSegment]) -> Vec<u8> {
     out
 }
 
-fn tool_calling_json(t: &ToolCallingTokens) -> Value {
-    let formats = t
-        .formats
-        .iter()
-        .map(|f| {
-            let mut m = Map::new();
-            for (k, v) in ToolCallFormat::KEYS.iter().zip(f.fields()) {
-                m.insert((*k).to_string(), Value::String(v.clone()));
-            }
-            Value::Object(m)
-        })
-        .collect();
-    let mut m = Map::new();
-    m.insert("formats".into(), Value::Array(formats));
-    m.insert("section_start".into(), t.section_start.clone().into());
-    m.insert("section_end".into(), t.section_end.clone().into());
-    Value::Object(m)
+/// Blob offsets of one prompt inside the payload region.
+struct Placed {
+    text_offset: usize,
+    text_size: usize,
+    image_data_offset: usize,
+    image_data_size: usize,
+    image_sizes_offset: usize,
+    audio_data_offset: usize,
+    audio_data_size: usize,
+    audio_sizes_offset: usize,
+    capability_data_offset: usize,
+    capability_data_size: usize,
+    layout_offset: usize,
+    layout_count: usize,
 }
 
-/// Write the frame for `req`.
+/// A list serialised from an iterator, without collecting it.
+struct SeqOf<F>(F);
+
+impl<I, F> Serialize for SeqOf<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
+    }
+}
+
+/// A finite float as a JSON float (`1.0`), anything else as `null` (as [`json::float`]).
+struct Float(f64);
+
+impl Serialize for Float {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if self.0.is_finite() {
+            s.serialize_f64(self.0)
+        } else {
+            s.serialize_unit()
+        }
+    }
+}
+
+struct ToolCallingMeta<'a>(&'a ToolCallingTokens);
+
+impl Serialize for ToolCallingMeta<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        struct Format<'a>(&'a ToolCallFormat);
+        impl Serialize for Format<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(ToolCallFormat::KEYS.len()))?;
+                for (k, v) in ToolCallFormat::KEYS.iter().zip(self.0.fields()) {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+        let t = self.0;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("formats", &SeqOf(|| t.formats.iter().map(Format)))?;
+        m.serialize_entry("section_start", &t.section_start)?;
+        m.serialize_entry("section_end", &t.section_end)?;
+        m.end()
+    }
+}
+
+/// One prompt's metadata object, keys in the reference serializer's order.
+struct PromptMeta<'a> {
+    index: usize,
+    p: &'a PromptPayload,
+    at: Placed,
+}
+
+impl Serialize for PromptMeta<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        struct Capability<'a>(&'a CapabilityInput);
+        impl Serialize for Capability<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("name", &self.0.name)?;
+                m.serialize_entry("position", &self.0.position)?;
+                m.serialize_entry("payload_size", &self.0.payload.len())?;
+                m.end()
+            }
+        }
+        struct Bias(i64, f64);
+        impl Serialize for Bias {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("token", &self.0)?;
+                m.serialize_entry("bias", &Float(self.1))?;
+                m.end()
+            }
+        }
+        struct Thinking<'a>(&'a ThinkingTokens);
+        impl Serialize for Thinking<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("start", &self.0.start)?;
+                m.serialize_entry("end", &self.0.end)?;
+                m.serialize_entry("required", &self.0.required)?;
+                m.end()
+            }
+        }
+        struct Frames<'a>(&'a [(String, String)]);
+        impl Serialize for Frames<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                // A JSON object keeps the last value of a repeated key, in the first key's place.
+                let mut m = s.serialize_map(None)?;
+                for (i, (k, _)) in self.0.iter().enumerate() {
+                    if self.0[..i].iter().any(|(seen, _)| seen == k) {
+                        continue;
+                    }
+                    let last = self
+                        .0
+                        .iter()
+                        .rev()
+                        .find(|(key, _)| key == k)
+                        .map(|(_, v)| v);
+                    m.serialize_entry(k, &last)?;
+                }
+                m.end()
+            }
+        }
+
+        let (p, at) = (self.p, &self.at);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("prompt_index", &self.index)?;
+        m.serialize_entry("num_candidates", &p.num_candidates.max(1))?;
+        m.serialize_entry("best_of", &p.best_of)?;
+        m.serialize_entry("final_candidates", &p.final_candidates)?;
+        m.serialize_entry("max_generated_tokens", &p.max_generated_tokens)?;
+        m.serialize_entry("text_offset", &at.text_offset)?;
+        m.serialize_entry("text_size", &at.text_size)?;
+        m.serialize_entry("image_data_offset", &at.image_data_offset)?;
+        m.serialize_entry("image_data_size", &at.image_data_size)?;
+        m.serialize_entry("image_sizes_offset", &at.image_sizes_offset)?;
+        m.serialize_entry("image_count", &p.images.len())?;
+        m.serialize_entry("audio_data_offset", &at.audio_data_offset)?;
+        m.serialize_entry("audio_data_size", &at.audio_data_size)?;
+        m.serialize_entry("audio_sizes_offset", &at.audio_sizes_offset)?;
+        m.serialize_entry("audio_count", &p.audio.len())?;
+        m.serialize_entry("capability_data_offset", &at.capability_data_offset)?;
+        m.serialize_entry("capability_data_size", &at.capability_data_size)?;
+        m.serialize_entry(
+            "capabilities",
+            &SeqOf(|| p.capabilities.iter().map(Capability)),
+        )?;
+        m.serialize_entry("layout_offset", &at.layout_offset)?;
+        m.serialize_entry("layout_count", &at.layout_count)?;
+        m.serialize_entry("temperature", &Float(p.temperature))?;
+        m.serialize_entry("top_p", &Float(p.top_p))?;
+        m.serialize_entry("top_k", &p.top_k)?;
+        m.serialize_entry("min_p", &Float(p.min_p))?;
+        if let Some(seed) = p.rng_seed {
+            m.serialize_entry("rng_seed", &(seed & 0xFFFF_FFFF))?;
+        }
+        m.serialize_entry("deterministic", &p.deterministic)?;
+        m.serialize_entry("top_logprobs", &p.top_logprobs)?;
+        m.serialize_entry("frequency_penalty", &Float(p.frequency_penalty))?;
+        m.serialize_entry("presence_penalty", &Float(p.presence_penalty))?;
+        m.serialize_entry("repetition_context_size", &p.repetition_context_size)?;
+        m.serialize_entry("repetition_penalty", &Float(p.repetition_penalty))?;
+        m.serialize_entry("stop_sequences", &p.stop_sequences)?;
+        m.serialize_entry("tool_schemas_json", &p.tool_schemas_json)?;
+        let active = if p.active_tool_schemas_json.is_empty() {
+            &p.tool_schemas_json
+        } else {
+            &p.active_tool_schemas_json
+        };
+        m.serialize_entry("active_tool_schemas_json", active)?;
+        m.serialize_entry(
+            "tool_calling_tokens",
+            &ToolCallingMeta(&p.tool_calling_tokens),
+        )?;
+        m.serialize_entry("output_frame_tokens", &Frames(&p.output_frame_tokens))?;
+        m.serialize_entry("thinking_tokens", &Thinking(&p.thinking_tokens))?;
+        m.serialize_entry("tool_choice", &p.tool_choice)?;
+        m.serialize_entry("min_tool_calls", &p.min_tool_calls)?;
+        m.serialize_entry("max_tool_calls", &p.max_tool_calls)?;
+        m.serialize_entry("response_format_json", &p.response_format_json)?;
+        m.serialize_entry("modal_options_json", &p.modal_options_json)?;
+        m.serialize_entry(
+            "logit_bias",
+            &SeqOf(|| p.logit_bias.iter().map(|(t, b)| Bias(*t, *b))),
+        )?;
+        m.serialize_entry("task_name", &p.task_name)?;
+        m.serialize_entry("reasoning_effort", &p.reasoning_effort)?;
+        m.serialize_entry("prefix_cache", &p.prefix_cache)?;
+        m.end()
+    }
+}
+
+/// The request's metadata object.
+struct RequestMeta<'a> {
+    req: &'a Request,
+    prompts: Vec<PromptMeta<'a>>,
+}
+
+impl Serialize for RequestMeta<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let r = self.req;
+        let mut m = s.serialize_map(Some(7))?;
+        m.serialize_entry("request_id", &r.request_id)?;
+        m.serialize_entry("model_id", &r.model_id)?;
+        m.serialize_entry("model_path", &r.model_path)?;
+        m.serialize_entry("request_type", &r.request_type.code())?;
+        m.serialize_entry("request_channel_id", &r.request_channel_id)?;
+        m.serialize_entry("response_channel_id", &r.response_channel_id)?;
+        m.serialize_entry("prompts", &self.prompts)?;
+        m.end()
+    }
+}
+
+/// Place a list of buffers back to back (no copy for a single buffer).
+fn reserve_all(payload: &mut Payload, items: &[Vec<u8>]) -> (usize, usize) {
+    match items {
+        [] => (0, 0),
+        [one] => payload.reserve(one),
+        many => payload.reserve(&many.concat()),
+    }
+}
+
+/// Write the frame for `req`: the metadata is serialised straight into the frame buffer
+/// (no intermediate JSON tree), then the payload is appended.
 pub fn encode(req: &Request) -> Result<Vec<u8>> {
     if req.prompts.is_empty() {
         return Err(Error::invalid(
             "prompts: a request needs at least one prompt",
         ));
     }
-    let mut payload = Payload { bytes: Vec::new() };
+    let blobs: usize = req
+        .prompts
+        .iter()
+        .map(|p| {
+            p.text.len()
+                + p.images.iter().map(Vec::len).sum::<usize>()
+                + p.audio.iter().map(Vec::len).sum::<usize>()
+                + 256
+        })
+        .sum();
+    let mut payload = Payload {
+        bytes: Vec::with_capacity(blobs),
+    };
     let mut prompts = Vec::with_capacity(req.prompts.len());
     for (index, p) in req.prompts.iter().enumerate() {
         p.validate(index)?;
         let (text_offset, text_size) = payload.reserve(&p.text);
         let (image_sizes_offset, _) = payload.reserve(&spans(&p.images));
-        let image_data: Vec<u8> = p.images.concat();
-        let (image_data_offset, image_data_size) = payload.reserve(&image_data);
+        let (image_data_offset, image_data_size) = reserve_all(&mut payload, &p.images);
         let (audio_sizes_offset, _) = payload.reserve(&spans(&p.audio));
-        let audio_data: Vec<u8> = p.audio.concat();
-        let (audio_data_offset, audio_data_size) = payload.reserve(&audio_data);
+        let (audio_data_offset, audio_data_size) = reserve_all(&mut payload, &p.audio);
         let cap_data: Vec<u8> = p
             .capabilities
             .iter()
@@ -498,131 +714,33 @@ pub fn encode(req: &Request) -> Result<Vec<u8>> {
         let (capability_data_offset, capability_data_size) = payload.reserve(&cap_data);
         let layout = p.effective_layout();
         let (layout_offset, _) = payload.reserve(&layout_bytes(&layout));
-
-        let mut o = Map::new();
-        let mut put = |k: &str, v: Value| {
-            o.insert(k.to_string(), v);
-        };
-        put("prompt_index", index.into());
-        put("num_candidates", p.num_candidates.max(1).into());
-        put("best_of", p.best_of.into());
-        put("final_candidates", p.final_candidates.into());
-        put("max_generated_tokens", p.max_generated_tokens.into());
-        put("text_offset", text_offset.into());
-        put("text_size", text_size.into());
-        put("image_data_offset", image_data_offset.into());
-        put("image_data_size", image_data_size.into());
-        put("image_sizes_offset", image_sizes_offset.into());
-        put("image_count", p.images.len().into());
-        put("audio_data_offset", audio_data_offset.into());
-        put("audio_data_size", audio_data_size.into());
-        put("audio_sizes_offset", audio_sizes_offset.into());
-        put("audio_count", p.audio.len().into());
-        put("capability_data_offset", capability_data_offset.into());
-        put("capability_data_size", capability_data_size.into());
-        put(
-            "capabilities",
-            Value::Array(
-                p.capabilities
-                    .iter()
-                    .map(|c| {
-                        let mut m = Map::new();
-                        m.insert("name".into(), c.name.clone().into());
-                        m.insert("position".into(), c.position.into());
-                        m.insert("payload_size".into(), c.payload.len().into());
-                        Value::Object(m)
-                    })
-                    .collect(),
-            ),
-        );
-        put("layout_offset", layout_offset.into());
-        put("layout_count", layout.len().into());
-        put("temperature", json::float(p.temperature));
-        put("top_p", json::float(p.top_p));
-        put("top_k", p.top_k.into());
-        put("min_p", json::float(p.min_p));
-        if let Some(seed) = p.rng_seed {
-            put("rng_seed", (seed & 0xFFFF_FFFF).into());
-        }
-        put("deterministic", p.deterministic.into());
-        put("top_logprobs", p.top_logprobs.into());
-        put("frequency_penalty", json::float(p.frequency_penalty));
-        put("presence_penalty", json::float(p.presence_penalty));
-        put("repetition_context_size", p.repetition_context_size.into());
-        put("repetition_penalty", json::float(p.repetition_penalty));
-        put(
-            "stop_sequences",
-            Value::Array(p.stop_sequences.iter().cloned().map(Value::from).collect()),
-        );
-        put("tool_schemas_json", p.tool_schemas_json.clone().into());
-        let active = if p.active_tool_schemas_json.is_empty() {
-            &p.tool_schemas_json
-        } else {
-            &p.active_tool_schemas_json
-        };
-        put("active_tool_schemas_json", active.clone().into());
-        put(
-            "tool_calling_tokens",
-            tool_calling_json(&p.tool_calling_tokens),
-        );
-        put(
-            "output_frame_tokens",
-            Value::Object(
-                p.output_frame_tokens
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                    .collect(),
-            ),
-        );
-        let mut thinking = Map::new();
-        thinking.insert("start".into(), p.thinking_tokens.start.clone().into());
-        thinking.insert("end".into(), p.thinking_tokens.end.clone().into());
-        thinking.insert("required".into(), p.thinking_tokens.required.into());
-        put("thinking_tokens", Value::Object(thinking));
-        put("tool_choice", p.tool_choice.clone().into());
-        put("min_tool_calls", p.min_tool_calls.into());
-        put("max_tool_calls", p.max_tool_calls.into());
-        put(
-            "response_format_json",
-            p.response_format_json.clone().into(),
-        );
-        put("modal_options_json", p.modal_options_json.clone().into());
-        put(
-            "logit_bias",
-            Value::Array(
-                p.logit_bias
-                    .iter()
-                    .map(|(t, b)| {
-                        let mut m = Map::new();
-                        m.insert("token".into(), (*t).into());
-                        m.insert("bias".into(), json::float(*b));
-                        Value::Object(m)
-                    })
-                    .collect(),
-            ),
-        );
-        put("task_name", json::opt_string(&p.task_name));
-        put("reasoning_effort", json::opt_string(&p.reasoning_effort));
-        put("prefix_cache", p.prefix_cache.into());
-        prompts.push(Value::Object(o));
+        prompts.push(PromptMeta {
+            index,
+            p,
+            at: Placed {
+                text_offset,
+                text_size,
+                image_data_offset,
+                image_data_size,
+                image_sizes_offset,
+                audio_data_offset,
+                audio_data_size,
+                audio_sizes_offset,
+                capability_data_offset,
+                capability_data_size,
+                layout_offset,
+                layout_count: layout.len(),
+            },
+        });
     }
 
-    let mut meta = Map::new();
-    meta.insert("request_id".into(), req.request_id.into());
-    meta.insert("model_id".into(), req.model_id.clone().into());
-    meta.insert("model_path".into(), req.model_path.clone().into());
-    meta.insert("request_type".into(), req.request_type.code().into());
-    meta.insert("request_channel_id".into(), req.request_channel_id.into());
-    meta.insert("response_channel_id".into(), req.response_channel_id.into());
-    meta.insert("prompts".into(), Value::Array(prompts));
-
-    let meta_bytes = serde_json::to_vec(&Value::Object(meta))
+    let mut frame = Vec::with_capacity(4 + 2048 + payload.bytes.len());
+    frame.extend_from_slice(&[0u8; 4]);
+    serde_json::to_writer(&mut frame, &RequestMeta { req, prompts })
         .map_err(|e| Error::invalid(format!("request metadata: {e}")))?;
-    let meta_len = u32::try_from(meta_bytes.len())
+    let meta_len = u32::try_from(frame.len() - 4)
         .map_err(|_| Error::invalid("request metadata exceeds the 4 GiB a frame can describe"))?;
-    let mut frame = Vec::with_capacity(4 + meta_bytes.len() + payload.bytes.len());
-    frame.extend_from_slice(&meta_len.to_le_bytes());
-    frame.extend_from_slice(&meta_bytes);
+    frame[..4].copy_from_slice(&meta_len.to_le_bytes());
     frame.extend_from_slice(&payload.bytes);
     Ok(frame)
 }
