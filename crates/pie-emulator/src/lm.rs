@@ -294,6 +294,11 @@ impl Model {
         self.byte[token].is_some()
     }
 
+    /// The byte of a byte token.
+    pub fn byte_of(&self, token: usize) -> Option<u8> {
+        self.byte[token]
+    }
+
     /// The id a token carries on the wire.
     pub fn wire_id(&self, token: usize) -> i64 {
         if token == self.eot {

@@ -684,6 +684,40 @@ impl Sequence {
             .min()
     }
 
+    /// Only tokens that keep the text valid UTF-8 may come next: a byte token must start a
+    /// character or continue the one in progress, and nothing else may interrupt that one.
+    /// Left alone when the vocabulary has no way on (then the character is cut, as at
+    /// `max_tokens`).
+    fn mask_orphan_bytes(&mut self, lm: &Model) {
+        let mut next = [0u8; 4];
+        let held = self.partial.len().min(3);
+        next[..held].copy_from_slice(&self.partial[..held]);
+        let fits = |t: usize| match lm.byte_of(t) {
+            Some(b) => {
+                let mut next = next;
+                next[held] = b;
+                match std::str::from_utf8(&next[..=held]) {
+                    Ok(_) => true,
+                    Err(e) => e.error_len().is_none(),
+                }
+            }
+            None => self.partial.is_empty(),
+        };
+        let allowed: Vec<bool> = (0..self.logits.len()).map(fits).collect();
+        if !allowed
+            .iter()
+            .zip(&self.logits)
+            .any(|(ok, l)| *ok && l.is_finite())
+        {
+            return;
+        }
+        for (logit, ok) in self.logits.iter_mut().zip(allowed) {
+            if !ok {
+                *logit = f64::NEG_INFINITY;
+            }
+        }
+    }
+
     /// Add a token's bytes; text grows only by whole characters.
     fn push_bytes(&mut self, bytes: &[u8]) {
         if self.partial.is_empty() {
@@ -773,6 +807,7 @@ impl Sequence {
             self.logits[lm.eot()] = top + 1.0;
         }
         adjust_logits(&mut self.logits, &self.generated, &self.params);
+        self.mask_orphan_bytes(lm);
         let choice = choose(&self.logits, &self.params, &mut self.rng);
         let token = choice.token;
         self.generated.push(token);
@@ -1091,6 +1126,18 @@ mod tests {
         assert_eq!(d["matched_stop_token_id"], crate::lm::EOT_TOKEN_ID);
         assert_eq!(d["matched_stop_token"], crate::lm::EOT_TEXT);
         assert_eq!(d["generation_len"], 1);
+    }
+
+    #[test]
+    fn byte_tokens_always_make_whole_characters() {
+        for seed in 0..60 {
+            let mut sp = spec(&[], 400, 1.3);
+            sp.seed = seed;
+            let (text, _) = run(sp);
+            // Only a cut at max_tokens may leave a partial character (as U+FFFD at the end).
+            let body = text.trim_end_matches('\u{FFFD}');
+            assert!(!body.contains('\u{FFFD}'), "seed {seed}: {text}");
+        }
     }
 
     #[test]
