@@ -55,7 +55,21 @@ export type WireMessage =
   | { kind: 'delta'; channel: bigint; delta: ChatDelta }
   | { kind: 'event'; name: string; payload: unknown }
 
+/** Whether `v` holds a byte array or a bigint anywhere (they need the slower replacer). */
+function needsReplacer(v: unknown, depth = 0): boolean {
+  if (typeof v === 'bigint') return true
+  if (v === null || typeof v !== 'object') return false
+  if (v instanceof Uint8Array || depth > 64) return true
+  if (Array.isArray(v)) {
+    for (const item of v) if (needsReplacer(item, depth + 1)) return true
+    return false
+  }
+  for (const key in v) if (needsReplacer((v as Record<string, unknown>)[key], depth + 1)) return true
+  return false
+}
+
 function toJson(input: WireRequest): string {
+  if (!needsReplacer(input)) return JSON.stringify(input)
   return JSON.stringify(input, function (this: Record<string, unknown>, key: string, value: unknown) {
     const original = this[key]
     if (original instanceof Uint8Array) {
