@@ -31,11 +31,12 @@ async function withEngine(fn) {
 let lostFinals = 0
 
 /**
- * Consume a stream. PUB/SUB drops what a subscriber cannot queue, so under a flood a final
- * delta can be lost: then the stream is cancelled after 3 s of silence and counted in
- * `lostFinals`. Returns the deltas received and when the last one arrived.
+ * Consume a stream of `expected` deltas. PUB/SUB drops what a subscriber cannot queue; the
+ * SDK notices (`DELTAS_LOST`, or the lost-final watchdog) and the request fails. A stream
+ * silent for 3 s is cancelled and counted in `lostFinals`. Returns the deltas received, how
+ * many of the expected ones never arrived, and when the last one arrived.
  */
-async function drain(stream, onDelta) {
+async function drain(stream, onDelta, expected = 0) {
   let last = performance.now()
   let received = 0
   const watchdog = setInterval(() => {
@@ -48,20 +49,23 @@ async function drain(stream, onDelta) {
       if (onDelta) onDelta(d)
     }
   } catch (e) {
-    if (e?.name !== 'AbortError') throw e
-    lostFinals++
+    if (e?.name === 'AbortError') lostFinals++
+    else if (!/DELTAS_LOST/.test(`${e?.code ?? ''} ${e?.message ?? ''}`)) throw e
   } finally {
     clearInterval(watchdog)
   }
-  return { received, last }
+  return { received, lost: Math.max(0, expected - received), last }
 }
 
-function raw(streams, deltas) {
-  const out = execFileSync(rawSub, ['--model', modelDir, '--streams', String(streams), '--deltas', String(deltas)], {
-    env: process.env,
-    encoding: 'utf8',
-  })
-  return JSON.parse(out)
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[s.length >> 1]
+}
+
+/** User + system CPU of this process (every thread: JS, the receive and routing threads), µs. */
+function cpuSince(before) {
+  const u = process.cpuUsage(before)
+  return u.user + u.system
 }
 
 /** A 10-turn conversation with two tools. */
@@ -79,33 +83,51 @@ function conversation() {
   return { tools, messages }
 }
 
+const REPS = 5
+
 const scenarios = {
-  // One stream, emulator publishing as fast as it can.
+  // CPU per delivered delta, one stream with the emulator publishing as fast as it can: the
+  // SDK (JS thread + native threads) next to a raw Rust SUB consumer, alternating, 5 rounds.
   async stream() {
-    const N = Number(process.env.BENCH_STREAM_DELTAS || 200_000)
+    const N = Number(process.env.BENCH_STREAM_DELTAS || 100_000)
     return withEngine(async (_e, client) => {
       await drain(client.chat(modelDir, user, flood(2_000))) // warm-up
-      const t0 = performance.now()
-      const { received, last } = await drain(client.chat(modelDir, user, flood(N)))
-      const js = received / ((last - t0) / 1000)
-      const r = raw(1, N)
-      return { stream_delivered_js: received / N, stream_delivered_raw: r.deltas / N, lost_finals: lostFinals, stream_deltas_per_s_js: js, stream_deltas_per_s_raw: r.deltas / r.seconds }
+      const js = [], raws = [], rates = []
+      let lost = 0
+      for (let i = 0; i < REPS; i++) {
+        const cpu0 = process.cpuUsage()
+        const t0 = performance.now()
+        const r = await drain(client.chat(modelDir, user, flood(N)), null, N)
+        js.push(cpuSince(cpu0) / r.received)
+        rates.push(r.received / ((r.last - t0) / 1000))
+        lost += r.lost
+        const raw = rawSub(1, N)
+        raws.push(raw.cpu_us / raw.deltas)
+      }
+      return { cpu_us_per_delta_js_1: median(js), cpu_us_per_delta_raw_1: median(raws), stream_deltas_per_s_js: median(rates), deltas_lost_stream: lost, lost_finals: lostFinals }
     })
   },
 
-  // 64 concurrent streams.
+  // The same with 64 concurrent streams.
   async batch64() {
-    const N = Number(process.env.BENCH_BATCH_DELTAS || 200_000)
+    const N = Number(process.env.BENCH_BATCH_DELTAS || 100_000)
     const per = Math.ceil(N / 64)
     return withEngine(async (_e, client) => {
       await drain(client.chat(modelDir, user, flood(2_000)))
-      const t0 = performance.now()
-      const runs = await Promise.all(Array.from({ length: 64 }, () => drain(client.chat(modelDir, user, flood(per)))))
-      const received = runs.reduce((a, r) => a + r.received, 0)
-      const last = Math.max(...runs.map((r) => r.last))
-      const js = received / ((last - t0) / 1000)
-      const r = raw(64, per)
-      return { batch64_delivered_js: received / (per * 64), batch64_delivered_raw: r.deltas / (per * 64), lost_finals: lostFinals, batch64_deltas_per_s_js: js, batch64_deltas_per_s_raw: r.deltas / r.seconds }
+      const js = [], raws = [], rates = []
+      let lost = 0
+      for (let i = 0; i < REPS; i++) {
+        const cpu0 = process.cpuUsage()
+        const t0 = performance.now()
+        const runs = await Promise.all(Array.from({ length: 64 }, () => drain(client.chat(modelDir, user, flood(per)), null, per)))
+        const received = runs.reduce((a, r) => a + r.received, 0)
+        js.push(cpuSince(cpu0) / received)
+        rates.push(received / ((Math.max(...runs.map((r) => r.last)) - t0) / 1000))
+        lost += runs.reduce((a, r) => a + r.lost, 0)
+        const raw = rawSub(64, per)
+        raws.push(raw.cpu_us / raw.deltas)
+      }
+      return { cpu_us_per_delta_js_64: median(js), cpu_us_per_delta_raw_64: median(raws), batch64_deltas_per_s_js: median(rates), deltas_lost_batch64: lost, lost_finals: lostFinals }
     })
   },
 
@@ -114,53 +136,54 @@ const scenarios = {
     const N = Number(process.env.BENCH_LATENCY_DELTAS || 10_000)
     return withEngine(async (_e, client) => {
       const us = []
-      await drain(client.chat(modelDir, user, flood(N)), (d) => {
-        const sent = d.content && BigInt(d.content.trim())
-        if (sent) us.push(Number(process.hrtime.bigint() - sent) / 1000)
-      })
+      const r = await drain(
+        client.chat(modelDir, user, flood(N)),
+        (d) => {
+          const sent = d.content && BigInt(d.content.trim())
+          if (sent) us.push(Number(process.hrtime.bigint() - sent) / 1000)
+        },
+        N,
+      )
       const sample = us.slice(Math.min(200, us.length >> 2)).sort((a, b) => a - b)
       const q = (p) => sample[Math.min(sample.length - 1, Math.floor(p * sample.length))]
-      return { samples: sample.length, delivery_latency_p50_us: q(0.5), delivery_latency_p99_us: q(0.99) }
+      return { samples: sample.length, deltas_lost_latency: r.lost, delivery_latency_p50_us: q(0.5), delivery_latency_p99_us: q(0.99) }
     })
   },
 
-  // Render + encode of a 10-turn conversation with two tools (no engine).
-  async build() {
-    const { tools, messages } = conversation()
-    const input = { config: { model_type: 'llama' }, messages, options: { tools, maxTokens: 256 } }
-    for (let i = 0; i < 200; i++) wire.buildChatFrame(input)
-    const times = []
-    for (let i = 0; i < 2000; i++) {
-      const t = process.hrtime.bigint()
-      wire.buildChatFrame(input)
-      times.push(Number(process.hrtime.bigint() - t) / 1000)
-    }
-    times.sort((a, b) => a - b)
-    return { request_build_us: times[times.length >> 1] }
-  },
-
-  // Prompts rendered per second, same conversation, per model family.
+  // Render, render + encode, and encode of a 10-turn conversation with two tools (no engine):
+  // µs per call, the median of 5 timed batches.
   async render() {
     const { tools, messages } = conversation()
+    const timed = (fn) => {
+      for (let i = 0; i < 300; i++) fn()
+      const per = []
+      for (let rep = 0; rep < REPS; rep++) {
+        const n = 500
+        const t0 = process.hrtime.bigint()
+        for (let i = 0; i < n; i++) fn()
+        per.push(Number(process.hrtime.bigint() - t0) / 1000 / n)
+      }
+      return median(per)
+    }
     const out = {}
     for (const family of ['llama3', 'qwen3_5', 'gpt_oss']) {
-      const input = { config: { model_type: family }, messages, tools }
+      const config = { model_type: family }
+      const input = { config, messages, tools }
+      const frameInput = { config, messages, options: { tools, maxTokens: 256 } }
       try {
         renderChat(input)
+        wire.buildChatFrame(frameInput)
       } catch (e) {
-        out[`render_per_s_${family}`] = null
+        out[`render_us_${family}`] = null
         out[`render_error_${family}`] = String(e.message).split('\n')[0]
         continue
       }
-      for (let i = 0; i < 200; i++) renderChat(input)
-      const t0 = performance.now()
-      let n = 0
-      while (performance.now() - t0 < 1000) {
-        renderChat(input)
-        n++
-      }
-      out[`render_per_s_${family}`] = n / ((performance.now() - t0) / 1000)
+      out[`render_us_${family}`] = timed(() => renderChat(input))
+      out[`render_encode_us_${family}`] = timed(() => wire.buildChatFrame(frameInput))
     }
+    // Encode only: the llama3 request as the codec's vocabulary (prompt, sampling, tools).
+    const request = wire.decodeRequest(wire.buildChatFrame({ config: { model_type: 'llama3' }, messages, options: { tools, maxTokens: 256 } }))
+    out.encode_us = timed(() => wire.encodeRequest(request))
     return out
   },
 

@@ -3,7 +3,9 @@
 //! It sends `--streams` generation requests of `--deltas` tokens each to the engine at the
 //! current IPC root, receives on one SUB socket, decodes every message (as the SDK does) and
 //! stops when every sequence has sent its final delta, or after `--quiet-ms` of silence.
-//! Prints one JSON object: `{"deltas":N,"finals":F,"seconds":S}`.
+//! Prints one JSON object: `{"deltas":N,"finals":F,"seconds":S,"cpu_us":C}`, where `cpu_us` is
+//! the process's user + system CPU time from the first request to the last delta
+//! (`getrusage`), the cost this consumer pays for what it received.
 //!
 //! cargo run --release -p orchard-core --example raw_sub -- --model <dir> [--streams 1] [--deltas 100000]
 
@@ -21,6 +23,15 @@ fn arg(name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// User + system CPU time of this process so far, in microseconds.
+fn cpu_us() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(u.ru_utime) + us(u.ru_stime)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,6 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::thread::sleep(Duration::from_millis(200));
     sub.set_recv_timeout(Some(quiet))?;
 
+    let cpu_start = cpu_us();
     let start = Instant::now();
     for request_id in 1..=streams {
         let req = Request {
@@ -76,6 +88,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let seconds = (last - start).as_secs_f64();
-    println!("{{\"deltas\":{received},\"finals\":{finals},\"seconds\":{seconds}}}");
+    let cpu = cpu_us() - cpu_start;
+    println!(
+        "{{\"deltas\":{received},\"finals\":{finals},\"seconds\":{seconds},\"cpu_us\":{cpu}}}"
+    );
     Ok(())
 }
