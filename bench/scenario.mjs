@@ -68,6 +68,15 @@ function cpuSince(before) {
   return u.user + u.system
 }
 
+/** The raw Rust SUB consumer: `{deltas, finals, seconds, cpu_us}`. */
+function runRaw(streams, deltas) {
+  const out = execFileSync(rawSub, ['--model', modelDir, '--streams', String(streams), '--deltas', String(deltas)], {
+    env: process.env,
+    encoding: 'utf8',
+  })
+  return JSON.parse(out)
+}
+
 /** A 10-turn conversation with two tools. */
 function conversation() {
   const tools = [
@@ -101,7 +110,7 @@ const scenarios = {
         js.push(cpuSince(cpu0) / r.received)
         rates.push(r.received / ((r.last - t0) / 1000))
         lost += r.lost
-        const raw = rawSub(1, N)
+        const raw = runRaw(1, N)
         raws.push(raw.cpu_us / raw.deltas)
       }
       return { cpu_us_per_delta_js_1: median(js), cpu_us_per_delta_raw_1: median(raws), stream_deltas_per_s_js: median(rates), deltas_lost_stream: lost, lost_finals: lostFinals }
@@ -124,7 +133,7 @@ const scenarios = {
         js.push(cpuSince(cpu0) / received)
         rates.push(received / ((Math.max(...runs.map((r) => r.last)) - t0) / 1000))
         lost += runs.reduce((a, r) => a + r.lost, 0)
-        const raw = rawSub(64, per)
+        const raw = runRaw(64, per)
         raws.push(raw.cpu_us / raw.deltas)
       }
       return { cpu_us_per_delta_js_64: median(js), cpu_us_per_delta_raw_64: median(raws), batch64_deltas_per_s_js: median(rates), deltas_lost_batch64: lost, lost_finals: lostFinals }
