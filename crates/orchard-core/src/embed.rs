@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::chat::Target;
 use crate::error::{Error, ErrorCode, Result};
+use crate::wire::json::type_name;
 use crate::wire::{Delta, PromptPayload, Request, RequestType};
 
 /// Parse the `input` of an embedding call: one string, or a non-empty array of strings.
@@ -27,7 +28,7 @@ pub fn parse_inputs(v: Value) -> Result<Vec<String>> {
         other => {
             return Err(Error::invalid(format!(
                 "input: expected a string or an array of strings, got {}",
-                kind_of(&other)
+                type_name(&other)
             )))
         }
     };
@@ -46,21 +47,10 @@ pub fn parse_inputs(v: Value) -> Result<Vec<String>> {
             ))),
             other => Err(Error::invalid(format!(
                 "input[{i}]: expected a string, got {}",
-                kind_of(&other)
+                type_name(&other)
             ))),
         })
         .collect()
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// One embedding request: a prompt per text (its `prompt_index` is the text's position),

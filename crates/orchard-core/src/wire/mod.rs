@@ -1,7 +1,7 @@
 //! The PIE wire protocol: request frames (PUSH), deltas and events (SUB).
 
 pub mod delta;
-mod json;
+pub(crate) mod json;
 mod layout;
 pub mod request;
 pub mod vocab;
