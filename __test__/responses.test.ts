@@ -87,6 +87,14 @@ describe('plain text', () => {
     expect(response.id).toMatch(/^resp_/)
   })
 
+  it('names the engine request it runs as', async () => {
+    const stream = client.responses(model, { input: 'Hi', max_output_tokens: 4 })
+    const id = await stream.requestId()
+    await stream
+    const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: id })
+    expect((reply.data?.emulator_request_stats as { published_deltas: number }).published_deltas).toBe(4)
+  })
+
   it('max_output_tokens reached: incomplete with the reason', async () => {
     const { events, response } = await collect({ input: 'Tell me everything.', max_output_tokens: 3 })
     checkInvariants(events)

@@ -611,4 +611,9 @@ export class ResponseStream implements AsyncIterable<ResponseStreamEvent>, Promi
   cancel(): Promise<void> {
     return this.#chat.cancel()
   }
+
+  /** The request id the engine knows this response by (once it has been sent). */
+  requestId(): Promise<number> {
+    return this.#chat.requestId()
+  }
 }

@@ -26,6 +26,8 @@ export interface ChatMessage {
   name?: string
   tool_calls?: ToolCall[]
   tool_call_id?: string
+  /** An assistant turn's reasoning, for profiles whose templates replay it (qwen3_5, glm4_moe). */
+  reasoning_content?: string | null
 }
 
 export interface FunctionTool {
