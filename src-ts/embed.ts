@@ -119,6 +119,15 @@ export function embed(engine: NativeEngine, nativeId: (model: string) => string,
   })()
 
   return Object.assign(result, {
-    requestId: async (): Promise<number> => (await handle).requestId,
+    requestId: async (): Promise<number> => {
+      try {
+        return (await handle).requestId
+      } catch (e) {
+        // The caller has the error from here; the result, which fails the same way, need not
+        // be awaited too.
+        result.catch(() => undefined)
+        throw e
+      }
+    },
   })
 }
