@@ -144,7 +144,7 @@ fn connect(opts: &StartOptions, specs_root: &Path) -> Result<Session> {
                 });
             }
             // An engine that just accepted its last deregistration is shutting down:
-            // replace it once (still under the lock, so nobody attaches to it meanwhile).
+            // replace it (still under the lock, so nobody attaches to it meanwhile).
             Err(e) if !engine.launched && replaced < MAX_REPLACEMENTS => {
                 replaced += 1;
                 if engine::read_pid_file(&engine.cache_root) == Some(engine.pid) {

@@ -188,6 +188,13 @@ fn handle_request(req: Request, ctx: &Ctx) {
         req.request_id,
         req.prompts.len()
     );
+    let ids = |prompt_index: usize, candidate_index: u32| SeqIds {
+        channel,
+        request_id: req.request_id,
+        sequence_id: ctx.sequence_id(),
+        prompt_index: prompt_index as u32,
+        candidate_index,
+    };
     match req.request_type {
         RequestType::Generation => {
             let mut sequences = Vec::with_capacity(total as usize);
@@ -207,13 +214,7 @@ fn handle_request(req: Request, ctx: &Ctx) {
                 let plan = Arc::new(Plan::for_prompt(p, &text));
                 for candidate_index in 0..p.sequence_count() {
                     let spec = SequenceSpec {
-                        ids: SeqIds {
-                            channel,
-                            request_id: req.request_id,
-                            sequence_id: ctx.sequence_id(),
-                            prompt_index: prompt_index as u32,
-                            candidate_index,
-                        },
+                        ids: ids(prompt_index, candidate_index),
                         model: model.clone(),
                         params: params.clone(),
                         seed,
@@ -240,13 +241,7 @@ fn handle_request(req: Request, ctx: &Ctx) {
                 let prompt_tokens = prompt_token_count(&text);
                 for candidate_index in 0..p.sequence_count() {
                     let spec = SequenceSpec {
-                        ids: SeqIds {
-                            channel,
-                            request_id: req.request_id,
-                            sequence_id: ctx.sequence_id(),
-                            prompt_index: prompt_index as u32,
-                            candidate_index,
-                        },
+                        ids: ids(prompt_index, candidate_index),
                         model: model.clone(),
                         params: sampling_params(p, ctx),
                         seed: DEFAULT_SEED,

@@ -2,6 +2,7 @@
 //! ends the moment its caller cancels, and neither a slow engine nor another management
 //! command can make a cancel wait.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -27,7 +28,7 @@ struct Running {
 pub struct Canceller {
     url: String,
     running: Mutex<Option<Running>>,
-    stopped: Mutex<bool>,
+    stopped: AtomicBool,
 }
 
 impl Canceller {
@@ -35,16 +36,17 @@ impl Canceller {
         Canceller {
             url: management_url.to_string(),
             running: Mutex::new(None),
-            stopped: Mutex::new(false),
+            stopped: AtomicBool::new(false),
         }
     }
 
     /// Queue `cancel_request` for `request_id`; returns at once.
     pub fn cancel(&self, request_id: u64) -> Result<()> {
-        if *lock(&self.stopped) {
+        let mut running = lock(&self.running);
+        // Checked under the lock `close` takes after setting it: no thread starts after close.
+        if self.stopped.load(Ordering::SeqCst) {
             return Ok(());
         }
-        let mut running = lock(&self.running);
         if running.is_none() {
             *running = Some(self.start()?);
         }
@@ -77,7 +79,7 @@ impl Canceller {
 
     /// Stop sending: close the socket (which wakes a send or receive in progress) and join.
     pub fn close(&self) {
-        *lock(&self.stopped) = true;
+        self.stopped.store(true, Ordering::SeqCst);
         if let Some(r) = lock(&self.running).take() {
             drop(r.ids);
             r.socket.close();

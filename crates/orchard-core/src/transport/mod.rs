@@ -1,5 +1,7 @@
 //! The process-wide connection to the engine: one PUSH (requests), one SUB (deltas and
-//! events, read by one listener thread with blocking receives), one REQ (management).
+//! events: one thread receives with blocking calls and only enqueues, one routes; see
+//! `receive.rs`), one REQ (management), and, once needed, a REQ for cancels (`cancel.rs`)
+//! and the lost-final watchdog (`watchdog.rs`).
 
 mod block_on;
 mod cancel;
