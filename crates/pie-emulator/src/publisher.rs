@@ -2,6 +2,7 @@
 
 use orchard_core::nng::Socket;
 use orchard_core::wire::delta::{channel_topic, EVENT_PREFIX};
+use orchard_core::wire::Delta;
 use serde_json::Value;
 
 pub struct Publisher {
@@ -21,11 +22,10 @@ impl Publisher {
         }
     }
 
-    pub fn delta(&self, channel: u64, body: &Value) {
+    pub fn delta(&self, channel: u64, delta: &Delta) {
         let mut msg = channel_topic(channel).into_bytes();
-        if serde_json::to_writer(&mut msg, body).is_ok() {
-            self.send(&msg);
-        }
+        delta.write_json(&mut msg);
+        self.send(&msg);
     }
 
     /// A delta frame with `body` as it is (fault injection: bodies that are not JSON).

@@ -9,6 +9,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use orchard_core::wire::Delta;
+
 use crate::fault::{Action, Fault};
 use crate::sequence::{error_delta, Sequence};
 use crate::state::{lock, Ctx};
@@ -216,21 +218,20 @@ impl Scheduler {
         let mut next_tick = Instant::now();
         let mut tombstones: HashMap<u64, Instant> = HashMap::new();
         let mut published: HashMap<u64, u64> = HashMap::new();
-        let publish =
-            |seq: &mut Sequence, delta: &serde_json::Value, published: &mut HashMap<u64, u64>| {
-                let index = seq.produced;
-                seq.produced += 1;
-                let action = seq.fault.as_ref().map(|f| {
-                    let is_final = delta["is_final_delta"].as_bool() == Some(true);
-                    f.action(index, is_final, seq.ids.request_id)
-                });
-                match action {
-                    Some(Action::Skip) => {}
-                    Some(Action::Replace(body)) => ctx.publisher.raw_delta(seq.ids.channel, &body),
-                    _ => ctx.publisher.delta(seq.ids.channel, delta),
-                }
-                *published.entry(seq.ids.request_id).or_default() += 1;
-            };
+        let publish = |seq: &mut Sequence, delta: &Delta, published: &mut HashMap<u64, u64>| {
+            let index = seq.produced;
+            seq.produced += 1;
+            let action = seq
+                .fault
+                .as_ref()
+                .map(|f| f.action(index, delta.is_final_delta, seq.ids.request_id));
+            match action {
+                Some(Action::Skip) => {}
+                Some(Action::Replace(body)) => ctx.publisher.raw_delta(seq.ids.channel, &body),
+                _ => ctx.publisher.delta(seq.ids.channel, delta),
+            }
+            *published.entry(seq.ids.request_id).or_default() += 1;
+        };
         let mut cancelled_now: Vec<u64> = Vec::new();
         loop {
             published.clear();

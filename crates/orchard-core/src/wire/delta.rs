@@ -4,9 +4,14 @@
 //! Decoding is lenient where the references disagree: `error_message` or `error`,
 //! `probability` or `logprob`, token ids as strings or numbers, `embedding_bytes` as base64
 //! or as an array of bytes, and `null` where a list or flag is expected.
+//!
+//! Encoding (the emulator's side) writes what PIE writes: keys in [`Delta`]'s field order,
+//! absent values and empty optional lists omitted (never `null`), `top_logprobs` entries as
+//! `{"token", "probability"}`, `embedding_bytes` as base64.
 
 use base64::Engine as _;
-use serde::{Deserialize, Deserializer};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -35,6 +40,16 @@ enum TokenId {
 enum ByteField {
     Base64(String),
     Bytes(Vec<u8>),
+}
+
+fn base64_bytes<S: Serializer>(
+    bytes: &Option<Vec<u8>>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match bytes {
+        Some(b) => s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b)),
+        None => s.serialize_none(),
+    }
 }
 
 fn byte_field<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Vec<u8>>, D::Error> {
@@ -67,6 +82,21 @@ pub struct TopLogprob {
     pub bytes: Option<Vec<u8>>,
 }
 
+impl Serialize for TopLogprob {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("token", &self.token)?;
+        m.serialize_entry("probability", &self.logprob)?;
+        if let Some(b) = &self.bytes {
+            m.serialize_entry(
+                "bytes",
+                &base64::engine::general_purpose::STANDARD.encode(b),
+            )?;
+        }
+        m.end()
+    }
+}
+
 impl<'de> Deserialize<'de> for TopLogprob {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let raw = RawTopLogprob::deserialize(d)?;
@@ -88,7 +118,7 @@ impl<'de> Deserialize<'de> for TopLogprob {
 }
 
 /// A structured-stream event (message, reasoning and tool-call items).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StateEvent {
     #[serde(default)]
     pub event_type: String,
@@ -100,7 +130,7 @@ pub struct StateEvent {
     pub identifier: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub delta: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
 }
 
@@ -109,70 +139,95 @@ fn is_error_delta(finish_reason: Option<&str>, is_final: bool, has_error_text: b
     finish_reason.is_some_and(|r| r.eq_ignore_ascii_case("error")) || (is_final && has_error_text)
 }
 
-/// One delta of one sequence.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+/// One delta of one sequence. Serialised in this field order (the emulator's wire form).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Delta {
     #[serde(default)]
     pub request_id: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence_id: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_index: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub candidate_index: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub tokens: Vec<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_tokens_in_delta: Option<u32>,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub top_logprobs: Vec<TopLogprob>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cumulative_logprob: Option<f64>,
-    #[serde(default)]
-    pub finish_reason: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub state_events: Vec<StateEvent>,
     #[serde(default, deserialize_with = "null_as_default", alias = "is_final")]
     pub is_final_delta: bool,
-    #[serde(default)]
-    pub matched_stop_token_id: Option<i64>,
-    #[serde(default)]
-    pub matched_stop_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
     /// The engine's error text (`error_message`, or `error` from older producers).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
     /// The legacy `error` key; [`Delta::from_json`] moves it into `error_message`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(default)]
-    pub prompt_token_count: Option<u64>,
-    #[serde(default)]
-    pub generation_len: Option<u64>,
-    #[serde(default)]
-    pub reasoning_tokens: Option<u64>,
-    #[serde(default)]
-    pub cached_token_count: Option<u64>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub state_events: Vec<StateEvent>,
-    #[serde(default)]
-    pub modal_decoder_id: Option<String>,
-    #[serde(default)]
-    pub modal_type: Option<String>,
-    #[serde(default)]
-    pub modal_event: Option<String>,
-    #[serde(default)]
-    pub modal_mime_type: Option<String>,
-    #[serde(default)]
-    pub modal_metadata_json: Option<String>,
-    #[serde(default)]
-    pub modal_bytes_b64: Option<String>,
-    #[serde(default, deserialize_with = "byte_field")]
+    #[serde(
+        default,
+        deserialize_with = "byte_field",
+        serialize_with = "base64_bytes",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub embedding_bytes: Option<Vec<u8>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_token_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation_len: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_token_count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_stop_token_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_stop_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modal_decoder_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modal_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modal_event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modal_mime_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modal_metadata_json: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modal_bytes_b64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Value>,
 }
 
 impl Delta {
+    /// The JSON body of this delta, as the engine writes it.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// Append this delta's JSON body to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, self).expect("a delta always serialises");
+    }
+
     /// Parse one delta's JSON body.
     pub fn from_json(body: &[u8]) -> Result<Delta> {
         let mut d: Delta = serde_json::from_slice(body)
@@ -391,6 +446,50 @@ mod tests {
             Some("Engine process disconnected.")
         );
         assert!(b.tokens.is_empty());
+    }
+
+    #[test]
+    fn encodes_the_reference_shapes() {
+        let d = Delta {
+            request_id: 12,
+            sequence_id: Some(90001),
+            prompt_index: Some(0),
+            candidate_index: Some(0),
+            content: Some("Hel".into()),
+            tokens: vec![9906],
+            num_tokens_in_delta: Some(1),
+            top_logprobs: vec![TopLogprob {
+                token: "9906".into(),
+                logprob: -0.01,
+                bytes: None,
+            }],
+            finish_reason: Some("DELTA".into()),
+            ..Delta::default()
+        };
+        assert_eq!(
+            String::from_utf8(d.to_json()).unwrap(),
+            r#"{"request_id":12,"sequence_id":90001,"prompt_index":0,"candidate_index":0,"content":"Hel","tokens":[9906],"num_tokens_in_delta":1,"top_logprobs":[{"token":"9906","probability":-0.01}],"is_final_delta":false,"finish_reason":"DELTA"}"#
+        );
+        assert_eq!(Delta::from_json(&d.to_json()).unwrap(), d);
+        let e = Delta {
+            request_id: 1,
+            is_final_delta: true,
+            embedding_bytes: Some(vec![0, 0, 0, 63]),
+            state_events: vec![StateEvent {
+                event_type: "item_started".into(),
+                item_type: "message".into(),
+                output_index: 0,
+                identifier: String::new(),
+                delta: String::new(),
+                value: None,
+            }],
+            ..Delta::default()
+        };
+        assert_eq!(
+            String::from_utf8(e.to_json()).unwrap(),
+            r#"{"request_id":1,"tokens":[],"state_events":[{"event_type":"item_started","item_type":"message","output_index":0,"identifier":"","delta":""}],"is_final_delta":true,"embedding_bytes":"AAAAPw=="}"#
+        );
+        assert_eq!(Delta::from_json(&e.to_json()).unwrap(), e);
     }
 
     #[test]
