@@ -105,12 +105,7 @@ pub struct SamplingDefaults {
 }
 
 /// Generated-reasoning delimiters for the engine (`thinking_tokens` in the request).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ThinkingTokens {
-    pub start: String,
-    pub end: String,
-    pub required: bool,
-}
+pub use crate::wire::ThinkingTokens;
 
 pub struct Profile {
     family: String,

@@ -8,10 +8,7 @@ use serde_json::Value;
 
 use super::json::{type_name, Obj};
 use super::layout::{LayoutSegment, SegmentKind};
-use super::request::{
-    CapabilityInput, PromptPayload, Request, RequestType, ThinkingTokens, ToolCallFormat,
-    ToolCallingTokens,
-};
+use super::request::{read_common, CapabilityInput, PromptPayload, Request, RequestType};
 use crate::error::{Error, Result};
 
 const REQUEST_KEYS: &[&str] = &[
@@ -196,7 +193,7 @@ fn parse_prompt(o: &Obj) -> Result<PromptPayload> {
     };
 
     let tool_choice = match o.get("tool_choice") {
-        None | Some(Value::Null) => "auto".to_string(),
+        None | Some(Value::Null) => PromptPayload::default().tool_choice,
         Some(Value::String(s)) => s.clone(),
         Some(v @ Value::Object(_)) => crate::format::python_json(v, true),
         Some(other) => {
@@ -207,7 +204,8 @@ fn parse_prompt(o: &Obj) -> Result<PromptPayload> {
         }
     };
 
-    let num_candidates = o.u64_or("num_candidates", 1)?.max(1);
+    let d = PromptPayload::default();
+    let num_candidates = o.u64_or("num_candidates", d.num_candidates.into())?.max(1);
     let best_of = o.u64_or("best_of", num_candidates)?;
     let final_candidates = o.u64_or("final_candidates", best_of)?;
     let to_u32 = |key: &str, v: u64| -> Result<u32> {
@@ -222,39 +220,21 @@ fn parse_prompt(o: &Obj) -> Result<PromptPayload> {
         num_candidates: to_u32("num_candidates", num_candidates)?,
         best_of: to_u32("best_of", best_of)?,
         final_candidates: to_u32("final_candidates", final_candidates)?,
-        max_generated_tokens: o.u64_or("max_generated_tokens", 0)?,
-        temperature: sp.f64_or("temperature", 1.0)?,
-        top_p: sp.f64_or("top_p", 1.0)?,
-        top_k: sp.i64_or("top_k", -1)?,
-        min_p: sp.f64_or("min_p", 0.0)?,
+        // Always present, as from the reference serializer: 0 when the caller gave none.
         rng_seed: Some(sp.u64_or("rng_seed", 0)? & 0xFFFF_FFFF),
-        deterministic: sp.bool_or("deterministic", false)?,
-        top_logprobs: to_u32("top_logprobs", lp.u64_or("top_logprobs", 0)?)?,
-        frequency_penalty: lp.f64_or("frequency_penalty", 0.0)?,
-        presence_penalty: lp.f64_or("presence_penalty", 0.0)?,
-        repetition_context_size: lp.i64_or("repetition_context_size", 0)?,
-        repetition_penalty: lp.f64_or("repetition_penalty", 1.0)?,
-        stop_sequences: o.strings("stop_sequences")?,
-        tool_schemas_json: o.string_or("tool_schemas_json", "")?,
-        active_tool_schemas_json: o.string_or("active_tool_schemas_json", "")?,
-        tool_calling_tokens: ToolCallingTokens::from_obj(
-            &o.object_or_empty("tool_calling_tokens")?,
-            true,
+        top_logprobs: to_u32(
+            "top_logprobs",
+            lp.u64_or("top_logprobs", d.top_logprobs.into())?,
         )?,
         output_frame_tokens,
-        thinking_tokens: ThinkingTokens::from_obj(&o.object_or_empty("thinking_tokens")?)?,
         tool_choice,
+        // The reference's `x or 1`: a 0 counts as unset.
         min_tool_calls: match o.i64_or("min_tool_calls", 0)? {
-            0 => 1,
+            0 => d.min_tool_calls,
             n => n,
         },
-        max_tool_calls: o.i64_or("max_tool_calls", 0)?,
-        response_format_json: o.string_or("response_format_json", "")?,
-        modal_options_json: o.string_or("modal_options_json", "")?,
         logit_bias,
-        task_name: o.opt_string("task_name")?,
-        reasoning_effort: o.opt_string("reasoning_effort")?,
-        prefix_cache: o.bool_or("prefix_cache", true)?,
+        ..read_common(o, &sp, &lp, true)?
     })
 }
 
@@ -337,18 +317,6 @@ pub fn to_vocab(req: &Request) -> Value {
                 .iter()
                 .map(|s| json!({"type": s.kind, "length": s.length}))
                 .collect();
-            let formats: Vec<Value> = p
-                .tool_calling_tokens
-                .formats
-                .iter()
-                .map(|f| {
-                    let mut m = serde_json::Map::new();
-                    for (k, v) in ToolCallFormat::KEYS.iter().zip(f.fields()) {
-                        m.insert((*k).to_string(), Value::String(v.clone()));
-                    }
-                    Value::Object(m)
-                })
-                .collect();
             let mut sampling = json!({
                 "temperature": p.temperature,
                 "top_p": p.top_p,
@@ -381,17 +349,9 @@ pub fn to_vocab(req: &Request) -> Value {
                 },
                 "tool_schemas_json": p.tool_schemas_json,
                 "active_tool_schemas_json": p.active_tool_schemas_json,
-                "tool_calling_tokens": {
-                    "formats": formats,
-                    "section_start": p.tool_calling_tokens.section_start,
-                    "section_end": p.tool_calling_tokens.section_end,
-                },
+                "tool_calling_tokens": p.tool_calling_tokens,
                 "output_frame_tokens": p.output_frame_tokens.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-                "thinking_tokens": {
-                    "start": p.thinking_tokens.start,
-                    "end": p.thinking_tokens.end,
-                    "required": p.thinking_tokens.required,
-                },
+                "thinking_tokens": p.thinking_tokens,
                 "tool_choice": p.tool_choice,
                 "min_tool_calls": p.min_tool_calls,
                 "max_tool_calls": p.max_tool_calls,
