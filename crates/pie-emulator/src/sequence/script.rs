@@ -147,64 +147,34 @@ fn tool_call_script(
     let raw: String = toks.iter().map(|t| t.text.as_str()).collect();
     let n = toks.len();
     let mut out = Vec::with_capacity(n);
+    let event = |event_type: &str, identifier: &str, delta: &str, value: Option<Value>| {
+        state_event(event_type, "tool_call", index, identifier, delta, value)
+    };
     for (i, t) in toks.iter().enumerate() {
         let mut tok = ScriptTok::from_json(t, lm);
         if i == 0 {
-            tok.events.push(state_event(
-                "item_started",
-                "tool_call",
-                index,
-                &item_id,
-                "",
-                None,
-            ));
+            tok.events.push(event("item_started", &item_id, "", None));
         }
         if let Some((field, d)) = &t.field_delta {
-            tok.events.push(state_event(
-                "content_delta",
-                "tool_call",
-                index,
-                field,
-                d,
-                None,
-            ));
+            tok.events.push(event("content_delta", field, d, None));
         }
         if let Some((field, v)) = &t.field_done {
-            tok.events.push(state_event(
-                "item_completed",
-                "tool_call",
-                index,
-                field,
-                "",
-                Some(v.clone()),
-            ));
+            tok.events
+                .push(event("item_completed", field, "", Some(v.clone())));
         }
-        tok.events.push(state_event(
-            "content_delta",
-            "tool_call",
-            index,
-            "arguments",
-            &t.text,
-            None,
-        ));
+        tok.events
+            .push(event("content_delta", "arguments", &t.text, None));
         tok.item = Some(("tool_call", index));
         if i + 1 == n {
-            tok.events.push(state_event(
+            tok.events.push(event(
                 "item_completed",
-                "tool_call",
-                index,
                 "arguments",
                 "",
                 Some(raw.clone().into()),
             ));
-            tok.events.push(state_event(
-                "item_completed",
-                "tool_call",
-                index,
-                &item_id,
-                "",
-                Some(json!({"name": name, "arguments": args.clone()})),
-            ));
+            let call = json!({"name": name, "arguments": args.clone()});
+            tok.events
+                .push(event("item_completed", &item_id, "", Some(call)));
             tok.item = None;
         }
         out.push(tok);
