@@ -53,20 +53,19 @@ export class Client {
    */
   chatBatch(model: string, conversations: ChatMessage[][], options: ChatOptions | ChatOptions[] = {}): ChatBatchStream {
     if (typeof model !== 'string' || model.length === 0) {
-      throw new InvalidRequestError('INVALID_REQUEST', 'model: expected the id of a loaded model')
+      throw new InvalidRequestError('model: expected the id of a loaded model')
     }
     if (!Array.isArray(conversations) || conversations.length === 0) {
-      throw new InvalidRequestError('INVALID_REQUEST', 'conversations: expected a non-empty array of conversations')
+      throw new InvalidRequestError('conversations: expected a non-empty array of conversations')
     }
     conversations.forEach((c, i) => {
       if (!Array.isArray(c) || c.length === 0) {
-        throw new InvalidRequestError('INVALID_REQUEST', `conversations[${i}]: expected a non-empty array of messages`)
+        throw new InvalidRequestError(`conversations[${i}]: expected a non-empty array of messages`)
       }
     })
     const list = Array.isArray(options) ? options : [options]
     if (list.length !== 1 && list.length !== conversations.length) {
       throw new InvalidRequestError(
-        'INVALID_REQUEST',
         `options: ${list.length} entries for ${conversations.length} conversations; give one options object, or one per conversation`,
       )
     }
@@ -136,14 +135,14 @@ function splitOptions(
   path: string,
 ): { signal: AbortSignal | undefined; stallTimeout: number | undefined; wire: Omit<ChatOptions, 'signal' | 'stallTimeout'> } {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new InvalidRequestError('INVALID_REQUEST', `${path}: expected an options object`)
+    throw new InvalidRequestError(`${path}: expected an options object`)
   }
   const { signal, stallTimeout, ...wire } = options
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new InvalidRequestError('INVALID_REQUEST', `${path}.signal: expected an AbortSignal`)
+    throw new InvalidRequestError(`${path}.signal: expected an AbortSignal`)
   }
   if (stallTimeout !== undefined && !(typeof stallTimeout === 'number' && Number.isFinite(stallTimeout) && stallTimeout > 0)) {
-    throw new InvalidRequestError('INVALID_REQUEST', `${path}.stallTimeout: expected a positive number of milliseconds`)
+    throw new InvalidRequestError(`${path}.stallTimeout: expected a positive number of milliseconds`)
   }
   return { signal, stallTimeout, wire }
 }
@@ -156,9 +155,9 @@ function keptCandidates(options: ChatOptions): number {
 
 function checkRequest(model: unknown, messages: unknown): void {
   if (typeof model !== 'string' || model.length === 0) {
-    throw new InvalidRequestError('INVALID_REQUEST', 'model: expected the id of a loaded model')
+    throw new InvalidRequestError('model: expected the id of a loaded model')
   }
   if (!Array.isArray(messages) || messages.length === 0) {
-    throw new InvalidRequestError('INVALID_REQUEST', 'messages: expected a non-empty array of messages')
+    throw new InvalidRequestError('messages: expected a non-empty array of messages')
   }
 }

@@ -73,7 +73,7 @@ const REQUEST_KEYS = new Set([
   'user',
 ])
 
-const invalid = (message: string) => new InvalidRequestError('INVALID_REQUEST', message)
+const invalid = (message: string) => new InvalidRequestError(message)
 const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`
 
 function isStandardSchema(s: unknown): s is StandardSchemaLike {
@@ -532,7 +532,7 @@ export class ResponseStream implements AsyncIterable<ResponseStreamEvent>, Promi
   }
 
   [Symbol.asyncIterator](): AsyncIterator<ResponseStreamEvent> {
-    if (this.#started) throw new OrchardError('INVALID_REQUEST', 'a ResponseStream can be consumed only once (iterate it or await it, not both)')
+    if (this.#started) throw new InvalidRequestError('a ResponseStream can be consumed only once (iterate it or await it, not both)')
     this.#started = true
     return this.#events()
   }

@@ -8,7 +8,7 @@ import { InvalidRequestError } from './errors'
 
 const TYPES = new Set(['object', 'array', 'string', 'number', 'integer', 'boolean', 'null'])
 
-const fail = (path: string, what: string) => new InvalidRequestError('INVALID_REQUEST', `${path}: ${what}`)
+const fail = (path: string, what: string) => new InvalidRequestError(`${path}: ${what}`)
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)

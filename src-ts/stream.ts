@@ -1,7 +1,7 @@
 /** ChatStream: an awaitable, once-iterable stream of deltas for one request. */
 
 import { Aggregator } from './aggregate'
-import { AbortError, EngineError, OrchardError, TimeoutError, fromNative } from './errors'
+import { AbortError, EngineError, InvalidRequestError, TimeoutError, fromNative } from './errors'
 import type { ChatDelta, ChatResult } from './types'
 
 import type { NativeChat } from '../index'
@@ -82,7 +82,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
 
   [Symbol.asyncIterator](): AsyncIterator<ChatDelta> {
     if (this.#started) {
-      throw new OrchardError('INVALID_REQUEST', 'a ChatStream can be consumed only once (iterate it or await it, not both)')
+      throw new InvalidRequestError('a ChatStream can be consumed only once (iterate it or await it, not both)')
     }
     this.#started = true
     return this.#iterate()
@@ -114,7 +114,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
         // The native side writes the public ChatDelta shape; one parse per batch.
         for (const delta of JSON.parse(batch) as ChatDelta[]) {
           if (delta.finishReason === 'error' || (delta.isFinal && delta.errorMessage != null)) {
-            throw new EngineError('ENGINE', delta.errorMessage ?? 'the engine reported an error')
+            throw new EngineError(delta.errorMessage ?? 'the engine reported an error')
           }
           // A plain loop: `yield*` over an array costs an extra promise per delta here.
           for (const ready of this.#aggregate.add(delta)) yield ready
@@ -145,7 +145,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
         next.catch(() => undefined)
         this.#cancelled = true
         cancelNative(native)
-        reject(new TimeoutError('TIMEOUT', `stallTimeout: the engine sent nothing for ${ms} ms; the request was cancelled`))
+        reject(new TimeoutError(`stallTimeout: the engine sent nothing for ${ms} ms; the request was cancelled`))
       }, ms)
     })
     try {
