@@ -290,6 +290,45 @@ describe('invalid options name the key', () => {
   })
 })
 
+describe('options JSON cannot carry', () => {
+  /** The error a chat fails with, whether it is thrown at once or the stream rejects. */
+  const failure = (options: ChatOptions, messages = ask) =>
+    (async () => client.chat(model, messages, options))().then(
+      () => null,
+      (e: unknown) => e,
+    )
+
+  it('a BigInt seed, a circular tool schema and a NaN temperature each name their field', async () => {
+    const x: Record<string, unknown> = { type: 'object' }
+    x.properties = { x }
+    const cases: Array<[ChatOptions, string]> = [
+      [{ seed: 5n as never }, 'seed: 5n is a BigInt'],
+      [{ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { x } } } }] }, 'tools[0].function.parameters.properties.x.properties.x: a circular reference (back to tools[0].function.parameters.properties.x)'],
+      [{ temperature: Number.NaN }, 'temperature: NaN is not a finite number'],
+      [{ topP: Number.POSITIVE_INFINITY }, 'topP: Infinity is not a finite number'],
+      [{ stop: ['a', (() => 'b') as never] }, 'stop[1]: a function cannot be sent'],
+    ]
+    for (const [options, message] of cases) {
+      const err = await failure(options)
+      expect(err, message).toBeInstanceOf(InvalidRequestError)
+      expect(String((err as Error).message)).toContain(message)
+    }
+  })
+
+  it('in messages, a batch and renderPrompt too', async () => {
+    const err = await failure({}, [{ role: 'user', content: [{ type: 'text', text: Symbol('hi') as never }] }])
+    expect(err).toBeInstanceOf(InvalidRequestError)
+    expect(String((err as Error).message)).toMatch(/^messages\[0\]\.content\[0\]\.text: a symbol cannot be sent/)
+    const batch = await (async () => client.chatBatch(model, [ask, ask], [{}, { seed: 1n as never }]))().then(
+      () => null,
+      (e: unknown) => e,
+    )
+    expect(batch).toBeInstanceOf(InvalidRequestError)
+    expect(String((batch as Error).message)).toMatch(/^options\[1\]\.seed: 1n is a BigInt/)
+    await expect(client.renderPrompt(model, ask, { minP: Number.NEGATIVE_INFINITY })).rejects.toThrow(/^minP: -Infinity is not a finite number/)
+  })
+})
+
 describe('stallTimeout', () => {
   it('fails a request whose engine is alive but silent, and cancels it', async () => {
     const pid = engine.pid

@@ -124,4 +124,11 @@ describe('renderChat errors', () => {
     expect(e.message).toMatch(/llama3/)
     expect(e.message).toMatch(/gemma4u/)
   })
+
+  it('a value JSON cannot carry is refused at once, by its field', () => {
+    const part: Record<string, unknown> = { type: 'text', text: 'a' }
+    part.again = part
+    expect(() => renderChat({ config: llama, messages: [{ role: 'user', content: [part as never] }] })).toThrow(InvalidRequestError)
+    expect(() => renderChat({ config: llama, messages: [{ role: 'user', content: [part as never] }] })).toThrow(/^messages\[0\]\.content\[0\]\.again: a circular reference \(back to messages\[0\]\.content\[0\]\)$/)
+  })
 })

@@ -3,6 +3,7 @@
 import { embed } from './embed'
 import type { EmbedOptions, EmbeddingPromise } from './embed'
 import { AbortError, InvalidRequestError, native } from './errors'
+import { requestJson } from './json'
 import { ResponseStream, prepareResponses } from './responses'
 import type { ResponsesRequest } from './responses-types'
 import { ChatBatchStream, ChatStream } from './stream'
@@ -36,7 +37,7 @@ export class Client {
     // Options and messages cross as JSON text: no object walk in native code, key order kept.
     const handle = signal?.aborted
       ? Promise.reject(new AbortError('The chat request was aborted before it was sent'))
-      : this.#engine.chat(this.#nativeId(model), JSON.stringify(messages), JSON.stringify(wire))
+      : this.#engine.chat(this.#nativeId(model), requestJson(messages, { root: 'messages' }), requestJson(wire))
     const keep = keptCandidates(options)
     return new ChatStream(handle, { signal, stallTimeout, finish: (a) => a.result(0, keep) })
   }
@@ -74,7 +75,7 @@ export class Client {
     const wire = split.map((s) => s.wire)
     const handle = signal?.aborted
       ? Promise.reject(new AbortError('The chat request was aborted before it was sent'))
-      : this.#engine.chatBatch(this.#nativeId(model), JSON.stringify(conversations), JSON.stringify(Array.isArray(options) ? wire : wire[0]))
+      : this.#engine.chatBatch(this.#nativeId(model), requestJson(conversations, { root: 'conversations' }), requestJson(Array.isArray(options) ? wire : wire[0], { root: Array.isArray(options) ? 'options' : '' }))
     const keeps = conversations.map((_, i) => keptCandidates(list[Math.min(i, list.length - 1)]!))
     return new ChatBatchStream(handle, { signal, stallTimeout, finish: (a) => keeps.map((keep, i) => a.result(i, keep)) })
   }
@@ -124,7 +125,7 @@ export class Client {
   async renderPrompt(model: string, messages: ChatMessage[], options: Omit<ChatOptions, 'signal' | 'stallTimeout'> = {}): Promise<RenderedRequest> {
     checkRequest(model, messages)
     const { wire } = splitOptions(options, 'options')
-    const json = await native(() => this.#engine.renderPrompt(this.#nativeId(model), JSON.stringify(messages), JSON.stringify(wire)))
+    const json = await native(() => this.#engine.renderPrompt(this.#nativeId(model), requestJson(messages, { root: 'messages' }), requestJson(wire)))
     return JSON.parse(json) as RenderedRequest
   }
 }

@@ -1,6 +1,7 @@
 /** Embeddings: one engine request for a batch of texts, vectors back as Float32Arrays. */
 
 import { AbortError, InvalidRequestError, fromNative, native } from './errors'
+import { requestJson } from './json'
 
 import type { NativeEmbedding, NativeEngine } from '../index'
 
@@ -50,7 +51,7 @@ function abortError(signal: AbortSignal): AbortError {
 function inputJson(input: unknown): string {
   if (input === undefined) return 'null'
   try {
-    return JSON.stringify(input)
+    return requestJson(input, { root: 'input' })
   } catch (e) {
     throw new InvalidRequestError(`input: expected a string or an array of strings (${e instanceof Error ? e.message : String(e)})`)
   }

@@ -6,6 +6,7 @@ import { Client } from './client'
 import { AbortError, EngineDiedError, EngineNotFoundError, InvalidRequestError, native } from './errors'
 import { type InstallOptions, type InstallResult, installedBinary, installEngine } from './fetch/install'
 import type { DownloadProgress } from './fetch/http'
+import { requestJson } from './json'
 import type { ResolvedModel } from './models/hub'
 import { type ModelStatus, registry } from './models/registry'
 import { addon, modelSpecsDir } from './native'
@@ -224,7 +225,7 @@ export class Engine {
     }
     const timeoutMs = checkMs('timeoutMs', options.timeoutMs)
     const n = this.#native
-    const reply = await native(() => n.managementCommand(JSON.stringify(command), timeoutMs))
+    const reply = await native(() => n.managementCommand(requestJson(command, { root: 'command' }), timeoutMs))
     return JSON.parse(reply) as ManagementReply
   }
 
