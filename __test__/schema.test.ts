@@ -130,3 +130,13 @@ describe('required names declared properties', () => {
     expect(() => checkJsonSchema({ const: { properties: {}, required: ['z'] } }, 'p')).not.toThrow()
   })
 })
+
+describe('a schema JSON cannot carry', () => {
+  it('a circular tool schema is refused by path', async () => {
+    const node: Record<string, unknown> = { type: 'object' }
+    node.properties = { child: node }
+    const err = await failure({ input: 'x', tools: [{ type: 'function', name: 'walk', parameters: node }] })
+    expect(err).toBeInstanceOf(InvalidRequestError)
+    expect((err as Error).message).toBe('tools[0].parameters.properties.child: a circular reference (back to tools[0].parameters)')
+  })
+})

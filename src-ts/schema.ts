@@ -8,6 +8,7 @@ import Ajv2020, { type AnySchemaObject, type ErrorObject, type ValidateFunction 
 import addFormats from 'ajv-formats'
 
 import { InvalidRequestError } from './errors'
+import { requestJson } from './json'
 
 // Unknown keywords and formats are allowed (schemas carry vendor keywords); they are not checked.
 const ajv = new Ajv2020({ allErrors: true, strict: false, logger: false })
@@ -36,7 +37,7 @@ function describe(base: string, e: ErrorObject): string {
 }
 
 function validatorFor(schema: Record<string, unknown> | boolean, path: string): ValidateFunction {
-  const text = JSON.stringify(schema)
+  const text = requestJson(schema, { root: path })
   const cached = compiled.get(text)
   if (cached) {
     compiled.delete(text)
