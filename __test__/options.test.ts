@@ -284,9 +284,9 @@ describe('invalid options name the key', () => {
     })
   }
 
-  it('signal and stallTimeout are checked in JavaScript', () => {
+  it('signal and stallTimeoutMs are checked in JavaScript', () => {
     expect(() => client.chat(model, ask, { signal: 'stop' as never })).toThrow(/signal/)
-    expect(() => client.chat(model, ask, { stallTimeout: -5 })).toThrow(/stallTimeout/)
+    expect(() => client.chat(model, ask, { stallTimeoutMs: -5 })).toThrow(/stallTimeoutMs/)
   })
 })
 
@@ -329,10 +329,10 @@ describe('options JSON cannot carry', () => {
   })
 })
 
-describe('stallTimeout', () => {
+describe('stallTimeoutMs', () => {
   it('fails a request whose engine is alive but silent, and cancels it', async () => {
     const pid = engine.pid
-    const stream = client.chat(model, ask, { maxTokens: 10_000, stop: never, stallTimeout: 300 })
+    const stream = client.chat(model, ask, { maxTokens: 10_000, stop: never, stallTimeoutMs: 300 })
     const it = stream[Symbol.asyncIterator]()
     await it.next()
     process.kill(pid, 'SIGSTOP')
@@ -346,7 +346,7 @@ describe('stallTimeout', () => {
         err = e
       }
       expect(err).toBeInstanceOf(TimeoutError)
-      expect(String((err as Error).message)).toMatch(/stallTimeout/)
+      expect(String((err as Error).message)).toMatch(/stallTimeoutMs/)
     } finally {
       process.kill(pid, 'SIGCONT')
     }

@@ -33,18 +33,18 @@ export class Client {
    */
   chat(model: string, messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
     checkRequest(model, messages)
-    const { signal, stallTimeout, wire } = splitOptions(options, 'options')
+    const { signal, stallTimeoutMs, wire } = splitOptions(options, 'options')
     // Options and messages cross as JSON text: no object walk in native code, key order kept.
     const handle = signal?.aborted
       ? Promise.reject(new AbortError('The chat request was aborted before it was sent'))
       : this.#engine.chat(this.#nativeId(model), requestJson(messages, { root: 'messages' }), requestJson(wire))
     const keep = keptCandidates(options)
-    return new ChatStream(handle, { signal, stallTimeout, finish: (a) => a.result(0, keep) })
+    return new ChatStream(handle, { signal, stallTimeoutMs, finish: (a) => a.result(0, keep) })
   }
 
   /**
    * Send several conversations as one request. `options` is one object for all of them or
-   * an array with one per conversation (only the first entry's `signal` and `stallTimeout`
+   * an array with one per conversation (only the first entry's `signal` and `stallTimeoutMs`
    * apply, to the whole batch). Awaiting gives one result per conversation, in order;
    * iterating gives every delta, each with its `promptIndex`.
    *
@@ -71,13 +71,13 @@ export class Client {
       )
     }
     const split = list.map((o, i) => splitOptions(o, Array.isArray(options) ? `options[${i}]` : 'options'))
-    const { signal, stallTimeout } = split[0]!
+    const { signal, stallTimeoutMs } = split[0]!
     const wire = split.map((s) => s.wire)
     const handle = signal?.aborted
       ? Promise.reject(new AbortError('The chat request was aborted before it was sent'))
       : this.#engine.chatBatch(this.#nativeId(model), requestJson(conversations, { root: 'conversations' }), requestJson(Array.isArray(options) ? wire : wire[0], { root: Array.isArray(options) ? 'options' : '' }))
     const keeps = conversations.map((_, i) => keptCandidates(list[Math.min(i, list.length - 1)]!))
-    return new ChatBatchStream(handle, { signal, stallTimeout, finish: (a) => keeps.map((keep, i) => a.result(i, keep)) })
+    return new ChatBatchStream(handle, { signal, stallTimeoutMs, finish: (a) => keeps.map((keep, i) => a.result(i, keep)) })
   }
 
   /**
@@ -122,7 +122,7 @@ export class Client {
    * What {@link Client.chat} would send, without generating: the exact prompt text and the
    * sampling values resolved against the model's profile.
    */
-  async renderPrompt(model: string, messages: ChatMessage[], options: Omit<ChatOptions, 'signal' | 'stallTimeout'> = {}): Promise<RenderedRequest> {
+  async renderPrompt(model: string, messages: ChatMessage[], options: Omit<ChatOptions, 'signal' | 'stallTimeoutMs'> = {}): Promise<RenderedRequest> {
     checkRequest(model, messages)
     const { wire } = splitOptions(options, 'options')
     const json = await native(() => this.#engine.renderPrompt(this.#nativeId(model), requestJson(messages, { root: 'messages' }), requestJson(wire)))
@@ -130,22 +130,22 @@ export class Client {
   }
 }
 
-/** Separate what stays in JavaScript (`signal`, `stallTimeout`) from what the core validates. */
+/** Separate what stays in JavaScript (`signal`, `stallTimeoutMs`) from what the core validates. */
 function splitOptions(
   options: ChatOptions,
   path: string,
-): { signal: AbortSignal | undefined; stallTimeout: number | undefined; wire: Omit<ChatOptions, 'signal' | 'stallTimeout'> } {
+): { signal: AbortSignal | undefined; stallTimeoutMs: number | undefined; wire: Omit<ChatOptions, 'signal' | 'stallTimeoutMs'> } {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new InvalidRequestError(`${path}: expected an options object`)
   }
-  const { signal, stallTimeout, ...wire } = options
+  const { signal, stallTimeoutMs, ...wire } = options
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new InvalidRequestError(`${path}.signal: expected an AbortSignal`)
   }
-  if (stallTimeout !== undefined && !(typeof stallTimeout === 'number' && Number.isFinite(stallTimeout) && stallTimeout > 0)) {
-    throw new InvalidRequestError(`${path}.stallTimeout: expected a positive number of milliseconds`)
+  if (stallTimeoutMs !== undefined && !(typeof stallTimeoutMs === 'number' && Number.isFinite(stallTimeoutMs) && stallTimeoutMs > 0)) {
+    throw new InvalidRequestError(`${path}.stallTimeoutMs: expected a positive number of milliseconds`)
   }
-  return { signal, stallTimeout, wire }
+  return { signal, stallTimeoutMs, wire }
 }
 
 /** Candidates a result keeps: `finalCandidates`, else `n`, else 1 (the core validates them). */

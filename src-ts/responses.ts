@@ -62,7 +62,7 @@ const REQUEST_KEYS = new Set([
   'metadata',
   'stream_tokens',
   'signal',
-  'stallTimeout',
+  'stallTimeoutMs',
   'stream',
   'model',
   'store',
@@ -194,7 +194,7 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
   if (request.instructions !== undefined) options.instructions = request.instructions
   if (request.task !== undefined) options.task = request.task
   if (request.signal !== undefined) options.signal = request.signal
-  if (request.stallTimeout !== undefined) options.stallTimeout = request.stallTimeout
+  if (request.stallTimeoutMs !== undefined) options.stallTimeoutMs = request.stallTimeoutMs
 
   let effort: ReasoningEffort | null = null
   const r = request.reasoning

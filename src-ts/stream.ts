@@ -12,7 +12,7 @@ type Outcome<R> = { ok: true; value: R } | { ok: false; error: unknown }
 export interface StreamOptions<R> {
   signal?: AbortSignal | undefined
   /** Milliseconds of silence from a live engine before the request fails. */
-  stallTimeout?: number | undefined
+  stallTimeoutMs?: number | undefined
   /** The result, from the aggregated deltas. */
   finish: (aggregate: Aggregator) => R
 }
@@ -58,7 +58,7 @@ function abortFromSignal(signal: AbortSignal | undefined): AbortError {
 export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> {
   readonly #handle: Promise<NativeChat>
   readonly #signal: AbortSignal | undefined
-  readonly #stallTimeout: number | undefined
+  readonly #stallTimeoutMs: number | undefined
   readonly #finish: (aggregate: Aggregator) => R
   readonly #aggregate = new Aggregator()
   #started = false
@@ -72,7 +72,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
   constructor(handle: Promise<NativeChat>, options: StreamOptions<R>) {
     this.#handle = handle
     this.#signal = options.signal
-    this.#stallTimeout = options.stallTimeout
+    this.#stallTimeoutMs = options.stallTimeoutMs
     this.#finish = options.finish
     // A stream nobody consumes must not surface as an unhandled rejection.
     handle.catch(() => undefined)
@@ -104,7 +104,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
       for (;;) {
         let batch: string | null
         try {
-          batch = this.#stallTimeout === undefined ? await native.next() : await this.#nextWithin(native, this.#stallTimeout)
+          batch = this.#stallTimeoutMs === undefined ? await native.next() : await this.#nextWithin(native, this.#stallTimeoutMs)
         } catch (e) {
           if (e instanceof TimeoutError) throw e
           if (signal?.aborted || this.#cancelled) throw abortFromSignal(signal)
@@ -145,7 +145,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
         next.catch(() => undefined)
         this.#cancelled = true
         cancelNative(native)
-        reject(new TimeoutError(`stallTimeout: the engine sent nothing for ${ms} ms; the request was cancelled`))
+        reject(new TimeoutError(`stallTimeoutMs: the engine sent nothing for ${ms} ms; the request was cancelled`))
       }, ms)
     })
     try {

@@ -99,7 +99,7 @@ export interface ChatOptions {
    * Fail with a `TimeoutError` (and cancel the request) when the engine, although alive,
    * sends nothing for this many milliseconds. There is no default generation timeout.
    */
-  stallTimeout?: number
+  stallTimeoutMs?: number
 }
 
 export type ReasoningEffort = 'minimal' | 'low' | 'medium' | 'high'

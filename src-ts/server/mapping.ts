@@ -428,7 +428,7 @@ export function mapCompletionRequest(raw: unknown): CompletionRequest {
 // Responses
 
 /** Fields of orchard's ResponsesRequest that a JSON body cannot (or may not) set. */
-const RESPONSES_REFUSED = new Set(['signal', 'stallTimeout'])
+const RESPONSES_REFUSED = new Set(['signal', 'stallTimeoutMs'])
 
 export interface ResponsesHttpRequest {
   model: string
