@@ -92,7 +92,7 @@ describe('renderChat errors', () => {
   }
 
   it('an unknown role names the message index and field', () => {
-    const e = templateError({ config: llama, messages: [{ role: 'user', content: 'a' }, { role: 'robot', content: 'b' }] })
+    const e = templateError({ config: llama, messages: [{ role: 'user', content: 'a' }, { role: 'robot' as never, content: 'b' }] })
     expect(e.message).toMatch(/^messages\[1\]\.role: unknown role 'robot'/)
   })
 

@@ -110,7 +110,7 @@ function toMessages(request: ResponsesRequest): ChatMessage[] {
       const m = item as { role?: unknown; content?: unknown }
       if (typeof m.role !== 'string') throw invalid(`${at}.role: expected user, assistant, system or developer`)
       if (typeof m.content !== 'string' && !Array.isArray(m.content)) throw invalid(`${at}.content: expected a string or content parts`)
-      messages.push({ role: m.role, content: m.content as string | ContentPart[] })
+      messages.push({ role: m.role as ChatMessage['role'], content: m.content as string | ContentPart[] })
     } else if (type === 'function_call') {
       const c = item as { call_id?: unknown; name?: unknown; arguments?: unknown }
       if (typeof c.name !== 'string' || c.name.length === 0) throw invalid(`${at}.name: expected the function's name`)

@@ -206,7 +206,7 @@ function chatMessage(m: unknown, i: number): ChatMessage {
   checkKeys(m, MESSAGE_FIELDS, at)
   const role = m.role
   if (typeof role !== 'string' || !ROLES.has(role)) throw badRequest(`${at}.role`, 'expected system, developer, user, assistant or tool')
-  const out: ChatMessage = { role }
+  const out: ChatMessage = { role: role as ChatMessage['role'] }
   const content = m.content
   if (typeof content === 'string') out.content = content
   else if (Array.isArray(content)) out.content = content.map((p, j) => contentPart(p, `${at}.content[${j}]`))
