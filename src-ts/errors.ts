@@ -177,6 +177,7 @@ const classes: Record<OrchardErrorCode, new (message: string, options?: OrchardE
 
 /**
  * The error class that owns `code`, constructed (an unknown code is an {@link InternalError}).
+ * @internal
  */
 export function makeError(code: string, message: string, cause?: unknown): OrchardError {
   const Cls = Object.hasOwn(classes, code) ? classes[code as OrchardErrorCode] : InternalError
@@ -192,6 +193,7 @@ const NAPI_ARGUMENT_CODES = new Set(['InvalidArg', 'ObjectExpected', 'StringExpe
  * Turn an error thrown by the native addon into the matching typed error: the core's coded
  * errors by their code, napi-rs's argument errors as {@link InvalidRequestError}, anything
  * else (e.g. a string over V8's limit) as {@link InternalError}. Never a plain `Error`.
+ * @internal
  */
 export function fromNative(err: unknown): unknown {
   if (err instanceof OrchardError) return err
@@ -205,7 +207,7 @@ export function fromNative(err: unknown): unknown {
   return err
 }
 
-/** Await a native call, rethrowing its error typed. */
+/** Await a native call, rethrowing its error typed. @internal */
 export async function native<T>(call: () => Promise<T>): Promise<T> {
   try {
     return await call()
@@ -214,7 +216,7 @@ export async function native<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Run a synchronous native call, rethrowing its error typed. */
+/** Run a synchronous native call, rethrowing its error typed. @internal */
 export function nativeSync<T>(call: () => T): T {
   try {
     return call()
