@@ -1,54 +1,33 @@
 // Each error class owns its code; native codes map to the class that owns them.
 import { describe, expect, it } from 'vitest'
 
-import {
-  AbortError,
-  AuthenticationError,
-  ChecksumError,
-  DeltasLostError,
-  DownloadError,
-  EngineDiedError,
-  EngineError,
-  EngineNotFoundError,
-  EngineStartupError,
-  InternalError,
-  InvalidRequestError,
-  IoError,
-  ModelNotFoundError,
-  ModelNotLoadedError,
-  NativeLoadError,
-  OrchardError,
-  type OrchardErrorCode,
-  ProtocolError,
-  TemplateError,
-  TimeoutError,
-  TransportError,
-} from '../src-ts'
+import * as orchard from '../src-ts'
+import type { OrchardError, OrchardErrorCode } from '../src-ts'
 import { fromNative, makeError } from '../src-ts/errors'
 
 type ErrorClass = new (message: string, options?: { cause?: unknown }) => OrchardError
 
 /** Every code, with its class and the classes it must also be an instance of. */
 const OWNERS: Record<OrchardErrorCode, [ErrorClass, ...ErrorClass[]]> = {
-  PROTOCOL: [ProtocolError],
-  DELTAS_LOST: [DeltasLostError, ProtocolError],
-  INVALID_REQUEST: [InvalidRequestError],
-  TEMPLATE: [TemplateError, InvalidRequestError],
-  TRANSPORT: [TransportError],
-  ENGINE_NOT_FOUND: [EngineNotFoundError],
-  ENGINE_STARTUP: [EngineStartupError],
-  ENGINE_DIED: [EngineDiedError],
-  ENGINE: [EngineError],
-  MODEL_NOT_LOADED: [ModelNotLoadedError],
-  TIMEOUT: [TimeoutError],
-  ABORTED: [AbortError],
-  IO: [IoError],
-  INTERNAL: [InternalError],
-  NATIVE_LOAD: [NativeLoadError],
-  DOWNLOAD: [DownloadError],
-  CHECKSUM: [ChecksumError, DownloadError],
-  AUTH: [AuthenticationError],
-  MODEL_NOT_FOUND: [ModelNotFoundError, ModelNotLoadedError],
+  PROTOCOL: [orchard.ProtocolError],
+  DELTAS_LOST: [orchard.DeltasLostError, orchard.ProtocolError],
+  INVALID_REQUEST: [orchard.InvalidRequestError],
+  TEMPLATE: [orchard.TemplateError, orchard.InvalidRequestError],
+  TRANSPORT: [orchard.TransportError],
+  ENGINE_NOT_FOUND: [orchard.EngineNotFoundError],
+  ENGINE_STARTUP: [orchard.EngineStartupError],
+  ENGINE_DIED: [orchard.EngineDiedError],
+  ENGINE: [orchard.EngineError],
+  MODEL_NOT_LOADED: [orchard.ModelNotLoadedError],
+  TIMEOUT: [orchard.TimeoutError],
+  ABORTED: [orchard.AbortError],
+  IO: [orchard.IoError],
+  INTERNAL: [orchard.InternalError],
+  NATIVE_LOAD: [orchard.NativeLoadError],
+  DOWNLOAD: [orchard.DownloadError],
+  CHECKSUM: [orchard.ChecksumError, orchard.DownloadError],
+  AUTH: [orchard.AuthenticationError],
+  MODEL_NOT_FOUND: [orchard.ModelNotFoundError, orchard.ModelNotLoadedError],
 }
 
 describe('error classes', () => {
@@ -64,7 +43,7 @@ describe('error classes', () => {
       const mapped = fromNative(new Error(`[ORCHARD:${code}] from the core`))
       expect(mapped).toBeInstanceOf(Cls)
       for (const parent of parents) expect(mapped).toBeInstanceOf(parent)
-      expect(mapped).toBeInstanceOf(OrchardError)
+      expect(mapped).toBeInstanceOf(orchard.OrchardError)
       expect((mapped as OrchardError).code).toBe(code)
       expect((mapped as OrchardError).message).toBe('from the core')
     })
@@ -72,13 +51,13 @@ describe('error classes', () => {
 
   it('an unknown native code is an InternalError with code INTERNAL', () => {
     const e = makeError('NOT_A_CODE', 'odd')
-    expect(e).toBeInstanceOf(InternalError)
+    expect(e).toBeInstanceOf(orchard.InternalError)
     expect(e.code).toBe('INTERNAL')
   })
 
   it("napi-rs's argument errors are InvalidRequestError; other native errors InternalError", () => {
     const arg = Object.assign(new Error('Failed to convert JavaScript value'), { code: 'StringExpected' })
-    expect(fromNative(arg)).toBeInstanceOf(InvalidRequestError)
-    expect(fromNative(new Error('Cannot create a string longer than 0x1fffffe8 characters'))).toBeInstanceOf(InternalError)
+    expect(fromNative(arg)).toBeInstanceOf(orchard.InvalidRequestError)
+    expect(fromNative(new Error('Cannot create a string longer than 0x1fffffe8 characters'))).toBeInstanceOf(orchard.InternalError)
   })
 })

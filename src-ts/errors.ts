@@ -38,79 +38,70 @@ export class OrchardError extends Error {
   }
 }
 
-/** A frame or message that does not follow the PIE wire protocol. */
-export class ProtocolError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('PROTOCOL', message, options)
+type ErrorClass = new (message: string, options?: OrchardErrorOptions) => OrchardError
+
+/**
+ * The base of an error class that fixes its code (its instances are constructed with a
+ * message and options); under `parent`, a more general kind of error, when given.
+ */
+function coded(code: OrchardErrorCode): ErrorClass
+function coded<P extends ErrorClass>(code: OrchardErrorCode, parent: P): P
+function coded(code: OrchardErrorCode, parent?: ErrorClass): ErrorClass {
+  if (parent) {
+    return class extends parent {
+      override readonly code: OrchardErrorCode = code
+    }
+  }
+  return class extends OrchardError {
+    constructor(message: string, options?: OrchardErrorOptions) {
+      super(code, message, options)
+    }
   }
 }
+
+/** A frame or message that does not follow the PIE wire protocol. */
+export class ProtocolError extends coded('PROTOCOL') {}
+/** A request built wrongly: unknown option, wrong type, value out of range. */
+export class InvalidRequestError extends coded('INVALID_REQUEST') {}
+/** The NNG transport failed. */
+export class TransportError extends coded('TRANSPORT') {}
+/** No engine binary was found; the message lists the paths tried and the fix. */
+export class EngineNotFoundError extends coded('ENGINE_NOT_FOUND') {}
+/** The engine was launched but never became ready. */
+export class EngineStartupError extends coded('ENGINE_STARTUP') {}
+/** The engine died or the connection to it closed. */
+export class EngineDiedError extends coded('ENGINE_DIED') {}
+/** The engine answered with an error (carries the engine's own message). */
+export class EngineError extends coded('ENGINE') {}
+/** The model is not loaded (or failed to load). */
+export class ModelNotLoadedError extends coded('MODEL_NOT_LOADED') {}
+/** A deadline passed. */
+export class TimeoutError extends coded('TIMEOUT') {}
+/** A filesystem or process error. */
+export class IoError extends coded('IO') {}
+/** A bug in orchard itself. Please report it. */
+export class InternalError extends coded('INTERNAL') {}
+/** The native addon could not be loaded on this platform. */
+export class NativeLoadError extends coded('NATIVE_LOAD') {}
+/** A download (engine archive, model file, manifest) failed: HTTP error, cut connection, bad archive. */
+export class DownloadError extends coded('DOWNLOAD') {}
+/** The server refused the credentials (or their absence): set `HF_TOKEN` for gated or private models. */
+export class AuthenticationError extends coded('AUTH') {}
 /**
  * Some of a request's deltas never arrived (the engine's counts say more was generated than
  * was received, or its final delta was lost); the request fails rather than completing short.
  */
-export class DeltasLostError extends ProtocolError {
-  override readonly code: OrchardErrorCode = 'DELTAS_LOST'
-}
-/** A request built wrongly: unknown option, wrong type, value out of range. */
-export class InvalidRequestError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('INVALID_REQUEST', message, options)
-  }
-}
+export class DeltasLostError extends coded('DELTAS_LOST', ProtocolError) {}
 /**
  * The prompt could not be rendered: an unknown model family, a bad message, content part or
  * tool (named by its index and field), or the template itself (named by family and line). A
  * kind of {@link InvalidRequestError}: the request cannot be sent as it is.
  */
-export class TemplateError extends InvalidRequestError {
-  override readonly code: OrchardErrorCode = 'TEMPLATE'
-}
-/** The NNG transport failed. */
-export class TransportError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('TRANSPORT', message, options)
-  }
-}
-/** No engine binary was found; the message lists the paths tried and the fix. */
-export class EngineNotFoundError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('ENGINE_NOT_FOUND', message, options)
-  }
-}
-/** The engine was launched but never became ready. */
-export class EngineStartupError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('ENGINE_STARTUP', message, options)
-  }
-}
-/** The engine died or the connection to it closed. */
-export class EngineDiedError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('ENGINE_DIED', message, options)
-  }
-}
-/** The engine answered with an error (carries the engine's own message). */
-export class EngineError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('ENGINE', message, options)
-  }
-}
-/** The model is not loaded (or failed to load). */
-export class ModelNotLoadedError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('MODEL_NOT_LOADED', message, options)
-  }
-}
+export class TemplateError extends coded('TEMPLATE', InvalidRequestError) {}
 /** No such model: not on the Hub, not in the cache when offline, or a local path that does not exist (a {@link ModelNotLoadedError}). */
-export class ModelNotFoundError extends ModelNotLoadedError {
-  override readonly code: OrchardErrorCode = 'MODEL_NOT_FOUND'
-}
-/** A deadline passed. */
-export class TimeoutError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('TIMEOUT', message, options)
-  }
-}
+export class ModelNotFoundError extends coded('MODEL_NOT_FOUND', ModelNotLoadedError) {}
+/** A downloaded file does not match its published SHA-256 (or git blob id); it was not installed. */
+export class ChecksumError extends coded('CHECKSUM', DownloadError) {}
 /** The operation was aborted (`signal`, `.cancel()` or leaving a `for await` early). */
 export class AbortError extends OrchardError {
   constructor(message = 'The operation was aborted', options?: OrchardErrorOptions) {
@@ -118,42 +109,8 @@ export class AbortError extends OrchardError {
     this.name = 'AbortError'
   }
 }
-/** A filesystem or process error. */
-export class IoError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('IO', message, options)
-  }
-}
-/** A bug in orchard itself. Please report it. */
-export class InternalError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('INTERNAL', message, options)
-  }
-}
-/** The native addon could not be loaded on this platform. */
-export class NativeLoadError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('NATIVE_LOAD', message, options)
-  }
-}
-/** A download (engine archive, model file, manifest) failed: HTTP error, cut connection, bad archive. */
-export class DownloadError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('DOWNLOAD', message, options)
-  }
-}
-/** A downloaded file does not match its published SHA-256 (or git blob id); it was not installed. */
-export class ChecksumError extends DownloadError {
-  override readonly code: OrchardErrorCode = 'CHECKSUM'
-}
-/** The server refused the credentials (or their absence): set `HF_TOKEN` for gated or private models. */
-export class AuthenticationError extends OrchardError {
-  constructor(message: string, options?: OrchardErrorOptions) {
-    super('AUTH', message, options)
-  }
-}
 
-const classes: Record<OrchardErrorCode, new (message: string, options?: OrchardErrorOptions) => OrchardError> = {
+const classes: Record<OrchardErrorCode, ErrorClass> = {
   PROTOCOL: ProtocolError,
   DELTAS_LOST: DeltasLostError,
   INVALID_REQUEST: InvalidRequestError,
