@@ -73,7 +73,12 @@ const DATA_KEYWORDS = new Set(['const', 'enum', 'default', 'examples'])
  */
 function checkRequiredDeclared(node: unknown, path: string): void {
   if (typeof node !== 'object' || node === null) return
-  if (Array.isArray(node)) return node.forEach((item, i) => checkRequiredDeclared(item, `${path}[${i}]`))
+  if (Array.isArray(node)) {
+    node.forEach((item, i) => {
+      checkRequiredDeclared(item, `${path}[${i}]`)
+    })
+    return
+  }
   const { properties, required } = node as Record<string, unknown>
   if (Array.isArray(required) && typeof properties === 'object' && properties !== null) {
     const missing = required.find((r) => typeof r === 'string' && !Object.hasOwn(properties, r))
