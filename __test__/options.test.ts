@@ -284,16 +284,55 @@ describe('invalid options name the key', () => {
     })
   }
 
-  it('signal and stallTimeout are checked in JavaScript', () => {
+  it('signal and stallTimeoutMs are checked in JavaScript', () => {
     expect(() => client.chat(model, ask, { signal: 'stop' as never })).toThrow(/signal/)
-    expect(() => client.chat(model, ask, { stallTimeout: -5 })).toThrow(/stallTimeout/)
+    expect(() => client.chat(model, ask, { stallTimeoutMs: -5 })).toThrow(/stallTimeoutMs/)
   })
 })
 
-describe('stallTimeout', () => {
+describe('options JSON cannot carry', () => {
+  /** The error a chat fails with, whether it is thrown at once or the stream rejects. */
+  const failure = (options: ChatOptions, messages = ask) =>
+    (async () => client.chat(model, messages, options))().then(
+      () => null,
+      (e: unknown) => e,
+    )
+
+  it('a BigInt seed, a circular tool schema and a NaN temperature each name their field', async () => {
+    const x: Record<string, unknown> = { type: 'object' }
+    x.properties = { x }
+    const cases: Array<[ChatOptions, string]> = [
+      [{ seed: 5n as never }, 'seed: 5n is a BigInt'],
+      [{ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { x } } } }] }, 'tools[0].function.parameters.properties.x.properties.x: a circular reference (back to tools[0].function.parameters.properties.x)'],
+      [{ temperature: Number.NaN }, 'temperature: NaN is not a finite number'],
+      [{ topP: Number.POSITIVE_INFINITY }, 'topP: Infinity is not a finite number'],
+      [{ stop: ['a', (() => 'b') as never] }, 'stop[1]: a function cannot be sent'],
+    ]
+    for (const [options, message] of cases) {
+      const err = await failure(options)
+      expect(err, message).toBeInstanceOf(InvalidRequestError)
+      expect(String((err as Error).message)).toContain(message)
+    }
+  })
+
+  it('in messages, a batch and renderPrompt too', async () => {
+    const err = await failure({}, [{ role: 'user', content: [{ type: 'text', text: Symbol('hi') as never }] }])
+    expect(err).toBeInstanceOf(InvalidRequestError)
+    expect(String((err as Error).message)).toMatch(/^messages\[0\]\.content\[0\]\.text: a symbol cannot be sent/)
+    const batch = await (async () => client.chatBatch(model, [ask, ask], [{}, { seed: 1n as never }]))().then(
+      () => null,
+      (e: unknown) => e,
+    )
+    expect(batch).toBeInstanceOf(InvalidRequestError)
+    expect(String((batch as Error).message)).toMatch(/^options\[1\]\.seed: 1n is a BigInt/)
+    await expect(client.renderPrompt(model, ask, { minP: Number.NEGATIVE_INFINITY })).rejects.toThrow(/^minP: -Infinity is not a finite number/)
+  })
+})
+
+describe('stallTimeoutMs', () => {
   it('fails a request whose engine is alive but silent, and cancels it', async () => {
     const pid = engine.pid
-    const stream = client.chat(model, ask, { maxTokens: 10_000, stop: never, stallTimeout: 300 })
+    const stream = client.chat(model, ask, { maxTokens: 10_000, stop: never, stallTimeoutMs: 300 })
     const it = stream[Symbol.asyncIterator]()
     await it.next()
     process.kill(pid, 'SIGSTOP')
@@ -307,7 +346,7 @@ describe('stallTimeout', () => {
         err = e
       }
       expect(err).toBeInstanceOf(TimeoutError)
-      expect(String((err as Error).message)).toMatch(/stallTimeout/)
+      expect(String((err as Error).message)).toMatch(/stallTimeoutMs/)
     } finally {
       process.kill(pid, 'SIGCONT')
     }

@@ -151,16 +151,16 @@ describe('cancels never wait', () => {
     await expect(stream).rejects.toBeInstanceOf(AbortError)
   })
 
-  it('a stalled request ends with stallTimeout, and the engine is told to stop', async () => {
+  it('a stalled request ends with stallTimeoutMs, and the engine is told to stop', async () => {
     await arm({ fault: 'stall' })
-    const stream = client.chat(model, hello, { maxTokens: 10, stallTimeout: 300 })
+    const stream = client.chat(model, hello, { maxTokens: 10, stallTimeoutMs: 300 })
     await expect(stream).rejects.toBeInstanceOf(TimeoutError)
     await untilCancelled(stream)
   })
 
-  it('with the engine frozen (SIGSTOP), break, cancel() and stallTimeout end every stream; the cancels arrive after SIGCONT', async () => {
+  it('with the engine frozen (SIGSTOP), break, cancel() and stallTimeoutMs end every stream; the cancels arrive after SIGCONT', async () => {
     const streams = Array.from({ length: 30 }, (_, i) => client.chat(model, hello, { ...forever, seed: i }))
-    const stalled = Array.from({ length: 40 }, (_, i) => client.chat(model, hello, { ...forever, seed: 100 + i, stallTimeout: 500 }))
+    const stalled = Array.from({ length: 40 }, (_, i) => client.chat(model, hello, { ...forever, seed: 100 + i, stallTimeoutMs: 500 }))
     // Every stream is flowing before the engine freezes.
     const iterators = streams.map((s) => s[Symbol.asyncIterator]())
     await Promise.all(iterators.map((it) => it.next()))

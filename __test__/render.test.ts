@@ -92,7 +92,7 @@ describe('renderChat errors', () => {
   }
 
   it('an unknown role names the message index and field', () => {
-    const e = templateError({ config: llama, messages: [{ role: 'user', content: 'a' }, { role: 'robot', content: 'b' }] })
+    const e = templateError({ config: llama, messages: [{ role: 'user', content: 'a' }, { role: 'robot' as never, content: 'b' }] })
     expect(e.message).toMatch(/^messages\[1\]\.role: unknown role 'robot'/)
   })
 
@@ -123,5 +123,12 @@ describe('renderChat errors', () => {
     const e = templateError({ config: { model_type: 'no-such-arch' }, messages: [{ role: 'user', content: 'a' }] })
     expect(e.message).toMatch(/llama3/)
     expect(e.message).toMatch(/gemma4u/)
+  })
+
+  it('a value JSON cannot carry is refused at once, by its field', () => {
+    const part: Record<string, unknown> = { type: 'text', text: 'a' }
+    part.again = part
+    expect(() => renderChat({ config: llama, messages: [{ role: 'user', content: [part as never] }] })).toThrow(InvalidRequestError)
+    expect(() => renderChat({ config: llama, messages: [{ role: 'user', content: [part as never] }] })).toThrow(/^messages\[0\]\.content\[0\]\.again: a circular reference \(back to messages\[0\]\.content\[0\]\)$/)
   })
 })

@@ -155,6 +155,21 @@ describe('wire.buildChatFrame', () => {
   })
 })
 
+describe('wire input JSON cannot carry', () => {
+  it('encodeRequest and buildChatFrame throw InvalidRequestError naming the field, synchronously', () => {
+    const request: WireRequest = {
+      request: { request_id: 2n ** 60n, model_id: 'm', response_channel_id: 1 },
+      prompts: [{ prompt: 'x', sampling_params: { temperature: Number.NaN } }],
+    }
+    expect(() => wire.encodeRequest(request)).toThrow(InvalidRequestError)
+    expect(() => wire.encodeRequest(request)).toThrow(/^prompts\[0\]\.sampling_params\.temperature: NaN is not a finite number$/)
+    const build = (options: object, messages: unknown = [{ role: 'user', content: 'x' }]) => () =>
+      wire.buildChatFrame({ config: { model_type: 'llama' }, messages: messages as never, options })
+    expect(build({ seed: 5n })).toThrow(/^seed: 5n is a BigInt/)
+    expect(build({}, [{ role: 'user', content: 'x', extra: () => 1 }])).toThrow(/^messages\[0\]\.extra: a function cannot be sent/)
+  })
+})
+
 describe('wire.decodeMessage', () => {
   it('decodes a delta with its channel as BigInt', () => {
     const m = wire.decodeMessage(

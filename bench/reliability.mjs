@@ -9,7 +9,7 @@
 //       processes that each Engine.start() and close() in a loop on one cache root; counts
 //       successes and the most engines alive at once.
 //   node bench/reliability.mjs frozen
-//       30 flowing streams and 40 with stallTimeout 2000; the engine is SIGSTOPped; 15 leave
+//       30 flowing streams and 40 with stallTimeoutMs 2000; the engine is SIGSTOPped; 15 leave
 //       their loop, 15 are cancelled; how long each takes, and when each stall fires.
 //   node bench/reliability.mjs soak [--seconds 600] [--rate 200]
 //       requests at a steady rate; errors, heap and RSS over time.
@@ -186,7 +186,7 @@ async function frozen() {
     const vocab = (await engine.managementCommand({ type: 'emulator_vocab' })).data.emulator_vocab
     const forever = { maxTokens: 100_000, logitBias: { [vocab.eot_token_id]: -100 } }
     const flowing = Array.from({ length: 30 }, (_, i) => client.chat(model, messages(i), { ...forever, seed: i }))
-    const stalling = Array.from({ length: 40 }, (_, i) => client.chat(model, messages(i), { ...forever, seed: 100 + i, stallTimeout: 2000 }))
+    const stalling = Array.from({ length: 40 }, (_, i) => client.chat(model, messages(i), { ...forever, seed: 100 + i, stallTimeoutMs: 2000 }))
     const its = flowing.map((s) => s[Symbol.asyncIterator]())
     const stallIts = stalling.map((s) => s[Symbol.asyncIterator]())
     await Promise.all([...its, ...stallIts].map((it) => it.next()))

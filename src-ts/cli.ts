@@ -15,6 +15,7 @@ import path from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 
 import type { DownloadProgress } from './fetch/http'
+import type { Role } from './types'
 
 const USAGE = `usage: orchard <command> [options]
 
@@ -429,7 +430,7 @@ async function chatCommand(rest: string[]): Promise<number> {
       model = ids[0]!
     }
     const client = engine.client()
-    const system: Array<{ role: string; content: string }> = a.values.system ? [{ role: 'system', content: a.values.system as string }] : []
+    const system: Array<{ role: Role; content: string }> = a.values.system ? [{ role: 'system', content: a.values.system as string }] : []
     const options = { ...(maxTokens === undefined ? {} : { maxTokens }), ...(seed === undefined ? {} : { seed }) }
     const dim = (t: string, tty: boolean) => (tty ? `\x1b[2m${t}\x1b[22m` : t)
 
@@ -451,7 +452,7 @@ async function chatCommand(rest: string[]): Promise<number> {
 
     const { createInterface } = await import('node:readline')
     const rl = createInterface({ input: process.stdin, output: process.stdout, prompt: '> ' })
-    const history: Array<{ role: string; content: string }> = [...system]
+    const history: Array<{ role: Role; content: string }> = [...system]
     let current: AbortController | null = null
     rl.on('SIGINT', () => {
       if (current) current.abort()

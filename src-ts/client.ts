@@ -3,6 +3,7 @@
 import { embed } from './embed'
 import type { EmbedOptions, EmbeddingPromise } from './embed'
 import { AbortError, InvalidRequestError, native } from './errors'
+import { requestJson } from './json'
 import { ResponseStream, prepareResponses } from './responses'
 import type { ResponsesRequest } from './responses-types'
 import { ChatBatchStream, ChatStream } from './stream'
@@ -32,18 +33,18 @@ export class Client {
    */
   chat(model: string, messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
     checkRequest(model, messages)
-    const { signal, stallTimeout, wire } = splitOptions(options, 'options')
+    const { signal, stallTimeoutMs, wire } = splitOptions(options, 'options')
     // Options and messages cross as JSON text: no object walk in native code, key order kept.
     const handle = signal?.aborted
       ? Promise.reject(new AbortError('The chat request was aborted before it was sent'))
-      : this.#engine.chat(this.#nativeId(model), JSON.stringify(messages), JSON.stringify(wire))
+      : this.#engine.chat(this.#nativeId(model), requestJson(messages, { root: 'messages' }), requestJson(wire))
     const keep = keptCandidates(options)
-    return new ChatStream(handle, { signal, stallTimeout, finish: (a) => a.result(0, keep) })
+    return new ChatStream(handle, { signal, stallTimeoutMs, finish: (a) => a.result(0, keep) })
   }
 
   /**
    * Send several conversations as one request. `options` is one object for all of them or
-   * an array with one per conversation (only the first entry's `signal` and `stallTimeout`
+   * an array with one per conversation (only the first entry's `signal` and `stallTimeoutMs`
    * apply, to the whole batch). Awaiting gives one result per conversation, in order;
    * iterating gives every delta, each with its `promptIndex`.
    *
@@ -53,31 +54,30 @@ export class Client {
    */
   chatBatch(model: string, conversations: ChatMessage[][], options: ChatOptions | ChatOptions[] = {}): ChatBatchStream {
     if (typeof model !== 'string' || model.length === 0) {
-      throw new InvalidRequestError('INVALID_REQUEST', 'model: expected the id of a loaded model')
+      throw new InvalidRequestError('model: expected the id of a loaded model')
     }
     if (!Array.isArray(conversations) || conversations.length === 0) {
-      throw new InvalidRequestError('INVALID_REQUEST', 'conversations: expected a non-empty array of conversations')
+      throw new InvalidRequestError('conversations: expected a non-empty array of conversations')
     }
     conversations.forEach((c, i) => {
       if (!Array.isArray(c) || c.length === 0) {
-        throw new InvalidRequestError('INVALID_REQUEST', `conversations[${i}]: expected a non-empty array of messages`)
+        throw new InvalidRequestError(`conversations[${i}]: expected a non-empty array of messages`)
       }
     })
     const list = Array.isArray(options) ? options : [options]
     if (list.length !== 1 && list.length !== conversations.length) {
       throw new InvalidRequestError(
-        'INVALID_REQUEST',
         `options: ${list.length} entries for ${conversations.length} conversations; give one options object, or one per conversation`,
       )
     }
     const split = list.map((o, i) => splitOptions(o, Array.isArray(options) ? `options[${i}]` : 'options'))
-    const { signal, stallTimeout } = split[0]!
+    const { signal, stallTimeoutMs } = split[0]!
     const wire = split.map((s) => s.wire)
     const handle = signal?.aborted
       ? Promise.reject(new AbortError('The chat request was aborted before it was sent'))
-      : this.#engine.chatBatch(this.#nativeId(model), JSON.stringify(conversations), JSON.stringify(Array.isArray(options) ? wire : wire[0]))
+      : this.#engine.chatBatch(this.#nativeId(model), requestJson(conversations, { root: 'conversations' }), requestJson(Array.isArray(options) ? wire : wire[0], { root: Array.isArray(options) ? 'options' : '' }))
     const keeps = conversations.map((_, i) => keptCandidates(list[Math.min(i, list.length - 1)]!))
-    return new ChatBatchStream(handle, { signal, stallTimeout, finish: (a) => keeps.map((keep, i) => a.result(i, keep)) })
+    return new ChatBatchStream(handle, { signal, stallTimeoutMs, finish: (a) => keeps.map((keep, i) => a.result(i, keep)) })
   }
 
   /**
@@ -122,30 +122,30 @@ export class Client {
    * What {@link Client.chat} would send, without generating: the exact prompt text and the
    * sampling values resolved against the model's profile.
    */
-  async renderPrompt(model: string, messages: ChatMessage[], options: Omit<ChatOptions, 'signal' | 'stallTimeout'> = {}): Promise<RenderedRequest> {
+  async renderPrompt(model: string, messages: ChatMessage[], options: Omit<ChatOptions, 'signal' | 'stallTimeoutMs'> = {}): Promise<RenderedRequest> {
     checkRequest(model, messages)
     const { wire } = splitOptions(options, 'options')
-    const json = await native(() => this.#engine.renderPrompt(this.#nativeId(model), JSON.stringify(messages), JSON.stringify(wire)))
+    const json = await native(() => this.#engine.renderPrompt(this.#nativeId(model), requestJson(messages, { root: 'messages' }), requestJson(wire)))
     return JSON.parse(json) as RenderedRequest
   }
 }
 
-/** Separate what stays in JavaScript (`signal`, `stallTimeout`) from what the core validates. */
+/** Separate what stays in JavaScript (`signal`, `stallTimeoutMs`) from what the core validates. */
 function splitOptions(
   options: ChatOptions,
   path: string,
-): { signal: AbortSignal | undefined; stallTimeout: number | undefined; wire: Omit<ChatOptions, 'signal' | 'stallTimeout'> } {
+): { signal: AbortSignal | undefined; stallTimeoutMs: number | undefined; wire: Omit<ChatOptions, 'signal' | 'stallTimeoutMs'> } {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new InvalidRequestError('INVALID_REQUEST', `${path}: expected an options object`)
+    throw new InvalidRequestError(`${path}: expected an options object`)
   }
-  const { signal, stallTimeout, ...wire } = options
+  const { signal, stallTimeoutMs, ...wire } = options
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new InvalidRequestError('INVALID_REQUEST', `${path}.signal: expected an AbortSignal`)
+    throw new InvalidRequestError(`${path}.signal: expected an AbortSignal`)
   }
-  if (stallTimeout !== undefined && !(typeof stallTimeout === 'number' && Number.isFinite(stallTimeout) && stallTimeout > 0)) {
-    throw new InvalidRequestError('INVALID_REQUEST', `${path}.stallTimeout: expected a positive number of milliseconds`)
+  if (stallTimeoutMs !== undefined && !(typeof stallTimeoutMs === 'number' && Number.isFinite(stallTimeoutMs) && stallTimeoutMs > 0)) {
+    throw new InvalidRequestError(`${path}.stallTimeoutMs: expected a positive number of milliseconds`)
   }
-  return { signal, stallTimeout, wire }
+  return { signal, stallTimeoutMs, wire }
 }
 
 /** Candidates a result keeps: `finalCandidates`, else `n`, else 1 (the core validates them). */
@@ -156,9 +156,9 @@ function keptCandidates(options: ChatOptions): number {
 
 function checkRequest(model: unknown, messages: unknown): void {
   if (typeof model !== 'string' || model.length === 0) {
-    throw new InvalidRequestError('INVALID_REQUEST', 'model: expected the id of a loaded model')
+    throw new InvalidRequestError('model: expected the id of a loaded model')
   }
   if (!Array.isArray(messages) || messages.length === 0) {
-    throw new InvalidRequestError('INVALID_REQUEST', 'messages: expected a non-empty array of messages')
+    throw new InvalidRequestError('messages: expected a non-empty array of messages')
   }
 }

@@ -1,6 +1,7 @@
 /** Embeddings: one engine request for a batch of texts, vectors back as Float32Arrays. */
 
 import { AbortError, InvalidRequestError, fromNative, native } from './errors'
+import { requestJson } from './json'
 
 import type { NativeEmbedding, NativeEngine } from '../index'
 
@@ -50,23 +51,23 @@ function abortError(signal: AbortSignal): AbortError {
 function inputJson(input: unknown): string {
   if (input === undefined) return 'null'
   try {
-    return JSON.stringify(input)
+    return requestJson(input, { root: 'input' })
   } catch (e) {
-    throw new InvalidRequestError('INVALID_REQUEST', `input: expected a string or an array of strings (${e instanceof Error ? e.message : String(e)})`)
+    throw new InvalidRequestError(`input: expected a string or an array of strings (${e instanceof Error ? e.message : String(e)})`)
   }
 }
 
 function checkOptions(options: unknown): AbortSignal | undefined {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new InvalidRequestError('INVALID_REQUEST', 'options: expected an options object')
+    throw new InvalidRequestError('options: expected an options object')
   }
   const { signal, ...rest } = options as EmbedOptions & Record<string, unknown>
   const unknown = Object.keys(rest)
   if (unknown.length > 0) {
-    throw new InvalidRequestError('INVALID_REQUEST', `options.${unknown[0]}: unknown option (embed takes only signal)`)
+    throw new InvalidRequestError(`options.${unknown[0]}: unknown option (embed takes only signal)`)
   }
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new InvalidRequestError('INVALID_REQUEST', 'options.signal: expected an AbortSignal')
+    throw new InvalidRequestError('options.signal: expected an AbortSignal')
   }
   return signal
 }
@@ -76,7 +77,7 @@ export function embed(engine: NativeEngine, nativeId: (model: string) => string,
   let signal: AbortSignal | undefined
   const handle: Promise<NativeEmbedding> = (async () => {
     if (typeof model !== 'string' || model.length === 0) {
-      throw new InvalidRequestError('INVALID_REQUEST', 'model: expected the id of a loaded model')
+      throw new InvalidRequestError('model: expected the id of a loaded model')
     }
     signal = checkOptions(options)
     if (signal?.aborted) throw abortError(signal)

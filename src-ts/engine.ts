@@ -6,6 +6,7 @@ import { Client } from './client'
 import { AbortError, EngineDiedError, EngineNotFoundError, InvalidRequestError, native } from './errors'
 import { type InstallOptions, type InstallResult, installedBinary, installEngine } from './fetch/install'
 import type { DownloadProgress } from './fetch/http'
+import { requestJson } from './json'
 import type { ResolvedModel } from './models/hub'
 import { type ModelStatus, registry } from './models/registry'
 import { addon, modelSpecsDir } from './native'
@@ -90,7 +91,7 @@ function defaultBinary(home: string | undefined): string | undefined {
 function checkMs(field: string, v: number | undefined): number | undefined {
   if (v === undefined) return undefined
   if (!Number.isInteger(v) || v <= 0 || v > 0xffffffff) {
-    throw new InvalidRequestError('INVALID_REQUEST', `${field}: expected a positive whole number of milliseconds, got ${String(v)}`)
+    throw new InvalidRequestError(`${field}: expected a positive whole number of milliseconds, got ${String(v)}`)
   }
   return v
 }
@@ -174,7 +175,7 @@ export class Engine {
    */
   async loadModel(id: string, options: LoadModelOptions = {}): Promise<ModelInfo> {
     if (typeof id !== 'string' || id.length === 0) {
-      throw new InvalidRequestError('INVALID_REQUEST', 'id: expected a model id or a local model directory')
+      throw new InvalidRequestError('id: expected a model id or a local model directory')
     }
     const timeoutMs = checkMs('timeoutMs', options.timeoutMs)
     if (options.signal?.aborted) throw new AbortError('loadModel was aborted before it started')
@@ -220,18 +221,18 @@ export class Engine {
    */
   async managementCommand(command: ManagementCommand, options: { timeoutMs?: number } = {}): Promise<ManagementReply> {
     if (command === null || typeof command !== 'object' || typeof command.type !== 'string' || command.type.length === 0) {
-      throw new InvalidRequestError('INVALID_REQUEST', "command.type: expected the command name, e.g. { type: 'ping' }")
+      throw new InvalidRequestError("command.type: expected the command name, e.g. { type: 'ping' }")
     }
     const timeoutMs = checkMs('timeoutMs', options.timeoutMs)
     const n = this.#native
-    const reply = await native(() => n.managementCommand(JSON.stringify(command), timeoutMs))
+    const reply = await native(() => n.managementCommand(requestJson(command, { root: 'command' }), timeoutMs))
     return JSON.parse(reply) as ManagementReply
   }
 
   /** A client for chat requests over this engine's connection. */
   client(): Client {
     if (this.closed) {
-      throw new EngineDiedError('ENGINE_DIED', 'this Engine was closed; call Engine.start() for a new one')
+      throw new EngineDiedError('this Engine was closed; call Engine.start() for a new one')
     }
     return new Client(this.#native, (model) => registry.nativeId(model) ?? model)
   }

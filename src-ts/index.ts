@@ -13,6 +13,7 @@ export {
   AbortError,
   AuthenticationError,
   ChecksumError,
+  DeltasLostError,
   DownloadError,
   EngineDiedError,
   EngineError,
@@ -30,7 +31,7 @@ export {
   TimeoutError,
   TransportError,
 } from './errors'
-export type { OrchardErrorCode } from './errors'
+export type { OrchardErrorCode, OrchardErrorOptions } from './errors'
 export type * from './types'
 export type { DownloadProgress, InstallOptions, InstallResult, ManagementCommand, ManagementReply, ModelLoadState, ModelStatus } from './engine'
 export * as models from './models'

@@ -33,13 +33,11 @@ function requireAddon(platform: string): NativeBinding {
   } catch {
     if (!isPrebuilt(platform)) {
       throw new NativeLoadError(
-        'NATIVE_LOAD',
         `orchard-ts has no prebuilt native addon for ${platform} (prebuilt: ${PREBUILT_PLATFORMS.join(', ')}).\n` +
           `Fix: ${BUILD_FROM_SOURCE}.`,
       )
     }
     throw new NativeLoadError(
-      'NATIVE_LOAD',
       `orchard-ts cannot find its native addon for ${platform}: the package ${pkg} is not installed ` +
         `(npm installs it as an optional dependency; it is skipped with --omit=optional or a lockfile made on another platform).\n` +
         `Fix: npm install ${pkg}@${packageVersion()}`,
@@ -47,7 +45,6 @@ function requireAddon(platform: string): NativeBinding {
   }
   if (found !== packageVersion()) {
     throw new NativeLoadError(
-      'NATIVE_LOAD',
       `orchard-ts ${packageVersion()} found ${pkg} ${found}; the two must have the same version.\n` +
         `Fix: npm install ${pkg}@${packageVersion()}`,
     )
@@ -64,7 +61,6 @@ function load(): NativeBinding {
     if (e instanceof NativeLoadError) throw e
     // The file is there but the OS refused it (an older glibc, a damaged download, ...).
     throw new NativeLoadError(
-      'NATIVE_LOAD',
       `orchard-ts could not load its native addon for ${platform}: ${firstLine(e)}\n` +
         `Fix: reinstall orchard-ts (npm install ${platformPackageName(platform)}@${packageVersion()}), or ${BUILD_FROM_SOURCE}.`,
       process.env.ORCHARD_DEBUG ? { cause: e } : undefined,

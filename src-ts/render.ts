@@ -1,6 +1,7 @@
 /** Prompt rendering without an engine. */
 
 import { nativeSync } from './errors'
+import { requestJson } from './json'
 import { addon, modelSpecsDir } from './native'
 import type { ChatMessage, FunctionTool } from './types'
 
@@ -21,5 +22,5 @@ export interface RenderedPrompt {
 
 /** Render the exact prompt text the engine would receive for `input`. */
 export function renderChat(input: RenderInput): RenderedPrompt {
-  return nativeSync(() => addon().renderChat(JSON.stringify(input), modelSpecsDir()))
+  return nativeSync(() => addon().renderChat(requestJson(input), modelSpecsDir()))
 }

@@ -104,8 +104,8 @@ export interface ResponsesRequest {
   /** Emit a `response.output_token` event per generated token. */
   stream_tokens?: boolean
   signal?: AbortSignal
-  /** See `ChatOptions.stallTimeout`. */
-  stallTimeout?: number
+  /** See `ChatOptions.stallTimeoutMs`. */
+  stallTimeoutMs?: number
 }
 
 export interface OutputText {

@@ -62,7 +62,7 @@ const REQUEST_KEYS = new Set([
   'metadata',
   'stream_tokens',
   'signal',
-  'stallTimeout',
+  'stallTimeoutMs',
   'stream',
   'model',
   'store',
@@ -73,7 +73,7 @@ const REQUEST_KEYS = new Set([
   'user',
 ])
 
-const invalid = (message: string) => new InvalidRequestError('INVALID_REQUEST', message)
+const invalid = (message: string) => new InvalidRequestError(message)
 const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`
 
 function isStandardSchema(s: unknown): s is StandardSchemaLike {
@@ -110,7 +110,7 @@ function toMessages(request: ResponsesRequest): ChatMessage[] {
       const m = item as { role?: unknown; content?: unknown }
       if (typeof m.role !== 'string') throw invalid(`${at}.role: expected user, assistant, system or developer`)
       if (typeof m.content !== 'string' && !Array.isArray(m.content)) throw invalid(`${at}.content: expected a string or content parts`)
-      messages.push({ role: m.role, content: m.content as string | ContentPart[] })
+      messages.push({ role: m.role as ChatMessage['role'], content: m.content as string | ContentPart[] })
     } else if (type === 'function_call') {
       const c = item as { call_id?: unknown; name?: unknown; arguments?: unknown }
       if (typeof c.name !== 'string' || c.name.length === 0) throw invalid(`${at}.name: expected the function's name`)
@@ -194,7 +194,7 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
   if (request.instructions !== undefined) options.instructions = request.instructions
   if (request.task !== undefined) options.task = request.task
   if (request.signal !== undefined) options.signal = request.signal
-  if (request.stallTimeout !== undefined) options.stallTimeout = request.stallTimeout
+  if (request.stallTimeoutMs !== undefined) options.stallTimeoutMs = request.stallTimeoutMs
 
   let effort: ReasoningEffort | null = null
   const r = request.reasoning
@@ -532,7 +532,7 @@ export class ResponseStream implements AsyncIterable<ResponseStreamEvent>, Promi
   }
 
   [Symbol.asyncIterator](): AsyncIterator<ResponseStreamEvent> {
-    if (this.#started) throw new OrchardError('INVALID_REQUEST', 'a ResponseStream can be consumed only once (iterate it or await it, not both)')
+    if (this.#started) throw new InvalidRequestError('a ResponseStream can be consumed only once (iterate it or await it, not both)')
     this.#started = true
     return this.#events()
   }

@@ -1,133 +1,104 @@
 /**
- * A small JSON Schema checker: enough to refuse a malformed schema before a request is sent,
- * and to check structured output against the subset engines enforce (types, properties,
- * required, additionalProperties, items, enum, const, anyOf/oneOf/allOf, $defs references).
+ * JSON Schema (draft 2020-12, and draft-07 schemas that declare it) through ajv: refuse a
+ * malformed schema before a request is sent, and check structured output against the whole
+ * schema (`pattern` and `format` included).
  */
 
+import Ajv2020, { type AnySchemaObject, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020'
+import addFormats from 'ajv-formats'
+
 import { InvalidRequestError } from './errors'
+import { requestJson } from './json'
 
-const TYPES = new Set(['object', 'array', 'string', 'number', 'integer', 'boolean', 'null'])
+// Unknown keywords and formats are allowed (schemas carry vendor keywords); they are not checked.
+const ajv = new Ajv2020({ allErrors: true, strict: false, logger: false })
+ajv.addMetaSchema(require('ajv/dist/refs/json-schema-draft-07.json') as AnySchemaObject)
+addFormats(ajv)
 
-const fail = (path: string, what: string) => new InvalidRequestError('INVALID_REQUEST', `${path}: ${what}`)
+/** Compiled validators by schema text, most recently used last. */
+const compiled = new Map<string, ValidateFunction>()
+const MAX_COMPILED = 256
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
+/** `/a/0/b` (a JSON pointer) as `a[0].b`, appended to `base`. */
+function pathOf(base: string, pointer: string): string {
+  if (pointer === '') return base
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((at, part) => (/^\d+$/.test(part) ? `${at}[${part}]` : `${at}.${part}`), base)
 }
 
-/** Throw an InvalidRequestError naming the first malformed part of `schema`. */
+function describe(base: string, e: ErrorObject): string {
+  const at = pathOf(base, e.instancePath)
+  if (e.keyword === 'required') return `${at}.${String(e.params.missingProperty)}: required`
+  if (e.keyword === 'additionalProperties') return `${at}.${String(e.params.additionalProperty)}: not an allowed property`
+  return `${at}: ${e.message ?? e.keyword}`
+}
+
+function validatorFor(schema: Record<string, unknown> | boolean, path: string): ValidateFunction {
+  const text = requestJson(schema, { root: path })
+  const cached = compiled.get(text)
+  if (cached) {
+    compiled.delete(text)
+    compiled.set(text, cached)
+    return cached
+  }
+  let validate: ValidateFunction
+  try {
+    if (!ajv.validateSchema(schema)) {
+      const first = ajv.errors?.[0]
+      throw new InvalidRequestError(first ? describe(path, first) : `${path}: not a valid JSON Schema`)
+    }
+    validate = ajv.compile(schema)
+  } catch (e) {
+    // An unknown `$schema` dialect, a `$ref` that resolves nowhere, a bad regular expression.
+    throw e instanceof InvalidRequestError ? e : new InvalidRequestError(`${path}: ${(e as Error).message}`, { cause: e })
+  } finally {
+    // The cache above owns compiled schemas; ajv's own would keep every schema ever seen.
+    if (typeof schema === 'object') ajv.removeSchema(schema)
+  }
+  compiled.set(text, validate)
+  if (compiled.size > MAX_COMPILED) compiled.delete(compiled.keys().next().value as string)
+  return validate
+}
+
+/** Keywords whose values are data, not subschemas. */
+const DATA_KEYWORDS = new Set(['const', 'enum', 'default', 'examples'])
+
+/**
+ * A `required` naming a property its own `properties` does not declare: valid JSON Schema
+ * (ajv's strictRequired also refuses the `anyOf: [{ required }]` idiom), but with
+ * `additionalProperties: false` nothing can match it, and otherwise it is a typo.
+ */
+function checkRequiredDeclared(node: unknown, path: string): void {
+  if (typeof node !== 'object' || node === null) return
+  if (Array.isArray(node)) {
+    node.forEach((item, i) => {
+      checkRequiredDeclared(item, `${path}[${i}]`)
+    })
+    return
+  }
+  const { properties, required } = node as Record<string, unknown>
+  if (Array.isArray(required) && typeof properties === 'object' && properties !== null) {
+    const missing = required.find((r) => typeof r === 'string' && !Object.hasOwn(properties, r))
+    if (missing !== undefined) throw new InvalidRequestError(`${path}.required: '${String(missing)}' is not among the properties`)
+  }
+  for (const [key, value] of Object.entries(node)) if (!DATA_KEYWORDS.has(key)) checkRequiredDeclared(value, `${path}.${key}`)
+}
+
+/** Throw an InvalidRequestError naming the first malformed part of `schema` (at `path`). */
 export function checkJsonSchema(schema: unknown, path: string): void {
-  if (typeof schema === 'boolean') return
-  if (!isObject(schema)) throw fail(path, 'expected a JSON Schema object')
-  const type = schema.type
-  if (type !== undefined) {
-    const types = Array.isArray(type) ? type : [type]
-    if (types.length === 0) throw fail(`${path}.type`, 'an empty list of types')
-    for (const t of types) if (typeof t !== 'string' || !TYPES.has(t)) throw fail(`${path}.type`, `'${String(t)}' is not a JSON Schema type`)
+  if (typeof schema !== 'boolean' && (typeof schema !== 'object' || schema === null || Array.isArray(schema))) {
+    throw new InvalidRequestError(`${path}: expected a JSON Schema object`)
   }
-  if (schema.properties !== undefined) {
-    if (!isObject(schema.properties)) throw fail(`${path}.properties`, 'expected an object of property schemas')
-    for (const [k, v] of Object.entries(schema.properties)) checkJsonSchema(v, `${path}.properties.${k}`)
-  }
-  if (schema.required !== undefined) {
-    if (!Array.isArray(schema.required) || schema.required.some((r) => typeof r !== 'string')) throw fail(`${path}.required`, 'expected an array of property names')
-    if (isObject(schema.properties)) {
-      for (const r of schema.required as string[]) {
-        if (!(r in schema.properties)) throw fail(`${path}.required`, `'${r}' is not among the properties`)
-      }
-    }
-  }
-  if (schema.additionalProperties !== undefined && typeof schema.additionalProperties !== 'boolean') {
-    checkJsonSchema(schema.additionalProperties, `${path}.additionalProperties`)
-  }
-  if (schema.items !== undefined) checkJsonSchema(schema.items, `${path}.items`)
-  if (schema.enum !== undefined && (!Array.isArray(schema.enum) || schema.enum.length === 0)) throw fail(`${path}.enum`, 'expected a non-empty array')
-  for (const key of ['anyOf', 'oneOf', 'allOf'] as const) {
-    const list = schema[key]
-    if (list === undefined) continue
-    if (!Array.isArray(list) || list.length === 0) throw fail(`${path}.${key}`, 'expected a non-empty array of schemas')
-    list.forEach((s, i) => checkJsonSchema(s, `${path}.${key}[${i}]`))
-  }
-  for (const key of ['$defs', 'definitions'] as const) {
-    const defs = schema[key]
-    if (defs === undefined) continue
-    if (!isObject(defs)) throw fail(`${path}.${key}`, 'expected an object of schemas')
-    for (const [k, v] of Object.entries(defs)) checkJsonSchema(v, `${path}.${key}.${k}`)
-  }
-  for (const key of ['minimum', 'maximum', 'minLength', 'maxLength', 'minItems', 'maxItems'] as const) {
-    if (schema[key] !== undefined && typeof schema[key] !== 'number') throw fail(`${path}.${key}`, 'expected a number')
-  }
+  validatorFor(schema as Record<string, unknown> | boolean, path)
+  checkRequiredDeclared(schema, path)
 }
 
-function typeOf(v: unknown): string {
-  if (v === null) return 'null'
-  if (Array.isArray(v)) return 'array'
-  if (typeof v === 'number') return Number.isInteger(v) ? 'integer' : 'number'
-  return typeof v
-}
-
-function resolve(root: Record<string, unknown>, ref: string): unknown {
-  if (!ref.startsWith('#/')) return undefined
-  let node: unknown = root
-  for (const part of ref.slice(2).split('/')) {
-    if (!isObject(node)) return undefined
-    node = node[part.replace(/~1/g, '/').replace(/~0/g, '~')]
-  }
-  return node
-}
-
-/** Where `value` breaks `schema` (empty when it conforms). */
-export function validateJson(schema: Record<string, unknown>, value: unknown): string[] {
-  const issues: string[] = []
-  const visit = (s: unknown, v: unknown, at: string, depth: number): void => {
-    if (depth > 64 || s === true || s === undefined) return
-    if (s === false) return void issues.push(`${at}: not allowed`)
-    if (!isObject(s)) return
-    if (typeof s.$ref === 'string') return visit(resolve(schema, s.$ref), v, at, depth + 1)
-    if (s.type !== undefined) {
-      const types = Array.isArray(s.type) ? (s.type as string[]) : [s.type as string]
-      const actual = typeOf(v)
-      if (!types.some((t) => t === actual || (t === 'number' && actual === 'integer'))) issues.push(`${at}: expected ${types.join(' or ')}, got ${actual}`)
-    }
-    if (Array.isArray(s.enum) && !s.enum.some((e) => JSON.stringify(e) === JSON.stringify(v))) issues.push(`${at}: not one of ${JSON.stringify(s.enum)}`)
-    if ('const' in s && JSON.stringify(s.const) !== JSON.stringify(v)) issues.push(`${at}: expected ${JSON.stringify(s.const)}`)
-    if (isObject(v)) {
-      const props = isObject(s.properties) ? s.properties : {}
-      if (Array.isArray(s.required)) for (const r of s.required as string[]) if (!(r in v)) issues.push(`${at}.${r}: required`)
-      for (const [k, item] of Object.entries(v)) {
-        if (k in props) visit(props[k], item, `${at}.${k}`, depth + 1)
-        else if (s.additionalProperties === false) issues.push(`${at}.${k}: not an allowed property`)
-        else if (isObject(s.additionalProperties)) visit(s.additionalProperties, item, `${at}.${k}`, depth + 1)
-      }
-    }
-    if (Array.isArray(v)) {
-      v.forEach((item, i) => visit(s.items, item, `${at}[${i}]`, depth + 1))
-      if (typeof s.minItems === 'number' && v.length < s.minItems) issues.push(`${at}: fewer than ${s.minItems} items`)
-      if (typeof s.maxItems === 'number' && v.length > s.maxItems) issues.push(`${at}: more than ${s.maxItems} items`)
-    }
-    if (typeof v === 'string') {
-      if (typeof s.minLength === 'number' && v.length < s.minLength) issues.push(`${at}: shorter than ${s.minLength}`)
-      if (typeof s.maxLength === 'number' && v.length > s.maxLength) issues.push(`${at}: longer than ${s.maxLength}`)
-    }
-    if (typeof v === 'number') {
-      if (typeof s.minimum === 'number' && v < s.minimum) issues.push(`${at}: below ${s.minimum}`)
-      if (typeof s.maximum === 'number' && v > s.maximum) issues.push(`${at}: above ${s.maximum}`)
-    }
-    if (Array.isArray(s.allOf)) for (const sub of s.allOf) visit(sub, v, at, depth + 1)
-    for (const key of ['anyOf', 'oneOf'] as const) {
-      const list = s[key]
-      if (!Array.isArray(list)) continue
-      const before = issues.length
-      const matches = list.filter((sub) => {
-        const mark = issues.length
-        visit(sub, v, at, depth + 1)
-        const ok = issues.length === mark
-        issues.length = mark
-        return ok
-      }).length
-      issues.length = before
-      if (key === 'anyOf' ? matches === 0 : matches !== 1) issues.push(`${at}: matches ${matches} of the ${key} schemas`)
-    }
-  }
-  visit(schema, value, '$', 0)
-  return issues
+/** Where `value` breaks `schema`, each issue naming its path from `$` (empty when it conforms). */
+export function validateJson(schema: Record<string, unknown> | boolean, value: unknown): string[] {
+  const validate = validatorFor(schema, 'schema')
+  if (validate(value)) return []
+  return (validate.errors ?? []).map((e) => describe('$', e))
 }

@@ -1,7 +1,7 @@
 /** ChatStream: an awaitable, once-iterable stream of deltas for one request. */
 
 import { Aggregator } from './aggregate'
-import { AbortError, EngineError, OrchardError, TimeoutError, fromNative } from './errors'
+import { AbortError, EngineError, InvalidRequestError, TimeoutError, fromNative } from './errors'
 import type { ChatDelta, ChatResult } from './types'
 
 import type { NativeChat } from '../index'
@@ -12,7 +12,7 @@ type Outcome<R> = { ok: true; value: R } | { ok: false; error: unknown }
 export interface StreamOptions<R> {
   signal?: AbortSignal | undefined
   /** Milliseconds of silence from a live engine before the request fails. */
-  stallTimeout?: number | undefined
+  stallTimeoutMs?: number | undefined
   /** The result, from the aggregated deltas. */
   finish: (aggregate: Aggregator) => R
 }
@@ -58,7 +58,7 @@ function abortFromSignal(signal: AbortSignal | undefined): AbortError {
 export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> {
   readonly #handle: Promise<NativeChat>
   readonly #signal: AbortSignal | undefined
-  readonly #stallTimeout: number | undefined
+  readonly #stallTimeoutMs: number | undefined
   readonly #finish: (aggregate: Aggregator) => R
   readonly #aggregate = new Aggregator()
   #started = false
@@ -72,7 +72,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
   constructor(handle: Promise<NativeChat>, options: StreamOptions<R>) {
     this.#handle = handle
     this.#signal = options.signal
-    this.#stallTimeout = options.stallTimeout
+    this.#stallTimeoutMs = options.stallTimeoutMs
     this.#finish = options.finish
     // A stream nobody consumes must not surface as an unhandled rejection.
     handle.catch(() => undefined)
@@ -82,7 +82,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
 
   [Symbol.asyncIterator](): AsyncIterator<ChatDelta> {
     if (this.#started) {
-      throw new OrchardError('INVALID_REQUEST', 'a ChatStream can be consumed only once (iterate it or await it, not both)')
+      throw new InvalidRequestError('a ChatStream can be consumed only once (iterate it or await it, not both)')
     }
     this.#started = true
     return this.#iterate()
@@ -104,7 +104,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
       for (;;) {
         let batch: string | null
         try {
-          batch = this.#stallTimeout === undefined ? await native.next() : await this.#nextWithin(native, this.#stallTimeout)
+          batch = this.#stallTimeoutMs === undefined ? await native.next() : await this.#nextWithin(native, this.#stallTimeoutMs)
         } catch (e) {
           if (e instanceof TimeoutError) throw e
           if (signal?.aborted || this.#cancelled) throw abortFromSignal(signal)
@@ -114,7 +114,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
         // The native side writes the public ChatDelta shape; one parse per batch.
         for (const delta of JSON.parse(batch) as ChatDelta[]) {
           if (delta.finishReason === 'error' || (delta.isFinal && delta.errorMessage != null)) {
-            throw new EngineError('ENGINE', delta.errorMessage ?? 'the engine reported an error')
+            throw new EngineError(delta.errorMessage ?? 'the engine reported an error')
           }
           // A plain loop: `yield*` over an array costs an extra promise per delta here.
           for (const ready of this.#aggregate.add(delta)) yield ready
@@ -145,7 +145,7 @@ export class DeltaStream<R> implements AsyncIterable<ChatDelta>, PromiseLike<R> 
         next.catch(() => undefined)
         this.#cancelled = true
         cancelNative(native)
-        reject(new TimeoutError('TIMEOUT', `stallTimeout: the engine sent nothing for ${ms} ms; the request was cancelled`))
+        reject(new TimeoutError(`stallTimeoutMs: the engine sent nothing for ${ms} ms; the request was cancelled`))
       }, ms)
     })
     try {

@@ -54,13 +54,11 @@ export function emulatorPath(): string {
   if (bundled !== undefined && executable(bundled)) return bundled
   if (!isPrebuilt(platform)) {
     throw new EngineNotFoundError(
-      'ENGINE_NOT_FOUND',
       `pie-emulator is not prebuilt for ${platform}; build it from an orchard-ts checkout with \`npm run build:emulator\` ` +
         `and pass its path (target/release/${EMULATOR_BINARY}) as the binary option.`,
     )
   }
   throw new EngineNotFoundError(
-    'ENGINE_NOT_FOUND',
     bundled !== undefined && existsSync(bundled)
       ? `${bundled} is not executable; reinstall ${pkg}@${packageVersion()}.`
       : `pie-emulator comes with the package ${pkg}, which is not installed; run \`npm install ${pkg}@${packageVersion()}\`.`,
@@ -81,7 +79,7 @@ export interface TestModelOptions {
 export async function createTestModel(options: TestModelOptions = {}): Promise<string> {
   const family = options.family ?? 'llama3'
   if (typeof family !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(family)) {
-    throw new InvalidRequestError('INVALID_REQUEST', `family: expected a model-specs family name such as 'llama3', got ${JSON.stringify(family)}`)
+    throw new InvalidRequestError(`family: expected a model-specs family name such as 'llama3', got ${JSON.stringify(family)}`)
   }
   const dir = options.dir ?? path.join(await mkdtemp(path.join(os.tmpdir(), 'orchard-model-')), family)
   await mkdir(dir, { recursive: true })

@@ -1,6 +1,14 @@
 /** Public data types of the chat API. */
 
+/** Who speaks a message (case-insensitive; `developer` is a system message). */
 export type Role = 'system' | 'developer' | 'user' | 'assistant' | 'tool'
+
+/**
+ * Why a sequence ended: `stop` (an end-of-turn token or stop string), `length` (`maxTokens`),
+ * `cancelled` (cancelled or aborted). Open-ended: the engine reports its own reasons as it
+ * names them (lower-cased), and may add more.
+ */
+export type FinishReason = 'stop' | 'length' | 'cancelled' | (string & {})
 
 export interface TextPart {
   type: 'text'
@@ -21,7 +29,7 @@ export interface ToolCall {
 }
 
 export interface ChatMessage {
-  role: Role | (string & {})
+  role: Role
   content?: string | ContentPart[] | null
   name?: string
   tool_calls?: ToolCall[]
@@ -99,7 +107,7 @@ export interface ChatOptions {
    * Fail with a `TimeoutError` (and cancel the request) when the engine, although alive,
    * sends nothing for this many milliseconds. There is no default generation timeout.
    */
-  stallTimeout?: number
+  stallTimeoutMs?: number
 }
 
 export type ReasoningEffort = 'minimal' | 'low' | 'medium' | 'high'
@@ -153,8 +161,8 @@ export interface ChatDelta {
   /** With `topLogprobs` > 0: each token of this delta with its log-probability. */
   logprobs?: TokenLogprob[]
   cumulativeLogprob?: number
-  /** Set on the final delta of a sequence: `stop`, `length`, `cancelled`, ... */
-  finishReason?: string
+  /** Set on the final delta of a sequence. */
+  finishReason?: FinishReason
   /** The last delta of its sequence. */
   isFinal: boolean
   matchedStopTokenId?: number
@@ -224,7 +232,7 @@ export interface ChatChoice {
   /** The reasoning text, or null when the model did not reason. */
   reasoning: string | null
   toolCalls: ToolCallResult[]
-  finishReason: string | null
+  finishReason: FinishReason | null
   tokens: number[]
   cumulativeLogprob: number | null
   /** Every generated token with its log-probability, when `topLogprobs` was set. */
@@ -239,7 +247,7 @@ export interface ChatResult {
   /** The first choice's tool calls. */
   toolCalls: ToolCallResult[]
   /** The first choice's finish reason. */
-  finishReason: string | null
+  finishReason: FinishReason | null
   /** Counts every generated sequence, including candidates that were not kept. */
   usage: Usage
   /** The kept candidates, best first when more were generated than kept. */

@@ -1,6 +1,7 @@
 /** Low-level access to the PIE wire codec (for tools, tests and protocol work). */
 
 import { nativeSync } from './errors'
+import { requestJson } from './json'
 import { addon, modelSpecsDir } from './native'
 import type { ChatDelta, ChatMessage, ChatOptions } from './types'
 
@@ -55,35 +56,16 @@ export type WireMessage =
   | { kind: 'delta'; channel: bigint; delta: ChatDelta }
   | { kind: 'event'; name: string; payload: unknown }
 
-/** Whether `v` holds a byte array or a bigint anywhere (they need the slower replacer). */
-function needsReplacer(v: unknown, depth = 0): boolean {
-  if (typeof v === 'bigint') return true
-  if (v === null || typeof v !== 'object') return false
-  if (v instanceof Uint8Array || depth > 64) return true
-  if (Array.isArray(v)) {
-    for (const item of v) if (needsReplacer(item, depth + 1)) return true
-    return false
-  }
-  for (const key in v) if (needsReplacer((v as Record<string, unknown>)[key], depth + 1)) return true
-  return false
-}
-
-function toJson(input: WireRequest): string {
-  if (!needsReplacer(input)) return JSON.stringify(input)
-  return JSON.stringify(input, function (this: Record<string, unknown>, key: string, value: unknown) {
-    const original = this[key]
-    if (original instanceof Uint8Array) {
-      return Buffer.from(original.buffer, original.byteOffset, original.byteLength).toString('base64')
-    }
-    // Ids above 2^53 travel as decimal text; the codec reads them back as u64.
-    if (typeof value === 'bigint') return value.toString()
-    return value
-  })
+/** Bytes travel as base64; ids above 2^53 as decimal text (the codec reads them back as u64). */
+function wireValue(original: unknown, value: unknown): unknown {
+  if (original instanceof Uint8Array) return Buffer.from(original.buffer, original.byteOffset, original.byteLength).toString('base64')
+  if (typeof value === 'bigint') return value.toString()
+  return undefined
 }
 
 /** Build the request frame (`u32 LE length | JSON | aligned blobs`) the engine reads. */
 export function encodeRequest(input: WireRequest): Buffer {
-  return nativeSync(() => addon().encodeRequest(toJson(input)))
+  return nativeSync(() => addon().encodeRequest(requestJson(input, { convert: wireValue })))
 }
 
 /**
@@ -117,6 +99,11 @@ export function buildChatFrame(input: {
   options?: Omit<ChatOptions, 'signal'>
 }): Buffer {
   return nativeSync(() =>
-    addon().buildChatFrame(JSON.stringify(input.config), JSON.stringify(input.messages), JSON.stringify(input.options ?? {}), modelSpecsDir()),
+    addon().buildChatFrame(
+      requestJson(input.config, { root: 'config' }),
+      requestJson(input.messages, { root: 'messages' }),
+      requestJson(input.options ?? {}),
+      modelSpecsDir(),
+    ),
   )
 }

@@ -54,7 +54,7 @@ export interface OrchardLanguageModelOptions {
   minToolCalls?: number
   maxToolCalls?: number
   /** Milliseconds of silence from a live engine before the call fails with `TimeoutError`. */
-  stallTimeout?: number
+  stallTimeoutMs?: number
 }
 
 type OptionKind = 'number' | 'boolean' | 'bias' | 'reasoning'
@@ -69,7 +69,7 @@ const PROVIDER_OPTIONS: Record<keyof OrchardLanguageModelOptions, OptionKind> = 
   prefixCache: 'boolean',
   minToolCalls: 'number',
   maxToolCalls: 'number',
-  stallTimeout: 'number',
+  stallTimeoutMs: 'number',
 }
 const EFFORTS: readonly ReasoningEffort[] = ['minimal', 'low', 'medium', 'high']
 
@@ -138,7 +138,7 @@ export function prepareCall(call: LanguageModelV4CallOptions): PreparedCall {
   set('prefixCache', orchard.prefixCache)
   set('minToolCalls', orchard.minToolCalls)
   set('maxToolCalls', orchard.maxToolCalls)
-  set('stallTimeout', orchard.stallTimeout)
+  set('stallTimeoutMs', orchard.stallTimeoutMs)
 
   const format = call.responseFormat
   if (format?.type === 'json') {

@@ -44,7 +44,7 @@ export function netError(url: string, e: unknown, signal?: AbortSignal): Orchard
   if (signal?.aborted) return new AbortError(`download of ${url} was aborted`, { cause: e })
   const cause = (e as { cause?: { message?: string } })?.cause?.message
   const msg = (e as Error)?.message ?? String(e)
-  return new DownloadError('DOWNLOAD', `GET ${url} failed: ${msg}${cause ? ` (${cause})` : ''}`, { cause: e })
+  return new DownloadError(`GET ${url} failed: ${msg}${cause ? ` (${cause})` : ''}`, { cause: e })
 }
 
 export async function httpFetch(
@@ -123,7 +123,7 @@ export async function downloadTo(url: string, dest: string, options: DownloadToO
   }
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined)
-    throw options.onHttpError?.(res) ?? withStatus(new DownloadError('DOWNLOAD', `GET ${url}: HTTP ${res.status} ${res.statusText}`), res.status)
+    throw options.onHttpError?.(res) ?? withStatus(new DownloadError(`GET ${url}: HTTP ${res.status} ${res.statusText}`), res.status)
   }
   let append = false
   let total: number | null = null
@@ -132,7 +132,7 @@ export async function downloadTo(url: string, dest: string, options: DownloadToO
     const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '')
     if (!m || Number(m[1]) !== start) {
       await res.body?.cancel().catch(() => undefined)
-      throw new DownloadError('DOWNLOAD', `GET ${url}: the server answered the range request with Content-Range '${res.headers.get('content-range') ?? ''}'`)
+      throw new DownloadError(`GET ${url}: the server answered the range request with Content-Range '${res.headers.get('content-range') ?? ''}'`)
     }
     append = true
     total = m[3] === '*' ? (length ? start + Number(length) : null) : Number(m[3])
@@ -146,7 +146,7 @@ export async function downloadTo(url: string, dest: string, options: DownloadToO
   const fh = await fs.open(dest, append ? 'a' : 'w')
   let received = start
   try {
-    if (!res.body) throw new DownloadError('DOWNLOAD', `GET ${url}: empty response`)
+    if (!res.body) throw new DownloadError(`GET ${url}: empty response`)
     options.onBytes?.(received, total)
     try {
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -159,7 +159,7 @@ export async function downloadTo(url: string, dest: string, options: DownloadToO
       throw netError(url, e, options.signal)
     }
     if (total !== null && received !== total) {
-      throw new DownloadError('DOWNLOAD', `GET ${url}: transfer ended after ${received} of ${total} bytes`)
+      throw new DownloadError(`GET ${url}: transfer ended after ${received} of ${total} bytes`)
     }
   } finally {
     await fh.close()

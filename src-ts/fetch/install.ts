@@ -108,17 +108,17 @@ export async function fetchManifest(options: { channel?: string; manifestUrl?: s
   const res = await httpFetch(url, { signal, headers: { accept: 'application/json' } })
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined)
-    throw withStatus(new DownloadError('DOWNLOAD', `engine manifest ${url}: HTTP ${res.status} ${res.statusText}`), res.status)
+    throw withStatus(new DownloadError(`engine manifest ${url}: HTTP ${res.status} ${res.statusText}`), res.status)
   }
   let body: unknown
   try {
     body = await res.json()
   } catch (e) {
-    throw new DownloadError('DOWNLOAD', `engine manifest ${url}: not JSON`, { cause: e })
+    throw new DownloadError(`engine manifest ${url}: not JSON`, { cause: e })
   }
   const m = body as Partial<Manifest>
   if (!m || typeof m.latest !== 'string' || typeof m.versions !== 'object' || m.versions === null) {
-    throw new DownloadError('DOWNLOAD', `engine manifest ${url}: expected {latest, versions}`)
+    throw new DownloadError(`engine manifest ${url}: expected {latest, versions}`)
   }
   return m as Manifest
 }
@@ -133,7 +133,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/i
 function versionDirName(version: string, channel: string): string {
   const safe = version.replace(/[^A-Za-z0-9._+-]/g, '_')
   if (!/^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/.test(safe) || safe.startsWith('.staging-')) {
-    throw new DownloadError('DOWNLOAD', `the ${channel} manifest names an unusable version ${JSON.stringify(version.slice(0, 80))}; nothing was installed`)
+    throw new DownloadError(`the ${channel} manifest names an unusable version ${JSON.stringify(version.slice(0, 80))}; nothing was installed`)
   }
   return safe
 }
@@ -192,7 +192,7 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     const entry = manifest.versions[version]
     if (!entry || typeof entry.url !== 'string') {
       const { os: platform, arch } = platformQuery()
-      throw new DownloadError('DOWNLOAD', `the ${channel} manifest has no download for version '${version}' (${platform}/${arch})`)
+      throw new DownloadError(`the ${channel} manifest has no download for version '${version}' (${platform}/${arch})`)
     }
     if (current === version && !options.reinstall) {
       return { version, path: installedBinary(home), home, installed: false }
@@ -201,7 +201,7 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     const url = new URL(entry.url, `${manifestBase(options.manifestUrl)}/`).toString()
     if (typeof entry.sha256 !== 'string' || !SHA256_HEX.test(entry.sha256)) {
       const got = entry.sha256 === undefined ? 'no sha256' : `an invalid sha256 ${JSON.stringify(String(entry.sha256).slice(0, 80))}`
-      throw new ChecksumError('CHECKSUM', `the ${channel} manifest gives ${got} for engine ${version} (${url}); an unverified download is never installed; nothing was installed`)
+      throw new ChecksumError(`the ${channel} manifest gives ${got} for engine ${version} (${url}); an unverified download is never installed; nothing was installed`)
     }
     const want = entry.sha256.toLowerCase()
 
@@ -220,7 +220,7 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
       }
     })
     if (digest !== want) {
-      throw new ChecksumError('CHECKSUM', `engine ${version} from ${url}: sha256 ${digest ?? '?'} does not match the manifest's ${want}; nothing was installed`)
+      throw new ChecksumError(`engine ${version} from ${url}: sha256 ${digest ?? '?'} does not match the manifest's ${want}; nothing was installed`)
     }
 
     // Extract into a private staging directory and check it; only that directory is published.
@@ -229,13 +229,13 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     try {
       await extractTarGz(download, staging)
     } catch (e) {
-      if (e instanceof DownloadError) throw new DownloadError('DOWNLOAD', `engine ${version} from ${url}: ${e.message}; nothing was installed`, { cause: e })
+      if (e instanceof DownloadError) throw new DownloadError(`engine ${version} from ${url}: ${e.message}; nothing was installed`, { cause: e })
       throw e
     }
     const bin = path.join(staging, 'bin', ENGINE_BINARY_NAME)
     const st = await fs.lstat(bin).catch(() => null)
     if (!st || !st.isFile()) {
-      throw new DownloadError('DOWNLOAD', `engine ${version} from ${url}: the archive has no bin/${ENGINE_BINARY_NAME}; nothing was installed`)
+      throw new DownloadError(`engine ${version} from ${url}: the archive has no bin/${ENGINE_BINARY_NAME}; nothing was installed`)
     }
     await fs.chmod(bin, 0o755)
 
@@ -249,7 +249,7 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
       const what = await homeEntry(at, name)
       if (what !== 'foreign') publish.push(name)
       else if (name === 'bin') {
-        throw new DownloadError('DOWNLOAD', `${at} exists and is not a link the engine installer made; move it away and install again; nothing was installed`)
+        throw new DownloadError(`${at} exists and is not a link the engine installer made; move it away and install again; nothing was installed`)
       }
     }
     checkAbort(options.signal)
@@ -276,7 +276,7 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     return { version, path: installedBinary(home), home, installed: true }
   } catch (e) {
     if (e instanceof OrchardError) throw e
-    throw new DownloadError('DOWNLOAD', `engine install failed: ${(e as Error).message}`, { cause: e })
+    throw new DownloadError(`engine install failed: ${(e as Error).message}`, { cause: e })
   } finally {
     await fs.rm(download, { force: true }).catch(() => undefined)
     if (staging) await fs.rm(staging, { recursive: true, force: true }).catch(() => undefined)

@@ -101,7 +101,7 @@ export async function acquireLock(file: string, options: LockOptions): Promise<H
         }
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code
-        if (code !== 'EEXIST') throw new IoError('IO', `cannot create lock ${file}: ${(e as Error).message}`, { cause: e })
+        if (code !== 'EEXIST') throw new IoError(`cannot create lock ${file}: ${(e as Error).message}`, { cause: e })
       }
       const stale = await isStale(file)
       if (stale?.stale) {
@@ -118,7 +118,7 @@ export async function acquireLock(file: string, options: LockOptions): Promise<H
         continue
       }
       if (Date.now() >= deadline) {
-        throw new TimeoutError('TIMEOUT', `another process held ${file} for more than ${options.timeoutMs} ms`)
+        throw new TimeoutError(`another process held ${file} for more than ${options.timeoutMs} ms`)
       }
       await sleep(Math.min(pause, Math.max(1, deadline - Date.now())), options.signal)
       pause = Math.min(pause * 2, 250)

@@ -28,7 +28,7 @@ import { DownloadError } from '../errors'
 const MAX_HOPS = 40
 
 function bad(message: string): DownloadError {
-  return new DownloadError('DOWNLOAD', `bad engine archive: ${message}`)
+  return new DownloadError(`bad engine archive: ${message}`)
 }
 
 /** A name for a message: quoted, control characters escaped, long names shortened. */

@@ -200,7 +200,7 @@ function isSafeRevision(revision: string): boolean {
 
 function checkRevision(revision: string): void {
   if (typeof revision !== 'string' || !isSafeRevision(revision)) {
-    throw new DownloadError('DOWNLOAD', `revision ${shown(revision)} is not a valid branch, tag or commit name`)
+    throw new DownloadError(`revision ${shown(revision)} is not a valid branch, tag or commit name`)
   }
 }
 
@@ -277,7 +277,7 @@ export async function listCachedModels(options: { cacheDir?: string } = {}): Pro
 
 /** Delete a model from the Hub cache (every revision). Resolves to false when it was not cached. */
 export async function removeCachedModel(id: string, options: { cacheDir?: string } = {}): Promise<boolean> {
-  if (!isRepoId(id)) throw new InvalidRequestError('INVALID_REQUEST', `'${id}' is not a Hub model id (org/name)`)
+  if (!isRepoId(id)) throw new InvalidRequestError(`'${id}' is not a Hub model id (org/name)`)
   const folder = findRepoFolder(hubCacheDir(options.cacheDir), id)
   if (!folder) return false
   await fs.rm(folder, { recursive: true, force: true })
@@ -298,12 +298,12 @@ function hubError(res: Response, id: string, what: string, hadToken: boolean): O
     const msg = hadToken
       ? `the Hub refused access to '${id}' (HTTP ${res.status}): check that HF_TOKEN is valid and has access to this repository (gated models need their terms accepted on huggingface.co)`
       : `the Hub refused access to '${id}' (HTTP ${res.status}): it is private, gated or does not exist; set HF_TOKEN to an access token that can read it`
-    return withStatus(new AuthenticationError('AUTH', msg), res.status)
+    return withStatus(new AuthenticationError(msg), res.status)
   }
   if (res.status === 404) {
-    return withStatus(new ModelNotFoundError('MODEL_NOT_FOUND', `model '${id}' was not found on the Hub (${what}: HTTP 404); check the id and revision`), 404)
+    return withStatus(new ModelNotFoundError(`model '${id}' was not found on the Hub (${what}: HTTP 404); check the id and revision`), 404)
   }
-  return withStatus(new DownloadError('DOWNLOAD', `${what} for '${id}': HTTP ${res.status} ${res.statusText}`), res.status)
+  return withStatus(new DownloadError(`${what} for '${id}': HTTP ${res.status} ${res.statusText}`), res.status)
 }
 
 async function repoInfo(id: string, revision: string, o: { endpoint: string; token?: string; signal?: AbortSignal }): Promise<RepoInfo> {
@@ -317,11 +317,11 @@ async function repoInfo(id: string, revision: string, o: { endpoint: string; tok
   }
   const info = (await res.json().catch(() => null)) as Partial<RepoInfo> | null
   if (!info || typeof info.sha !== 'string' || !Array.isArray(info.siblings)) {
-    throw new DownloadError('DOWNLOAD', `model info for '${id}' from ${url}: expected {sha, siblings}`)
+    throw new DownloadError(`model info for '${id}' from ${url}: expected {sha, siblings}`)
   }
   // Every value that becomes part of a cache path is checked here, before any path is built.
   const refuse = (field: string, value: unknown) =>
-    new DownloadError('DOWNLOAD', `model info for '${id}' from ${url}: invalid ${field} ${shown(value)}; nothing was written to the cache`)
+    new DownloadError(`model info for '${id}' from ${url}: invalid ${field} ${shown(value)}; nothing was written to the cache`)
   if (!COMMIT.test(info.sha)) throw refuse('sha (expected a 40-hex commit)', info.sha)
   for (const s of info.siblings as unknown[]) {
     const sib = s as RepoInfo['siblings'][number] | null
@@ -386,7 +386,7 @@ async function downloadSnapshot(id: string, o: Required<Pick<HubOptions, 'revisi
 
   const wanted = selectModelFiles(info.siblings.map((s) => s.rfilename))
   if (!wanted.includes('config.json') && !wanted.includes('model_index.json')) {
-    throw new ModelNotFoundError('MODEL_NOT_FOUND', `'${canonicalId}' at ${o.revision} has no config.json; it is not a model orchard can load`)
+    throw new ModelNotFoundError(`'${canonicalId}' at ${o.revision} has no config.json; it is not a model orchard can load`)
   }
   const plans: FilePlan[] = wanted.map((file) => {
     const s = info.siblings.find((x) => x.rfilename === file)!
@@ -436,10 +436,10 @@ async function downloadSnapshot(id: string, o: Required<Pick<HubOptions, 'revisi
       const head = await httpFetch(url, { method: 'HEAD', headers, signal: o.signal, redirect: 'manual' })
       if (head.status >= 400) throw hubError(head, canonicalId, p.file, !!o.token)
       etag = cleanEtag(head.headers.get('x-linked-etag') ?? head.headers.get('etag'))
-      if (!etag) throw new DownloadError('DOWNLOAD', `${url}: the Hub sent no ETag; cannot place the file in the cache`)
+      if (!etag) throw new DownloadError(`${url}: the Hub sent no ETag; cannot place the file in the cache`)
       kind = /^[0-9a-f]{64}$/.test(etag) ? 'sha256' : /^[0-9a-f]{40}$/.test(etag) ? 'gitsha1' : null
     }
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(etag)) throw new DownloadError('DOWNLOAD', `${url}: unusable ETag ${shown(etag)}`)
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(etag)) throw new DownloadError(`${url}: unusable ETag ${shown(etag)}`)
     const blob = path.join(blobs, etag)
     const lock = await acquireLock(path.join(o.cacheDir, '.locks', path.basename(folder), `${etag}.orchard.lock`), { timeoutMs: 3_600_000, signal: o.signal })
     try {
@@ -460,7 +460,7 @@ async function downloadSnapshot(id: string, o: Required<Pick<HubOptions, 'revisi
           })
           if (kind && (kind === 'sha256' || p.size !== null) && r.digest !== etag) {
             await fs.rm(incomplete, { force: true })
-            throw new ChecksumError('CHECKSUM', `${canonicalId}/${p.file}: downloaded content hashes to ${r.digest ?? '?'}, expected ${etag}; the partial file was deleted`)
+            throw new ChecksumError(`${canonicalId}/${p.file}: downloaded content hashes to ${r.digest ?? '?'}, expected ${etag}; the partial file was deleted`)
           }
         })
         await fs.rename(incomplete, blob)
@@ -494,7 +494,7 @@ const inflight = new Map<string, Inflight>()
  * only when every caller sharing it has aborted.
  */
 export async function resolveModel(id: string, options: HubOptions & { forceDownload?: boolean } = {}): Promise<ResolvedModel> {
-  if (typeof id !== 'string' || id.trim() === '') throw new InvalidRequestError('INVALID_REQUEST', 'id: expected a model id or a local model directory')
+  if (typeof id !== 'string' || id.trim() === '') throw new InvalidRequestError('id: expected a model id or a local model directory')
   const local = path.resolve(expandHome(id))
   if (isLocalId(id) || existsSync(path.join(local, 'config.json'))) {
     if (existsSync(path.join(local, 'config.json')) || existsSync(path.join(local, 'model_index.json'))) {
@@ -502,7 +502,7 @@ export async function resolveModel(id: string, options: HubOptions & { forceDown
     }
     if (isLocalId(id)) {
       if (existsSync(local)) return { requestedId: id, canonicalId: local, path: local, source: 'local_source' }
-      throw new ModelNotFoundError('MODEL_NOT_FOUND', `cannot resolve model '${id}': no config.json at ${path.join(local, 'config.json')}, and it is not a Hub id (org/name)`)
+      throw new ModelNotFoundError(`cannot resolve model '${id}': no config.json at ${path.join(local, 'config.json')}, and it is not a Hub id (org/name)`)
     }
   }
   const revision = options.revision ?? 'main'
@@ -517,7 +517,7 @@ export async function resolveModel(id: string, options: HubOptions & { forceDown
     }
   }
   if (offline) {
-    throw new ModelNotFoundError('MODEL_NOT_FOUND', `model '${id}' (${revision}) is not in the Hub cache ${cacheDir}, and HF_HUB_OFFLINE is set`)
+    throw new ModelNotFoundError(`model '${id}' (${revision}) is not in the Hub cache ${cacheDir}, and HF_HUB_OFFLINE is set`)
   }
   if (options.signal?.aborted) throw new AbortError(`download of '${id}' was aborted`)
 
@@ -543,7 +543,7 @@ export async function resolveModel(id: string, options: HubOptions & { forceDown
       (e: unknown) => {
         if (e instanceof OrchardError) throw e
         if (controller.signal.aborted) throw new AbortError(`download of '${id}' was aborted`, { cause: e })
-        throw new IoError('IO', `downloading '${id}': ${(e as Error)?.message ?? String(e)}`, { cause: e })
+        throw new IoError(`downloading '${id}': ${(e as Error)?.message ?? String(e)}`, { cause: e })
       },
     )
     const created: Inflight = { promise, controller, waiters: 0, listeners }

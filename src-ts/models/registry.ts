@@ -6,7 +6,7 @@
 
 import path from 'node:path'
 
-import { AbortError, OrchardError } from '../errors'
+import { AbortError, InternalError, OrchardError } from '../errors'
 import type { ModelInfo } from '../types'
 import { expandHome } from '../paths'
 import { type DownloadProgress, type HubOptions, isLocalId, resolveModel, type ResolvedModel } from './hub'
@@ -143,7 +143,7 @@ class ModelRegistry {
       },
       (err: unknown) => {
         e.state = 'failed'
-        e.error = err instanceof OrchardError ? err : new OrchardError('INTERNAL', String(err))
+        e.error = err instanceof OrchardError ? err : new InternalError(String(err))
         e.attempt = undefined
         throw e.error
       },

@@ -125,19 +125,19 @@ function errorResponse(c: Context, e: HttpError): Response {
 
 export function createServer(options: ServerOptions): OrchardServer {
   if (options === null || typeof options !== 'object' || options.engine === undefined) {
-    throw new InvalidRequestError('INVALID_REQUEST', 'engine: expected an Engine (from Engine.start())')
+    throw new InvalidRequestError('engine: expected an Engine (from Engine.start())')
   }
   const { engine } = options
   const served = options.models === undefined ? null : new Set(options.models)
   if (options.models !== undefined && (!Array.isArray(options.models) || options.models.some((m) => typeof m !== 'string' || m.length === 0))) {
-    throw new InvalidRequestError('INVALID_REQUEST', 'models: expected an array of model ids')
+    throw new InvalidRequestError('models: expected an array of model ids')
   }
   const apiKey = options.apiKey
   if (apiKey !== undefined && (typeof apiKey !== 'string' || apiKey.length === 0)) {
-    throw new InvalidRequestError('INVALID_REQUEST', 'apiKey: expected a non-empty string')
+    throw new InvalidRequestError('apiKey: expected a non-empty string')
   }
   const limit = options.bodyLimit ?? DEFAULT_BODY_LIMIT
-  if (!Number.isInteger(limit) || limit <= 0) throw new InvalidRequestError('INVALID_REQUEST', 'bodyLimit: expected a positive number of bytes')
+  if (!Number.isInteger(limit) || limit <= 0) throw new InvalidRequestError('bodyLimit: expected a positive number of bytes')
   const created = now()
   const inFlight = new Set<InFlight>()
   let closing = false
@@ -367,8 +367,8 @@ export function createServer(options: ServerOptions): OrchardServer {
       return inFlight.size
     },
     listen({ host = '127.0.0.1', port = 8000 }: ListenOptions = {}): Promise<ServerAddress> {
-      if (server) return Promise.reject(new InvalidRequestError('INVALID_REQUEST', 'listen: this server is already listening'))
-      if (closing) return Promise.reject(new InvalidRequestError('INVALID_REQUEST', 'listen: this server was closed'))
+      if (server) return Promise.reject(new InvalidRequestError('listen: this server is already listening'))
+      if (closing) return Promise.reject(new InvalidRequestError('listen: this server was closed'))
       const s = createAdaptorServer({ fetch: app.fetch }) as Server
       server = s
       return new Promise<ServerAddress>((resolve, reject) => {

@@ -206,7 +206,7 @@ function chatMessage(m: unknown, i: number): ChatMessage {
   checkKeys(m, MESSAGE_FIELDS, at)
   const role = m.role
   if (typeof role !== 'string' || !ROLES.has(role)) throw badRequest(`${at}.role`, 'expected system, developer, user, assistant or tool')
-  const out: ChatMessage = { role }
+  const out: ChatMessage = { role: role as ChatMessage['role'] }
   const content = m.content
   if (typeof content === 'string') out.content = content
   else if (Array.isArray(content)) out.content = content.map((p, j) => contentPart(p, `${at}.content[${j}]`))
@@ -428,7 +428,7 @@ export function mapCompletionRequest(raw: unknown): CompletionRequest {
 // Responses
 
 /** Fields of orchard's ResponsesRequest that a JSON body cannot (or may not) set. */
-const RESPONSES_REFUSED = new Set(['signal', 'stallTimeout'])
+const RESPONSES_REFUSED = new Set(['signal', 'stallTimeoutMs'])
 
 export interface ResponsesHttpRequest {
   model: string
