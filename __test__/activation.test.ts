@@ -1,12 +1,13 @@
 // Model activation against an emulator that takes its time to load: cancelLoad reaches the
 // engine, a later load starts afresh, and sources without config.json are inspected by the engine.
-import { describe, expect, it } from 'vitest'
 
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 
-import { AbortError, ModelNotFoundError, ModelNotLoadedError } from '../src-ts'
+import { describe, expect, it } from 'vitest'
+
 import type { Engine } from '../src-ts'
+import { AbortError, ModelNotFoundError, ModelNotLoadedError } from '../src-ts'
 import { makeModelDir, useEmulator } from './helpers'
 
 let engine: Engine
@@ -32,17 +33,20 @@ describe('cancelLoad during activation', () => {
   it('rejects the load, cancels it in the engine, and the next load succeeds', async () => {
     const dir = makeModelDir(cacheRoot, 'slow-model')
     const load = engine.loadModel(dir)
-    for (let i = 0; i < 100 && engine.modelStatus(dir).state !== 'activating'; i++) await new Promise((r) => setTimeout(r, 10))
-    expect(engine.modelStatus(dir).state).toBe('activating')
+    await expect.poll(() => engine.modelStatus(dir).state).toBe('activating')
     // The engine is loading it now.
-    await expect.poll(async () => (await engineModels()).find((m) => m.canonical_id === dir)?.load_state).toBe('loading')
+    await expect
+      .poll(async () => (await engineModels()).find((m) => m.canonical_id === dir)?.load_state)
+      .toBe('loading')
 
     expect(engine.cancelLoad(dir)).toBe(true)
     await expect(load).rejects.toBeInstanceOf(AbortError)
     expect(engine.modelStatus(dir).state).toBe('failed')
     // The engine dropped the load instead of finishing it.
     await expect.poll(async () => (await engineModels()).some((m) => m.canonical_id === dir)).toBe(false)
-    await new Promise((r) => setTimeout(r, 1_700))
+    // The emulator runs its timers in due order, so once a load accepted after the cancel is
+    // ready, the cancelled load's timer has fired too: it must not have brought the model back.
+    await engine.loadModel(makeModelDir(cacheRoot, 'later-model'))
     expect((await engineModels()).some((m) => m.canonical_id === dir)).toBe(false)
 
     const info = await engine.loadModel(dir)

@@ -2,12 +2,12 @@
 // repeatedly. At every moment at most one engine runs for the cache root, every two leases
 // that overlap in time share one engine, and the engine exits after the last lease.
 import { spawn } from 'node:child_process'
-import { readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import path from 'node:path'
 
 import { afterAll, expect, it } from 'vitest'
 
-import { distDir, emulatorBinary, tempCacheRoot } from './helpers'
+import { distDir, emulatorBinary, emulatorProcesses, tempCacheRoot } from './helpers'
 
 const root = tempCacheRoot('attach')
 
@@ -15,22 +15,8 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true })
 })
 
-/** Engine processes of this cache root (the launcher passes ORCHARD_CACHE_ROOT in their environment). */
-function engines(): number[] {
-  const out: number[] = []
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      if (readlinkSync(`/proc/${name}/exe`) !== emulatorBinary) continue
-      if (/^State:\s+Z/m.test(readFileSync(`/proc/${name}/status`, 'utf8'))) continue
-      if (!readFileSync(`/proc/${name}/environ`, 'utf8').split('\0').includes(`ORCHARD_CACHE_ROOT=${root}`)) continue
-      out.push(Number(name))
-    } catch {
-      // gone
-    }
-  }
-  return out
-}
+/** Engine processes of this cache root. */
+const engines = (): number[] => emulatorProcesses(root)
 
 const CHILD = `
 const { Engine } = require(process.argv[1])

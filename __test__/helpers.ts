@@ -1,11 +1,22 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
 import { afterAll, beforeAll } from 'vitest'
 
-import { Engine } from '../src-ts'
 import type { Client } from '../src-ts'
+import { Engine } from '../src-ts'
 import { emulatorPath } from '../src-ts/testing'
 
 export const repoRoot = path.resolve(__dirname, '..')
@@ -28,7 +39,14 @@ export function readFixture<T>(name: string): T {
  * A JSON value where every number keeps its written kind, so `1.0` and `1` differ.
  * (JSON.parse folds them; the wire protocol does not.)
  */
-export type Tagged = null | boolean | string | { int: string } | { float: number } | Tagged[] | { obj: Array<[string, Tagged]> }
+export type Tagged =
+  | null
+  | boolean
+  | string
+  | { int: string }
+  | { float: number }
+  | Tagged[]
+  | { obj: Array<[string, Tagged]> }
 
 export function parseTagged(text: string): Tagged {
   let i = 0
@@ -88,6 +106,48 @@ export function parseTagged(text: string): Tagged {
   return value()
 }
 
+// Process facts for the suites that watch the engine process. Linux has /proc; macOS has no
+// /proc, and its `ps` prints an executable's path (`comm`) and, with -E, a process's environment.
+const hasProc = existsSync('/proc/self/environ')
+
+/** The executable `pid` runs, symlinks resolved: the /proc link where there is one, else the path `ps` reports. */
+export function processExecutable(pid: number): string {
+  if (hasProc) return readlinkSync(`/proc/${pid}/exe`)
+  return realpathSync(execFileSync('ps', ['-o', 'comm=', '-p', String(pid)], { encoding: 'utf8' }).trim())
+}
+
+/**
+ * The live (not zombie) emulator processes of `cacheRoot`: the launcher starts `emulatorBinary`
+ * without arguments and with the resolved cache root as ORCHARD_CACHE_ROOT in its environment.
+ */
+export function emulatorProcesses(cacheRoot: string): number[] {
+  const tag = `ORCHARD_CACHE_ROOT=${realpathSync(cacheRoot)}`
+  const out: number[] = []
+  if (hasProc) {
+    const binary = realpathSync(emulatorBinary)
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue
+      try {
+        if (readlinkSync(`/proc/${name}/exe`) !== binary) continue
+        if (/^State:\s+Z/m.test(readFileSync(`/proc/${name}/status`, 'utf8'))) continue
+        if (!readFileSync(`/proc/${name}/environ`, 'utf8').split('\0').includes(tag)) continue
+        out.push(Number(name))
+      } catch {
+        // gone
+      }
+    }
+    return out
+  }
+  // One line per process: pid, state, then the command line (the binary as launched) and the environment.
+  const ps = execFileSync('ps', ['-A', '-E', '-ww', '-o', 'pid=,stat=,command='], { encoding: 'utf8' })
+  for (const line of ps.split('\n')) {
+    const m = /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(line)
+    if (!m || m[2]!.startsWith('Z') || !m[3]!.startsWith(`${emulatorBinary} `)) continue
+    if (m[3]!.slice(emulatorBinary.length).split(' ').includes(tag)) out.push(Number(m[1]))
+  }
+  return out
+}
+
 /** A short temporary cache root (Unix socket paths are limited to ~104 bytes). */
 export function tempCacheRoot(tag: string): string {
   return mkdtempSync(path.join(os.tmpdir(), `ot-${tag}-`))
@@ -103,7 +163,11 @@ export const QWEN_CONFIG = { model_type: 'qwen3_5', architectures: ['Qwen3_5ForC
  * A model directory the emulator accepts: a config.json (a llama model unless `config` says
  * otherwise; its `model_type` picks the prompt family).
  */
-export function makeModelDir(root: string, name = 'tiny-llama', config: Record<string, unknown> = LLAMA_CONFIG): string {
+export function makeModelDir(
+  root: string,
+  name = 'tiny-llama',
+  config: Record<string, unknown> = LLAMA_CONFIG,
+): string {
   const dir = path.join(root, 'models', name)
   mkdirSync(dir, { recursive: true })
   writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config))
@@ -125,7 +189,11 @@ export interface EmulatorEngine {
  * llama model loaded before the file's tests, stopped and removed after them. `ready`
  * receives it once it is up. `thinker: true` also loads a qwen3_5 model.
  */
-export function useEmulator(tag: string, options: { env?: Record<string, string>; thinker?: boolean }, ready: (e: EmulatorEngine) => void): void {
+export function useEmulator(
+  tag: string,
+  options: { env?: Record<string, string>; thinker?: boolean },
+  ready: (e: EmulatorEngine) => void,
+): void {
   const cacheRoot = tempCacheRoot(tag)
   let engine: Engine | undefined
   beforeAll(async () => {

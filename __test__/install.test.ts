@@ -2,7 +2,7 @@
 // interrupted transfer, bad archives, 404, the install lock, and Engine.start({ fetch }).
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -10,7 +10,7 @@ import * as tar from 'tar'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 
 import { ChecksumError, DownloadError, Engine, type DownloadProgress } from '../src-ts'
-import { emulatorBinary, tempCacheRoot } from './helpers'
+import { emulatorBinary, processExecutable, tempCacheRoot } from './helpers'
 import { serve, sendBody, sha256, tarGz, type TarMember, type TestServer } from './fetch-helpers'
 
 const roots: string[] = []
@@ -459,8 +459,7 @@ describe('Engine.start({ fetch })', () => {
       const engine = await Engine.start({ fetch: true })
       try {
         expect(engine.launched).toBe(true)
-        const exe = require('node:fs').readlinkSync(`/proc/${engine.pid}/exe`) as string
-        expect(exe.startsWith(home)).toBe(true)
+        expect(processExecutable(engine.pid).startsWith(realpathSync(home))).toBe(true)
       } finally {
         await engine.close()
       }

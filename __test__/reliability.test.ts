@@ -7,8 +7,8 @@ import type { Readable, Writable } from 'node:stream'
 
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 
-import { AbortError, ProtocolError, TimeoutError } from '../src-ts'
 import type { ChatStream, Client, Engine } from '../src-ts'
+import { AbortError, ProtocolError, TimeoutError } from '../src-ts'
 import { distDir, emulatorBinary, makeModelDir, tempCacheRoot, useEmulator } from './helpers'
 
 let engine: Engine
@@ -25,7 +25,9 @@ useEmulator('reliability', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '2', ORCHARD_LO
 })
 
 beforeAll(async () => {
-  const vocab = (await engine.managementCommand({ type: 'emulator_vocab' })).data?.emulator_vocab as { eot_token_id: number }
+  const vocab = (await engine.managementCommand({ type: 'emulator_vocab' })).data?.emulator_vocab as {
+    eot_token_id: number
+  }
   forever = { maxTokens: 100_000, logitBias: { [vocab.eot_token_id]: -100 } }
 })
 
@@ -36,9 +38,15 @@ async function arm(fault: Record<string, unknown>): Promise<void> {
   expect(reply.status).toBe('ok')
 }
 
-async function stats(stream: ChatStream): Promise<{ cancelled: boolean; active_sequences: number; published_deltas: number }> {
+async function stats(
+  stream: ChatStream,
+): Promise<{ cancelled: boolean; active_sequences: number; published_deltas: number }> {
   const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: await stream.requestId() })
-  return reply.data?.emulator_request_stats as { cancelled: boolean; active_sequences: number; published_deltas: number }
+  return reply.data?.emulator_request_stats as {
+    cancelled: boolean
+    active_sequences: number
+    published_deltas: number
+  }
 }
 
 /** Poll the emulator until `request` is cancelled (a fact, not a delay). */
@@ -51,7 +59,9 @@ async function untilCancelled(stream: ChatStream): Promise<void> {
 }
 
 /** The first line a child prints (its failure, if it fails first, makes the test fail). */
-function firstLine(child: ChildProcessWithoutNullStreams | ChildProcessByStdio<Writable, Readable, null>): Promise<string> {
+function firstLine(
+  child: ChildProcessWithoutNullStreams | ChildProcessByStdio<Writable, Readable, null>,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     child.stdout.once('data', (b: Buffer) => {
       const line = b.toString().trim()
@@ -110,7 +120,11 @@ describe('lost deltas are never a short result', () => {
         })().catch((err) => { console.error(err); process.exit(1) })`,
       ],
       // Tokens every 1.2 s, a quiet check every 0.3 s: every check finds the engine busy.
-      { env: { ...process.env, PIE_EMULATOR_TOKEN_DELAY_MS: '1200', ORCHARD_LOST_FINAL_CHECK_MS: '300' }, encoding: 'utf8', timeout: 30_000 },
+      {
+        env: { ...process.env, PIE_EMULATOR_TOKEN_DELAY_MS: '1200', ORCHARD_LOST_FINAL_CHECK_MS: '300' },
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
     )
     expect(child.stderr).toBe('')
     expect(child.stdout.trim()).toBe('3')
@@ -160,7 +174,9 @@ describe('cancels never wait', () => {
 
   it('with the engine frozen (SIGSTOP), break, cancel() and stallTimeoutMs end every stream; the cancels arrive after SIGCONT', async () => {
     const streams = Array.from({ length: 30 }, (_, i) => client.chat(model, hello, { ...forever, seed: i }))
-    const stalled = Array.from({ length: 40 }, (_, i) => client.chat(model, hello, { ...forever, seed: 100 + i, stallTimeoutMs: 500 }))
+    const stalled = Array.from({ length: 40 }, (_, i) =>
+      client.chat(model, hello, { ...forever, seed: 100 + i, stallTimeoutMs: 500 }),
+    )
     // Every stream is flowing before the engine freezes.
     const iterators = streams.map((s) => s[Symbol.asyncIterator]())
     await Promise.all(iterators.map((it) => it.next()))
@@ -234,7 +250,10 @@ describe('private files', () => {
       const ipc = path.join(cacheRoot, 'ipc')
       expect(statSync(ipc).mode & 0o777).toBe(0o700)
       expect(statSync(cacheRoot).mode & 0o077).toBe(0)
-      const files = [...readdirSync(ipc).map((f) => path.join(ipc, f)), ...['engine.pid', 'engine.lock', 'engine.log'].map((f) => path.join(cacheRoot, f))]
+      const files = [
+        ...readdirSync(ipc).map((f) => path.join(ipc, f)),
+        ...['engine.pid', 'engine.lock', 'engine.log'].map((f) => path.join(cacheRoot, f)),
+      ]
       expect(files).toHaveLength(6)
       for (const f of files) expect({ f, mode: statSync(f).mode & 0o077 }).toEqual({ f, mode: 0 })
     } finally {

@@ -43,7 +43,10 @@ const { values: opts } = parseArgs({
 
 if (opts.pin && !process.env.ORCHARD_PINNED) {
   buildIfNeeded()
-  const r = spawnSyncInherit('taskset', ['-c', '0', process.execPath, ...process.argv.slice(1)], { ...process.env, ORCHARD_PINNED: '1' })
+  const r = spawnSyncInherit('taskset', ['-c', '0', process.execPath, ...process.argv.slice(1)], {
+    ...process.env,
+    ORCHARD_PINNED: '1',
+  })
   process.exit(r)
 }
 
@@ -149,7 +152,11 @@ async function churn() {
     let alive = 0
     for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
       try {
-        if (readFileSync(`/proc/${pid}/environ`, 'latin1').includes(`ORCHARD_CACHE_ROOT=${cacheRoot}\0`) && readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]?.[0] !== 'Z') alive++
+        if (
+          readFileSync(`/proc/${pid}/environ`, 'latin1').includes(`ORCHARD_CACHE_ROOT=${cacheRoot}\0`) &&
+          readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]?.[0] !== 'Z'
+        )
+          alive++
       } catch {
         /* gone meanwhile */
       }
@@ -161,7 +168,10 @@ async function churn() {
       { length: procs },
       () =>
         new Promise((resolve) => {
-          const p = spawn(process.execPath, ['-e', child], { env: { ...process.env, PIE_EMULATOR_EXIT_GRACE_MS: '50' }, stdio: ['ignore', 'pipe', 'inherit'] })
+          const p = spawn(process.execPath, ['-e', child], {
+            env: { ...process.env, PIE_EMULATOR_EXIT_GRACE_MS: '50' },
+            stdio: ['ignore', 'pipe', 'inherit'],
+          })
           let out = ''
           p.stdout.on('data', (b) => (out += b))
           p.on('exit', () => {
@@ -177,7 +187,17 @@ async function churn() {
   rmSync(cacheRoot, { recursive: true, force: true })
   const ok = results.reduce((n, r) => n + r.ok, 0)
   const errors = results.flatMap((r) => r.errors)
-  return { probe: 'churn', procs, cycles, succeeded: ok, of: procs * cycles, engines_launched: pids.size, most_engines_alive_at_once: mostAlive, errors: errors.slice(0, 10), ok: ok === procs * cycles && mostAlive <= 1 }
+  return {
+    probe: 'churn',
+    procs,
+    cycles,
+    succeeded: ok,
+    of: procs * cycles,
+    engines_launched: pids.size,
+    most_engines_alive_at_once: mostAlive,
+    errors: errors.slice(0, 10),
+    ok: ok === procs * cycles && mostAlive <= 1,
+  }
 }
 
 async function frozen() {
@@ -186,7 +206,9 @@ async function frozen() {
     const vocab = (await engine.managementCommand({ type: 'emulator_vocab' })).data.emulator_vocab
     const forever = { maxTokens: 100_000, logitBias: { [vocab.eot_token_id]: -100 } }
     const flowing = Array.from({ length: 30 }, (_, i) => client.chat(model, messages(i), { ...forever, seed: i }))
-    const stalling = Array.from({ length: 40 }, (_, i) => client.chat(model, messages(i), { ...forever, seed: 100 + i, stallTimeoutMs: 2000 }))
+    const stalling = Array.from({ length: 40 }, (_, i) =>
+      client.chat(model, messages(i), { ...forever, seed: 100 + i, stallTimeoutMs: 2000 }),
+    )
     const its = flowing.map((s) => s[Symbol.asyncIterator]())
     const stallIts = stalling.map((s) => s[Symbol.asyncIterator]())
     await Promise.all([...its, ...stallIts].map((it) => it.next()))
@@ -262,7 +284,11 @@ async function soak() {
         if (sent % (rate * 10) < due) {
           global.gc?.()
           const m = process.memoryUsage()
-          samples.push({ t: Math.round(elapsed), heap_mb: Number((m.heapUsed / 1e6).toFixed(1)), rss_mb: Number((m.rss / 1e6).toFixed(1)) })
+          samples.push({
+            t: Math.round(elapsed),
+            heap_mb: Number((m.heapUsed / 1e6).toFixed(1)),
+            rss_mb: Number((m.rss / 1e6).toFixed(1)),
+          })
         }
       }, 5)
     })
@@ -271,7 +297,17 @@ async function soak() {
     const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0
     const heaps = samples.slice(1).map((s) => s.heap_mb)
     const heapGrowth = heaps.length > 1 ? median(heaps.slice(-6)) - median(heaps.slice(0, 6)) : 0
-    return { probe: 'soak', seconds, rate, sent, done, errors, samples, heap_growth_mb: Number(heapGrowth.toFixed(1)), ok: Object.keys(errors).length === 0 && done === sent && heapGrowth < 20 }
+    return {
+      probe: 'soak',
+      seconds,
+      rate,
+      sent,
+      done,
+      errors,
+      samples,
+      heap_growth_mb: Number(heapGrowth.toFixed(1)),
+      ok: Object.keys(errors).length === 0 && done === sent && heapGrowth < 20,
+    }
   })
 }
 

@@ -11,7 +11,10 @@ const asJson = process.argv.includes('--json')
 const log = (...a) => console.error(...a)
 
 buildIfNeeded()
-execFileSync('cargo', ['build', '--release', '-p', 'orchard-core', '--example', 'raw_sub'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
+execFileSync('cargo', ['build', '--release', '-p', 'orchard-core', '--example', 'raw_sub'], {
+  cwd: root,
+  stdio: ['ignore', 'ignore', 'inherit'],
+})
 
 const scenarios = [
   // Sustained rates, not 'max': PUB/SUB has no flow control, so a producer that outruns any
@@ -32,7 +35,12 @@ for (const [name, env] of scenarios) {
   try {
     const out = execFileSync(process.execPath, ['--expose-gc', path.join(root, 'bench', 'scenario.mjs'), name], {
       cwd: root,
-      env: { ...process.env, ORCHARD_CACHE_ROOT: cacheRoot, ORCHARD_ENGINE_BINARY: process.env.ORCHARD_ENGINE_BINARY || emulatorBinary, ...env },
+      env: {
+        ...process.env,
+        ORCHARD_CACHE_ROOT: cacheRoot,
+        ORCHARD_ENGINE_BINARY: process.env.ORCHARD_ENGINE_BINARY || emulatorBinary,
+        ...env,
+      },
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
       timeout: 300_000,
@@ -84,11 +92,18 @@ const targets = {
 }
 const bound = (t) => (typeof t[1] === 'string' ? summary[t[1]] * t[2] : t[1])
 const label = (t) => (typeof t[1] === 'string' ? `${t[0]} ${t[2]} × \`${t[1]}\`` : `${t[0]} ${t[1]}`)
-const fmt = (v) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(3)) : v == null ? 'n/a' : String(v))
+const fmt = (v) =>
+  typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(3)) : v == null ? 'n/a' : String(v)
 const rows = Object.entries(summary).map(([k, v]) => {
   const t = targets[k]
   const b = t && bound(t)
-  const met = !t ? '' : v == null ? 'missed' : (t[0] === '>=' ? v >= b : t[0] === '<=' ? v <= b : v === b) ? 'met' : 'missed'
+  const met = !t
+    ? ''
+    : v == null
+      ? 'missed'
+      : (t[0] === '>=' ? v >= b : t[0] === '<=' ? v <= b : v === b)
+        ? 'met'
+        : 'missed'
   return `| \`${k}\` | ${fmt(v)} | ${t ? label(t) : ''} | ${met} |`
 })
 const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node ${process.version}`
@@ -111,5 +126,5 @@ const table = [
   '',
 ].join('\n')
 writeFileSync(path.join(root, 'BENCHMARKS.md'), table)
-if (asJson) process.stdout.write(JSON.stringify(summary) + '\n')
-else log('\n' + table)
+if (asJson) process.stdout.write(`${JSON.stringify(summary)}\n`)
+else log(`\n${table}`)

@@ -80,13 +80,37 @@ function runRaw(streams, deltas) {
 /** A 10-turn conversation with two tools. */
 function conversation() {
   const tools = [
-    { type: 'function', function: { name: 'get_weather', description: 'Current weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } },
-    { type: 'function', function: { name: 'search_orchards', description: 'Find orchards near a place', parameters: { type: 'object', properties: { place: { type: 'string' }, radius_km: { type: 'number' } }, required: ['place'] } } },
+    {
+      type: 'function',
+      function: {
+        name: 'get_weather',
+        description: 'Current weather for a city',
+        parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+      },
+    },
+    {
+      type: 'function',
+      function: {
+        name: 'search_orchards',
+        description: 'Find orchards near a place',
+        parameters: {
+          type: 'object',
+          properties: { place: { type: 'string' }, radius_km: { type: 'number' } },
+          required: ['place'],
+        },
+      },
+    },
   ]
   const messages = [{ role: 'system', content: 'You are a helpful assistant for fruit growers.' }]
   for (let i = 0; i < 10; i++) {
-    messages.push({ role: 'user', content: `Question ${i}: which apple varieties grow well in a cool, wet climate near the coast?` })
-    messages.push({ role: 'assistant', content: `Answer ${i}: Cox's Orange Pippin, Discovery and Katy do well there; plant on well-drained ground.` })
+    messages.push({
+      role: 'user',
+      content: `Question ${i}: which apple varieties grow well in a cool, wet climate near the coast?`,
+    })
+    messages.push({
+      role: 'assistant',
+      content: `Answer ${i}: Cox's Orange Pippin, Discovery and Katy do well there; plant on well-drained ground.`,
+    })
   }
   messages.push({ role: 'user', content: 'And pears?' })
   return { tools, messages }
@@ -101,7 +125,9 @@ const scenarios = {
     const N = Number(process.env.BENCH_STREAM_DELTAS || 100_000)
     return withEngine(async (_e, client) => {
       await drain(client.chat(modelDir, user, flood(2_000))) // warm-up
-      const js = [], raws = [], rates = []
+      const js = [],
+        raws = [],
+        rates = []
       let lost = 0
       for (let i = 0; i < REPS; i++) {
         const cpu0 = process.cpuUsage()
@@ -113,7 +139,13 @@ const scenarios = {
         const raw = runRaw(1, N)
         raws.push(raw.cpu_us / raw.deltas)
       }
-      return { cpu_us_per_delta_js_1: median(js), cpu_us_per_delta_raw_1: median(raws), stream_deltas_per_s_js: median(rates), deltas_lost_stream: lost, lost_finals: lostFinals }
+      return {
+        cpu_us_per_delta_js_1: median(js),
+        cpu_us_per_delta_raw_1: median(raws),
+        stream_deltas_per_s_js: median(rates),
+        deltas_lost_stream: lost,
+        lost_finals: lostFinals,
+      }
     })
   },
 
@@ -123,12 +155,16 @@ const scenarios = {
     const per = Math.ceil(N / 64)
     return withEngine(async (_e, client) => {
       await drain(client.chat(modelDir, user, flood(2_000)))
-      const js = [], raws = [], rates = []
+      const js = [],
+        raws = [],
+        rates = []
       let lost = 0
       for (let i = 0; i < REPS; i++) {
         const cpu0 = process.cpuUsage()
         const t0 = performance.now()
-        const runs = await Promise.all(Array.from({ length: 64 }, () => drain(client.chat(modelDir, user, flood(per)), null, per)))
+        const runs = await Promise.all(
+          Array.from({ length: 64 }, () => drain(client.chat(modelDir, user, flood(per)), null, per)),
+        )
         const received = runs.reduce((a, r) => a + r.received, 0)
         js.push(cpuSince(cpu0) / received)
         rates.push(received / ((Math.max(...runs.map((r) => r.last)) - t0) / 1000))
@@ -136,7 +172,13 @@ const scenarios = {
         const raw = runRaw(64, per)
         raws.push(raw.cpu_us / raw.deltas)
       }
-      return { cpu_us_per_delta_js_64: median(js), cpu_us_per_delta_raw_64: median(raws), batch64_deltas_per_s_js: median(rates), deltas_lost_batch64: lost, lost_finals: lostFinals }
+      return {
+        cpu_us_per_delta_js_64: median(js),
+        cpu_us_per_delta_raw_64: median(raws),
+        batch64_deltas_per_s_js: median(rates),
+        deltas_lost_batch64: lost,
+        lost_finals: lostFinals,
+      }
     })
   },
 
@@ -155,7 +197,12 @@ const scenarios = {
       )
       const sample = us.slice(Math.min(200, us.length >> 2)).sort((a, b) => a - b)
       const q = (p) => sample[Math.min(sample.length - 1, Math.floor(p * sample.length))]
-      return { samples: sample.length, deltas_lost_latency: r.lost, delivery_latency_p50_us: q(0.5), delivery_latency_p99_us: q(0.99) }
+      return {
+        samples: sample.length,
+        deltas_lost_latency: r.lost,
+        delivery_latency_p50_us: q(0.5),
+        delivery_latency_p99_us: q(0.99),
+      }
     })
   },
 
@@ -191,7 +238,9 @@ const scenarios = {
       out[`render_encode_us_${family}`] = timed(() => wire.buildChatFrame(frameInput))
     }
     // Encode only: the llama3 request as the codec's vocabulary (prompt, sampling, tools).
-    const request = wire.decodeRequest(wire.buildChatFrame({ config: { model_type: 'llama3' }, messages, options: { tools, maxTokens: 256 } }))
+    const request = wire.decodeRequest(
+      wire.buildChatFrame({ config: { model_type: 'llama3' }, messages, options: { tools, maxTokens: 256 } }),
+    )
     out.encode_us = timed(() => wire.encodeRequest(request))
     return out
   },
@@ -221,13 +270,18 @@ const scenarios = {
       gc()
       const before = process.memoryUsage().rss
       let received = 0
-      for (let sent = 0; sent < total; sent += 100_000) received += (await drain(client.chat(modelDir, user, flood(100_000)))).received
+      for (let sent = 0; sent < total; sent += 100_000)
+        received += (await drain(client.chat(modelDir, user, flood(100_000)))).received
       gc()
       await new Promise((r) => setTimeout(r, 200))
       gc()
       const after = process.memoryUsage().rss
       const heap = process.memoryUsage()
-      return { received, heap_total_mb: heap.heapTotal / 2 ** 20, rss_growth_mb_1m_deltas: (after - before) / (1024 * 1024) }
+      return {
+        received,
+        heap_total_mb: heap.heapTotal / 2 ** 20,
+        rss_growth_mb_1m_deltas: (after - before) / (1024 * 1024),
+      }
     })
   },
 
@@ -235,7 +289,9 @@ const scenarios = {
   async concurrent1000() {
     return withEngine(async (_e, client) => {
       const results = await Promise.all(
-        Array.from({ length: 1000 }, (_, i) => client.chat(modelDir, [{ role: 'user', content: `stream ${i}` }], { maxTokens: 8, stop: ['<never>'] })),
+        Array.from({ length: 1000 }, (_, i) =>
+          client.chat(modelDir, [{ role: 'user', content: `stream ${i}` }], { maxTokens: 8, stop: ['<never>'] }),
+        ),
       )
       const ok = results.every((r) => r.usage.completionTokens === 8 && r.finishReason === 'length')
       return { concurrent_streams_1000_ok: ok ? 1 : 0 }
@@ -248,4 +304,4 @@ if (!run) {
   console.error(`unknown scenario ${name}; one of ${Object.keys(scenarios).join(', ')}`)
   process.exit(2)
 }
-process.stdout.write(JSON.stringify(await run()) + '\n')
+process.stdout.write(`${JSON.stringify(await run())}\n`)

@@ -50,7 +50,11 @@ try {
   const client = engine.client()
   const { url } = await server.listen({ host: '127.0.0.1', port: 0 })
   const post = (body) =>
-    fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, max_tokens: MAX_TOKENS, ...body }) })
+    fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, max_tokens: MAX_TOKENS, ...body }),
+    })
 
   const direct = async (i) => {
     await client.chat(model, messages(i), { seed: i, maxTokens: MAX_TOKENS })
@@ -65,7 +69,8 @@ try {
   const firstTokenDirect = async (i) => {
     const start = performance.now()
     let at = null
-    for await (const d of client.chat(model, messages(i), { seed: i, maxTokens: MAX_TOKENS })) if (at === null && d.text) at = performance.now()
+    for await (const d of client.chat(model, messages(i), { seed: i, maxTokens: MAX_TOKENS }))
+      if (at === null && d.text) at = performance.now()
     return at - start
   }
   const firstTokenServer = async (i) => {

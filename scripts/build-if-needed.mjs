@@ -48,7 +48,8 @@ export function buildIfNeeded() {
     mtime(path.join(root, 'package.json')),
     mtime(path.join(root, 'scripts', 'esm-entries.mjs')),
   )
-  if (Math.min(mtime(path.join(root, 'dist', 'index.js')), mtime(path.join(root, 'dist', 'index.mjs'))) < ts) run('build:ts')
+  if (Math.min(mtime(path.join(root, 'dist', 'index.js')), mtime(path.join(root, 'dist', 'index.mjs'))) < ts)
+    run('build:ts')
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -17,7 +17,10 @@ process.env.ORCHARD_ENGINE_BINARY ??= emulatorBinary
 // A model directory: the emulator needs only a config.json naming the architecture.
 const modelDir = path.join(cacheRoot, 'models', 'demo-llama-3.1')
 mkdirSync(modelDir, { recursive: true })
-writeFileSync(path.join(modelDir, 'config.json'), JSON.stringify({ model_type: 'llama', architectures: ['LlamaForCausalLM'] }))
+writeFileSync(
+  path.join(modelDir, 'config.json'),
+  JSON.stringify({ model_type: 'llama', architectures: ['LlamaForCausalLM'] }),
+)
 
 const { Engine } = createRequire(import.meta.url)(path.join(root, 'dist', 'index.js'))
 

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, 
 import os from 'node:os'
 import path from 'node:path'
 
-import { packMain, packPlatform, root, rootPackage, EMULATOR_BINARY } from './pack.mjs'
+import { EMULATOR_BINARY, packMain, packPlatform, root, rootPackage } from './pack.mjs'
 
 const keep = process.argv.includes('--keep')
 const work = mkdtempSync(path.join(os.tmpdir(), 'orchard-install-'))
@@ -28,7 +28,12 @@ const npmCli = path.join(path.dirname(process.execPath), 'npm')
 symlinkSync(process.execPath, path.join(bin, 'node'))
 for (const tool of ['npm', 'npx']) symlinkSync(path.join(path.dirname(npmCli), tool), path.join(bin, tool))
 const systemDirs = ['/usr/bin', '/bin'].filter((d) => !['cargo', 'rustc'].some((t) => existsSync(path.join(d, t))))
-const env = { ...process.env, PATH: [bin, ...systemDirs].join(path.delimiter), CARGO_HOME: path.join(work, 'no-cargo'), RUSTUP_HOME: path.join(work, 'no-rustup') }
+const env = {
+  ...process.env,
+  PATH: [bin, ...systemDirs].join(path.delimiter),
+  CARGO_HOME: path.join(work, 'no-cargo'),
+  RUSTUP_HOME: path.join(work, 'no-rustup'),
+}
 delete env.ORCHARD_ENGINE_BINARY
 delete env.ORCHARD_CACHE_ROOT
 delete env.ORCHARD_IPC_ROOT
@@ -37,7 +42,8 @@ delete env.ORCHARD_MODEL_SPECS
 function run(cmd, args, options = {}) {
   const r = spawnSync(cmd, args, { cwd: app, env, encoding: 'utf8', timeout: 120_000, ...options })
   if (r.error) throw r.error
-  if (r.status !== 0) throw new Error(`${[cmd, ...args].join(' ')} exited ${r.status ?? r.signal}\n${r.stdout}${r.stderr}`)
+  if (r.status !== 0)
+    throw new Error(`${[cmd, ...args].join(' ')} exited ${r.status ?? r.signal}\n${r.stdout}${r.stderr}`)
   return r.stdout
 }
 
@@ -53,13 +59,27 @@ function check(name, fn) {
 }
 
 try {
-  const platform = execFileSync(process.execPath, ['-p', `require(${JSON.stringify(path.join(root, 'dist', 'platform.js'))}).currentPlatform()`], { encoding: 'utf8' }).trim()
+  const platform = execFileSync(
+    process.execPath,
+    ['-p', `require(${JSON.stringify(path.join(root, 'dist', 'platform.js'))}).currentPlatform()`],
+    { encoding: 'utf8' },
+  ).trim()
   const tarballs = [
     packMain(packs),
-    packPlatform(platform, { addon: path.join(root, `orchard.${platform}.node`), emulator: path.join(root, 'target', 'release', EMULATOR_BINARY) }, packs),
+    packPlatform(
+      platform,
+      {
+        addon: path.join(root, `orchard.${platform}.node`),
+        emulator: path.join(root, 'target', 'release', EMULATOR_BINARY),
+      },
+      packs,
+    ),
   ]
   mkdirSync(app)
-  writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'orchard-install-test', private: true, version: '1.0.0' }))
+  writeFileSync(
+    path.join(app, 'package.json'),
+    JSON.stringify({ name: 'orchard-install-test', private: true, version: '1.0.0' }),
+  )
 
   check('no Rust toolchain on PATH', () => {
     const r = spawnSync('sh', ['-c', 'command -v cargo || command -v rustc'], { env, encoding: 'utf8' })
@@ -203,15 +223,25 @@ export async function demo(): Promise<ChatResult> {
     if (!block) throw new Error('README.md has no ```js block under "## Quick start"')
     const modelLine = /const model = '[^']*'/
     if (!modelLine.test(block)) throw new Error("the quick start names its model in a line `const model = '...'`")
-    const model = run('node', ['--input-type=module', '-e', "import { createTestModel } from 'orchard-ts/testing'; console.log(await createTestModel())"]).trim()
+    const model = run('node', [
+      '--input-type=module',
+      '-e',
+      "import { createTestModel } from 'orchard-ts/testing'; console.log(await createTestModel())",
+    ]).trim()
     writeFileSync(path.join(app, 'quick.mjs'), block.replace(modelLine, `const model = ${JSON.stringify(model)}`))
     const emulator = run('node', ['-p', "require('orchard-ts/testing').emulatorPath()"]).trim()
     const cacheRoot = mkdtempSync(path.join(os.tmpdir(), 'orchard-q-'))
     try {
-      const out = run('node', ['quick.mjs'], { env: { ...env, ORCHARD_ENGINE_BINARY: emulator, ORCHARD_CACHE_ROOT: cacheRoot }, timeout: 60_000 })
+      const out = run('node', ['quick.mjs'], {
+        env: { ...env, ORCHARD_ENGINE_BINARY: emulator, ORCHARD_CACHE_ROOT: cacheRoot },
+        timeout: 60_000,
+      })
       if (!out.trim()) throw new Error('printed nothing')
     } finally {
-      spawnSync('node', ['-e', `require('orchard-ts').Engine.stop({ cacheRoot: ${JSON.stringify(cacheRoot)} })`], { cwd: app, env })
+      spawnSync('node', ['-e', `require('orchard-ts').Engine.stop({ cacheRoot: ${JSON.stringify(cacheRoot)} })`], {
+        cwd: app,
+        env,
+      })
       rmSync(cacheRoot, { recursive: true, force: true })
       rmSync(path.dirname(model), { recursive: true, force: true })
     }

@@ -17,7 +17,10 @@ console.log(packMain(outDir))
 console.log(
   packPlatform(
     platform,
-    { addon: path.join(root, `orchard.${platform}.node`), emulator: path.join(root, 'target', 'release', EMULATOR_BINARY) },
+    {
+      addon: path.join(root, `orchard.${platform}.node`),
+      emulator: path.join(root, 'target', 'release', EMULATOR_BINARY),
+    },
     outDir,
   ),
 )

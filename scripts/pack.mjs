@@ -10,7 +10,17 @@
 // Each package is staged in a temporary directory, so the repository's package.json is never
 // edited. Prints the tarball's path.
 import { execFileSync } from 'node:child_process'
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -36,7 +46,10 @@ function fail(message) {
 
 function npmPack(stage, outDir) {
   mkdirSync(outDir, { recursive: true })
-  const out = execFileSync('npm', ['pack', '--json', '--pack-destination', path.resolve(outDir)], { cwd: stage, encoding: 'utf8' })
+  const out = execFileSync('npm', ['pack', '--json', '--pack-destination', path.resolve(outDir)], {
+    cwd: stage,
+    encoding: 'utf8',
+  })
   const [{ filename }] = JSON.parse(out)
   rmSync(stage, { recursive: true, force: true })
   return path.join(path.resolve(outDir), filename)
@@ -48,9 +61,10 @@ export function packMain(outDir) {
     if (!existsSync(path.join(root, built))) fail(`${built} is missing; run \`npm run build\` first`)
   }
   const stage = mkdtempSync(path.join(os.tmpdir(), 'orchard-pack-'))
-  for (const entry of [...pkg.files, 'README.md']) cpSync(path.join(root, entry), path.join(stage, entry), { recursive: true })
-  const { devDependencies, scripts, overrides, ...published } = pkg
-  void devDependencies, void scripts, void overrides
+  for (const entry of [...pkg.files, 'README.md'])
+    cpSync(path.join(root, entry), path.join(stage, entry), { recursive: true })
+  const published = { ...pkg }
+  for (const devOnly of ['devDependencies', 'scripts', 'overrides']) delete published[devOnly]
   published.optionalDependencies = Object.fromEntries(platforms().map((p) => [`${pkg.name}-${p}`, pkg.version]))
   writeFileSync(path.join(stage, 'package.json'), `${JSON.stringify(published, null, 2)}\n`)
   return npmPack(stage, outDir)
@@ -61,7 +75,8 @@ export function packPlatform(platform, { addon, emulator }, outDir) {
   if (!existsSync(manifest)) fail(`no platform package npm/${platform} (have: ${platforms().join(', ')})`)
   const pkg = readJson(manifest)
   const version = rootPackage().version
-  if (pkg.version !== version) fail(`npm/${platform} is at ${pkg.version}, orchard-ts at ${version}; run \`node scripts/sync-versions.mjs\``)
+  if (pkg.version !== version)
+    fail(`npm/${platform} is at ${pkg.version}, orchard-ts at ${version}; run \`node scripts/sync-versions.mjs\``)
   for (const file of [addon, emulator]) if (!existsSync(file)) fail(`${file} is missing`)
   const stage = mkdtempSync(path.join(os.tmpdir(), 'orchard-pack-'))
   cpSync(path.join(root, 'npm', platform), stage, { recursive: true })
@@ -79,7 +94,10 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     console.log(packMain(args[0]))
   } else if (kind === 'platform' && args.length === 3) {
     const [platform, artifacts, outDir] = args
-    const files = { addon: path.join(artifacts, `orchard.${platform}.node`), emulator: path.join(artifacts, EMULATOR_BINARY) }
+    const files = {
+      addon: path.join(artifacts, `orchard.${platform}.node`),
+      emulator: path.join(artifacts, EMULATOR_BINARY),
+    }
     console.log(packPlatform(platform, files, outDir))
   } else {
     fail('usage: node scripts/pack.mjs main <outDir> | platform <platform> <artifactDir> <outDir>')

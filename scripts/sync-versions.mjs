@@ -20,10 +20,13 @@ for (const platform of platforms()) {
 const cargo = path.join(root, 'Cargo.toml')
 const text = readFileSync(cargo, 'utf8')
 const synced = text.replace(/(\[workspace\.package\][^[]*?\nversion = )"[^"]*"/, `$1"${version}"`)
-if (synced === text && !text.includes(`version = "${version}"`)) throw new Error('Cargo.toml: no [workspace.package] version to update')
+if (synced === text && !text.includes(`version = "${version}"`))
+  throw new Error('Cargo.toml: no [workspace.package] version to update')
 if (synced !== text) {
   writeFileSync(cargo, synced)
   changed.push('Cargo.toml')
 }
 
-console.log(changed.length ? `version ${version}: updated ${changed.join(', ')}` : `version ${version}: already in sync`)
+console.log(
+  changed.length ? `version ${version}: updated ${changed.join(', ')}` : `version ${version}: already in sync`,
+)
