@@ -109,7 +109,7 @@ describe('chat', () => {
     const c = engine.client()
     await expect(c.chat(model, messages, { temprature: 1 } as never)).rejects.toThrow(/temprature/)
     await expect(c.chat(model, messages, { topP: 2 })).rejects.toBeInstanceOf(InvalidRequestError)
-    expect(() => c.chat(model, [])).toThrow(InvalidRequestError)
+    await expect(c.chat(model, [])).rejects.toBeInstanceOf(InvalidRequestError)
   })
 
   it('can be consumed only once', async () => {
@@ -127,6 +127,71 @@ describe('renderPrompt', () => {
     // Explicit values win; the rest come from the llama3 profile's default lane.
     expect(r.sampling).toMatchObject({ maxTokens: 9, topK: 5, temperature: 0.6, topP: 0.9, stop: ['<|eot_id|>'] })
     expect(r.reasoning).toBe(false)
+  })
+})
+
+describe('input errors arrive asynchronously', () => {
+  /** Every rejection the process saw no handler for while `body` ran. */
+  async function unhandledDuring(body: () => Promise<void>): Promise<unknown[]> {
+    const seen: unknown[] = []
+    const onUnhandled = (reason: unknown): void => void seen.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      await body()
+      // Node reports unhandled rejections once the microtask queue has drained: let it.
+      await new Promise((resolve) => setImmediate(resolve))
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+    return seen
+  }
+
+  const calls: Array<[string, () => PromiseLike<unknown>, RegExp]> = [
+    ['chat without messages', () => engine.client().chat(model, []), /messages/],
+    ['chat with an empty model id', () => engine.client().chat('', messages), /model/],
+    ['chat with a bad option type', () => engine.client().chat(model, messages, { stallTimeout: -1 }), /stallTimeout/],
+    ['chat with options that are not an object', () => engine.client().chat(model, messages, 7 as never), /options/],
+    ['chatBatch without conversations', () => engine.client().chatBatch(model, []), /conversations/],
+    ['chatBatch with a bad signal', () => engine.client().chatBatch(model, [messages], { signal: 'x' as never }), /signal/],
+    ['responses with an empty input', () => engine.client().responses(model, { input: '' }), /input/],
+    ['responses with an unknown field', () => engine.client().responses(model, { input: 'x', nope: 1 } as never), /nope/],
+    ['embed with a bad option', () => engine.client().embed(model, 'x', { nope: 1 } as never), /nope/],
+  ]
+
+  for (const [name, call, pattern] of calls) {
+    it(`${name}: never a synchronous throw; awaiting rejects with the typed error`, async () => {
+      const unhandled = await unhandledDuring(async () => {
+        let pending: PromiseLike<unknown> | undefined
+        expect(() => (pending = call())).not.toThrow()
+        const err = await Promise.resolve(pending).then(
+          () => null,
+          (e: unknown) => e,
+        )
+        expect(err).toBeInstanceOf(InvalidRequestError)
+        expect(String((err as Error).message)).toMatch(pattern)
+      })
+      expect(unhandled).toEqual([])
+    })
+
+    // The embed promise is not iterable: awaiting is its only use.
+    if (name.startsWith('embed')) continue
+    it(`${name}: iterating only, the first next() throws it; nothing unhandled`, async () => {
+      const unhandled = await unhandledDuring(async () => {
+        const stream = call() as unknown as AsyncIterable<unknown>
+        await expect(stream[Symbol.asyncIterator]().next()).rejects.toThrow(pattern)
+      })
+      expect(unhandled).toEqual([])
+    })
+  }
+
+  it('a stream that is neither iterated nor awaited leaves no unhandled rejection', async () => {
+    const unhandled = await unhandledDuring(async () => {
+      engine.client().chat(model, [])
+      engine.client().responses(model, { input: [] })
+      engine.client().chatBatch(model, [[]])
+    })
+    expect(unhandled).toEqual([])
   })
 })
 

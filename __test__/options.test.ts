@@ -223,10 +223,10 @@ describe('chatBatch', () => {
     check(await stream.finalResult())
   })
 
-  it('mismatched options and empty conversations are refused before sending', () => {
-    expect(() => client.chatBatch(model, conversations, [{}, {}])).toThrow(/options: 2 entries for 3 conversations/)
-    expect(() => client.chatBatch(model, [[]])).toThrow(/conversations\[0\]/)
-    expect(() => client.chatBatch(model, [])).toThrow(InvalidRequestError)
+  it('mismatched options and empty conversations are refused before sending', async () => {
+    await expect(client.chatBatch(model, conversations, [{}, {}])).rejects.toThrow(/options: 2 entries for 3 conversations/)
+    await expect(client.chatBatch(model, [[]])).rejects.toThrow(/conversations\[0\]/)
+    await expect(client.chatBatch(model, [])).rejects.toThrow(InvalidRequestError)
   })
 
   it('an invalid per-prompt option names its index and key', async () => {
@@ -284,9 +284,9 @@ describe('invalid options name the key', () => {
     })
   }
 
-  it('signal and stallTimeout are checked in JavaScript', () => {
-    expect(() => client.chat(model, ask, { signal: 'stop' as never })).toThrow(/signal/)
-    expect(() => client.chat(model, ask, { stallTimeout: -5 })).toThrow(/stallTimeout/)
+  it('signal and stallTimeout are checked in JavaScript', async () => {
+    await expect(client.chat(model, ask, { signal: 'stop' as never })).rejects.toThrow(/signal/)
+    await expect(client.chat(model, ask, { stallTimeout: -5 })).rejects.toThrow(/stallTimeout/)
   })
 })
 

@@ -136,15 +136,16 @@ describe('requests are validated before anything is sent', () => {
     [{ input: 'x', unknown_field: 1 } as never, /unknown_field/],
   ]
   for (const [request, pattern] of bad) {
-    it(JSON.stringify(request), () => {
-      let err: unknown
-      try {
-        void client.responses(model, request)
-      } catch (e) {
-        err = e
-      }
+    it(JSON.stringify(request), async () => {
+      const err = await client.responses(model, request).then(
+        () => null,
+        (e: unknown) => e,
+      )
       expect(err).toBeInstanceOf(InvalidRequestError)
       expect(String((err as Error).message)).toMatch(pattern)
+      // Iterated, the first next() throws it, before any event.
+      const events = client.responses(model, request)[Symbol.asyncIterator]()
+      await expect(events.next()).rejects.toThrow(pattern)
     })
   }
 })
@@ -416,7 +417,7 @@ describe('tool calls', () => {
     expect(shape(one.events)).toEqual([...HEAD, ...CALL_BLOCK, 'response.completed'])
     expect(one.response.toolCalls.map((c) => c.name)).toEqual(['get_weather'])
 
-    expect(() => client.responses(model, { input: 'x', tools, min_tool_calls: 3, max_tool_calls: 2 })).toThrow(/min_tool_calls/)
+    await expect(client.responses(model, { input: 'x', tools, min_tool_calls: 3, max_tool_calls: 2 })).rejects.toThrow(/min_tool_calls/)
   })
 
   it('a three-turn tool chain: call, another call, then a text answer', async () => {
@@ -585,9 +586,9 @@ describe('structured output', () => {
     expect(response.parseError).toMatch(/does not match the requested format/)
   })
 
-  it('a Standard Schema that cannot describe itself is refused before sending', () => {
+  it('a Standard Schema that cannot describe itself is refused before sending', async () => {
     const opaque: StandardSchemaLike = { '~standard': { version: 1, vendor: 'opaque', validate: (value: unknown) => ({ value }) } }
-    expect(() => client.responses(model, { input: 'x', text: { format: { type: 'json_schema', schema: opaque } } })).toThrow(/opaque schema cannot describe itself/)
+    await expect(client.responses(model, { input: 'x', text: { format: { type: 'json_schema', schema: opaque } } })).rejects.toThrow(/opaque schema cannot describe itself/)
   })
 })
 

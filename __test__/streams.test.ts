@@ -209,6 +209,38 @@ describe('cancellation stops the engine work', () => {
     expect(await settledStats(id)).toEqual(first)
   })
 
+  it('disposing a stream left mid-way (await using) cancels it in the engine', async () => {
+    const stream = client.chat(model, ask, long)
+    const deltas = stream[Symbol.asyncIterator]()
+    await deltas.next()
+    await stream[Symbol.asyncDispose]()
+    await expect(stream).rejects.toBeInstanceOf(AbortError)
+    const stats = await settledStats(await stream.requestId())
+    expect(stats.cancelled).toBe(true)
+    // Disposing a stream that ended already changes nothing.
+    const done = client.chat(model, ask, { maxTokens: 2 })
+    const result = await done
+    await done[Symbol.asyncDispose]()
+    expect(await done).toEqual(result)
+  })
+
+  it('a Responses stream shares the cancellation: cancel() stops its chat request', async () => {
+    const responses = client.responses(model, { input: 'Tell me about apples.', max_output_tokens: 100_000 })
+    const events = responses[Symbol.asyncIterator]()
+    await events.next()
+    await responses.cancel()
+    await expect(responses).rejects.toBeInstanceOf(AbortError)
+    // Events already assembled may still come out; then the iteration ends with the AbortError.
+    const rest = (async () => {
+      while (!(await events.next()).done) {
+        /* drain */
+      }
+    })()
+    await expect(rest).rejects.toBeInstanceOf(AbortError)
+    const stats = await settledStats(await responses.requestId())
+    expect(stats.cancelled).toBe(true)
+  })
+
   it('the signal of a batch cancels every conversation of it', async () => {
     const controller = new AbortController()
     const stream = client.chatBatch(model, [ask, ask, ask], { ...long, signal: controller.signal })

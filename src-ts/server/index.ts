@@ -29,8 +29,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status'
 
 import type { Engine } from '../engine'
 import { InvalidRequestError } from '../errors'
-import { prepareResponses, ResponseStream } from '../responses'
-import type { ResponseObject } from '../responses-types'
+import type { ResponseObject } from '../responses/types'
 import { badRequest, HttpError, toHttpError, type OpenAIErrorBody, type ParamNames } from './errors'
 import {
   chatCompletion,
@@ -333,10 +332,8 @@ export function createServer(options: ServerOptions): OrchardServer {
     const { controller, end } = begin(c)
     let streaming = false
     try {
-      const prepared = prepareResponses(req.request)
-      const chat = engine.client().chat(req.model, prepared.messages, { ...prepared.options, signal: controller.signal })
-      const responses = new ResponseStream(chat, req.model, req.request, prepared)
-      c.header(REQUEST_ID_HEADER, String(await chat.requestId()))
+      const responses = engine.client().responses(req.model, { ...req.request, signal: controller.signal })
+      c.header(REQUEST_ID_HEADER, String(await responses.requestId()))
       if (!req.stream) {
         const { outputText: _t, toolCalls: _c, parsed: _p, parseError: _e, ...object } = await responses
         void [_t, _c, _p, _e]

@@ -4,7 +4,7 @@
  * messages name orchard options, which {@link ParamNames} renames back to the OpenAI fields.
  */
 
-import type { ResponsesRequest } from '../responses-types'
+import type { ResponsesRequest } from '../responses/types'
 import type { ChatMessage, ChatOptions, ContentPart, FunctionTool, ReasoningEffort, ResponseFormat, ToolCall, ToolChoice } from '../types'
 import { badRequest, type ParamNames } from './errors'
 
