@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { AbortError, Engine } from '../src-ts'
 import type { ChatDelta, ChatMessage, ChatStream, Client } from '../src-ts'
 import { makeModelDir, useEmulator } from './helpers'
+import { type RequestStats, settledStats as settled } from './pipeline-fixtures'
 
 let engine: Engine
 let client: Client
@@ -24,24 +25,8 @@ useEmulator('streams', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '2' } }, (e) => {
   client = e.client
 })
 
-interface RequestStats {
-  known: boolean
-  published_deltas: number
-  active_sequences: number
-  cancelled: boolean
-}
-
 /** What the emulator did for a request, once none of its sequences is generating. */
-async function settledStats(requestId: number): Promise<RequestStats> {
-  for (let attempt = 0; attempt < 500; attempt++) {
-    const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
-    expect(reply.status).toBe('ok')
-    const stats = reply.data!.emulator_request_stats as RequestStats
-    if (stats.known && stats.active_sequences === 0) return stats
-    await new Promise((r) => setTimeout(r, 10))
-  }
-  throw new Error(`request ${requestId} is still generating`)
-}
+const settledStats = (requestId: number): Promise<RequestStats> => settled(engine, requestId)
 
 /** The emulator's token ids, by name (`<0xF0>` for a byte token). */
 async function vocabulary(): Promise<Map<string, number>> {
