@@ -40,12 +40,23 @@ interface Sequence {
   raw: boolean
   tokens: number[]
   logprobs: TokenLogprob[] | null
-  finishReason: string | null
+  finishReason: FinishReason | null
   cumulativeLogprob: number | null
   generationLen: number
   reasoningTokens: number
   promptTokens: number
   cachedTokens: number
+}
+
+/**
+ * Why a sequence ended, as the engine reports it (lowercased): `stop`, `length` (the token
+ * budget), `cancelled`, `error`; the engine may add values, hence the open end.
+ */
+export type FinishReason = 'stop' | 'length' | 'cancelled' | 'error' | (string & {})
+
+/** A completed call's arguments as JSON text (text that is not a JSON object is kept as it is). */
+export function argumentsText(call: ToolCallResult): string {
+  return typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments)
 }
 
 const TOOL_CALL_PREFIX = 'tool_call:'

@@ -30,6 +30,7 @@ import type {
   ToolChoice,
   Usage,
 } from '../types'
+import type { FinishReason } from '../accumulator'
 import { REASONING_EFFORTS } from '../responses/types'
 
 /** The provider's name: the key of its `providerOptions` and `providerMetadata`. */
@@ -358,7 +359,7 @@ function callArguments(input: unknown, at: string): string | Record<string, unkn
 // ---------------------------------------------------------------------------------- results
 
 /** The engine's finish reason in the spec's terms; calls made means `tool-calls`. */
-export function finishReasonOf(raw: string | null | undefined, madeToolCalls: boolean): LanguageModelV4FinishReason {
+export function finishReasonOf(raw: FinishReason | null | undefined, madeToolCalls: boolean): LanguageModelV4FinishReason {
   const r = raw ?? undefined
   if (madeToolCalls && r !== 'length' && r !== 'max_tokens') return { unified: 'tool-calls', raw: r }
   switch (r) {
@@ -410,9 +411,4 @@ export function metadataOf(result: ChatResult): SharedV4ProviderMetadata {
       ...(logprobs ? { logprobs: logprobs.map(logprobJson) } : {}),
     },
   }
-}
-
-/** Tool-call input as the spec wants it: JSON text. */
-export function inputText(args: Record<string, unknown> | string): string {
-  return typeof args === 'string' ? args : JSON.stringify(args)
 }

@@ -5,7 +5,7 @@
 
 import { randomBytes } from 'node:crypto'
 
-import { type ItemEvent, parseMaybeJson } from '../accumulator'
+import { type FinishReason, type ItemEvent, parseMaybeJson } from '../accumulator'
 import { OrchardError } from '../errors'
 import type { ChatDelta, ReasoningEffort, ToolCallResult, Usage } from '../types'
 import type {
@@ -33,14 +33,15 @@ interface OpenItem {
 }
 
 /** Why a response with this finish reason is incomplete, or null when it completed. */
-function incompleteReason(finishReason: string | null): ResponseIncompleteReason | null {
+function incompleteReason(finishReason: FinishReason | null): ResponseIncompleteReason | null {
   switch (finishReason) {
     case 'length':
     case 'max_tokens':
       return 'max_output_tokens'
     case 'content_filter':
+      return 'content_filter'
     case 'cancelled':
-      return finishReason
+      return 'cancelled'
     default:
       return null
   }
@@ -213,7 +214,7 @@ export class ResponseAssembler {
   }
 
   /** Close what is open and emit the terminal event for `finishReason`. */
-  finish(finishReason: string | null): ResponseStreamEvent[] {
+  finish(finishReason: FinishReason | null): ResponseStreamEvent[] {
     const out: ResponseStreamEvent[] = []
     const incomplete = incompleteReason(finishReason)
     if (this.response.output.length === 0) this.#item(0, 'message', null, out)
