@@ -5,7 +5,8 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 import { AbortError, Engine, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
-import type { ChatDelta, ChatMessage } from '../src-ts'
+import type { ChatDelta, ChatMessage, StateEvent } from '../src-ts'
+import { Accumulator } from '../src-ts/accumulator'
 import { repoRoot, useEmulator } from './helpers'
 
 let engine: Engine
@@ -127,6 +128,52 @@ describe('renderPrompt', () => {
     // Explicit values win; the rest come from the llama3 profile's default lane.
     expect(r.sampling).toMatchObject({ maxTokens: 9, topK: 5, temperature: 0.6, topP: 0.9, stop: ['<|eot_id|>'] })
     expect(r.reasoning).toBe(false)
+  })
+})
+
+describe('Accumulator: the one reading of deltas', () => {
+  const delta = (over: Partial<ChatDelta>): ChatDelta => ({ requestId: 1, tokens: [], topLogprobs: [], isFinal: false, stateEvents: [], text: '', reasoning: '', toolCallDeltas: [], ...over })
+  const ev = (itemType: string, eventType: string, outputIndex: number, identifier: string, delta = '', value?: unknown): StateEvent => ({
+    itemType,
+    eventType,
+    outputIndex,
+    identifier,
+    delta,
+    ...(value === undefined ? {} : { value }),
+  })
+
+  it('interprets state events once into typed items that the chat result and its deltas agree with', () => {
+    const acc = new Accumulator()
+    const first = delta({
+      tokens: [1, 2],
+      stateEvents: [ev('reasoning', 'content_delta', 0, 'r', 'hmm'), ev('tool_call', 'item_started', 1, 'tool_call:get_weather')],
+    })
+    const second = delta({
+      tokens: [3],
+      stateEvents: [ev('tool_call', 'content_delta', 1, 'city', 'Paris'), ev('tool_call', 'item_completed', 1, 'tool_call:get_weather', '', '{"name":"get_weather","arguments":{"city":"Paris"}}')],
+    })
+    const last = delta({ isFinal: true, finishReason: 'stop', generationLen: 3, stateEvents: [ev('message', 'content_delta', 2, 'm', 'Sunny.')] })
+    expect([first, second, last].flatMap((d) => acc.add(d))).toEqual([first, second, last])
+    expect(acc.items(first)).toEqual([
+      { item: 'reasoning', kind: 'delta', index: 0, identifier: 'r', delta: 'hmm' },
+      { item: 'tool_call', kind: 'started', index: 1, name: 'get_weather' },
+    ])
+    expect(acc.items(second)).toEqual([
+      { item: 'tool_call', kind: 'delta', index: 1, name: 'get_weather', argument: 'city', delta: 'Paris' },
+      { item: 'tool_call', kind: 'done', index: 1, call: { name: 'get_weather', arguments: { city: 'Paris' } } },
+    ])
+    expect(second.toolCallDeltas).toEqual([{ outputIndex: 1, name: 'get_weather', argument: 'city', delta: 'Paris' }])
+    const r = acc.result(0, 1)
+    expect([r.text, r.reasoning, r.toolCalls, r.finishReason]).toEqual(['Sunny.', 'hmm', [{ name: 'get_weather', arguments: { city: 'Paris' } }], 'stop'])
+  })
+
+  it('counts usage as the largest running count seen (a late smaller count lowers nothing)', () => {
+    const acc = new Accumulator()
+    acc.add(delta({ tokens: [1], promptTokenCount: 9, cachedTokenCount: 4, generationLen: 5, reasoningTokens: 2 }))
+    acc.add(delta({ tokens: [2], isFinal: true, finishReason: 'length', promptTokenCount: 7, cachedTokenCount: 0, generationLen: 3, reasoningTokens: 1 }))
+    const usage = { promptTokens: 9, completionTokens: 5, reasoningTokens: 2, cachedTokens: 4, totalTokens: 14 }
+    expect(acc.usage(0)).toEqual(usage)
+    expect(acc.result(0, 1).usage).toEqual(usage)
   })
 })
 

@@ -85,6 +85,16 @@ describe('plain text', () => {
     expect(response.usage.output_tokens).toBeGreaterThan(0)
     expect(response.usage.input_tokens).toBeGreaterThan(0)
     expect(response.id).toMatch(/^resp_/)
+    // Usage comes from the accumulator the chat API uses: the same request counts the same.
+    const chat = await client.chat(model, [{ role: 'user', content: 'Tell me about the orchard.' }], { maxTokens: 40, temperature: 0 })
+    const u = chat.usage
+    expect(response.usage).toEqual({
+      input_tokens: u.promptTokens,
+      output_tokens: u.completionTokens,
+      total_tokens: u.totalTokens,
+      input_tokens_details: { cached_tokens: u.cachedTokens },
+      output_tokens_details: { reasoning_tokens: u.reasoningTokens },
+    })
   })
 
   it('names the engine request it runs as', async () => {
