@@ -15,6 +15,11 @@ export async function requestStats(engine: Engine, requestId: number): Promise<R
   return reply.data!.emulator_request_stats as RequestStats
 }
 
+/** Wait for `cond`, checking once per turn of the event loop. */
+export async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setImmediate(r))
+}
+
 /** Poll the emulator's counters (once per turn of the event loop, no sleeping) until `done` holds for them. */
 export async function statsWhen(engine: Engine, requestId: number, done: (s: RequestStats) => boolean): Promise<RequestStats> {
   for (;;) {

@@ -11,7 +11,7 @@ import type { ChatMessage, Client, Engine, FunctionTool } from '../src-ts'
 import { createServer, type OrchardServer } from '../src-ts/server'
 import { startTestEngine } from '../src-ts/testing'
 import { makeModelDir, useEmulator } from './helpers'
-import { statsWhen, weatherAndTime } from './pipeline-fixtures'
+import { statsWhen, until, weatherAndTime } from './pipeline-fixtures'
 
 let engine: Engine
 let client: Client
@@ -62,11 +62,6 @@ async function direct(on: string, messages: ChatMessage[], options: Parameters<C
 /** Whether the engine cancelled a request (polled until it did, or it ended without). */
 async function cancelledInEngine(requestId: number): Promise<boolean> {
   return (await statsWhen(engine, requestId, (s) => s.cancelled || (s.known && s.active_sequences === 0))).cancelled
-}
-
-/** Wait for `cond`, checking once per turn of the event loop. */
-async function until(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setImmediate(r))
 }
 
 async function status(p: Promise<unknown>): Promise<APIError> {
