@@ -202,6 +202,8 @@ describe('input errors arrive asynchronously', () => {
     ['chatBatch without conversations', () => engine.client().chatBatch(model, []), /conversations/],
     ['chatBatch with a bad signal', () => engine.client().chatBatch(model, [messages], { signal: 'x' as never }), /signal/],
     ['responses with an empty input', () => engine.client().responses(model, { input: '' }), /input/],
+    ['responses with an empty model id', () => engine.client().responses('', { input: 'x' }), /model/],
+    ['responses with an option the core refuses', () => engine.client().responses(model, { input: 'x', tool_choice: 'sometimes' as never }), /tool_choice|toolChoice/],
     ['responses with an unknown field', () => engine.client().responses(model, { input: 'x', nope: 1 } as never), /nope/],
     ['embed with a bad option', () => engine.client().embed(model, 'x', { nope: 1 } as never), /nope/],
   ]

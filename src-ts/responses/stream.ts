@@ -31,8 +31,9 @@ export type ResponseSource =
 /**
  * A Responses request in flight. Iterate it once for typed {@link ResponseStreamEvent}s, or
  * await it for the {@link Response}. Failures (engine death, an error from the engine)
- * produce a `response.failed` event and then throw the typed error; an invalid request
- * throws at the first `next()` (or the `await`), before any event.
+ * produce a `response.failed` event and then throw the typed error; a request refused
+ * before it was sent (an invalid request, an unknown model) throws at the first `next()` (or
+ * the `await`), before any event.
  */
 export class ResponseStream extends Consumable<ResponseStreamEvent, Response> {
   readonly #source: ResponseSource
@@ -56,6 +57,9 @@ export class ResponseStream extends Consumable<ResponseStreamEvent, Response> {
     if (this.#ended) return null
     const a = this.#assembler!
     if (!this.#deltas) {
+      // A request refused before the engine got it (a bad option, an unknown model) fails
+      // before any event, like every input error; the response exists once it was sent.
+      await source.chat.requestId()
       this.#deltas = source.chat[Symbol.asyncIterator]()
       return a.start()
     }
