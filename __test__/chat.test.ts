@@ -197,7 +197,8 @@ describe('input errors arrive asynchronously', () => {
   const calls: Array<[string, () => PromiseLike<unknown>, RegExp]> = [
     ['chat without messages', () => engine.client().chat(model, []), /messages/],
     ['chat with an empty model id', () => engine.client().chat('', messages), /model/],
-    ['chat with a bad option type', () => engine.client().chat(model, messages, { stallTimeout: -1 }), /stallTimeout/],
+    ['chat with a signal that is not an AbortSignal', () => engine.client().chat(model, messages, { signal: 42 as never }), /signal/],
+    ['chat with an option the core refuses', () => engine.client().chat(model, messages, { topK: 0 }), /topK/],
     ['chat with options that are not an object', () => engine.client().chat(model, messages, 7 as never), /options/],
     ['chatBatch without conversations', () => engine.client().chatBatch(model, []), /conversations/],
     ['chatBatch with a bad signal', () => engine.client().chatBatch(model, [messages], { signal: 'x' as never }), /signal/],
