@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 
 import type { ChatDelta, ChatMessage, ChatResult, Client, FunctionTool } from '../src-ts'
 import { useEmulator } from './helpers'
+import { weatherAndTime } from './pipeline-fixtures'
 
 let client: Client
 /** llama3: no native reasoning; calls framed as `<|python_tag|>...<|eom_id|>`. */
@@ -17,24 +18,7 @@ useEmulator('agentic', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '1' }, thinker: tru
   thinker = e.thinker
 })
 
-const tools: FunctionTool[] = [
-  {
-    type: 'function',
-    function: {
-      name: 'get_weather',
-      description: 'Current weather for a city',
-      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false },
-    },
-  },
-  {
-    type: 'function',
-    function: {
-      name: 'get_time',
-      description: 'The time in a zone, some hours ahead',
-      parameters: { type: 'object', properties: { zone: { type: 'string' }, hours: { type: 'integer', minimum: 0, maximum: 23 } }, required: ['zone', 'hours'] },
-    },
-  },
-]
+const tools: FunctionTool[] = weatherAndTime
 
 const user = (content: string): ChatMessage[] => [{ role: 'user', content }]
 

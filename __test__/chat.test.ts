@@ -5,7 +5,8 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 import { AbortError, Engine, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
-import type { ChatDelta, ChatMessage } from '../src-ts'
+import type { ChatDelta, ChatMessage, StateEvent } from '../src-ts'
+import { Accumulator } from '../src-ts/accumulator'
 import { repoRoot, useEmulator } from './helpers'
 
 let engine: Engine
@@ -109,7 +110,7 @@ describe('chat', () => {
     const c = engine.client()
     await expect(c.chat(model, messages, { temprature: 1 } as never)).rejects.toThrow(/temprature/)
     await expect(c.chat(model, messages, { topP: 2 })).rejects.toBeInstanceOf(InvalidRequestError)
-    expect(() => c.chat(model, [])).toThrow(InvalidRequestError)
+    await expect(c.chat(model, [])).rejects.toBeInstanceOf(InvalidRequestError)
   })
 
   it('can be consumed only once', async () => {
@@ -127,6 +128,120 @@ describe('renderPrompt', () => {
     // Explicit values win; the rest come from the llama3 profile's default lane.
     expect(r.sampling).toMatchObject({ maxTokens: 9, topK: 5, temperature: 0.6, topP: 0.9, stop: ['<|eot_id|>'] })
     expect(r.reasoning).toBe(false)
+  })
+})
+
+describe('Accumulator: the one reading of deltas', () => {
+  const delta = (over: Partial<ChatDelta>): ChatDelta => ({ requestId: 1, tokens: [], topLogprobs: [], isFinal: false, stateEvents: [], text: '', reasoning: '', toolCallDeltas: [], ...over })
+  const ev = (itemType: string, eventType: string, outputIndex: number, identifier: string, delta = '', value?: unknown): StateEvent => ({
+    itemType,
+    eventType,
+    outputIndex,
+    identifier,
+    delta,
+    ...(value === undefined ? {} : { value }),
+  })
+
+  it('interprets state events once into typed items that the chat result and its deltas agree with', () => {
+    const acc = new Accumulator()
+    const first = delta({
+      tokens: [1, 2],
+      stateEvents: [ev('reasoning', 'content_delta', 0, 'r', 'hmm'), ev('tool_call', 'item_started', 1, 'tool_call:get_weather')],
+    })
+    const second = delta({
+      tokens: [3],
+      stateEvents: [ev('tool_call', 'content_delta', 1, 'city', 'Paris'), ev('tool_call', 'item_completed', 1, 'tool_call:get_weather', '', '{"name":"get_weather","arguments":{"city":"Paris"}}')],
+    })
+    const last = delta({ isFinal: true, finishReason: 'stop', generationLen: 3, stateEvents: [ev('message', 'content_delta', 2, 'm', 'Sunny.')] })
+    expect([first, second, last].flatMap((d) => acc.add(d))).toEqual([first, second, last])
+    expect(acc.items(first)).toEqual([
+      { item: 'reasoning', kind: 'delta', index: 0, identifier: 'r', delta: 'hmm' },
+      { item: 'tool_call', kind: 'started', index: 1, name: 'get_weather' },
+    ])
+    expect(acc.items(second)).toEqual([
+      { item: 'tool_call', kind: 'delta', index: 1, name: 'get_weather', argument: 'city', delta: 'Paris' },
+      { item: 'tool_call', kind: 'done', index: 1, call: { name: 'get_weather', arguments: { city: 'Paris' } } },
+    ])
+    expect(second.toolCallDeltas).toEqual([{ outputIndex: 1, name: 'get_weather', argument: 'city', delta: 'Paris' }])
+    const r = acc.result(0, 1)
+    expect([r.text, r.reasoning, r.toolCalls, r.finishReason]).toEqual(['Sunny.', 'hmm', [{ name: 'get_weather', arguments: { city: 'Paris' } }], 'stop'])
+  })
+
+  it('counts usage as the largest running count seen (a late smaller count lowers nothing)', () => {
+    const acc = new Accumulator()
+    acc.add(delta({ tokens: [1], promptTokenCount: 9, cachedTokenCount: 4, generationLen: 5, reasoningTokens: 2 }))
+    acc.add(delta({ tokens: [2], isFinal: true, finishReason: 'length', promptTokenCount: 7, cachedTokenCount: 0, generationLen: 3, reasoningTokens: 1 }))
+    const usage = { promptTokens: 9, completionTokens: 5, reasoningTokens: 2, cachedTokens: 4, totalTokens: 14 }
+    expect(acc.usage(0)).toEqual(usage)
+    expect(acc.result(0, 1).usage).toEqual(usage)
+  })
+})
+
+describe('input errors arrive asynchronously', () => {
+  /** Every rejection the process saw no handler for while `body` ran. */
+  async function unhandledDuring(body: () => Promise<void>): Promise<unknown[]> {
+    const seen: unknown[] = []
+    const onUnhandled = (reason: unknown): void => void seen.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      await body()
+      // Node reports unhandled rejections once the microtask queue has drained: let it.
+      await new Promise((resolve) => setImmediate(resolve))
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+    return seen
+  }
+
+  const calls: Array<[string, () => PromiseLike<unknown>, RegExp]> = [
+    ['chat without messages', () => engine.client().chat(model, []), /messages/],
+    ['chat with an empty model id', () => engine.client().chat('', messages), /model/],
+    ['chat with a signal that is not an AbortSignal', () => engine.client().chat(model, messages, { signal: 42 as never }), /signal/],
+    ['chat with an option the core refuses', () => engine.client().chat(model, messages, { topK: 0 }), /topK/],
+    ['chat with options that are not an object', () => engine.client().chat(model, messages, 7 as never), /options/],
+    ['chatBatch without conversations', () => engine.client().chatBatch(model, []), /conversations/],
+    ['chatBatch with a bad signal', () => engine.client().chatBatch(model, [messages], { signal: 'x' as never }), /signal/],
+    ['responses with an empty input', () => engine.client().responses(model, { input: '' }), /input/],
+    ['responses with an empty model id', () => engine.client().responses('', { input: 'x' }), /model/],
+    ['responses with an option the core refuses', () => engine.client().responses(model, { input: 'x', tool_choice: 'sometimes' as never }), /tool_choice|toolChoice/],
+    ['responses with an unknown field', () => engine.client().responses(model, { input: 'x', nope: 1 } as never), /nope/],
+    ['embed with a bad option', () => engine.client().embed(model, 'x', { nope: 1 } as never), /nope/],
+  ]
+
+  for (const [name, call, pattern] of calls) {
+    it(`${name}: never a synchronous throw; awaiting rejects with the typed error`, async () => {
+      const unhandled = await unhandledDuring(async () => {
+        let pending: PromiseLike<unknown> | undefined
+        expect(() => (pending = call())).not.toThrow()
+        const err = await Promise.resolve(pending).then(
+          () => null,
+          (e: unknown) => e,
+        )
+        expect(err).toBeInstanceOf(InvalidRequestError)
+        expect(String((err as Error).message)).toMatch(pattern)
+      })
+      expect(unhandled).toEqual([])
+    })
+
+    // The embed promise is not iterable: awaiting is its only use.
+    if (name.startsWith('embed')) continue
+    it(`${name}: iterating only, the first next() throws it; nothing unhandled`, async () => {
+      const unhandled = await unhandledDuring(async () => {
+        const stream = call() as unknown as AsyncIterable<unknown>
+        await expect(stream[Symbol.asyncIterator]().next()).rejects.toThrow(pattern)
+      })
+      expect(unhandled).toEqual([])
+    })
+  }
+
+  it('a stream that is neither iterated nor awaited leaves no unhandled rejection', async () => {
+    const unhandled = await unhandledDuring(async () => {
+      engine.client().chat(model, [])
+      engine.client().responses(model, { input: [] })
+      engine.client().chatBatch(model, [[]])
+    })
+    expect(unhandled).toEqual([])
   })
 })
 

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { AbortError, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
 import type { Client, Engine, EmbedResult } from '../src-ts'
 import { LLAMA_CONFIG, makeModelDir, useEmulator } from './helpers'
+import { type RequestStats, statsWhen } from './pipeline-fixtures'
 
 let engine: Engine
 let client: Client
@@ -17,26 +18,8 @@ useEmulator('embed', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '5' } }, (e) => {
   cacheRoot = e.cacheRoot
 })
 
-interface RequestStats {
-  known: boolean
-  published_deltas: number
-  active_sequences: number
-  cancelled: boolean
-}
-
-async function stats(requestId: number): Promise<RequestStats> {
-  const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
-  return reply.data!.emulator_request_stats as RequestStats
-}
-
-/** Poll the emulator's counters (no sleeping) until `done` holds for them. */
-async function until(requestId: number, done: (s: RequestStats) => boolean): Promise<RequestStats> {
-  for (;;) {
-    const s = await stats(requestId)
-    if (done(s)) return s
-    await new Promise<void>((resolve) => setImmediate(resolve))
-  }
-}
+/** Poll the emulator's counters for a request until `done` holds for them. */
+const until = (requestId: number, done: (s: RequestStats) => boolean): Promise<RequestStats> => statsWhen(engine, requestId, done)
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
   const err = await p.then(

@@ -223,10 +223,10 @@ describe('chatBatch', () => {
     check(await stream.finalResult())
   })
 
-  it('mismatched options and empty conversations are refused before sending', () => {
-    expect(() => client.chatBatch(model, conversations, [{}, {}])).toThrow(/options: 2 entries for 3 conversations/)
-    expect(() => client.chatBatch(model, [[]])).toThrow(/conversations\[0\]/)
-    expect(() => client.chatBatch(model, [])).toThrow(InvalidRequestError)
+  it('mismatched options and empty conversations are refused before sending', async () => {
+    await expect(client.chatBatch(model, conversations, [{}, {}])).rejects.toThrow(/options: 2 entries for 3 conversations/)
+    await expect(client.chatBatch(model, [[]])).rejects.toThrow(/conversations\[0\]/)
+    await expect(client.chatBatch(model, [])).rejects.toThrow(InvalidRequestError)
   })
 
   it('an invalid per-prompt option names its index and key', async () => {
@@ -284,16 +284,17 @@ describe('invalid options name the key', () => {
     })
   }
 
-  it('signal and stallTimeoutMs are checked in JavaScript', () => {
-    expect(() => client.chat(model, ask, { signal: 'stop' as never })).toThrow(/signal/)
-    expect(() => client.chat(model, ask, { stallTimeoutMs: -5 })).toThrow(/stallTimeoutMs/)
+  it('signal and stallTimeoutMs are checked in JavaScript', async () => {
+    await expect(client.chat(model, ask, { signal: 'stop' as never })).rejects.toThrow(/signal/)
+    await expect(client.chat(model, ask, { stallTimeoutMs: -5 })).rejects.toThrow(/stallTimeoutMs/)
   })
 })
 
 describe('options JSON cannot carry', () => {
   /** The error a chat fails with, whether it is thrown at once or the stream rejects. */
+  // No wrapper: a synchronous throw from chat() would fail the test (errors arrive asynchronously).
   const failure = (options: ChatOptions, messages = ask) =>
-    (async () => client.chat(model, messages, options))().then(
+    client.chat(model, messages, options).then(
       () => null,
       (e: unknown) => e,
     )
@@ -319,7 +320,7 @@ describe('options JSON cannot carry', () => {
     const err = await failure({}, [{ role: 'user', content: [{ type: 'text', text: Symbol('hi') as never }] }])
     expect(err).toBeInstanceOf(InvalidRequestError)
     expect(String((err as Error).message)).toMatch(/^messages\[0\]\.content\[0\]\.text: a symbol cannot be sent/)
-    const batch = await (async () => client.chatBatch(model, [ask, ask], [{}, { seed: 1n as never }]))().then(
+    const batch = await client.chatBatch(model, [ask, ask], [{}, { seed: 1n as never }]).then(
       () => null,
       (e: unknown) => e,
     )

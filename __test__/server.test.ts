@@ -11,6 +11,7 @@ import type { ChatMessage, Client, Engine, FunctionTool } from '../src-ts'
 import { createServer, type OrchardServer } from '../src-ts/server'
 import { startTestEngine } from '../src-ts/testing'
 import { makeModelDir, useEmulator } from './helpers'
+import { statsWhen, until, weatherAndTime } from './pipeline-fixtures'
 
 let engine: Engine
 let client: Client
@@ -58,19 +59,9 @@ async function direct(on: string, messages: ChatMessage[], options: Parameters<C
   return client.chat(on, messages, options)
 }
 
-/** The emulator's view of a request, once it has settled (polled, never slept on). */
+/** Whether the engine cancelled a request (polled until it did, or it ended without). */
 async function cancelledInEngine(requestId: number): Promise<boolean> {
-  for (;;) {
-    const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
-    const stats = reply.data!.emulator_request_stats as { known: boolean; cancelled: boolean; active_sequences: number }
-    if (stats.cancelled) return true
-    if (stats.known && stats.active_sequences === 0) return false
-  }
-}
-
-/** Wait for `cond`, checking once per turn of the event loop. */
-async function until(cond: () => boolean): Promise<void> {
-  while (!cond()) await new Promise((r) => setImmediate(r))
+  return (await statsWhen(engine, requestId, (s) => s.cancelled || (s.known && s.active_sequences === 0))).cancelled
 }
 
 async function status(p: Promise<unknown>): Promise<APIError> {
@@ -82,24 +73,7 @@ async function status(p: Promise<unknown>): Promise<APIError> {
   return err as APIError
 }
 
-const tools: ChatCompletionTool[] = [
-  {
-    type: 'function',
-    function: {
-      name: 'get_weather',
-      description: 'Current weather for a city',
-      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false },
-    },
-  },
-  {
-    type: 'function',
-    function: {
-      name: 'get_time',
-      description: 'The time in a zone, some hours ahead',
-      parameters: { type: 'object', properties: { zone: { type: 'string' }, hours: { type: 'integer', minimum: 0, maximum: 23 } }, required: ['zone', 'hours'] },
-    },
-  },
-]
+const tools: ChatCompletionTool[] = weatherAndTime
 const orchardTools = tools as unknown as FunctionTool[]
 
 describe('chat completions', () => {

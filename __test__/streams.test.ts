@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { AbortError, Engine } from '../src-ts'
 import type { ChatDelta, ChatMessage, ChatStream, Client } from '../src-ts'
 import { makeModelDir, useEmulator } from './helpers'
+import { type RequestStats, settledStats as settled } from './pipeline-fixtures'
 
 let engine: Engine
 let client: Client
@@ -24,24 +25,8 @@ useEmulator('streams', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '2' } }, (e) => {
   client = e.client
 })
 
-interface RequestStats {
-  known: boolean
-  published_deltas: number
-  active_sequences: number
-  cancelled: boolean
-}
-
 /** What the emulator did for a request, once none of its sequences is generating. */
-async function settledStats(requestId: number): Promise<RequestStats> {
-  for (let attempt = 0; attempt < 500; attempt++) {
-    const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
-    expect(reply.status).toBe('ok')
-    const stats = reply.data!.emulator_request_stats as RequestStats
-    if (stats.known && stats.active_sequences === 0) return stats
-    await new Promise((r) => setTimeout(r, 10))
-  }
-  throw new Error(`request ${requestId} is still generating`)
-}
+const settledStats = (requestId: number): Promise<RequestStats> => settled(engine, requestId)
 
 /** The emulator's token ids, by name (`<0xF0>` for a byte token). */
 async function vocabulary(): Promise<Map<string, number>> {
@@ -207,6 +192,38 @@ describe('cancellation stops the engine work', () => {
     expect(first.published_deltas).toBeLessThanOrEqual(3)
     await new Promise((r) => setTimeout(r, 200))
     expect(await settledStats(id)).toEqual(first)
+  })
+
+  it('disposing a stream left mid-way (await using) cancels it in the engine', async () => {
+    const stream = client.chat(model, ask, long)
+    const deltas = stream[Symbol.asyncIterator]()
+    await deltas.next()
+    await stream[Symbol.asyncDispose]()
+    await expect(stream).rejects.toBeInstanceOf(AbortError)
+    const stats = await settledStats(await stream.requestId())
+    expect(stats.cancelled).toBe(true)
+    // Disposing a stream that ended already changes nothing.
+    const done = client.chat(model, ask, { maxTokens: 2 })
+    const result = await done
+    await done[Symbol.asyncDispose]()
+    expect(await done).toEqual(result)
+  })
+
+  it('a Responses stream shares the cancellation: cancel() stops its chat request', async () => {
+    const responses = client.responses(model, { input: 'Tell me about apples.', max_output_tokens: 100_000 })
+    const events = responses[Symbol.asyncIterator]()
+    await events.next()
+    await responses.cancel()
+    await expect(responses).rejects.toBeInstanceOf(AbortError)
+    // Events already assembled may still come out; then the iteration ends with the AbortError.
+    const rest = (async () => {
+      while (!(await events.next()).done) {
+        /* drain */
+      }
+    })()
+    await expect(rest).rejects.toBeInstanceOf(AbortError)
+    const stats = await settledStats(await responses.requestId())
+    expect(stats.cancelled).toBe(true)
   })
 
   it('the signal of a batch cancels every conversation of it', async () => {

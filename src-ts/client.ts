@@ -3,13 +3,14 @@
 import { embed } from './embed'
 import type { EmbedOptions, EmbeddingPromise } from './embed'
 import { AbortError, InvalidRequestError, native } from './errors'
+import { Accumulator } from './accumulator'
 import { requestJson } from './json'
-import { ResponseStream, prepareResponses } from './responses'
-import type { ResponsesRequest } from './responses-types'
+import { type Prepared, ResponseStream, prepareResponses } from './responses'
+import type { ResponsesRequest } from './responses/types'
 import { ChatBatchStream, ChatStream } from './stream'
 import type { ChatMessage, ChatOptions, RenderedRequest } from './types'
 
-import type { NativeEngine } from '../index'
+import type { NativeChat, NativeEngine } from '../index'
 
 export class Client {
   readonly #engine: NativeEngine
@@ -32,14 +33,25 @@ export class Client {
    * ```
    */
   chat(model: string, messages: ChatMessage[], options: ChatOptions = {}): ChatStream {
-    checkRequest(model, messages)
-    const { signal, stallTimeoutMs, wire } = splitOptions(options, 'options')
-    // Options and messages cross as JSON text: no object walk in native code, key order kept.
-    const handle = signal?.aborted
-      ? Promise.reject(new AbortError('The chat request was aborted before it was sent'))
-      : this.#engine.chat(this.#nativeId(model), requestJson(messages, { root: 'messages' }), requestJson(wire))
-    const keep = keptCandidates(options)
-    return new ChatStream(handle, { signal, stallTimeoutMs, finish: (a) => a.result(0, keep) })
+    return this.#chat(model, messages, options, new Accumulator())
+  }
+
+  #chat(model: string, messages: ChatMessage[], options: ChatOptions, accumulator: Accumulator): ChatStream {
+    let signal: AbortSignal | undefined
+    let stallTimeoutMs: number | undefined
+    let handle: Promise<NativeChat>
+    let keep = 1
+    try {
+      checkRequest(model, messages)
+      const split = splitOptions(options, 'options')
+      ;({ signal, stallTimeoutMs } = split)
+      keep = keptCandidates(options)
+      // Options and messages cross as JSON text: no object walk in native code, key order kept.
+      handle = signal?.aborted ? Promise.reject(abortedBeforeSending()) : this.#engine.chat(this.#nativeId(model), requestJson(messages, { root: 'messages' }), requestJson(split.wire))
+    } catch (e) {
+      handle = Promise.reject(e)
+    }
+    return new ChatStream(handle, { signal, stallTimeoutMs, accumulator, finish: (a) => a.result(0, keep) })
   }
 
   /**
@@ -53,30 +65,23 @@ export class Client {
    * ```
    */
   chatBatch(model: string, conversations: ChatMessage[][], options: ChatOptions | ChatOptions[] = {}): ChatBatchStream {
-    if (typeof model !== 'string' || model.length === 0) {
-      throw new InvalidRequestError('model: expected the id of a loaded model')
+    let signal: AbortSignal | undefined
+    let stallTimeoutMs: number | undefined
+    let handle: Promise<NativeChat>
+    let keeps: number[] = []
+    try {
+      checkBatch(model, conversations, options)
+      const list = Array.isArray(options) ? options : [options]
+      const split = list.map((o, i) => splitOptions(o, Array.isArray(options) ? `options[${i}]` : 'options'))
+      ;({ signal, stallTimeoutMs } = split[0]!)
+      const wire = split.map((s) => s.wire)
+      keeps = conversations.map((_, i) => keptCandidates(list[Math.min(i, list.length - 1)]!))
+      handle = signal?.aborted
+        ? Promise.reject(abortedBeforeSending())
+        : this.#engine.chatBatch(this.#nativeId(model), requestJson(conversations, { root: 'conversations' }), requestJson(Array.isArray(options) ? wire : wire[0], { root: Array.isArray(options) ? 'options' : '' }))
+    } catch (e) {
+      handle = Promise.reject(e)
     }
-    if (!Array.isArray(conversations) || conversations.length === 0) {
-      throw new InvalidRequestError('conversations: expected a non-empty array of conversations')
-    }
-    conversations.forEach((c, i) => {
-      if (!Array.isArray(c) || c.length === 0) {
-        throw new InvalidRequestError(`conversations[${i}]: expected a non-empty array of messages`)
-      }
-    })
-    const list = Array.isArray(options) ? options : [options]
-    if (list.length !== 1 && list.length !== conversations.length) {
-      throw new InvalidRequestError(
-        `options: ${list.length} entries for ${conversations.length} conversations; give one options object, or one per conversation`,
-      )
-    }
-    const split = list.map((o, i) => splitOptions(o, Array.isArray(options) ? `options[${i}]` : 'options'))
-    const { signal, stallTimeoutMs } = split[0]!
-    const wire = split.map((s) => s.wire)
-    const handle = signal?.aborted
-      ? Promise.reject(new AbortError('The chat request was aborted before it was sent'))
-      : this.#engine.chatBatch(this.#nativeId(model), requestJson(conversations, { root: 'conversations' }), requestJson(Array.isArray(options) ? wire : wire[0], { root: Array.isArray(options) ? 'options' : '' }))
-    const keeps = conversations.map((_, i) => keptCandidates(list[Math.min(i, list.length - 1)]!))
     return new ChatBatchStream(handle, { signal, stallTimeoutMs, finish: (a) => keeps.map((keep, i) => a.result(i, keep)) })
   }
 
@@ -90,12 +95,19 @@ export class Client {
    * }
    * ```
    *
-   * The request is validated (schemas included) before anything is sent.
+   * The request is validated (schemas included) before anything is sent; an invalid one
+   * fails the first `next()` (or the `await`).
    */
   responses(model: string, request: ResponsesRequest): ResponseStream {
-    const prepared = prepareResponses(request)
-    const chat = this.chat(model, prepared.messages, prepared.options)
-    return new ResponseStream(chat, model, request, prepared)
+    let prepared: Prepared
+    try {
+      prepared = prepareResponses(request)
+    } catch (error) {
+      return new ResponseStream({ ok: false, error })
+    }
+    const accumulator = new Accumulator()
+    const chat = this.#chat(model, prepared.messages, prepared.options, accumulator)
+    return new ResponseStream({ ok: true, chat, accumulator, model, request, prepared })
   }
 
   /** Only the answer text of a Responses request, as it is generated. */
@@ -154,10 +166,36 @@ function keptCandidates(options: ChatOptions): number {
   return typeof options.n === 'number' ? options.n : 1
 }
 
-function checkRequest(model: unknown, messages: unknown): void {
+function abortedBeforeSending(): AbortError {
+  return new AbortError('The chat request was aborted before it was sent')
+}
+
+function checkModel(model: unknown): void {
   if (typeof model !== 'string' || model.length === 0) {
     throw new InvalidRequestError('model: expected the id of a loaded model')
   }
+}
+
+function checkBatch(model: unknown, conversations: unknown, options: unknown): void {
+  checkModel(model)
+  if (!Array.isArray(conversations) || conversations.length === 0) {
+    throw new InvalidRequestError('conversations: expected a non-empty array of conversations')
+  }
+  conversations.forEach((c, i) => {
+    if (!Array.isArray(c) || c.length === 0) {
+      throw new InvalidRequestError(`conversations[${i}]: expected a non-empty array of messages`)
+    }
+  })
+  const entries = Array.isArray(options) ? options.length : 1
+  if (entries !== 1 && entries !== conversations.length) {
+    throw new InvalidRequestError(
+      `options: ${entries} entries for ${conversations.length} conversations; give one options object, or one per conversation`,
+    )
+  }
+}
+
+function checkRequest(model: unknown, messages: unknown): void {
+  checkModel(model)
   if (!Array.isArray(messages) || messages.length === 0) {
     throw new InvalidRequestError('messages: expected a non-empty array of messages')
   }

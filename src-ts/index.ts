@@ -5,7 +5,7 @@ export type { EmbedOptions, EmbedResult, EmbeddingPromise, EmbeddingUsage } from
 export { ChatBatchStream, ChatStream, DeltaStream } from './stream'
 export { ResponseStream } from './responses'
 export type { Response } from './responses'
-export type * from './responses-types'
+export type * from './responses/types'
 export { renderChat } from './render'
 export type { RenderInput, RenderedPrompt } from './render'
 export * as wire from './wire'

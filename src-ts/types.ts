@@ -5,10 +5,10 @@ export type Role = 'system' | 'developer' | 'user' | 'assistant' | 'tool'
 
 /**
  * Why a sequence ended: `stop` (an end-of-turn token or stop string), `length` (`maxTokens`),
- * `cancelled` (cancelled or aborted). Open-ended: the engine reports its own reasons as it
- * names them (lower-cased), and may add more.
+ * `cancelled` (cancelled or aborted), `content_filter`, `error`. Open-ended: the engine reports
+ * its own reasons as it names them (lower-cased), and may add more.
  */
-export type FinishReason = 'stop' | 'length' | 'cancelled' | (string & {})
+export type FinishReason = 'stop' | 'length' | 'cancelled' | 'content_filter' | 'error' | (string & {})
 
 export interface TextPart {
   type: 'text'

@@ -30,6 +30,8 @@ import type {
   ToolChoice,
   Usage,
 } from '../types'
+import type { FinishReason } from '../types'
+import { REASONING_EFFORTS } from '../responses/types'
 
 /** The provider's name: the key of its `providerOptions` and `providerMetadata`. */
 export const PROVIDER = 'orchard'
@@ -71,7 +73,6 @@ const PROVIDER_OPTIONS: Record<keyof OrchardLanguageModelOptions, OptionKind> = 
   maxToolCalls: 'number',
   stallTimeoutMs: 'number',
 }
-const EFFORTS: readonly ReasoningEffort[] = ['minimal', 'low', 'medium', 'high']
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
@@ -93,8 +94,8 @@ export function readProviderOptions(providerOptions: LanguageModelV4CallOptions[
     if (kind === 'number' && (typeof value !== 'number' || !Number.isFinite(value))) throw bad('a number')
     if (kind === 'boolean' && typeof value !== 'boolean') throw bad('a boolean')
     if (kind === 'bias' && (!isRecord(value) || Object.values(value).some((b) => typeof b !== 'number'))) throw bad('{ [tokenId]: bias }')
-    if (kind === 'reasoning' && typeof value !== 'boolean' && !EFFORTS.includes(value as ReasoningEffort)) {
-      throw bad(`a boolean or one of ${EFFORTS.join(', ')}`)
+    if (kind === 'reasoning' && typeof value !== 'boolean' && !REASONING_EFFORTS.includes(value as ReasoningEffort)) {
+      throw bad(`a boolean or one of ${REASONING_EFFORTS.join(', ')}`)
     }
     out[key] = value
   }
@@ -114,31 +115,29 @@ export interface PreparedCall {
 export function prepareCall(call: LanguageModelV4CallOptions): PreparedCall {
   const warnings: SharedV4Warning[] = []
   const orchard = readProviderOptions(call.providerOptions)
-  const options: ChatOptions = {}
-  const set = <K extends keyof ChatOptions>(key: K, value: ChatOptions[K] | undefined): void => {
-    if (value !== undefined) options[key] = value
-  }
-  set('maxTokens', call.maxOutputTokens)
-  set('temperature', call.temperature)
-  set('topP', call.topP)
-  set('topK', call.topK)
-  set('presencePenalty', call.presencePenalty)
-  set('frequencyPenalty', call.frequencyPenalty)
-  set('seed', call.seed)
-  if (call.stopSequences !== undefined && call.stopSequences.length > 0) options.stop = call.stopSequences
-  set('signal', call.abortSignal)
-
-  set('reasoning', orchard.reasoning ?? reasoningOf(call.reasoning, warnings))
-  set('topLogprobs', orchard.logprobs)
-  set('minP', orchard.minP)
-  set('repetitionPenalty', orchard.repetitionPenalty)
-  set('repetitionContextSize', orchard.repetitionContextSize)
-  set('logitBias', orchard.logitBias)
-  set('deterministic', orchard.deterministic)
-  set('prefixCache', orchard.prefixCache)
-  set('minToolCalls', orchard.minToolCalls)
-  set('maxToolCalls', orchard.maxToolCalls)
-  set('stallTimeoutMs', orchard.stallTimeoutMs)
+  // Fields left undefined are left out: the profile's defaults apply to them.
+  const options: ChatOptions = definedOnly({
+    maxTokens: call.maxOutputTokens,
+    temperature: call.temperature,
+    topP: call.topP,
+    topK: call.topK,
+    presencePenalty: call.presencePenalty,
+    frequencyPenalty: call.frequencyPenalty,
+    seed: call.seed,
+    stop: call.stopSequences !== undefined && call.stopSequences.length > 0 ? call.stopSequences : undefined,
+    signal: call.abortSignal,
+    reasoning: orchard.reasoning ?? reasoningOf(call.reasoning, warnings),
+    topLogprobs: orchard.logprobs,
+    minP: orchard.minP,
+    repetitionPenalty: orchard.repetitionPenalty,
+    repetitionContextSize: orchard.repetitionContextSize,
+    logitBias: orchard.logitBias,
+    deterministic: orchard.deterministic,
+    prefixCache: orchard.prefixCache,
+    minToolCalls: orchard.minToolCalls,
+    maxToolCalls: orchard.maxToolCalls,
+    stallTimeoutMs: orchard.stallTimeoutMs,
+  })
 
   const format = call.responseFormat
   if (format?.type === 'json') {
@@ -181,6 +180,11 @@ export function prepareCall(call: LanguageModelV4CallOptions): PreparedCall {
   }
 
   return { messages: toMessages(call.prompt), options, warnings, toolSchemas }
+}
+
+/** `o` without its undefined fields. */
+function definedOnly<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T
 }
 
 /** The spec's reasoning levels on orchard's: `provider-default` leaves the model's own default. */
@@ -355,7 +359,7 @@ function callArguments(input: unknown, at: string): string | Record<string, unkn
 // ---------------------------------------------------------------------------------- results
 
 /** The engine's finish reason in the spec's terms; calls made means `tool-calls`. */
-export function finishReasonOf(raw: string | null | undefined, madeToolCalls: boolean): LanguageModelV4FinishReason {
+export function finishReasonOf(raw: FinishReason | null | undefined, madeToolCalls: boolean): LanguageModelV4FinishReason {
   const r = raw ?? undefined
   if (madeToolCalls && r !== 'length' && r !== 'max_tokens') return { unified: 'tool-calls', raw: r }
   switch (r) {
@@ -407,9 +411,4 @@ export function metadataOf(result: ChatResult): SharedV4ProviderMetadata {
       ...(logprobs ? { logprobs: logprobs.map(logprobJson) } : {}),
     },
   }
-}
-
-/** Tool-call input as the spec wants it: JSON text. */
-export function inputText(args: Record<string, unknown> | string): string {
-  return typeof args === 'string' ? args : JSON.stringify(args)
 }

@@ -11,10 +11,11 @@ import type {
   LanguageModelV4StreamResult,
 } from '@ai-sdk/provider'
 
+import { argumentsText } from '../accumulator'
 import type { Client } from '../client'
 import { AbortError } from '../errors'
 import type { ChatDelta, ChatResult } from '../types'
-import { PROVIDER, type PreparedCall, finishReasonOf, inputText, metadataOf, prepareCall, usageOf } from './convert'
+import { PROVIDER, type PreparedCall, finishReasonOf, metadataOf, prepareCall, usageOf } from './convert'
 
 const newCallId = (): string => `call_${randomBytes(12).toString('hex')}`
 
@@ -71,7 +72,7 @@ export class OrchardLanguageModel implements LanguageModelV4 {
     const content: LanguageModelV4Content[] = []
     if (result.reasoning) content.push({ type: 'reasoning', text: result.reasoning })
     if (result.text) content.push({ type: 'text', text: result.text })
-    for (const c of result.toolCalls) content.push({ type: 'tool-call', toolCallId: newCallId(), toolName: c.name, input: inputText(c.arguments) })
+    for (const c of result.toolCalls) content.push({ type: 'tool-call', toolCallId: newCallId(), toolName: c.name, input: argumentsText(c) })
     return {
       content,
       finishReason: finishReasonOf(result.finishReason, result.toolCalls.length > 0),
@@ -224,7 +225,7 @@ class StreamParts {
     const paired = streamed.length === result.toolCalls.length
     result.toolCalls.forEach((c, i) => {
       const call = paired ? streamed[i] : undefined
-      const input = inputText(c.arguments)
+      const input = argumentsText(c)
       if (call?.started) {
         // Close the JSON built so far; a call that streamed no argument gets its whole input.
         out.push({ type: 'tool-input-delta', id: call.id, delta: call.emitted ? `${call.quoted ? '"' : ''}}` : input })

@@ -2,8 +2,10 @@
 
 import { randomBytes } from 'node:crypto'
 
+import { argumentsText } from '../accumulator'
+import type { FinishReason } from '../types'
 import type { EmbedResult } from '../embed'
-import type { ChatChoice, ChatDelta, ChatResult, TokenLogprob, ToolCallResult, TopLogprob, Usage } from '../types'
+import type { ChatChoice, ChatDelta, ChatResult, TokenLogprob, TopLogprob, Usage } from '../types'
 
 export const newId = (prefix: string): string => `${prefix}${randomBytes(12).toString('hex')}`
 export const now = (): number => Math.floor(Date.now() / 1000)
@@ -27,7 +29,7 @@ export function usage(u: Usage): OpenAIUsage {
 }
 
 /** orchard's finish reasons → OpenAI's. */
-export function finishReason(reason: string | null, toolCalls: number): 'stop' | 'length' | 'tool_calls' | 'content_filter' {
+export function finishReason(reason: FinishReason | null, toolCalls: number): 'stop' | 'length' | 'tool_calls' | 'content_filter' {
   if (toolCalls > 0) return 'tool_calls'
   if (reason === 'length' || reason === 'max_tokens') return 'length'
   return 'stop'
@@ -74,10 +76,6 @@ export interface OpenAIToolCall {
   id: string
   type: 'function'
   function: { name: string; arguments: string }
-}
-
-export function argumentsText(call: ToolCallResult): string {
-  return typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments)
 }
 
 export interface ChatCompletionMessage {

@@ -29,8 +29,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status'
 
 import type { Engine } from '../engine'
 import { InvalidRequestError } from '../errors'
-import { prepareResponses, ResponseStream } from '../responses'
-import type { ResponseObject } from '../responses-types'
+import type { ResponseObject } from '../responses/types'
 import { badRequest, HttpError, toHttpError, type OpenAIErrorBody, type ParamNames } from './errors'
 import {
   chatCompletion,
@@ -193,6 +192,36 @@ export function createServer(options: ServerOptions): OrchardServer {
     })
   }
 
+  /**
+   * Serve one generation request: `send` starts it (its engine request id becomes the
+   * `x-request-id` header), then `respond` answers at once (a JSON response) or returns what
+   * to stream as SSE. The request is in flight, with its own abort signal, until it is
+   * answered or its stream ends; errors before the answer become OpenAI error responses.
+   */
+  async function generate<S extends { requestId(): Promise<number> }>(
+    c: Context,
+    model: string,
+    names: ParamNames,
+    send: (signal: AbortSignal) => S,
+    respond: (stream: S, signal: AbortSignal) => Promise<Response | ((s: SSEStreamingApi) => Promise<void>)>,
+  ): Promise<Response> {
+    checkModel(model)
+    const { controller, end } = begin(c)
+    let streaming = false
+    try {
+      const stream = send(controller.signal)
+      c.header(REQUEST_ID_HEADER, String(await stream.requestId()))
+      const answer = await respond(stream, controller.signal)
+      if (typeof answer !== 'function') return answer
+      streaming = true
+      return sse(c, controller, end, names, answer)
+    } catch (e) {
+      throw toHttpError(e, names)
+    } finally {
+      if (!streaming) end()
+    }
+  }
+
   const app = new Hono()
   app.onError((err, c) => errorResponse(c, toHttpError(err)))
   app.notFound((c) => errorResponse(c, new HttpError(404, `Unknown route ${c.req.method} ${c.req.path}`, { code: 'unknown_url' })))
@@ -232,37 +261,23 @@ export function createServer(options: ServerOptions): OrchardServer {
 
   app.post('/v1/chat/completions', async (c) => {
     const req = mapChatRequest(await json(c))
-    checkModel(req.model)
-    const { controller, end } = begin(c)
-    let streaming = false
-    try {
-      const chat = engine.client().chat(req.model, req.messages, { ...req.options, signal: controller.signal })
-      const requestId = await chat.requestId()
-      c.header(REQUEST_ID_HEADER, String(requestId))
+    const send = (signal: AbortSignal) => engine.client().chat(req.model, req.messages, { ...req.options, signal })
+    return generate(c, req.model, req.names, send, async (chat) => {
       const id = newId('chatcmpl-')
       if (!req.stream) return c.json(chatCompletion(id, req.model, await chat, req.logprobs))
-      streaming = true
-      return sse(c, controller, end, req.names, async (s) => {
+      return async (s) => {
         const w = new ChunkWriter(id, req.model, req.includeUsage, req.logprobs)
         for await (const d of chat) for (const chunk of w.delta(d)) await s.writeSSE({ data: JSON.stringify(chunk) })
         for (const chunk of w.finish(await chat.finalResult())) await s.writeSSE({ data: JSON.stringify(chunk) })
         await s.writeSSE({ data: '[DONE]' })
-      })
-    } catch (e) {
-      throw toHttpError(e, req.names)
-    } finally {
-      if (!streaming) end()
-    }
+      }
+    })
   })
 
   app.post('/v1/completions', async (c) => {
     const req = mapCompletionRequest(await json(c))
-    checkModel(req.model)
-    const { controller, end } = begin(c)
-    let streaming = false
-    try {
-      const batch = engine.client().chatBatch(req.model, req.conversations, { ...req.options, signal: controller.signal })
-      c.header(REQUEST_ID_HEADER, String(await batch.requestId()))
+    const send = (signal: AbortSignal) => engine.client().chatBatch(req.model, req.conversations, { ...req.options, signal })
+    return generate(c, req.model, req.names, send, async (batch) => {
       const id = newId('cmpl-')
       const base = { id, object: 'text_completion' as const, created: now(), model: req.model, system_fingerprint: null }
       if (!req.stream) {
@@ -281,8 +296,7 @@ export function createServer(options: ServerOptions): OrchardServer {
         }
         return c.json(body)
       }
-      streaming = true
-      return sse(c, controller, end, req.names, async (s) => {
+      return async (s) => {
         const chunk = (choices: TextCompletion['choices']): string => JSON.stringify({ ...base, choices, ...(req.includeUsage ? { usage: null } : {}) })
         const offsets = new Map<number, number>()
         for await (const d of batch) {
@@ -300,12 +314,8 @@ export function createServer(options: ServerOptions): OrchardServer {
         }
         if (req.includeUsage) await s.writeSSE({ data: JSON.stringify({ ...base, choices: [], usage: usage(sumUsage(results.map((r) => r.usage))) }) })
         await s.writeSSE({ data: '[DONE]' })
-      })
-    } catch (e) {
-      throw toHttpError(e, req.names)
-    } finally {
-      if (!streaming) end()
-    }
+      }
+    })
   })
 
   app.post('/v1/embeddings', async (c) => {
@@ -329,33 +339,22 @@ export function createServer(options: ServerOptions): OrchardServer {
 
   app.post('/v1/responses', async (c) => {
     const req = mapResponsesRequest(await json(c))
-    checkModel(req.model)
-    const { controller, end } = begin(c)
-    let streaming = false
-    try {
-      const prepared = prepareResponses(req.request)
-      const chat = engine.client().chat(req.model, prepared.messages, { ...prepared.options, signal: controller.signal })
-      const responses = new ResponseStream(chat, req.model, req.request, prepared)
-      c.header(REQUEST_ID_HEADER, String(await chat.requestId()))
+    const send = (signal: AbortSignal) => engine.client().responses(req.model, { ...req.request, signal })
+    return generate(c, req.model, new Map(), send, async (responses, signal) => {
       if (!req.stream) {
         const { outputText: _t, toolCalls: _c, parsed: _p, parseError: _e, ...object } = await responses
         void [_t, _c, _p, _e]
         return c.json<ResponseObject>(object)
       }
-      streaming = true
-      return sse(c, controller, end, new Map(), async (s) => {
+      return async (s) => {
         try {
           for await (const event of responses) await s.writeSSE({ event: event.type, data: JSON.stringify(event) })
         } catch (e) {
           // A failure was already sent as a `response.failed` event; a cancellation was not.
-          if (controller.signal.aborted) throw e
+          if (signal.aborted) throw e
         }
-      })
-    } catch (e) {
-      throw toHttpError(e)
-    } finally {
-      if (!streaming) end()
-    }
+      }
+    })
   })
 
   const fetch = async (request: Request): Promise<Response> => app.fetch(request)

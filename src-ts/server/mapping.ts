@@ -4,7 +4,7 @@
  * messages name orchard options, which {@link ParamNames} renames back to the OpenAI fields.
  */
 
-import type { ResponsesRequest } from '../responses-types'
+import { REASONING_EFFORTS, type ResponsesRequest } from '../responses/types'
 import type { ChatMessage, ChatOptions, ContentPart, FunctionTool, ReasoningEffort, ResponseFormat, ToolCall, ToolChoice } from '../types'
 import { badRequest, type ParamNames } from './errors'
 
@@ -285,13 +285,12 @@ function responseFormat(o: Json): ResponseFormat | undefined {
   throw badRequest('response_format.type', "expected 'text', 'json_object' or 'json_schema'")
 }
 
-const EFFORTS: ReadonlySet<string> = new Set<ReasoningEffort>(['minimal', 'low', 'medium', 'high'])
 
 function reasoningEffort(o: Json): boolean | ReasoningEffort | undefined {
   const v = o.reasoning_effort
   if (v === undefined || v === null) return undefined
   if (v === 'none') return false
-  if (typeof v === 'string' && EFFORTS.has(v)) return v as ReasoningEffort
+  if (REASONING_EFFORTS.includes(v as ReasoningEffort)) return v as ReasoningEffort
   throw badRequest('reasoning_effort', "expected 'none', 'minimal', 'low', 'medium' or 'high'")
 }
 
@@ -301,14 +300,19 @@ export interface LogprobRequest {
   top: number
 }
 
-export interface ChatRequest {
+/** What the chat and legacy completion endpoints both map a body to. */
+interface MappedRequest {
   model: string
-  messages: ChatMessage[]
   options: ChatOptions
   stream: boolean
   includeUsage: boolean
   logprobs: LogprobRequest
+  /** orchard option → the body's field, for error messages. */
   names: ParamNames
+}
+
+export interface ChatRequest extends MappedRequest {
+  messages: ChatMessage[]
 }
 
 /** A `POST /v1/chat/completions` body → the chat request orchard sends. */
@@ -375,17 +379,11 @@ const COMPLETION_FIELDS = new Set([
 /** The legacy endpoint's default, as in OpenAI's API. */
 export const COMPLETION_DEFAULT_MAX_TOKENS = 16
 
-export interface CompletionRequest {
-  model: string
+export interface CompletionRequest extends MappedRequest {
   /** One single-turn conversation per prompt. */
   conversations: ChatMessage[][]
-  options: ChatOptions
   /** Candidates returned per prompt. */
   n: number
-  stream: boolean
-  includeUsage: boolean
-  logprobs: LogprobRequest
-  names: ParamNames
 }
 
 /** A `POST /v1/completions` body: each prompt becomes a single user turn. */

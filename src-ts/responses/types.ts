@@ -1,6 +1,12 @@
 /** Types of the Responses API (OpenAI Responses-compatible shapes, snake_case like the HTTP API). */
 
-import type { ContentPart, ReasoningEffort } from './types'
+import type { ContentPart, ReasoningEffort } from '../types'
+
+/**
+ * The reasoning efforts, lowest first: the one list the Responses, server and AI SDK layers
+ * check against (the core validates the rest).
+ */
+export const REASONING_EFFORTS: readonly ReasoningEffort[] = ['minimal', 'low', 'medium', 'high']
 
 /** A JSON Schema, or any Standard Schema (e.g. zod) object that can describe itself as one. */
 export type SchemaLike = Record<string, unknown> | StandardSchemaLike
@@ -152,6 +158,9 @@ export interface ResponseUsage {
   output_tokens_details: { reasoning_tokens: number }
 }
 
+/** Why a response stopped short: its token budget, a content filter, or a cancellation. */
+export type ResponseIncompleteReason = 'max_output_tokens' | 'content_filter' | 'cancelled'
+
 export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete' | 'failed'
 
 /** The response object (a snapshot while streaming). */
@@ -161,7 +170,7 @@ export interface ResponseObject {
   created_at: number
   completed_at: number | null
   status: ResponseStatus
-  incomplete_details: { reason: string } | null
+  incomplete_details: { reason: ResponseIncompleteReason } | null
   error: { message: string; code: string } | null
   model: string
   output: ResponseOutputItem[]

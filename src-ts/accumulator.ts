@@ -1,6 +1,24 @@
-/** Folds streamed deltas into per-sequence answers, reasoning, tool calls and usage. */
+/**
+ * The one reading of the engine's deltas: state events become typed {@link ItemEvent}s once,
+ * and those fold into per-sequence answers, reasoning, tool calls and usage. Chat results,
+ * Responses output and every usage count come from here.
+ */
 
-import type { ChatChoice, ChatDelta, ChatResult, StateEvent, Timings, TokenLogprob, ToolCallDelta, ToolCallResult, Usage } from './types'
+import type { ChatChoice, ChatDelta, ChatResult, FinishReason, StateEvent, Timings, TokenLogprob, ToolCallDelta, ToolCallResult, Usage } from './types'
+
+/**
+ * A state event, interpreted. `started` opens an item (any event that neither streams nor
+ * completes it does), `delta` streams its text, `done` completes it with the engine's value.
+ */
+export type ItemEvent =
+  | { item: 'message' | 'reasoning'; kind: 'started'; index: number; identifier: string }
+  | { item: 'message' | 'reasoning'; kind: 'delta'; index: number; identifier: string; delta: string }
+  | { item: 'message' | 'reasoning'; kind: 'done'; index: number; identifier: string; value: string | null }
+  /** `name`: from a `tool_call:<name>` identifier, else null. */
+  | { item: 'tool_call'; kind: 'started'; index: number; name: string | null }
+  /** A fragment of the call: `argument` is the argument it is the value of (null: the raw call text); `name` once known. */
+  | { item: 'tool_call'; kind: 'delta'; index: number; name: string | null; argument: string | null; delta: string }
+  | { item: 'tool_call'; kind: 'done'; index: number; call: ToolCallResult }
 
 interface Sequence {
   promptIndex: number
@@ -22,7 +40,7 @@ interface Sequence {
   raw: boolean
   tokens: number[]
   logprobs: TokenLogprob[] | null
-  finishReason: string | null
+  finishReason: FinishReason | null
   cumulativeLogprob: number | null
   generationLen: number
   reasoningTokens: number
@@ -30,44 +48,74 @@ interface Sequence {
   cachedTokens: number
 }
 
+/**
+ * Why a sequence ended, as the engine reports it (lowercased): `stop`, `length` (the token
+ * budget), `cancelled`, `error`; the engine may add values, hence the open end.
+ */
+
+/** A completed call's arguments as JSON text (text that is not a JSON object is kept as it is). */
+export function argumentsText(call: ToolCallResult): string {
+  return typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments)
+}
+
 const TOOL_CALL_PREFIX = 'tool_call:'
 
 /** Event-less deltas held back at most, before a sequence counts as a raw text stream. */
 const MAX_HELD = 4
 
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
+
+/** `v` parsed when it is JSON text, else as it is. */
+export function parseMaybeJson(v: unknown): unknown {
+  if (typeof v !== 'string') return v
+  try {
+    return JSON.parse(v)
+  } catch {
+    return v
+  }
+}
+
 function parseArguments(value: unknown): Record<string, unknown> | string {
   if (typeof value === 'string') {
-    try {
-      const parsed: unknown = JSON.parse(value)
-      if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Record<string, unknown>
-    } catch {
-      /* not JSON: keep the text */
-    }
-    return value
+    const parsed = parseMaybeJson(value)
+    return isObject(parsed) ? parsed : value
   }
-  if (value !== null && typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>
+  if (isObject(value)) return value
   return value === undefined || value === null ? {} : JSON.stringify(value)
 }
 
+/** A completed call from its `item_completed` value: `{ name, arguments }`, or the arguments alone. */
 function completedCall(ev: StateEvent): ToolCallResult {
-  let value: unknown = ev.value
-  if (typeof value === 'string') {
-    try {
-      value = JSON.parse(value)
-    } catch {
-      /* a bare string value: the arguments text */
-    }
-  }
+  const value = parseMaybeJson(ev.value)
   const fallbackName = ev.identifier.slice(TOOL_CALL_PREFIX.length)
-  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-    const v = value as { name?: unknown; arguments?: unknown }
-    return { name: typeof v.name === 'string' ? v.name : fallbackName, arguments: parseArguments(v.arguments) }
+  if (isObject(value)) {
+    return { name: typeof value.name === 'string' && value.name.length > 0 ? value.name : fallbackName, arguments: parseArguments(value.arguments) }
   }
   return { name: fallbackName, arguments: parseArguments(value) }
 }
 
-export class Aggregator {
+/** What one state event means. `known`: the call's name, if an earlier event gave it. */
+function interpret(ev: StateEvent, known: string | null): ItemEvent | null {
+  const index = ev.outputIndex
+  if (ev.itemType === 'message' || ev.itemType === 'reasoning') {
+    const item = ev.itemType
+    if (ev.eventType === 'content_delta') return { item, kind: 'delta', index, identifier: ev.identifier, delta: ev.delta }
+    if (ev.eventType === 'item_completed') return { item, kind: 'done', index, identifier: ev.identifier, value: typeof ev.value === 'string' ? ev.value : null }
+    return { item, kind: 'started', index, identifier: ev.identifier }
+  }
+  if (ev.itemType !== 'tool_call') return null
+  const named = ev.identifier.startsWith(TOOL_CALL_PREFIX)
+  if (ev.eventType === 'content_delta') {
+    return { item: 'tool_call', kind: 'delta', index, name: known, argument: ev.identifier === 'arguments' ? null : ev.identifier, delta: ev.delta }
+  }
+  if (ev.eventType === 'item_completed' && named) return { item: 'tool_call', kind: 'done', index, call: completedCall(ev) }
+  return { item: 'tool_call', kind: 'started', index, name: named && ev.eventType === 'item_started' ? ev.identifier.slice(TOOL_CALL_PREFIX.length) : null }
+}
+
+export class Accumulator {
   readonly #sequences = new Map<string, Sequence>()
+  /** Each delta's state events, interpreted (for readers that build on items, e.g. Responses). */
+  readonly #items = new WeakMap<ChatDelta, readonly ItemEvent[]>()
   readonly #startedAt = performance.now()
   #firstTokenAt: number | null = null
   #lastTokenAt: number | null = null
@@ -102,6 +150,11 @@ export class Aggregator {
     return s
   }
 
+  /** The item events of a delta this accumulator folded in (none for a delta without state events). */
+  items(d: ChatDelta): readonly ItemEvent[] {
+    return this.#items.get(d) ?? []
+  }
+
   /**
    * Fold `d` in, fill its derived fields (`text`, `reasoning`, `toolCallDeltas`) and return
    * the deltas ready to hand out, in order. A sequence's leading deltas without state events
@@ -117,33 +170,32 @@ export class Aggregator {
     const toolCallDeltas: ToolCallDelta[] = []
     if (d.stateEvents.length > 0) {
       s.sawEvents = true
+      const items: ItemEvent[] = []
       for (const ev of d.stateEvents) {
-        if (ev.itemType === 'message') {
-          if (ev.eventType === 'content_delta') text += ev.delta
-          else if (ev.eventType === 'item_completed' && typeof ev.value === 'string') s.messageValues.set(ev.identifier, ev.value)
-        } else if (ev.itemType === 'reasoning') {
-          let r = s.reasoning.get(ev.identifier)
-          if (!r) s.reasoning.set(ev.identifier, (r = { spans: '', value: null }))
-          if (ev.eventType === 'content_delta') {
-            reasoning += ev.delta
-            r.spans += ev.delta
-          } else if (ev.eventType === 'item_completed' && typeof ev.value === 'string') r.value = ev.value
-        } else if (ev.itemType === 'tool_call') {
-          const known = s.toolCalls.get(ev.outputIndex)
-          if (ev.eventType === 'item_started' && ev.identifier.startsWith(TOOL_CALL_PREFIX)) {
-            if (!known) s.toolCalls.set(ev.outputIndex, { name: ev.identifier.slice(TOOL_CALL_PREFIX.length), arguments: null })
-          } else if (ev.eventType === 'content_delta') {
-            toolCallDeltas.push({
-              outputIndex: ev.outputIndex,
-              name: known?.name ?? null,
-              argument: ev.identifier === 'arguments' ? null : ev.identifier,
-              delta: ev.delta,
-            })
-          } else if (ev.eventType === 'item_completed' && ev.identifier.startsWith(TOOL_CALL_PREFIX)) {
-            s.toolCalls.set(ev.outputIndex, completedCall(ev))
+        const e = interpret(ev, s.toolCalls.get(ev.outputIndex)?.name ?? null)
+        if (e === null) continue
+        items.push(e)
+        if (e.item === 'tool_call') {
+          if (e.kind === 'started') {
+            if (e.name !== null && !s.toolCalls.has(e.index)) s.toolCalls.set(e.index, { name: e.name, arguments: null })
+          } else if (e.kind === 'delta') {
+            toolCallDeltas.push({ outputIndex: e.index, name: e.name, argument: e.argument, delta: e.delta })
+          } else {
+            s.toolCalls.set(e.index, e.call)
           }
+        } else if (e.item === 'message') {
+          if (e.kind === 'delta') text += e.delta
+          else if (e.kind === 'done' && e.value !== null) s.messageValues.set(e.identifier, e.value)
+        } else {
+          let r = s.reasoning.get(e.identifier)
+          if (!r) s.reasoning.set(e.identifier, (r = { spans: '', value: null }))
+          if (e.kind === 'delta') {
+            reasoning += e.delta
+            r.spans += e.delta
+          } else if (e.kind === 'done' && e.value !== null) r.value = e.value
         }
       }
+      this.#items.set(d, items)
       s.message += text
     } else if (d.content && !s.sawEvents) {
       // Without events the content is the text; once events were seen it is framing they cover.
@@ -162,6 +214,7 @@ export class Aggregator {
     }
     if (d.logprobs) for (const l of d.logprobs) (s.logprobs ??= []).push(l)
     if (d.cumulativeLogprob != null) s.cumulativeLogprob = d.cumulativeLogprob
+    // The engine's counts are running totals: the largest seen is the count (protocol §4.7).
     if (d.generationLen != null) s.generationLen = Math.max(s.generationLen, d.generationLen)
     if (d.reasoningTokens != null) s.reasoningTokens = Math.max(s.reasoningTokens, d.reasoningTokens)
     if (d.promptTokenCount != null) s.promptTokens = Math.max(s.promptTokens, d.promptTokenCount)
@@ -189,9 +242,18 @@ export class Aggregator {
     return [...this.#sequences.values()].flatMap((s) => s.held.splice(0))
   }
 
+  #of(promptIndex: number): Sequence[] {
+    return [...this.#sequences.values()].filter((s) => s.promptIndex === promptIndex)
+  }
+
+  /** Token counts of prompt `promptIndex` so far, over every candidate generated for it. */
+  usage(promptIndex: number): Usage {
+    return usageOf(this.#of(promptIndex))
+  }
+
   #timings(sequences: Sequence[]): Timings {
     const end = performance.now()
-    const generated = sequences.reduce((n, s) => n + (s.generationLen || s.tokens.length), 0)
+    const generated = sequences.reduce((n, s) => n + generatedBy(s), 0)
     const first = this.#firstTokenAt
     const last = this.#lastTokenAt
     return {
@@ -203,11 +265,11 @@ export class Aggregator {
 
   /** The result of prompt `promptIndex`, keeping the best `keep` candidates. */
   result(promptIndex: number, keep: number): ChatResult {
-    const all = [...this.#sequences.values()].filter((s) => s.promptIndex === promptIndex)
+    const all = this.#of(promptIndex)
     let chosen: Sequence[]
     if (all.length > keep) {
       // Rank like the reference: cumulative logprob per generated token, best first.
-      const score = (s: Sequence) => (s.cumulativeLogprob ?? -Infinity) / Math.max(1, s.generationLen || s.tokens.length)
+      const score = (s: Sequence) => (s.cumulativeLogprob ?? -Infinity) / Math.max(1, generatedBy(s))
       chosen = [...all].sort((a, b) => score(b) - score(a) || a.candidateIndex - b.candidateIndex).slice(0, keep)
     } else {
       chosen = [...all].sort((a, b) => a.candidateIndex - b.candidateIndex)
@@ -238,6 +300,11 @@ export class Aggregator {
   }
 }
 
+/** Tokens a sequence generated: the engine's count, else the tokens seen. */
+function generatedBy(s: Sequence): number {
+  return s.generationLen || s.tokens.length
+}
+
 /** Message spans when the engine sent state events (the completed value if there were no spans), else the raw content. */
 function answerText(s: Sequence): string {
   if (!s.sawEvents) return s.content
@@ -257,7 +324,7 @@ function usageOf(sequences: Sequence[]): Usage {
   const promptTokens = sequences.reduce((m, s) => Math.max(m, s.promptTokens), 0)
   const reasoningTokens = sequences.reduce((n, s) => n + s.reasoningTokens, 0)
   // OpenAI's convention: completion counts every generated token, reasoning included.
-  const completionTokens = sequences.reduce((n, s) => n + Math.max(s.generationLen || s.tokens.length, s.reasoningTokens), 0)
+  const completionTokens = sequences.reduce((n, s) => n + Math.max(generatedBy(s), s.reasoningTokens), 0)
   return {
     promptTokens,
     completionTokens,
