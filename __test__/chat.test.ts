@@ -1,5 +1,6 @@
 // Integration: the emulator started through Engine.start, real IPC sockets, a private cache root.
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import path from 'node:path'
 
 import { describe, expect, it } from 'vitest'
@@ -54,9 +55,11 @@ describe('chat', () => {
   })
 
   it('stops at maxTokens with finishReason length', async () => {
-    const r = await engine.client().chat(model, messages, { maxTokens: 4, stop: ['<never>'], seed: 9, temperature: 0 })
-    if (r.finishReason === 'length') expect(r.usage.completionTokens).toBe(4)
-    else expect(r.usage.completionTokens).toBeLessThan(4)
+    const vocab = (await engine.managementCommand({ type: 'emulator_vocab' })).data?.emulator_vocab as { eot_token_id: number }
+    // The end-of-turn token banned: only maxTokens ends this request.
+    const r = await engine.client().chat(model, messages, { maxTokens: 4, seed: 9, temperature: 0, logitBias: { [vocab.eot_token_id]: -100 } })
+    expect(r.finishReason).toBe('length')
+    expect(r.usage.completionTokens).toBe(4)
   })
 
   it('streams deltas whose text adds up to the final result', async () => {
@@ -298,32 +301,27 @@ async function spawnAndWait(args: string[]) {
   const child = spawn(process.execPath, args, { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
-  let firstOutputAt = 0
   child.stdout.on('data', (b: Buffer) => {
     out += b.toString()
-    firstOutputAt ||= performance.now()
   })
-  child.stderr.on('data', (b: Buffer) => (err += b.toString()))
-  const code = await new Promise<number | null>((resolve) => {
-    const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-    child.on('exit', (c) => {
-      clearTimeout(killer)
-      resolve(c)
-    })
+  child.stderr.on('data', (b: Buffer) => {
+    err += b.toString()
   })
-  // The child prints once it is done with the engine; what follows is its own shutdown.
-  return { code, out, err, exitedAfterMs: performance.now() - firstOutputAt }
+  // Only a child that never exits is killed: the test then fails on its signal, not on a clock.
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null]
+  clearTimeout(killer)
+  return { code, signal, out, err }
 }
 
 describe('process lifetime', () => {
   for (const close of [true, false]) {
     const what = close ? 'chats and closes' : 'chats and never calls close()'
-    it(`a child process that ${what} exits on its own within 2 s`, async () => {
-      const { code, out, err, exitedAfterMs } = await runChild({ close })
+    it(`a child process that ${what} exits on its own`, async () => {
+      const { code, signal, out, err } = await runChild({ close })
       expect(err).toBe('')
-      expect(code).toBe(0)
+      expect({ code, signal }).toEqual({ code: 0, signal: null })
       expect(JSON.parse(out)).toEqual({ tokens: 5, attached: true })
-      expect(exitedAfterMs).toBeLessThan(2_000)
       // The engine is still there for us: the child only gave back its own lease.
       const r = await engine.client().chat(model, messages, { maxTokens: 2 })
       expect(r.usage.completionTokens).toBeGreaterThan(0)

@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 
-import { describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 
 import { AbortError, Engine } from '../src-ts'
 import type { ChatDelta, ChatMessage, ChatStream, Client } from '../src-ts'
@@ -27,6 +27,20 @@ useEmulator('streams', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '2' } }, (e) => {
 
 /** What the emulator did for a request, once none of its sequences is generating. */
 const settledStats = (requestId: number): Promise<RequestStats> => settled(engine, requestId)
+
+let eot = 0
+beforeAll(async () => {
+  eot = ((await engine.managementCommand({ type: 'emulator_vocab' })).data?.emulator_vocab as { eot_token_id: number }).eot_token_id
+})
+
+/**
+ * A later request generated `tokens` tokens: the emulator's scheduler stepped every active
+ * sequence that many times, so a sequence of a cancelled request still running would have published.
+ */
+async function schedulerTicks(tokens: number): Promise<void> {
+  const r = await client.chat(model, ask, { maxTokens: tokens, stop: never, logitBias: { [eot]: -100 } })
+  expect(r.usage.completionTokens).toBe(tokens)
+}
 
 /** The emulator's token ids, by name (`<0xF0>` for a byte token). */
 async function vocabulary(): Promise<Map<string, number>> {
@@ -178,7 +192,7 @@ describe('cancellation stops the engine work', () => {
     expect(first.cancelled).toBe(true)
     expect(first.published_deltas).toBeGreaterThanOrEqual(5)
     expect(first.published_deltas).toBeLessThan(1000)
-    await new Promise((r) => setTimeout(r, 200))
+    await schedulerTicks(5)
     expect(await settledStats(id)).toEqual(first)
   })
 
@@ -190,7 +204,7 @@ describe('cancellation stops the engine work', () => {
     expect(first.cancelled).toBe(true)
     // At most a token or two got out before the cancel, and the cancelled final delta.
     expect(first.published_deltas).toBeLessThanOrEqual(3)
-    await new Promise((r) => setTimeout(r, 200))
+    await schedulerTicks(5)
     expect(await settledStats(id)).toEqual(first)
   })
 
