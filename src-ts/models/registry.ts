@@ -1,15 +1,19 @@
 /**
- * The per-process model registry: load states (idle → downloading → activating → ready |
- * failed), coalesced loads, cancellation, retry after failure, and case-insensitive aliases.
- * Shared by every `Engine` in the process, like the engine lease.
+ * Load progress per model in this process, for `modelStatus`: idle → downloading →
+ * activating → ready | failed, with download bytes and the typed error of a failure. Loads
+ * of one model share one attempt (see ./shared.ts); after a failure the next load retries.
+ * Ids and aliases are the native session's: a model is found here by any id the session
+ * knows it by. Shared by every `Engine` in the process, like the engine lease.
  */
 
 import path from 'node:path'
 
 import { AbortError, OrchardError } from '../errors'
-import type { ModelInfo } from '../types'
 import { expandHome } from '../paths'
-import { type DownloadProgress, type HubOptions, isLocalId, resolveModel, type ResolvedModel } from './hub'
+import type { ModelInfo } from '../types'
+import { type DownloadProgress, type HubOptions, resolveModel, type ResolvedModel } from './hub'
+import { isLocalId } from './ids'
+import { SharedTasks } from './shared'
 
 export type ModelLoadState = 'idle' | 'downloading' | 'activating' | 'ready' | 'failed'
 
@@ -27,28 +31,24 @@ export interface ModelStatus {
 }
 
 /** Activate a resolved model in the engine; `signal` aborts when the load is cancelled. */
-export type Activate = (resolved: ResolvedModel, signal: AbortSignal) => Promise<{ info: ModelInfo; nativeId: string }>
+export type Activate = (resolved: ResolvedModel, signal: AbortSignal) => Promise<ModelInfo>
 
-interface Attempt {
-  promise: Promise<ModelInfo>
-  controller: AbortController
-}
+/** Every id the native session knows a loaded model by (empty when it is not loaded). */
+export type NativeIds = (id: string) => string[]
 
 interface Entry {
   state: ModelLoadState
   error?: OrchardError
   progress: { bytesDownloaded: number; bytesTotal: number | null }
-  attempt?: Attempt
-  listeners: Set<(p: DownloadProgress) => void>
   resolved?: ResolvedModel
   info?: ModelInfo
-  /** The id the native session knows the model by. */
-  nativeId?: string
   /** The engine connection (channel id) the model is ready on. */
   readyOn?: bigint
+  /** The latest attempt; an earlier one (cancelled, still unwinding) changes nothing. */
+  attempt: number
 }
 
-/** Registry key: the absolute directory for local models, the lower-cased id for Hub models. */
+/** Key of a model before the session knows it: its absolute path (local) or lower-cased id (Hub). */
 function modelKey(id: string): string {
   return isLocalId(id) ? path.resolve(expandHome(id)) : id.toLowerCase()
 }
@@ -60,100 +60,71 @@ export interface RegistryLoadOptions extends HubOptions {
 
 class ModelRegistry {
   readonly #entries = new Map<string, Entry>()
-  /** Lower-cased requested and canonical ids → entry. */
-  readonly #aliases = new Map<string, Entry>()
+  readonly #loads = new SharedTasks<ModelInfo, DownloadProgress>('finish')
 
-  #entry(id: string, create: boolean): Entry | undefined {
-    const key = modelKey(id)
-    let e = this.#entries.get(key) ?? (isLocalId(id) ? undefined : this.#aliases.get(id.toLowerCase()))
-    if (!e && create) {
-      e = { state: 'idle', progress: { bytesDownloaded: 0, bytesTotal: null }, listeners: new Set() }
-      this.#entries.set(key, e)
+  #find(id: string, nativeIds: NativeIds): Entry | undefined {
+    const e = this.#entries.get(modelKey(id))
+    if (e) return e
+    for (const other of nativeIds(id)) {
+      const hit = this.#entries.get(modelKey(other))
+      if (hit) return hit
     }
-    return e
-  }
-
-  #alias(e: Entry, id: string): void {
-    if (!isLocalId(id)) this.#aliases.set(id.toLowerCase(), e)
+    return undefined
   }
 
   load(id: string, activate: Activate, options: RegistryLoadOptions): Promise<ModelInfo> {
-    const e = this.#entry(id, true)!
-    this.#alias(e, id)
-    if (e.state === 'ready' && e.info && e.readyOn === options.connection) {
+    const key = modelKey(id)
+    let e = this.#entries.get(key)
+    if (!e) {
+      e = { state: 'idle', progress: { bytesDownloaded: 0, bytesTotal: null }, attempt: 0 }
+      this.#entries.set(key, e)
+    }
+    if (e.state === 'ready' && e.info && e.readyOn === options.connection && !this.#loads.running(key)) {
       return Promise.resolve({ ...e.info, requestedId: id })
     }
-    if (!e.attempt) e.attempt = this.#start(e, id, activate, options)
-    const attempt = e.attempt
-    const listener = options.onProgress
-    if (listener) {
-      e.listeners.add(listener)
-      const drop = () => e.listeners.delete(listener)
-      attempt.promise.then(drop, drop)
-      options.signal?.addEventListener('abort', drop, { once: true })
-    }
-    const signal = options.signal
-    if (!signal) return attempt.promise.then((info) => ({ ...info, requestedId: id }))
-    if (signal.aborted) return Promise.reject(new AbortError(`loadModel('${id}') was aborted`))
-    // A caller's signal leaves this caller's wait; cancelLoad() stops the load for everyone.
-    return new Promise<ModelInfo>((resolve, reject) => {
-      const onAbort = () => reject(new AbortError(`loadModel('${id}') was aborted`))
-      signal.addEventListener('abort', onAbort, { once: true })
-      attempt.promise
-        .then((info) => resolve({ ...info, requestedId: id }), reject)
-        .finally(() => signal.removeEventListener('abort', onAbort))
-    })
+    const entry = e
+    const start = (signal: AbortSignal, onProgress: (p: DownloadProgress) => void) => this.#attempt(entry, id, activate, options, signal, onProgress)
+    // A caller's signal leaves this caller's wait; cancel() stops the load for everyone.
+    const aborted = () => new AbortError(`loadModel('${id}') was aborted`)
+    return this.#loads.join(key, start, options, aborted).then((info) => ({ ...info, requestedId: id }))
   }
 
-  #start(e: Entry, id: string, activate: Activate, options: RegistryLoadOptions): Attempt {
-    const controller = new AbortController()
+  async #attempt(e: Entry, id: string, activate: Activate, options: RegistryLoadOptions, signal: AbortSignal, onProgress: (p: DownloadProgress) => void): Promise<ModelInfo> {
+    const attempt = ++e.attempt
+    const current = () => e.attempt === attempt
     e.state = isLocalId(id) ? 'activating' : 'downloading'
     e.error = undefined
     e.progress = { bytesDownloaded: 0, bytesTotal: null }
     const cancelled = new Promise<never>((_, reject) => {
-      controller.signal.addEventListener('abort', () => reject(new AbortError(`loading '${id}' was cancelled`)), { once: true })
+      signal.addEventListener('abort', () => reject(new AbortError(`loading '${id}' was cancelled`)), { once: true })
     })
     cancelled.catch(() => undefined)
-    const run = async (): Promise<{ info: ModelInfo; nativeId: string }> => {
+    try {
       const resolved = await resolveModel(id, {
         ...options,
-        signal: controller.signal,
+        signal,
         onProgress: (p: DownloadProgress) => {
-          e.progress = { bytesDownloaded: p.bytesDownloaded, bytesTotal: p.bytesTotal }
-          for (const l of e.listeners) l(p)
+          if (current()) e.progress = { bytesDownloaded: p.bytesDownloaded, bytesTotal: p.bytesTotal }
+          onProgress(p)
         },
       })
-      if (controller.signal.aborted) throw new AbortError(`loading '${id}' was cancelled`)
+      if (signal.aborted) throw new AbortError(`loading '${id}' was cancelled`)
       e.resolved = resolved
-      this.#alias(e, resolved.canonicalId)
       e.state = 'activating'
-      // A cancel during activation tells the engine too (see Engine.loadModel); this load
+      // A cancel during activation reaches the engine too (see Engine.loadModel); this load
       // reports it cancelled at once, whatever the engine answers.
-      return Promise.race([activate(resolved, controller.signal), cancelled])
+      const info = await Promise.race([activate(resolved, signal), cancelled])
+      if (current()) Object.assign(e, { state: 'ready', info, readyOn: options.connection })
+      return info
+    } catch (err) {
+      const error = err instanceof OrchardError ? err : new OrchardError('INTERNAL', String(err))
+      if (current()) Object.assign(e, { state: 'failed', error })
+      throw error
     }
-    const promise = run().then(
-      ({ info, nativeId }) => {
-        e.state = 'ready'
-        e.info = info
-        e.nativeId = nativeId
-        e.readyOn = options.connection
-        e.attempt = undefined
-        this.#alias(e, info.canonicalId)
-        return info
-      },
-      (err: unknown) => {
-        e.state = 'failed'
-        e.error = err instanceof OrchardError ? err : new OrchardError('INTERNAL', String(err))
-        e.attempt = undefined
-        throw e.error
-      },
-    )
-    promise.catch(() => undefined)
-    return { promise, controller }
   }
 
-  status(id: string, connection: bigint | null): ModelStatus {
-    const e = this.#entry(id, false)
+  status(id: string, connection: bigint | null, nativeIds: NativeIds): ModelStatus {
+    const e = this.#find(id, nativeIds)
     if (!e) return { id, state: 'idle', progress: { bytesDownloaded: 0, bytesTotal: null } }
     const stale = e.state === 'ready' && e.readyOn !== connection
     return {
@@ -168,16 +139,7 @@ class ModelRegistry {
 
   /** Stop a load in progress (download or activation wait). True when one was running. */
   cancel(id: string): boolean {
-    const e = this.#entry(id, false)
-    if (!e?.attempt) return false
-    e.attempt.controller.abort()
-    return true
-  }
-
-  /** The id the native session knows `model` by, when it was loaded through the registry. */
-  nativeId(model: string): string | undefined {
-    const e = this.#entry(model, false)
-    return e?.state === 'ready' ? e.nativeId : undefined
+    return this.#loads.cancel(modelKey(id))
   }
 }
 
