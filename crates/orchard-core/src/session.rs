@@ -15,10 +15,12 @@ use crate::engine::process::ExitWatch;
 use crate::engine::{self, RunningEngine, StartOptions};
 use crate::error::{Error, ErrorCode, Result};
 use crate::format::ModelSpecs;
-use crate::models::{canonical_id as canonical_id_of, ModelTable};
+use crate::models::{canonical_id as canonical_id_of, Begin, Loads, ModelTable};
 pub use crate::models::{LoadRequest, LoadedModel};
+pub use crate::models::{LoadState, LoadStatus};
 use crate::paths::Roots;
 use crate::transport::{block_on_timeout, RequestSlot, Transport};
+use crate::wire::EngineEvent;
 use crate::wire::Request;
 
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,8 +35,8 @@ pub struct Session {
     specs: ModelSpecs,
     leases: Mutex<usize>,
     models: Mutex<ModelTable>,
-    /// Activations waiting for the engine: (requested id, canonical id).
-    activating: Mutex<Vec<(String, String)>>,
+    /// Load state of each model asked for on this connection.
+    loads: Loads,
 }
 
 /// The live session of each cache root (one engine connection per engine).
@@ -117,7 +119,7 @@ fn connect(opts: &StartOptions, specs_root: &Path) -> Result<Session> {
                     specs: ModelSpecs::new(specs_root),
                     leases: Mutex::new(0),
                     models: Mutex::new(ModelTable::default()),
-                    activating: Mutex::new(Vec::new()),
+                    loads: Loads::default(),
                 });
             }
             // An engine that just accepted its last deregistration is shutting down:
@@ -199,25 +201,50 @@ impl Session {
         lock(&self.models).get(id)
     }
 
-    /// Every id the loaded model `id` answers to (empty when it is not loaded).
-    pub fn model_ids(&self, id: &str) -> Vec<String> {
-        let models = lock(&self.models);
-        models
-            .get(id)
-            .map(|m| models.ids_of(&m))
-            .unwrap_or_default()
-    }
-
     /// Activate a model in the engine (`load_model`, then the `model_loaded` event) under
     /// the canonical id the reference client uses: the repo id of a Hub model, the
     /// config's name or the directory name of a local one (see [`crate::models`]), what the
     /// engine's inspection says for a source without `config.json`. A model already loaded
     /// under another id (or at the same path) gains `req.requested_id` as an alias.
+    /// Concurrent loads of one model share one activation (see [`Loads`]).
     pub fn load_model(&self, req: &LoadRequest, timeout: Duration) -> Result<Arc<LoadedModel>> {
         let id = req.requested_id.as_str();
         if let Some(m) = self.model(id) {
             return Ok(m);
         }
+        match self.loads.begin(id, timeout) {
+            Begin::Shared(outcome) => outcome.and_then(|()| self.loaded(id)),
+            Begin::Lead(attempt) => {
+                let loaded = self.load_as_lead(req, attempt, timeout);
+                let outcome = self.loads.finish(
+                    attempt,
+                    id,
+                    loaded.as_ref().map(|_| ()).map_err(Clone::clone),
+                );
+                outcome.and(loaded)
+            }
+        }
+    }
+
+    /// The status of the model known as `id` on this connection, if it was asked for.
+    pub fn model_status(&self, id: &str) -> Option<LoadStatus> {
+        self.loads.status(id).or_else(|| {
+            self.model(id).map(|m| LoadStatus {
+                state: LoadState::Ready,
+                error: None,
+                canonical_id: Some(m.canonical_id.clone()),
+                model_path: Some(m.model_path.to_string_lossy().into_owned()),
+            })
+        })
+    }
+
+    fn load_as_lead(
+        &self,
+        req: &LoadRequest,
+        attempt: u64,
+        timeout: Duration,
+    ) -> Result<Arc<LoadedModel>> {
+        let id = req.requested_id.as_str();
         let dir = req.path();
         let config_path = dir.join("config.json");
         if !dir.exists() {
@@ -255,6 +282,12 @@ impl Session {
         };
         let family = self.specs.family_for_config(&config)?;
         let profile = self.specs.profile(&family)?;
+        if !self.loads.identify(attempt, &canonical_id, &path_key) {
+            return Err(Error::new(
+                ErrorCode::Aborted,
+                format!("loading '{id}' was cancelled"),
+            ));
+        }
         self.activate(id, &canonical_id, &model_path, timeout)?;
         let model = Arc::new(LoadedModel {
             requested_id: id.to_string(),
@@ -268,18 +301,26 @@ impl Session {
         Ok(model)
     }
 
-    /// Cancel the activations of `id` (a requested id, any casing, or a canonical id) in the
-    /// engine (`cancel_model_load`); their loads then fail. False when none was running.
-    pub fn cancel_load(&self, id: &str) -> bool {
-        let matching: Vec<(String, String)> = lock(&self.activating)
-            .iter()
-            .filter(|(r, c)| r.eq_ignore_ascii_case(id) || c == id)
-            .cloned()
-            .collect();
-        for (requested, canonical) in &matching {
-            self.send_cancel_load(requested, canonical);
+    /// Cancel the activation of `id` (any id it was asked for or is known by): it fails at
+    /// once with `Aborted` for every caller, and the engine is told (`cancel_model_load`, sent
+    /// from a thread of its own). False when no activation of it was under way.
+    pub fn cancel_load(self: &Arc<Self>, id: &str) -> bool {
+        let Some((requested, canonical)) = self.loads.cancel(id) else {
+            return false;
+        };
+        if let Some(c) = &canonical {
+            // Wake the activation's wait for the engine's event now.
+            self.transport.events().dispatch(EngineEvent {
+                name: "model_load_failed".into(),
+                payload: json!({"event": "model_load_failed", "model_id": c, "error": "Cancelled"}),
+            });
         }
-        !matching.is_empty()
+        let session = self.clone();
+        let canonical = canonical.unwrap_or_else(|| requested.clone());
+        let _ = std::thread::Builder::new()
+            .name("orchard-cancel-load".into())
+            .spawn(move || session.send_cancel_load(&requested, &canonical));
+        true
     }
 
     fn send_cancel_load(&self, requested: &str, canonical: &str) {
@@ -297,7 +338,6 @@ impl Session {
         model_path: &Path,
         timeout: Duration,
     ) -> Result<()> {
-        let _cancellable = Activating::register(&self.activating, id, canonical_id);
         let wanted = canonical_id.to_string();
         let activation = self.transport.events().wait_for(move |ev| {
             (ev.name == "model_loaded" || ev.name == "model_load_failed")
@@ -460,29 +500,6 @@ impl Session {
         let request = build(&model, &target)?;
         let slot = self.transport.submit(request)?;
         Ok((request_id, slot))
-    }
-}
-
-/// An activation [`Session::cancel_load`] can find, for as long as it is alive.
-struct Activating<'a> {
-    list: &'a Mutex<Vec<(String, String)>>,
-    entry: (String, String),
-}
-
-impl<'a> Activating<'a> {
-    fn register(list: &'a Mutex<Vec<(String, String)>>, id: &str, canonical_id: &str) -> Self {
-        let entry = (id.to_string(), canonical_id.to_string());
-        lock(list).push(entry.clone());
-        Activating { list, entry }
-    }
-}
-
-impl Drop for Activating<'_> {
-    fn drop(&mut self) {
-        let mut list = lock(self.list);
-        if let Some(i) = list.iter().position(|e| *e == self.entry) {
-            list.swap_remove(i);
-        }
     }
 }
 

@@ -2,6 +2,10 @@
 //! under (what the reference client sends, so Python and Node clients of one engine agree),
 //! and every id a loaded model answers to.
 
+mod loads;
+
+pub use loads::{Begin, LoadState, LoadStatus, Loads};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -118,18 +122,6 @@ impl ModelTable {
                 .entry((*id).to_string())
                 .or_insert_with(|| model.clone());
         }
-    }
-
-    /// Every id `model` answers to here.
-    pub fn ids_of(&self, model: &Arc<LoadedModel>) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .by_id
-            .iter()
-            .filter(|(_, m)| Arc::ptr_eq(m, model))
-            .map(|(k, _)| k.clone())
-            .collect();
-        ids.sort();
-        ids
     }
 }
 
