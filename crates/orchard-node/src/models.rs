@@ -1,5 +1,5 @@
 //! Bindings for what the core owns about models and the engine install: which engine
-//! binary to launch, the install directory, model ids, load cancellation, and the one
+//! binary to launch, the install directory, model ids and load state, load cancellation, and the one
 //! cross-process lock (`flock`). Conversion only; the decisions are the core's.
 
 use std::path::{Path, PathBuf};
@@ -90,20 +90,35 @@ impl NativeLockRequest {
     }
 }
 
+/// Where a model is on this connection (`activating`, `ready` or `failed` with the error).
+#[napi(object)]
+pub struct NativeModelStatus {
+    pub state: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub canonical_id: Option<String>,
+    pub model_path: Option<String>,
+}
+
 #[napi]
 impl NativeEngine {
-    /// Cancel the engine-side activation of `id` (`cancel_model_load` with the ids it was
-    /// sent under). False when no activation of it was running.
+    /// Fail the activation of `id` at once and tell the engine (`cancel_model_load`). False
+    /// when no activation of it was under way.
     #[napi]
-    pub async fn cancel_load(&self, id: String) -> napi::Result<bool> {
+    pub fn cancel_load(&self, id: String) -> napi::Result<bool> {
         self.ensure_open()?;
-        let session = self.session.clone();
-        blocking(move || Ok(session.cancel_load(&id))).await
+        Ok(self.session.cancel_load(&id))
     }
 
-    /// Every id a loaded model answers to (empty when it is not loaded).
+    /// The load status of `id` on this connection; null when it was never asked for.
     #[napi]
-    pub fn model_ids(&self, id: String) -> Vec<String> {
-        self.session.model_ids(&id)
+    pub fn model_status(&self, id: String) -> Option<NativeModelStatus> {
+        self.session.model_status(&id).map(|s| NativeModelStatus {
+            state: s.state.as_str().to_string(),
+            error_code: s.error.as_ref().map(|e| e.code.as_str().to_string()),
+            error_message: s.error.map(|e| e.message),
+            canonical_id: s.canonical_id,
+            model_path: s.model_path,
+        })
     }
 }
