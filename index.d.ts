@@ -36,12 +36,12 @@ export declare class NativeEngine {
    */
   embed(model: string, inputsJson: string): Promise<NativeEmbedding>
   /**
-   * Cancel the engine-side activation of `id` (`cancel_model_load` with the ids it was
-   * sent under). False when no activation of it was running.
+   * Fail the activation of `id` at once and tell the engine (`cancel_model_load`). False
+   * when no activation of it was under way.
    */
-  cancelLoad(id: string): Promise<boolean>
-  /** Every id a loaded model answers to (empty when it is not loaded). */
-  modelIds(id: string): Array<string>
+  cancelLoad(id: string): boolean
+  /** The load status of `id` on this connection; null when it was never asked for. */
+  modelStatus(id: string): NativeModelStatus | null
   static start(options: NativeStartOptions): Promise<NativeEngine>
   get pid(): number
   get launched(): boolean
@@ -159,6 +159,15 @@ export interface NativeModelInfo {
   canonicalId: string
   modelPath: string
   family: string
+}
+
+/** Where a model is on this connection (`activating`, `ready` or `failed` with the error). */
+export interface NativeModelStatus {
+  state: string
+  errorCode?: string
+  errorMessage?: string
+  canonicalId?: string
+  modelPath?: string
 }
 
 export interface NativeRendered {

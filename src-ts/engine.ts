@@ -4,8 +4,7 @@ import { Client } from './client'
 import { AbortError, EngineDiedError, EngineNotFoundError, InvalidRequestError, native, nativeSync } from './errors'
 import type { DownloadProgress } from './install/http'
 import { type InstallOptions, type InstallResult, installEngine } from './install/install'
-import type { ResolvedModel } from './models/hub'
-import { type ModelStatus, registry } from './models/registry'
+import { downloads, type ModelStatus } from './models/status'
 import { addon, modelSpecsDir } from './native'
 import type { ModelInfo } from './types'
 
@@ -76,9 +75,20 @@ export interface ManagementReply {
   data?: Record<string, unknown>
 }
 
-export type { ModelLoadState, ModelStatus } from './models/registry'
+export type { ModelLoadState, ModelStatus } from './models/status'
 export type { DownloadProgress } from './install/http'
 export type { InstallOptions, InstallResult } from './install/install'
+
+/** `promise`, or a rejection with `aborted()` as soon as `signal` aborts (the work itself goes on). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined, aborted: () => Error): Promise<T> {
+  if (!signal) return promise
+  if (signal.aborted) return Promise.reject(aborted())
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(aborted())
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}
 
 function checkMs(field: string, v: number | undefined): number | undefined {
   if (v === undefined) return undefined
@@ -181,29 +191,20 @@ export class Engine {
     const timeoutMs = checkMs('timeoutMs', options.timeoutMs)
     if (options.signal?.aborted) throw new AbortError('loadModel was aborted before it started')
     const n = this.#native
-    const activate = async (r: ResolvedModel, cancelled: AbortSignal): Promise<ModelInfo> => {
-      // A Hub model loads from its snapshot under its repo id; the session names local ones.
-      const fromHub = r.source === 'cache' || r.source === 'hub'
-      const stopEngineLoad = () => {
-        n.cancelLoad(id).catch(() => undefined)
-      }
-      cancelled.addEventListener('abort', stopEngineLoad, { once: true })
-      try {
-        if (!fromHub) return await native(() => n.loadModel(id, timeoutMs))
-        return { ...(await native(() => n.loadModel(id, timeoutMs, r.path, r.canonicalId))), modelPath: r.path }
-      } finally {
-        cancelled.removeEventListener('abort', stopEngineLoad)
-      }
-    }
-    const { timeoutMs: _t, ...hub } = options
+    const { timeoutMs: _t, ...hubOptions } = options
     void _t
-    return registry.load(id, activate, { ...hub, connection: n.channelId })
+    const resolved = await downloads.fetch(id, hubOptions)
+    // A Hub model loads from its snapshot under its repo id; the session names local ones.
+    const fromHub = resolved.source === 'cache' || resolved.source === 'hub'
+    const load = native(() => (fromHub ? n.loadModel(id, timeoutMs, resolved.path, resolved.canonicalId) : n.loadModel(id, timeoutMs)))
+    const info = await untilAborted(load, options.signal, () => new AbortError(`loadModel('${id}') was aborted`))
+    return { ...info, requestedId: id, ...(fromHub ? { modelPath: resolved.path } : {}) }
   }
 
   /** Where a model is: `idle`, `downloading` (with byte progress), `activating`, `ready` or `failed` (with the error). */
   modelStatus(id: string): ModelStatus {
     const n = this.#native
-    return registry.status(id, this.closed ? null : n.channelId, (other) => (this.closed ? [] : n.modelIds(other)))
+    return downloads.status(id, this.closed ? null : n.modelStatus(id))
   }
 
   /**
@@ -213,7 +214,9 @@ export class Engine {
    * `loadModel` retries. Returns false when no load was running.
    */
   cancelLoad(id: string): boolean {
-    return registry.cancel(id)
+    if (downloads.cancel(id)) return true
+    const n = this.#native
+    return !this.closed && nativeSync(() => n.cancelLoad(id))
   }
 
   /**

@@ -13,7 +13,7 @@ import { type HubOptions, type ResolvedModel, resolveModel } from './hub'
 
 export type { CachedModel } from './cache'
 export type { HubOptions, ResolvedModel } from './hub'
-export type { ModelLoadState, ModelStatus } from './registry'
+export type { ModelLoadState, ModelStatus } from './status'
 export { hubCacheDir as cacheDir, selectModelFiles as selectFiles } from './ids'
 
 /** Resolve `id` (local directory, cached snapshot, or download from the Hub) to a directory. */

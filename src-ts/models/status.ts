@@ -1,19 +1,19 @@
 /**
- * Load progress per model in this process, for `modelStatus`: idle → downloading →
- * activating → ready | failed, with download bytes and the typed error of a failure. Loads
- * of one model share one attempt (see ./shared.ts); after a failure the next load retries.
- * Ids and aliases are the native session's: a model is found here by any id the session
- * knows it by. Shared by every `Engine` in the process, like the engine lease.
+ * `modelStatus` for this process: the download phase is tracked here (the only part of a
+ * load TypeScript drives); activation, readiness, failures and cancellation belong to the
+ * native session, which this merges in. Downloads of one model share one attempt (see
+ * ./shared.ts) that `cancel` stops. Shared by every `Engine` in the process.
  */
 
 import path from 'node:path'
 
-import { AbortError, OrchardError } from '../errors'
+import { AbortError, makeError, type OrchardError, type OrchardErrorCode } from '../errors'
 import { expandHome } from '../paths'
-import type { ModelInfo } from '../types'
 import { type DownloadProgress, type HubOptions, resolveModel, type ResolvedModel } from './hub'
 import { isLocalId } from './ids'
 import { SharedTasks } from './shared'
+
+import type { NativeModelStatus } from '../../index'
 
 export type ModelLoadState = 'idle' | 'downloading' | 'activating' | 'ready' | 'failed'
 
@@ -30,22 +30,12 @@ export interface ModelStatus {
   modelPath?: string
 }
 
-/** Activate a resolved model in the engine; `signal` aborts when the load is cancelled. */
-export type Activate = (resolved: ResolvedModel, signal: AbortSignal) => Promise<ModelInfo>
-
-/** Every id the native session knows a loaded model by (empty when it is not loaded). */
-export type NativeIds = (id: string) => string[]
-
-interface Entry {
-  state: ModelLoadState
+interface Download {
+  running: boolean
+  /** The last attempt's failure (cleared when the next one starts). */
   error?: OrchardError
   progress: { bytesDownloaded: number; bytesTotal: number | null }
   resolved?: ResolvedModel
-  info?: ModelInfo
-  /** The engine connection (channel id) the model is ready on. */
-  readyOn?: bigint
-  /** The latest attempt; an earlier one (cancelled, still unwinding) changes nothing. */
-  attempt: number
 }
 
 /** Key of a model before the session knows it: its absolute path (local) or lower-cased id (Hub). */
@@ -53,94 +43,65 @@ function modelKey(id: string): string {
   return isLocalId(id) ? path.resolve(expandHome(id)) : id.toLowerCase()
 }
 
-export interface RegistryLoadOptions extends HubOptions {
-  /** The engine connection this load is for; a model is ready per connection. */
-  connection: bigint
-}
+class Downloads {
+  readonly #records = new Map<string, Download>()
+  readonly #tasks = new SharedTasks<ResolvedModel, DownloadProgress>('finish')
 
-class ModelRegistry {
-  readonly #entries = new Map<string, Entry>()
-  readonly #loads = new SharedTasks<ModelInfo, DownloadProgress>('finish')
-
-  #find(id: string, nativeIds: NativeIds): Entry | undefined {
-    const e = this.#entries.get(modelKey(id))
-    if (e) return e
-    for (const other of nativeIds(id)) {
-      const hit = this.#entries.get(modelKey(other))
-      if (hit) return hit
-    }
-    return undefined
-  }
-
-  load(id: string, activate: Activate, options: RegistryLoadOptions): Promise<ModelInfo> {
+  /**
+   * Resolve `id` to files on disk, downloading a Hub model into the cache. A caller's
+   * `signal` leaves its own wait; {@link cancel} stops the download for everyone.
+   */
+  fetch(id: string, options: HubOptions): Promise<ResolvedModel> {
     const key = modelKey(id)
-    let e = this.#entries.get(key)
-    if (!e) {
-      e = { state: 'idle', progress: { bytesDownloaded: 0, bytesTotal: null }, attempt: 0 }
-      this.#entries.set(key, e)
+    const start = async (signal: AbortSignal, onProgress: (p: DownloadProgress) => void): Promise<ResolvedModel> => {
+      const rec: Download = { running: !isLocalId(id), progress: { bytesDownloaded: 0, bytesTotal: null } }
+      this.#records.set(key, rec)
+      try {
+        rec.resolved = await resolveModel(id, {
+          ...options,
+          signal,
+          onProgress: (p) => {
+            rec.progress = { bytesDownloaded: p.bytesDownloaded, bytesTotal: p.bytesTotal }
+            onProgress(p)
+          },
+        })
+        if (signal.aborted) throw new AbortError(`loading '${id}' was cancelled`)
+        return rec.resolved
+      } catch (e) {
+        rec.error = signal.aborted && !(e instanceof AbortError) ? new AbortError(`loading '${id}' was cancelled`, { cause: e }) : (e as OrchardError)
+        throw rec.error
+      } finally {
+        rec.running = false
+      }
     }
-    if (e.state === 'ready' && e.info && e.readyOn === options.connection && !this.#loads.running(key)) {
-      return Promise.resolve({ ...e.info, requestedId: id })
-    }
-    const entry = e
-    const start = (signal: AbortSignal, onProgress: (p: DownloadProgress) => void) => this.#attempt(entry, id, activate, options, signal, onProgress)
-    // A caller's signal leaves this caller's wait; cancel() stops the load for everyone.
-    const aborted = () => new AbortError(`loadModel('${id}') was aborted`)
-    return this.#loads.join(key, start, options, aborted).then((info) => ({ ...info, requestedId: id }))
+    return this.#tasks.join(key, start, options, () => new AbortError(`loadModel('${id}') was aborted`))
   }
 
-  async #attempt(e: Entry, id: string, activate: Activate, options: RegistryLoadOptions, signal: AbortSignal, onProgress: (p: DownloadProgress) => void): Promise<ModelInfo> {
-    const attempt = ++e.attempt
-    const current = () => e.attempt === attempt
-    e.state = isLocalId(id) ? 'activating' : 'downloading'
-    e.error = undefined
-    e.progress = { bytesDownloaded: 0, bytesTotal: null }
-    const cancelled = new Promise<never>((_, reject) => {
-      signal.addEventListener('abort', () => reject(new AbortError(`loading '${id}' was cancelled`)), { once: true })
-    })
-    cancelled.catch(() => undefined)
-    try {
-      const resolved = await resolveModel(id, {
-        ...options,
-        signal,
-        onProgress: (p: DownloadProgress) => {
-          if (current()) e.progress = { bytesDownloaded: p.bytesDownloaded, bytesTotal: p.bytesTotal }
-          onProgress(p)
-        },
-      })
-      if (signal.aborted) throw new AbortError(`loading '${id}' was cancelled`)
-      e.resolved = resolved
-      e.state = 'activating'
-      // A cancel during activation reaches the engine too (see Engine.loadModel); this load
-      // reports it cancelled at once, whatever the engine answers.
-      const info = await Promise.race([activate(resolved, signal), cancelled])
-      if (current()) Object.assign(e, { state: 'ready', info, readyOn: options.connection })
-      return info
-    } catch (err) {
-      const error = err instanceof OrchardError ? err : new OrchardError('INTERNAL', String(err))
-      if (current()) Object.assign(e, { state: 'failed', error })
-      throw error
-    }
+  /** Stop the download of `id` for every caller. False when none was running. */
+  cancel(id: string): boolean {
+    return this.#tasks.cancel(modelKey(id))
   }
 
-  status(id: string, connection: bigint | null, nativeIds: NativeIds): ModelStatus {
-    const e = this.#find(id, nativeIds)
-    if (!e) return { id, state: 'idle', progress: { bytesDownloaded: 0, bytesTotal: null } }
-    const stale = e.state === 'ready' && e.readyOn !== connection
+  /** `id`'s status: the download's while it runs or when it failed, else the session's. */
+  status(id: string, session: NativeModelStatus | null): ModelStatus {
+    const rec = this.#records.get(modelKey(id))
+    const progress = { ...(rec?.progress ?? { bytesDownloaded: 0, bytesTotal: null }) }
+    const resolved = { canonicalId: rec?.resolved?.canonicalId, modelPath: rec?.resolved?.path }
+    // A Hub model is shown at its snapshot path, a local one where the session resolved it.
+    const fromHub = rec?.resolved?.source === 'cache' || rec?.resolved?.source === 'hub'
+    if (rec?.running) return { id, state: 'downloading', progress, ...resolved }
+    if (rec?.error) return { id, state: 'failed', error: rec.error, progress, ...resolved }
+    if (!session) return { id, state: 'idle', progress }
+    const error = session.errorCode ? makeError(session.errorCode as OrchardErrorCode, session.errorMessage ?? '') : undefined
     return {
       id,
-      state: stale ? 'idle' : e.state,
-      error: e.error,
-      progress: { ...e.progress },
-      canonicalId: e.info?.canonicalId ?? e.resolved?.canonicalId,
-      modelPath: e.info?.modelPath ?? e.resolved?.path,
+      state: session.state as ModelLoadState,
+      ...(error ? { error } : {}),
+      progress,
+      canonicalId: session.canonicalId ?? resolved.canonicalId,
+      modelPath: (fromHub ? resolved.modelPath : session.modelPath) ?? resolved.modelPath,
     }
-  }
-
-  /** Stop a load in progress (download or activation wait). True when one was running. */
-  cancel(id: string): boolean {
-    return this.#loads.cancel(modelKey(id))
   }
 }
 
-export const registry = new ModelRegistry()
+export const downloads = new Downloads()
