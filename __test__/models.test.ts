@@ -1,11 +1,11 @@
 // Model resolution and Hub downloads against a local fake Hub, written into a private
 // Hugging Face cache in the huggingface_hub layout; then loads through the emulator.
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync } from 'node:fs'
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 
-import { AbortError, AuthenticationError, ChecksumError, DownloadError, Engine, ModelNotFoundError, models, type DownloadProgress } from '../src-ts'
+import { AbortError, AuthenticationError, ChecksumError, DownloadError, Engine, ModelNotFoundError, ModelNotLoadedError, models, type DownloadProgress } from '../src-ts'
 import { emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
 import { fakeHub, type FakeHub, gitSha1, type HubRepo, runNodeProcess, sha256, tinyRepo } from './fetch-helpers'
 
@@ -316,6 +316,19 @@ describe('engine.loadModel with Hub ids', () => {
     expect(models[0]!.requested_ids).toEqual(expect.arrayContaining([dir, 'shared-llama']))
     const { usage } = await engine.client().chat('shared-llama', [{ role: 'user', content: 'Hi' }], { maxTokens: 2 })
     expect(usage.completionTokens).toBe(2)
+  })
+
+  it('a failed activation reads failed with the typed error the session kept; concurrent loads share it', async () => {
+    const file = path.join(roots.at(-1)!, 'notes.txt')
+    writeFileSync(file, 'not a model')
+    const [a, b] = await Promise.allSettled([engine.loadModel(file), engine.loadModel(file)])
+    for (const r of [a, b]) expect(r.status === 'rejected' && r.reason).toBeInstanceOf(ModelNotLoadedError)
+    const st = engine.modelStatus(file)
+    expect(st.state).toBe('failed')
+    expect(st.error).toBeInstanceOf(ModelNotLoadedError)
+    expect(engine.cancelLoad(file)).toBe(false)
+    // After a failure the next load starts afresh.
+    await expect(engine.loadModel(file)).rejects.toBeInstanceOf(ModelNotLoadedError)
   })
 
   it('cancelLoad stops a download; the state is failed; the next load retries and resumes', async () => {
