@@ -226,16 +226,18 @@ impl Session {
         }
     }
 
-    /// The status of the model known as `id` on this connection, if it was asked for.
+    /// The status of the model known as `id` on this connection, if it was asked for. A
+    /// model that answers to `id` is ready, whatever an attempt under that id last said.
     pub fn model_status(&self, id: &str) -> Option<LoadStatus> {
-        self.loads.status(id).or_else(|| {
-            self.model(id).map(|m| LoadStatus {
+        match self.model(id) {
+            Some(m) => Some(LoadStatus {
                 state: LoadState::Ready,
                 error: None,
                 canonical_id: Some(m.canonical_id.clone()),
                 model_path: Some(m.model_path.to_string_lossy().into_owned()),
-            })
-        })
+            }),
+            None => self.loads.status(id),
+        }
     }
 
     fn load_as_lead(
