@@ -35,6 +35,13 @@ export declare class NativeEngine {
    * core validates it and names the bad element).
    */
   embed(model: string, inputsJson: string): Promise<NativeEmbedding>
+  /**
+   * Fail the activation of `id` at once and tell the engine (`cancel_model_load`). False
+   * when no activation of it was under way.
+   */
+  cancelLoad(id: string): boolean
+  /** The load status of `id` on this connection; null when it was never asked for. */
+  modelStatus(id: string): NativeModelStatus | null
   static start(options: NativeStartOptions): Promise<NativeEngine>
   get pid(): number
   get launched(): boolean
@@ -43,7 +50,7 @@ export declare class NativeEngine {
   get closed(): boolean
   /** Release this lease. Idempotent; never stops the engine. */
   close(): Promise<void>
-  loadModel(id: string, timeoutMs?: number | undefined | null): Promise<NativeModelInfo>
+  loadModel(id: string, timeoutMs?: number | undefined | null, modelPath?: string | undefined | null, canonicalId?: string | undefined | null): Promise<NativeModelInfo>
   /**
    * Send one management command (a JSON object with a `type`) and return the engine's
    * reply as JSON text. Low level: the typed methods cover the protocol's commands.
@@ -61,6 +68,22 @@ export declare class NativeEngine {
    * an array with one per conversation.
    */
   chatBatch(model: string, conversationsJson: string, optionsJson: string): Promise<NativeChat>
+}
+
+/** A held lock; `release()` (or garbage collection) gives it back. */
+export declare class NativeFileLock {
+  /** Idempotent. */
+  release(): void
+}
+
+/**
+ * One wait for a lock file: `acquire()` waits (off the JS thread), `cancel()` ends the
+ * wait with an `ABORTED` error.
+ */
+export declare class NativeLockRequest {
+  constructor(path: string)
+  acquire(timeoutMs: number): Promise<NativeFileLock>
+  cancel(): void
 }
 
 /**
@@ -84,11 +107,20 @@ export declare function decodeRequest(frame: Buffer): string
  */
 export declare function encodeRequest(inputJson: string): Buffer
 
+/** The engine install directory: `home`, else `ORCHARD_HOME`, else `~/.orchard`. */
+export declare function engineHome(home?: string | undefined | null): string
+
 /**
  * Which engine runs for a cache root (default: the environment's; the attach rules,
  * without attaching).
  */
 export declare function engineStatus(cacheRoot?: string | undefined | null): NativeEngineStatus
+
+/**
+ * The engine binary `Engine.start` would launch, or an `ENGINE_NOT_FOUND` error naming
+ * every path tried.
+ */
+export declare function findEngineBinary(binary?: string | undefined | null, home?: string | undefined | null): string
 
 /**
  * Register this environment's cleanup. When the last environment that loaded the addon
@@ -129,6 +161,15 @@ export interface NativeModelInfo {
   family: string
 }
 
+/** Where a model is on this connection (`activating`, `ready` or `failed` with the error). */
+export interface NativeModelStatus {
+  state: string
+  errorCode?: string
+  errorMessage?: string
+  canonicalId?: string
+  modelPath?: string
+}
+
 export interface NativeRendered {
   prompt: string
   layout: Array<NativeSegment>
@@ -142,6 +183,7 @@ export interface NativeSegment {
 
 export interface NativeStartOptions {
   binary?: string
+  home?: string
   cacheRoot?: string
   startupTimeoutMs?: number
   lockTimeoutMs?: number

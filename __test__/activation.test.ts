@@ -32,27 +32,29 @@ async function engineModels(): Promise<EngineModel[]> {
 describe('cancelLoad during activation', () => {
   it('rejects the load, cancels it in the engine, and the next load succeeds', async () => {
     const dir = makeModelDir(cacheRoot, 'slow-model')
+    // The engine knows a local directory by its name (what the reference client sends).
+    const canonical = path.basename(dir)
     const load = engine.loadModel(dir)
     await expect.poll(() => engine.modelStatus(dir).state).toBe('activating')
     // The engine is loading it now.
     await expect
-      .poll(async () => (await engineModels()).find((m) => m.canonical_id === dir)?.load_state)
+      .poll(async () => (await engineModels()).find((m) => m.canonical_id === canonical)?.load_state)
       .toBe('loading')
 
     expect(engine.cancelLoad(dir)).toBe(true)
     await expect(load).rejects.toBeInstanceOf(AbortError)
     expect(engine.modelStatus(dir).state).toBe('failed')
     // The engine dropped the load instead of finishing it.
-    await expect.poll(async () => (await engineModels()).some((m) => m.canonical_id === dir)).toBe(false)
+    await expect.poll(async () => (await engineModels()).some((m) => m.canonical_id === canonical)).toBe(false)
     // The emulator runs its timers in due order, so once a load accepted after the cancel is
     // ready, the cancelled load's timer has fired too: it must not have brought the model back.
     await engine.loadModel(makeModelDir(cacheRoot, 'later-model'))
-    expect((await engineModels()).some((m) => m.canonical_id === dir)).toBe(false)
+    expect((await engineModels()).some((m) => m.canonical_id === canonical)).toBe(false)
 
     const info = await engine.loadModel(dir)
     expect(info.modelPath).toBeTruthy()
     expect(engine.modelStatus(dir).state).toBe('ready')
-    expect((await engineModels()).find((m) => m.canonical_id === dir)?.load_state).toBe('ready')
+    expect((await engineModels()).find((m) => m.canonical_id === canonical)?.load_state).toBe('ready')
   }, 30_000)
 
   it('a cancel with nothing loading says so', () => {

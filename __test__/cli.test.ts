@@ -55,6 +55,11 @@ describe('orchard CLI', () => {
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/^orchard: unknown models command 'frobnicate'/)
     expect((await orchard(['models', 'pull', '--nope'])).code).toBe(2)
+    // Installing on start is --install (the old --fetch is gone).
+    expect((await orchard(['engine', 'start', '--help'])).stdout).toContain('--install')
+    const old = await orchard(['engine', 'start', '--fetch'])
+    expect(old.code).toBe(2)
+    expect(old.stderr).toContain('--fetch')
   })
 
   it('models pull, list, rm; errors are one line with a non-zero exit', async () => {

@@ -1,8 +1,10 @@
 // Local HTTP servers standing in for the engine manifest server and the Hugging Face Hub,
 // and a tiny ustar writer.
+import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import path from 'node:path'
 import { gzipSync } from 'node:zlib'
 
 export interface TestServer {
@@ -240,4 +242,20 @@ export function tinyRepo(id = 'Orchard-Test/Tiny-Llama', shardBytes = 300_000): 
       'README.md': { body: Buffer.from('# tiny') },
     },
   }
+}
+
+/**
+ * Run `script` in a separate Node process with the built package's entry as `process.argv[1]`
+ * and `args` after it; resolves to its stdout once it exits 0 (rejects with its stderr otherwise).
+ */
+export function runNodeProcess(script: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  const entry = path.join(__dirname, '..', 'dist', 'index.js')
+  const child = spawn(process.execPath, ['-e', script, entry, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()))
+  return new Promise((resolve, reject) => {
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`child exited ${code}: ${err}`))))
+  })
 }

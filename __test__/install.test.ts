@@ -1,6 +1,6 @@
 // Engine binary fetch against a local manifest server: success, checksum mismatch,
-// interrupted transfer, bad archives, 404, the install lock, and Engine.start({ fetch }).
-import { execFileSync } from 'node:child_process'
+// interrupted transfer, bad archives, 404, the install lock, and Engine.start({ install }).
+import { execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -9,9 +9,9 @@ import path from 'node:path'
 import * as tar from 'tar'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 
-import { ChecksumError, DownloadError, Engine, type DownloadProgress } from '../src-ts'
-import { emulatorBinary, processExecutable, tempCacheRoot } from './helpers'
-import { serve, sendBody, sha256, tarGz, type TarMember, type TestServer } from './fetch-helpers'
+import { AbortError, ChecksumError, DownloadError, Engine, TimeoutError, type DownloadProgress } from '../src-ts'
+import { distDir, emulatorBinary, processExecutable, tempCacheRoot } from './helpers'
+import { runNodeProcess, serve, sendBody, sha256, tarGz, type TarMember, type TestServer } from './fetch-helpers'
 
 const roots: string[] = []
 let server: TestServer | undefined
@@ -31,6 +31,9 @@ beforeEach(() => {
 })
 
 const fakeEngine = Buffer.from('#!/bin/sh\necho engine\n')
+
+/** A process that takes the lock file argv[2] (with the package's own lock) and holds it until its stdin closes. */
+const HOLD_LOCK = `require(process.argv[1]).acquireLock(process.argv[2], { timeoutMs: 10000 }).then(() => { process.stdout.write('held\\n'); process.stdin.resume(); process.stdin.on('end', () => process.exit(0)) })`
 
 interface Release {
   version: string
@@ -73,8 +76,9 @@ function filesUnder(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => path.join(dir, f))
 }
 
+/** What an install leaves behind besides the install (`install.lock` stays, as the reference's does: a flock file is free once its holder is gone). */
 function leftovers(dir: string): string[] {
-  return readdirSync(dir).filter((n) => n.startsWith('.download-') || n.includes('.staging-') || n === 'install.lock')
+  return readdirSync(dir).filter((n) => n.startsWith('.download-') || n.includes('.staging-'))
 }
 
 describe('Engine.install', () => {
@@ -181,14 +185,42 @@ describe('Engine.install', () => {
     expect((err as { status?: number }).status).toBe(404)
   })
 
-  it('concurrent installs serialise on install.lock; a stale lock is taken over', async () => {
-    server = await manifestServer([{ version: '1.0.0', archive: engineArchive() }])
-    // A lock left by a dead process.
+  it('installs in two processes at once serialise on install.lock; a lock file left behind does not block', async () => {
+    server = await manifestServer([{ version: '1.0.0', archive: engineArchive(Buffer.concat([fakeEngine, Buffer.alloc(400_000, 3)])) }])
+    // The file of a lock whose holder died (the older link(2) lock wrote one like this).
     writeFileSync(path.join(home, 'install.lock'), JSON.stringify({ pid: 2 ** 22 + 12345, host: require('node:os').hostname(), time: 0 }))
+    const script = `require(process.argv[1]).Engine.install({ home: process.argv[2], manifestUrl: process.argv[3] }).then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e); process.exit(1) })`
+    const outs = await Promise.all([runNodeProcess(script, [home, server.url]), runNodeProcess(script, [home, server.url])])
+    const [a, b] = outs.map((o) => JSON.parse(o) as { installed: boolean; version: string })
+    expect([a!.installed, b!.installed].sort()).toEqual([false, true])
+    expect(server.requests.filter((x) => x.url.startsWith('/dl/'))).toHaveLength(1)
+    expect(leftovers(home)).toEqual([])
+  })
+
+  it('two installs in one process serialise too (flock is per open file)', async () => {
+    server = await manifestServer([{ version: '1.0.0', archive: engineArchive() }])
     const [a, b] = await Promise.all([Engine.install({ home, manifestUrl: server.url }), Engine.install({ home, manifestUrl: server.url })])
     expect([a.installed, b.installed].sort()).toEqual([false, true])
     expect(server.requests.filter((x) => x.url.startsWith('/dl/'))).toHaveLength(1)
-    expect(leftovers(home)).toEqual([])
+  })
+
+  it('a waiter for install.lock stops on its signal', async () => {
+    server = await manifestServer([{ version: '1.0.0', archive: engineArchive() }])
+    // Another process holds the lock until told to exit.
+    const holder = spawn(process.execPath, ['-e', HOLD_LOCK, path.join(distDir, 'install', 'lock.js'), path.join(home, 'install.lock')], { stdio: ['pipe', 'pipe', 'inherit'] })
+    await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()))
+    try {
+      const signal = AbortSignal.timeout(200)
+      await expect(Engine.install({ home, manifestUrl: server.url, signal, lockTimeoutMs: 60_000 })).rejects.toBeInstanceOf(AbortError)
+      const err = await Engine.install({ home, manifestUrl: server.url, lockTimeoutMs: 200 }).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(TimeoutError)
+      expect(String((err as Error).message)).toContain('install.lock')
+    } finally {
+      holder.stdin!.end()
+      await new Promise((r) => holder.once('exit', r))
+    }
+    // The holder is gone, so is its lock.
+    expect((await Engine.install({ home, manifestUrl: server.url })).installed).toBe(true)
   })
 
   it('ORCHARD_HOME and ORCHARD_MANIFEST_URL choose the home and the server', async () => {
@@ -253,9 +285,9 @@ describe('Engine.install never writes or deletes outside its staging directory',
 
   const outsideHome = () => treeState(area, ['home'])
 
-  /** Nothing installed in <home>, no staging or download left, no version. */
+  /** Nothing installed in <home>, no staging or download left, no version (the lock file stays). */
   function nothingInstalled(): void {
-    expect(readdirSync(home).filter((n) => n !== 'versions')).toEqual([])
+    expect(readdirSync(home).filter((n) => n !== 'versions' && n !== 'install.lock')).toEqual([])
     if (existsSync(path.join(home, 'versions'))) expect(readdirSync(path.join(home, 'versions'))).toEqual([])
   }
 
@@ -441,11 +473,11 @@ describe('Engine.install never writes or deletes outside its staging directory',
   })
 })
 
-describe('Engine.start({ fetch })', () => {
+describe('Engine.start({ install })', () => {
   it('installs the engine when no binary is found, then launches it', async () => {
     const archive = engineArchive(readFileSync(emulatorBinary))
     server = await manifestServer([{ version: '0.0.1-emu', archive }])
-    const cache = tempCacheRoot('fetch')
+    const cache = tempCacheRoot('install')
     roots.push(cache)
     const saved = { ...process.env }
     process.env.ORCHARD_CACHE_ROOT = cache
@@ -456,14 +488,16 @@ describe('Engine.start({ fetch })', () => {
     process.env.ORCHARD_MANIFEST_URL = server.url
     try {
       await expect(Engine.start()).rejects.toThrow(/no engine binary found/)
-      const engine = await Engine.start({ fetch: true })
+      expect(() => Engine.findBinary()).toThrow(/no engine binary found/)
+      const engine = await Engine.start({ install: true })
       try {
         expect(engine.launched).toBe(true)
         expect(processExecutable(engine.pid).startsWith(realpathSync(home))).toBe(true)
       } finally {
         await engine.close()
       }
-      // Installed now: a plain start finds it without fetching.
+      // Installed now: a plain start finds it without installing, where the core looks.
+      expect(Engine.findBinary()).toBe(path.join(home, 'bin', 'proxy_inference_engine'))
       const requests = server.requests.length
       const again = await Engine.start()
       await again.close()

@@ -1,13 +1,13 @@
 // Model resolution and Hub downloads against a local fake Hub, written into a private
 // Hugging Face cache in the huggingface_hub layout; then loads through the emulator.
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs'
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 
-import { AbortError, AuthenticationError, ChecksumError, DownloadError, Engine, ModelNotFoundError, models, type DownloadProgress } from '../src-ts'
+import { AbortError, AuthenticationError, ChecksumError, DownloadError, Engine, ModelNotFoundError, ModelNotLoadedError, models, type DownloadProgress } from '../src-ts'
 import { emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
-import { fakeHub, type FakeHub, gitSha1, type HubRepo, sha256, tinyRepo } from './fetch-helpers'
+import { fakeHub, type FakeHub, gitSha1, type HubRepo, runNodeProcess, sha256, tinyRepo } from './fetch-helpers'
 
 const roots: string[] = []
 let hub: FakeHub
@@ -77,6 +77,19 @@ describe('models.pull', () => {
     expect(c.path).toBe(a.path)
     expect(downloads('model-00001-of-00002.safetensors')).toHaveLength(1)
     expect(hub.requests.filter((r) => r.url.startsWith('/api/'))).toHaveLength(1)
+  })
+
+  it('two processes pulling one model fetch each file once (the blob lock, a flock huggingface_hub shares)', async () => {
+    hub.chunkDelayMs = 2
+    const script = `require(process.argv[1]).models.pull(process.argv[2]).then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e); process.exit(1) })`
+    const outs = await Promise.all([runNodeProcess(script, ['Orchard-Test/Tiny-Llama']), runNodeProcess(script, ['orchard-test/tiny-llama'])])
+    const [a, b] = outs.map((o) => JSON.parse(o) as { path: string })
+    expect(a!.path).toBe(path.join(folder(), 'snapshots', repo.sha))
+    expect(b!.path).toBe(a!.path)
+    for (const file of ['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']) expect(downloads(file)).toHaveLength(1)
+    const shard = 'model-00001-of-00002.safetensors'
+    expect(readFileSync(path.join(a!.path, shard)).equals(repo.files[shard]!.body)).toBe(true)
+    expect(existsSync(path.join(cacheDir, '.locks', 'models--Orchard-Test--Tiny-Llama', `${sha256(repo.files[shard]!.body)}.lock`))).toBe(true)
   })
 
   it('resumes an interrupted transfer with a Range request', async () => {
@@ -247,8 +260,75 @@ describe('engine.loadModel with Hub ids', () => {
     expect(hub.requests.length).toBe(before)
     // Local directories still work as before.
     const local = makeModelDir(roots.at(-1)!)
-    expect((await engine.loadModel(local)).canonicalId).toBe(local)
+    expect((await engine.loadModel(local)).canonicalId).toBe(path.basename(local))
     expect(engine.modelStatus(local).state).toBe('ready')
+  })
+
+  interface Listed {
+    canonical_id: string
+    requested_id: string
+    requested_ids: string[]
+    model_path: string
+    load_state: string
+  }
+  const listed = async () => ((await engine.managementCommand({ type: 'list_models' })).data!.list_models as { models: Listed[] }).models
+  /** A load_model exactly as orchard-py sends it. */
+  const referenceLoad = (requested: string, canonical: string, modelPath: string) =>
+    engine.managementCommand({ type: 'load_model', requested_id: requested, canonical_id: canonical, model_path: modelPath, wait_for_completion: false })
+
+  it('loads under the ids the reference client sends, so its loads of the same models find them loaded', async () => {
+    const root = roots.at(-1)!
+    const snapshot = path.join(folder(), 'snapshots', repo.sha)
+    const local = makeModelDir(root, 'my-llama')
+    const named = makeModelDir(root, 'named', { model_type: 'llama', _name_or_path: 'Org/Named-Llama' })
+    await engine.loadModel('orchard-test/tiny-llama')
+    expect((await engine.loadModel(local)).canonicalId).toBe('my-llama')
+    expect((await engine.loadModel(named)).canonicalId).toBe('Org/Named-Llama')
+    const models = await listed()
+    expect(models.map((m) => m.canonical_id).sort()).toEqual(['Orchard-Test/Tiny-Llama', 'Org/Named-Llama', 'my-llama'])
+    expect(models.find((m) => m.canonical_id === 'Orchard-Test/Tiny-Llama')).toMatchObject({ requested_id: 'orchard-test/tiny-llama', model_path: realpathSync(snapshot) })
+    expect(models.find((m) => m.canonical_id === 'my-llama')).toMatchObject({ requested_id: local, model_path: realpathSync(local) })
+    // What the reference client sends for them is answered at once: loaded already.
+    for (const [requested, canonical, at] of [
+      ['Orchard-Test/Tiny-Llama', 'Orchard-Test/Tiny-Llama', snapshot],
+      [local, 'my-llama', local],
+      [named, 'Org/Named-Llama', named],
+    ] as const) {
+      expect((await referenceLoad(requested, canonical, at)).status, canonical).toBe('ok')
+    }
+    // Requests may name a model by any id it was loaded under.
+    for (const id of ['my-llama', local, 'Org/Named-Llama', 'ORCHARD-TEST/tiny-llama']) {
+      const { usage } = await engine.client().chat(id, [{ role: 'user', content: 'Hi' }], { maxTokens: 2 })
+      expect(usage.completionTokens, id).toBe(2)
+    }
+  })
+
+  it('a model another client loaded first, under other ids from the same path, is one model (aliased, listed once)', async () => {
+    const root = roots.at(-1)!
+    const dir = makeModelDir(root, 'shared-llama')
+    // Another client loads it under the full path as its canonical id (what orchard-ts sent before).
+    expect((await referenceLoad(dir, dir, dir)).status).toBe('accepted')
+    await expect.poll(async () => (await listed()).find((m) => m.canonical_id === dir)?.load_state).toBe('ready')
+    const info = await engine.loadModel(dir)
+    expect(info.canonicalId).toBe('shared-llama')
+    const models = await listed()
+    expect(models).toHaveLength(1)
+    expect(models[0]!.requested_ids).toEqual(expect.arrayContaining([dir, 'shared-llama']))
+    const { usage } = await engine.client().chat('shared-llama', [{ role: 'user', content: 'Hi' }], { maxTokens: 2 })
+    expect(usage.completionTokens).toBe(2)
+  })
+
+  it('a failed activation reads failed with the typed error the session kept; concurrent loads share it', async () => {
+    const file = path.join(roots.at(-1)!, 'notes.txt')
+    writeFileSync(file, 'not a model')
+    const [a, b] = await Promise.allSettled([engine.loadModel(file), engine.loadModel(file)])
+    for (const r of [a, b]) expect(r.status === 'rejected' && r.reason).toBeInstanceOf(ModelNotLoadedError)
+    const st = engine.modelStatus(file)
+    expect(st.state).toBe('failed')
+    expect(st.error).toBeInstanceOf(ModelNotLoadedError)
+    expect(engine.cancelLoad(file)).toBe(false)
+    // After a failure the next load starts afresh.
+    await expect(engine.loadModel(file)).rejects.toBeInstanceOf(ModelNotLoadedError)
   })
 
   it('cancelLoad stops a download; the state is failed; the next load retries and resumes', async () => {

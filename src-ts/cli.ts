@@ -14,7 +14,7 @@ import { createReadStream, existsSync, readFileSync, statSync, watch } from 'nod
 import path from 'node:path'
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 
-import type { DownloadProgress } from './fetch/http'
+import type { DownloadProgress } from './install/http'
 import type { Role } from './types'
 
 const USAGE = `usage: orchard <command> [options]
@@ -46,14 +46,14 @@ function groupHelp(group: string): string {
 }
 
 const HELP: Record<string, string> = {
-  'engine start': `usage: orchard engine start [--binary PATH] [--fetch] [--startup-timeout MS]
+  'engine start': `usage: orchard engine start [--binary PATH] [--install] [--startup-timeout MS]
 
 Attach to the running engine of this cache root (ORCHARD_CACHE_ROOT) or launch one, print
 its pid, and hold a lease until SIGINT/SIGTERM. The engine exits by itself after its last
 client leaves, so it stays up while this command (or any other client) runs.
 
   --binary PATH         engine binary (default: ORCHARD_ENGINE_BINARY, PIE_LOCAL_BUILD, ~/.orchard)
-  --fetch               install the engine first when no binary is found
+  --install             install the engine first when no binary is found
   --startup-timeout MS  how long a launched engine may take to become ready
 `,
   'engine stop': `usage: orchard engine stop [--timeout SECONDS]
@@ -203,14 +203,14 @@ function progressBar(label: string): { update: (p: DownloadProgress) => void; do
 async function engineCommand(sub: string | undefined, rest: string[]): Promise<number> {
   switch (sub) {
     case 'start': {
-      const a = parse(rest, { binary: { type: 'string' }, fetch: { type: 'boolean' }, 'startup-timeout': { type: 'string' } }, false)
+      const a = parse(rest, { binary: { type: 'string' }, install: { type: 'boolean' }, 'startup-timeout': { type: 'string' } }, false)
       if (a.values.help) return help('engine start')
       const { Engine } = await import('./engine')
       const bar = progressBar('engine')
       const engine = await Engine.start({
         binary: a.values.binary as string | undefined,
         startupTimeoutMs: num(a.values['startup-timeout'], '--startup-timeout'),
-        fetch: a.values.fetch ? { onProgress: (p) => bar.update(p) } : false,
+        install: a.values.install ? { onProgress: (p) => bar.update(p) } : false,
       })
       bar.done()
       process.stdout.write(`engine pid ${engine.pid} (${engine.launched ? 'launched' : 'attached'}), cache root ${engine.cacheRoot}\n`)
@@ -279,7 +279,7 @@ async function engineCommand(sub: string | undefined, rest: string[]): Promise<n
     case 'install': {
       const a = parse(rest, { channel: { type: 'string' }, version: { type: 'string' }, reinstall: { type: 'boolean' } }, false)
       if (a.values.help) return help('engine install')
-      const { installEngine } = await import('./fetch/install')
+      const { installEngine } = await import('./install/install')
       const bar = progressBar('engine')
       const r = await installEngine({
         channel: a.values.channel as string | undefined,

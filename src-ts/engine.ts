@@ -1,14 +1,11 @@
 /** Engine: a lease on the local inference engine (PIE, or pie-emulator). */
 
-import { existsSync } from 'node:fs'
-
 import { Client } from './client'
-import { AbortError, EngineDiedError, EngineNotFoundError, InvalidRequestError, native } from './errors'
-import { type InstallOptions, type InstallResult, installedBinary, installEngine } from './fetch/install'
-import type { DownloadProgress } from './fetch/http'
+import { AbortError, EngineDiedError, EngineNotFoundError, InvalidRequestError, native, nativeSync } from './errors'
+import type { DownloadProgress } from './install/http'
+import { type InstallOptions, type InstallResult, installEngine } from './install/install'
 import { requestJson } from './json'
-import type { ResolvedModel } from './models/hub'
-import { type ModelStatus, registry } from './models/registry'
+import { downloads, type ModelStatus } from './models/status'
 import { addon, modelSpecsDir } from './native'
 import type { ModelInfo } from './types'
 
@@ -16,7 +13,8 @@ import type { NativeEngine } from '../index'
 
 export interface EngineStartOptions {
   /** Path of the engine binary. Default: `ORCHARD_ENGINE_BINARY`, then
-   * `$PIE_LOCAL_BUILD/bin/proxy_inference_engine`, then `~/.orchard/bin/proxy_inference_engine`. */
+   * `$PIE_LOCAL_BUILD/bin/proxy_inference_engine`, then `<home>/bin/proxy_inference_engine`
+   * (see {@link Engine.findBinary}). */
   binary?: string
   /** How long a launched engine may take to send its first heartbeat (default 60 000 ms). */
   startupTimeoutMs?: number
@@ -26,7 +24,7 @@ export interface EngineStartOptions {
    * Install the engine (see {@link Engine.install}) when no binary is found. `true` uses the
    * defaults; an object passes install options. Default false.
    */
-  fetch?: boolean | Omit<InstallOptions, 'signal'>
+  install?: boolean | Omit<InstallOptions, 'signal'>
   /** Engine install directory to look in (default `ORCHARD_HOME`, then `~/.orchard`). */
   home?: string
   /**
@@ -78,14 +76,19 @@ export interface ManagementReply {
   data?: Record<string, unknown>
 }
 
-export type { ModelLoadState, ModelStatus } from './models/registry'
-export type { DownloadProgress } from './fetch/http'
-export type { InstallOptions, InstallResult } from './fetch/install'
+export type { ModelLoadState, ModelStatus } from './models/status'
+export type { DownloadProgress } from './install/http'
+export type { InstallOptions, InstallResult } from './install/install'
 
-function defaultBinary(home: string | undefined): string | undefined {
-  if (process.env.ORCHARD_ENGINE_BINARY || process.env.PIE_LOCAL_BUILD) return undefined
-  const p = installedBinary(home)
-  return existsSync(p) ? p : undefined
+/** `promise`, or a rejection with `aborted()` as soon as `signal` aborts (the work itself goes on). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined, aborted: () => Error): Promise<T> {
+  if (!signal) return promise
+  if (signal.aborted) return Promise.reject(aborted())
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(aborted())
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
 }
 
 function checkMs(field: string, v: number | undefined): number | undefined {
@@ -110,21 +113,30 @@ export class Engine {
 
   /**
    * Attach to the running engine or launch one, and register this process with it. With
-   * `fetch`, an engine is installed first when no binary is found.
+   * `install`, an engine is installed first when no binary is found.
    */
   static async start(options: EngineStartOptions = {}): Promise<Engine> {
     const startupTimeoutMs = checkMs('startupTimeoutMs', options.startupTimeoutMs)
     const lockTimeoutMs = checkMs('lockTimeoutMs', options.lockTimeoutMs)
     const launch = (binary: string | undefined) =>
-      native(() => addon().NativeEngine.start({ binary, cacheRoot: options.cacheRoot, startupTimeoutMs, lockTimeoutMs, modelSpecsDir: modelSpecsDir() }))
-    const binary = options.binary ?? defaultBinary(options.home)
+      native(() => addon().NativeEngine.start({ binary, home: options.home, cacheRoot: options.cacheRoot, startupTimeoutMs, lockTimeoutMs, modelSpecsDir: modelSpecsDir() }))
     try {
-      return new Engine(await launch(binary))
+      return new Engine(await launch(options.binary))
     } catch (e) {
-      if (!(e instanceof EngineNotFoundError) || !options.fetch || options.binary) throw e
-      const installed = await installEngine({ home: options.home, ...(options.fetch === true ? {} : options.fetch) })
+      if (!(e instanceof EngineNotFoundError) || !options.install || options.binary) throw e
+      const installed = await installEngine({ home: options.home, ...(options.install === true ? {} : options.install) })
       return new Engine(await launch(installed.path))
     }
+  }
+
+  /**
+   * The engine binary {@link Engine.start} would launch when none is attached: the
+   * `binary` option, else `ORCHARD_ENGINE_BINARY`, else `$PIE_LOCAL_BUILD/bin/…`, else the
+   * install in `home` (`ORCHARD_HOME`, then `~/.orchard`). Throws `EngineNotFoundError`
+   * naming every path tried.
+   */
+  static findBinary(options: Pick<EngineStartOptions, 'binary' | 'home'> = {}): string {
+    return nativeSync(() => addon().findEngineBinary(options.binary, options.home))
   }
 
   /**
@@ -180,27 +192,20 @@ export class Engine {
     const timeoutMs = checkMs('timeoutMs', options.timeoutMs)
     if (options.signal?.aborted) throw new AbortError('loadModel was aborted before it started')
     const n = this.#native
-    const activate = async (r: ResolvedModel, cancelled: AbortSignal) => {
-      // Local sources keep the id they were asked by; Hub models load from their snapshot.
-      const onDisk = r.source === 'local' || r.source === 'local_source'
-      const nativeId = onDisk ? id : r.path
-      // The native load registers the model under nativeId for both of the engine's ids.
-      const stopEngineLoad = () => {
-        this.managementCommand({ type: 'cancel_model_load', requested_id: nativeId, canonical_id: nativeId }).catch(() => undefined)
-      }
-      cancelled.addEventListener('abort', stopEngineLoad, { once: true })
-      const info = await native(() => n.loadModel(nativeId, timeoutMs)).finally(() => cancelled.removeEventListener('abort', stopEngineLoad))
-      const shown: ModelInfo = onDisk ? info : { ...info, requestedId: id, canonicalId: r.canonicalId, modelPath: r.path }
-      return { info: shown, nativeId }
-    }
-    const { timeoutMs: _t, ...hub } = options
+    const { timeoutMs: _t, ...hubOptions } = options
     void _t
-    return registry.load(id, activate, { ...hub, connection: n.channelId })
+    const resolved = await downloads.fetch(id, hubOptions)
+    // A Hub model loads from its snapshot under its repo id; the session names local ones.
+    const fromHub = resolved.source === 'cache' || resolved.source === 'hub'
+    const load = native(() => (fromHub ? n.loadModel(id, timeoutMs, resolved.path, resolved.canonicalId) : n.loadModel(id, timeoutMs)))
+    const info = await untilAborted(load, options.signal, () => new AbortError(`loadModel('${id}') was aborted`))
+    return { ...info, requestedId: id, ...(fromHub ? { modelPath: resolved.path } : {}) }
   }
 
   /** Where a model is: `idle`, `downloading` (with byte progress), `activating`, `ready` or `failed` (with the error). */
   modelStatus(id: string): ModelStatus {
-    return registry.status(id, this.closed ? null : this.#native.channelId)
+    const n = this.#native
+    return downloads.status(id, this.closed ? null : n.modelStatus(id))
   }
 
   /**
@@ -210,7 +215,9 @@ export class Engine {
    * `loadModel` retries. Returns false when no load was running.
    */
   cancelLoad(id: string): boolean {
-    return registry.cancel(id)
+    if (downloads.cancel(id)) return true
+    const n = this.#native
+    return !this.closed && nativeSync(() => n.cancelLoad(id))
   }
 
   /**
@@ -234,7 +241,8 @@ export class Engine {
     if (this.closed) {
       throw new EngineDiedError('this Engine was closed; call Engine.start() for a new one')
     }
-    return new Client(this.#native, (model) => registry.nativeId(model) ?? model)
+    // The native session resolves every id a model was loaded under.
+    return new Client(this.#native)
   }
 
   /** Give the lease back. Idempotent. The last lease in the process deregisters. */

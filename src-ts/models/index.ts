@@ -8,11 +8,13 @@
  * ```
  */
 
-import { type HubOptions, listCachedModels, removeCachedModel, resolveModel, type ResolvedModel } from './hub'
+import { listCachedModels, removeCachedModel } from './cache'
+import { type HubOptions, type ResolvedModel, resolveModel } from './hub'
 
-export type { CachedModel, HubOptions, ResolvedModel } from './hub'
-export type { ModelLoadState, ModelStatus } from './registry'
-export { hubCacheDir as cacheDir, selectModelFiles as selectFiles } from './hub'
+export type { CachedModel } from './cache'
+export type { HubOptions, ResolvedModel } from './hub'
+export type { ModelLoadState, ModelStatus } from './status'
+export { hubCacheDir as cacheDir, selectModelFiles as selectFiles } from './ids'
 
 /** Resolve `id` (local directory, cached snapshot, or download from the Hub) to a directory. */
 export function resolve(id: string, options: HubOptions = {}): Promise<ResolvedModel> {

@@ -5,6 +5,8 @@ pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod format;
+pub mod lock;
+pub mod models;
 pub mod nng;
 pub mod paths;
 pub mod session;

@@ -63,7 +63,8 @@ fn home_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-fn expand_user(raw: &str) -> PathBuf {
+/// `~` and `~/…` expanded to `$HOME`; anything else unchanged.
+pub fn expand_user(raw: &str) -> PathBuf {
     if raw == "~" {
         if let Some(h) = home_dir() {
             return h;
@@ -81,6 +82,25 @@ fn env_path(name: &str) -> Option<PathBuf> {
         .ok()
         .filter(|v| !v.is_empty())
         .map(|v| expand_user(&v))
+}
+
+/// `p` with `~` expanded, made absolute against the working directory.
+fn absolute(p: &Path) -> PathBuf {
+    let p = expand_user(&p.to_string_lossy());
+    std::path::absolute(&p).unwrap_or(p)
+}
+
+/// The engine's install directory (`bin/proxy_inference_engine`, `version.txt`,
+/// `install.lock`): `explicit` (the `home` option), else `ORCHARD_HOME`, else `~/.orchard`.
+/// `None` only when none is set and `HOME` is unknown.
+pub fn orchard_home(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit
+        .map(Path::to_path_buf)
+        .or_else(|| env_path("ORCHARD_HOME"))
+    {
+        Some(p) => Some(absolute(&p)),
+        None => home_dir().map(|h| h.join(".orchard")),
+    }
 }
 
 /// Create `dir` (and missing parents, 0700) and return it with symlinks resolved.

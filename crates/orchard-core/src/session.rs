@@ -4,8 +4,7 @@
 //! context). The engine sees one `client_register` per process and one `client_deregister`
 //! when the last lease is released.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -15,10 +14,13 @@ use crate::chat::{build_batch_request, build_request, ChatOptions, Target};
 use crate::engine::process::ExitWatch;
 use crate::engine::{self, RunningEngine, StartOptions};
 use crate::error::{Error, ErrorCode, Result};
-use crate::format::{ModelSpecs, Profile};
+use crate::format::ModelSpecs;
+use crate::models::{canonical_id as canonical_id_of, Begin, Loads, ModelTable};
+pub use crate::models::{LoadRequest, LoadedModel};
+pub use crate::models::{LoadState, LoadStatus};
 use crate::paths::Roots;
-use crate::tokenizer::TokenDecoder;
 use crate::transport::{block_on_timeout, RequestSlot, Transport};
+use crate::wire::EngineEvent;
 use crate::wire::Request;
 
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,39 +28,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The engine reads a weights file's header to inspect it (the reference allows 30 s).
 const INSPECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Clone)]
-pub struct LoadedModel {
-    pub requested_id: String,
-    pub canonical_id: String,
-    pub model_path: PathBuf,
-    pub config: Value,
-    pub profile: Arc<Profile>,
-    /// The model's `tokenizer.json`, read the first time log-probabilities are asked for.
-    tokens: OnceLock<Option<Arc<TokenDecoder>>>,
-}
-
-impl LoadedModel {
-    /// Token id → bytes for this model, or `None` when it has no readable `tokenizer.json`
-    /// (log-probabilities then name tokens by id).
-    pub fn token_decoder(&self) -> Option<Arc<TokenDecoder>> {
-        self.tokens
-            .get_or_init(|| {
-                TokenDecoder::load(&self.model_path)
-                    .ok()
-                    .flatten()
-                    .map(Arc::new)
-            })
-            .clone()
-    }
-}
-
 pub struct Session {
     pub engine: RunningEngine,
     pub transport: Arc<Transport>,
     exit_watch: Option<Arc<ExitWatch>>,
     specs: ModelSpecs,
     leases: Mutex<usize>,
-    models: Mutex<HashMap<String, Arc<LoadedModel>>>,
+    models: Mutex<ModelTable>,
+    /// Load state of each model asked for on this connection.
+    loads: Loads,
 }
 
 /// The live session of each cache root (one engine connection per engine).
@@ -140,7 +118,8 @@ fn connect(opts: &StartOptions, specs_root: &Path) -> Result<Session> {
                     exit_watch,
                     specs: ModelSpecs::new(specs_root),
                     leases: Mutex::new(0),
-                    models: Mutex::new(HashMap::new()),
+                    models: Mutex::new(ModelTable::default()),
+                    loads: Loads::default(),
                 });
             }
             // An engine that just accepted its last deregistration is shutting down:
@@ -216,23 +195,59 @@ impl Session {
         self.transport.close();
     }
 
+    /// The loaded model known as `id`: any id it was requested under (any casing), its
+    /// canonical id, or its path.
     pub fn model(&self, id: &str) -> Option<Arc<LoadedModel>> {
-        let models = lock(&self.models);
-        models.get(id).cloned().or_else(|| {
-            models
-                .values()
-                .find(|m| m.canonical_id == id || m.requested_id.eq_ignore_ascii_case(id))
-                .cloned()
-        })
+        lock(&self.models).get(id)
     }
 
-    /// Resolve `id` to a local model directory with a `config.json`, pick its profile, and
-    /// activate it in the engine (`load_model`, then the `model_loaded` event).
-    pub fn load_model(&self, id: &str, timeout: Duration) -> Result<Arc<LoadedModel>> {
+    /// Activate a model in the engine (`load_model`, then the `model_loaded` event) under
+    /// the canonical id the reference client uses: the repo id of a Hub model, the
+    /// config's name or the directory name of a local one (see [`crate::models`]), what the
+    /// engine's inspection says for a source without `config.json`. A model already loaded
+    /// under another id (or at the same path) gains `req.requested_id` as an alias.
+    /// Concurrent loads of one model share one activation (see [`Loads`]).
+    pub fn load_model(&self, req: &LoadRequest, timeout: Duration) -> Result<Arc<LoadedModel>> {
+        let id = req.requested_id.as_str();
         if let Some(m) = self.model(id) {
             return Ok(m);
         }
-        let dir = PathBuf::from(id);
+        match self.loads.begin(id, timeout) {
+            Begin::Shared(outcome) => outcome.and_then(|()| self.loaded(id)),
+            Begin::Lead(attempt) => {
+                let loaded = self.load_as_lead(req, attempt, timeout);
+                let outcome = self.loads.finish(
+                    attempt,
+                    id,
+                    loaded.as_ref().map(|_| ()).map_err(Clone::clone),
+                );
+                outcome.and(loaded)
+            }
+        }
+    }
+
+    /// The status of the model known as `id` on this connection, if it was asked for. A
+    /// model that answers to `id` is ready, whatever an attempt under that id last said.
+    pub fn model_status(&self, id: &str) -> Option<LoadStatus> {
+        match self.model(id) {
+            Some(m) => Some(LoadStatus {
+                state: LoadState::Ready,
+                error: None,
+                canonical_id: Some(m.canonical_id.clone()),
+                model_path: Some(m.model_path.to_string_lossy().into_owned()),
+            }),
+            None => self.loads.status(id),
+        }
+    }
+
+    fn load_as_lead(
+        &self,
+        req: &LoadRequest,
+        attempt: u64,
+        timeout: Duration,
+    ) -> Result<Arc<LoadedModel>> {
+        let id = req.requested_id.as_str();
+        let dir = req.path();
         let config_path = dir.join("config.json");
         if !dir.exists() {
             return Err(Error::new(
@@ -248,20 +263,84 @@ impl Session {
         let model_path = dir
             .canonicalize()
             .map_err(|e| Error::io(&format!("cannot resolve {}", dir.display()), e))?;
+        let path_key = model_path.to_string_lossy().into_owned();
+        if let Some(m) = self.model(&path_key) {
+            lock(&self.models).insert(&m, &[id]);
+            return Ok(m);
+        }
         let (config, canonical_id) = if config_path.is_file() {
             let text = std::fs::read_to_string(&config_path)
                 .map_err(|e| Error::io(&format!("cannot read {}", config_path.display()), e))?;
             let config: Value = serde_json::from_str(&text).map_err(|e| {
                 Error::invalid(format!("{}: not valid JSON: {e}", config_path.display()))
             })?;
-            (config, id.to_string())
+            let canonical = req
+                .canonical_id
+                .clone()
+                .unwrap_or_else(|| canonical_id_of(&config, &model_path));
+            (config, canonical)
         } else {
             self.inspect_source(id, &model_path)?
         };
         let family = self.specs.family_for_config(&config)?;
         let profile = self.specs.profile(&family)?;
+        if !self.loads.identify(attempt, &canonical_id, &path_key) {
+            return Err(Error::new(
+                ErrorCode::Aborted,
+                format!("loading '{id}' was cancelled"),
+            ));
+        }
+        self.activate(id, &canonical_id, &model_path, timeout)?;
+        let model = Arc::new(LoadedModel {
+            requested_id: id.to_string(),
+            canonical_id,
+            model_path,
+            config,
+            profile,
+            tokens: OnceLock::new(),
+        });
+        lock(&self.models).insert(&model, &[id, &model.canonical_id, &path_key]);
+        Ok(model)
+    }
 
-        let wanted = canonical_id.clone();
+    /// Cancel the activation of `id` (any id it was asked for or is known by): it fails at
+    /// once with `Aborted` for every caller, and the engine is told (`cancel_model_load`, sent
+    /// from a thread of its own). False when no activation of it was under way.
+    pub fn cancel_load(self: &Arc<Self>, id: &str) -> bool {
+        let Some((requested, canonical)) = self.loads.cancel(id) else {
+            return false;
+        };
+        if let Some(c) = &canonical {
+            // Wake the activation's wait for the engine's event now.
+            self.transport.events().dispatch(EngineEvent {
+                name: "model_load_failed".into(),
+                payload: json!({"event": "model_load_failed", "model_id": c, "error": "Cancelled"}),
+            });
+        }
+        let session = self.clone();
+        let canonical = canonical.unwrap_or_else(|| requested.clone());
+        let _ = std::thread::Builder::new()
+            .name("orchard-cancel-load".into())
+            .spawn(move || session.send_cancel_load(&requested, &canonical));
+        true
+    }
+
+    fn send_cancel_load(&self, requested: &str, canonical: &str) {
+        let _ = self.transport.management(
+            &json!({"type": "cancel_model_load", "requested_id": requested, "canonical_id": canonical}),
+            crate::transport::CANCEL_TIMEOUT,
+        );
+    }
+
+    /// `load_model` in the engine, then wait for its `model_loaded` (or failure) event.
+    fn activate(
+        &self,
+        id: &str,
+        canonical_id: &str,
+        model_path: &Path,
+        timeout: Duration,
+    ) -> Result<()> {
+        let wanted = canonical_id.to_string();
         let activation = self.transport.events().wait_for(move |ev| {
             (ev.name == "model_loaded" || ev.name == "model_load_failed")
                 && ev.model_id() == Some(wanted.as_str())
@@ -277,9 +356,9 @@ impl Session {
             REGISTER_TIMEOUT,
         )?;
         match status_of(&reply) {
-            "ok" => {}
+            "ok" => Ok(()),
             "accepted" => match block_on_timeout(activation, timeout) {
-                Some(Ok(ev)) if ev.name == "model_loaded" => {}
+                Some(Ok(ev)) if ev.name == "model_loaded" => Ok(()),
                 Some(Ok(ev)) => {
                     let why = ev
                         .payload
@@ -287,43 +366,28 @@ impl Session {
                         .and_then(Value::as_str)
                         .map(str::to_string)
                         .unwrap_or_else(|| format!("Model '{canonical_id}' failed to load."));
-                    return Err(Error::new(
+                    Err(Error::new(
                         ErrorCode::ModelNotLoaded,
                         format!("model '{id}' failed to load: {why}"),
-                    ));
+                    ))
                 }
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => Err(e),
                 None => {
-                    let _ = self.transport.management(
-                        &json!({"type": "cancel_model_load", "requested_id": id, "canonical_id": canonical_id}),
-                        crate::transport::CANCEL_TIMEOUT,
-                    );
-                    return Err(Error::new(
+                    self.send_cancel_load(id, canonical_id);
+                    Err(Error::new(
                         ErrorCode::Timeout,
                         format!("model '{id}' did not finish loading within {timeout:?}"),
-                    ));
+                    ))
                 }
             },
-            _ => {
-                return Err(Error::new(
-                    ErrorCode::ModelNotLoaded,
-                    format!(
-                        "engine rejected load_model for '{id}': {}",
-                        message_of(&reply)
-                    ),
-                ))
-            }
+            _ => Err(Error::new(
+                ErrorCode::ModelNotLoaded,
+                format!(
+                    "engine rejected load_model for '{id}': {}",
+                    message_of(&reply)
+                ),
+            )),
         }
-        let model = Arc::new(LoadedModel {
-            requested_id: id.to_string(),
-            canonical_id,
-            model_path,
-            config,
-            profile,
-            tokens: OnceLock::new(),
-        });
-        lock(&self.models).insert(id.to_string(), model.clone());
-        Ok(model)
     }
 
     /// A model source without a `config.json` (a weights file, or a directory of them): the

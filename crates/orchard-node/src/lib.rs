@@ -24,6 +24,7 @@ use orchard_core::wire::{self, Incoming};
 
 mod delta;
 mod embed;
+pub mod models;
 use orchard_core::{Error, ErrorCode};
 use serde_json::Value;
 
@@ -124,6 +125,7 @@ pub fn install_exit_hook(env: Env) -> napi::Result<()> {
 #[napi(object)]
 pub struct NativeStartOptions {
     pub binary: Option<String>,
+    pub home: Option<String>,
     pub cache_root: Option<String>,
     pub startup_timeout_ms: Option<u32>,
     pub lock_timeout_ms: Option<u32>,
@@ -151,6 +153,7 @@ impl NativeEngine {
     pub async fn start(options: NativeStartOptions) -> napi::Result<NativeEngine> {
         let mut opts = StartOptions {
             binary: options.binary.map(PathBuf::from),
+            home: options.home.map(PathBuf::from),
             cache_root: options.cache_root.map(PathBuf::from),
             ..StartOptions::default()
         };
@@ -226,11 +229,18 @@ impl NativeEngine {
         &self,
         id: String,
         timeout_ms: Option<u32>,
+        model_path: Option<String>,
+        canonical_id: Option<String>,
     ) -> napi::Result<NativeModelInfo> {
         self.ensure_open()?;
         let session = self.session.clone();
         let timeout = Duration::from_millis(u64::from(timeout_ms.unwrap_or(600_000)));
-        let m = blocking(move || session.load_model(&id, timeout)).await?;
+        let req = session::LoadRequest {
+            requested_id: id,
+            model_path: model_path.map(PathBuf::from),
+            canonical_id,
+        };
+        let m = blocking(move || session.load_model(&req, timeout)).await?;
         Ok(NativeModelInfo {
             requested_id: m.requested_id.clone(),
             canonical_id: m.canonical_id.clone(),

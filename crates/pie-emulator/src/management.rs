@@ -160,20 +160,25 @@ fn load_model(cmd: &Value, ctx: &Ctx) -> Value {
     let mut registry = lock(&ctx.registry);
     let known = registry
         .key_of(canonical)
-        .or_else(|| registry.key_of(requested));
+        .or_else(|| registry.key_of(requested))
+        .or_else(|| registry.key_of_path(path));
     if let Some(key) = known {
         let Some(entry) = registry.get_mut(&key) else {
             return error("internal registry inconsistency");
         };
         entry.add_alias(requested);
+        if canonical != entry.canonical_id {
+            entry.add_alias(canonical);
+        }
         return match entry.state {
             LoadState::Ready => ok_with("load_model", load_data(entry)),
             LoadState::Loading => {
-                // Another load is under way; this caller gets its own event after its reply.
+                // Another load is under way; this caller gets its own event after its reply,
+                // under the canonical id it sent (clients match the event on exactly that).
                 ctx.timers.schedule(
                     delay,
                     Job::LoadDone {
-                        canonical_id: entry.canonical_id.clone(),
+                        canonical_id: canonical.to_string(),
                     },
                 );
                 accepted()

@@ -1,5 +1,7 @@
 //! Models the emulator has been asked to load. A model is known by its canonical id and by
-//! every id it was requested under; requests may name it either way.
+//! every id it was requested under; requests may name it either way. A load of a model
+//! already loaded (or loading) from the same path under other ids adds those ids as
+//! aliases of the one entry: it is listed once, and answered like a second load of it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -50,6 +52,18 @@ impl Registry {
             .map(|e| e.canonical_id.clone())
     }
 
+    /// The canonical id of the entry loaded from `path` (compared with symlinks resolved).
+    pub fn key_of_path(&self, path: &str) -> Option<String> {
+        if path.is_empty() {
+            return None;
+        }
+        let want = resolved(path);
+        self.entries
+            .values()
+            .find(|e| resolved(&e.model_path) == want)
+            .map(|e| e.canonical_id.clone())
+    }
+
     pub fn get(&self, id: &str) -> Option<&ModelEntry> {
         self.key_of(id).and_then(|k| self.entries.get(&k))
     }
@@ -78,6 +92,10 @@ impl Registry {
     pub fn entries(&self) -> impl Iterator<Item = &ModelEntry> {
         self.entries.values()
     }
+}
+
+fn resolved(path: &str) -> std::path::PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.into())
 }
 
 impl ModelEntry {
@@ -170,6 +188,8 @@ mod tests {
         assert_eq!(r.ready("nope"), None);
         r.get_mut("model").unwrap().add_alias("alias");
         assert_eq!(r.ready("alias").as_deref(), Some("org/model"));
+        assert_eq!(r.key_of_path("/m").as_deref(), Some("org/model"));
+        assert_eq!(r.key_of_path("/elsewhere"), None);
         assert!(r.remove("alias").is_some());
         assert_eq!(r.ready("org/model"), None);
     }

@@ -1,20 +1,22 @@
 //! Finding, launching and attaching to the engine (protocol.md §7).
 
+pub mod binary;
 pub mod process;
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::lock::FileLock;
 use crate::nng::{Protocol, Socket};
-use crate::paths::{self, Endpoints, Roots, ENGINE_BINARY_NAME};
+use crate::paths::{self, Endpoints, Roots};
 use crate::wire::{self, Incoming};
 
+pub use binary::{binary_candidates, find_binary};
 use process::signal;
 pub use process::{pid_alive, pid_is_engine};
 
@@ -22,122 +24,18 @@ pub const PID_FILE: &str = "engine.pid";
 pub const LOCK_FILE: &str = "engine.lock";
 pub const LOG_FILE: &str = "engine.log";
 
-/// Where to look for the engine binary, with the reason. The first configured source wins
-/// alone (an explicit option, then `ORCHARD_ENGINE_BINARY`, then `PIE_LOCAL_BUILD`): a
-/// configured path that does not exist is an error, never a silent fallback.
-pub fn binary_candidates(explicit: Option<&Path>) -> Vec<(PathBuf, &'static str)> {
-    if let Some(p) = explicit {
-        return vec![(p.to_path_buf(), "the binary option")];
-    }
-    if let Some(p) = std::env::var_os("ORCHARD_ENGINE_BINARY").filter(|v| !v.is_empty()) {
-        return vec![(PathBuf::from(p), "ORCHARD_ENGINE_BINARY")];
-    }
-    if let Some(p) = std::env::var_os("PIE_LOCAL_BUILD").filter(|v| !v.is_empty()) {
-        return vec![(
-            PathBuf::from(p).join("bin").join(ENGINE_BINARY_NAME),
-            "PIE_LOCAL_BUILD",
-        )];
-    }
-    let mut out = Vec::new();
-    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        out.push((
-            PathBuf::from(home)
-                .join(".orchard")
-                .join("bin")
-                .join(ENGINE_BINARY_NAME),
-            "the default install",
-        ));
-    }
-    out
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// The engine binary to launch, or an error naming every path tried and the fix.
-pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf> {
-    let candidates = binary_candidates(explicit);
-    if let Some((p, _)) = candidates.iter().find(|(p, _)| is_executable(p)) {
-        return Ok(p.clone());
-    }
-    let tried = candidates
-        .iter()
-        .map(|(p, why)| format!("  {} ({why})", p.display()))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let fix = if PIE_RUNS_HERE {
-        "Install PIE with `npx orchard engine install` (or Engine.install()), or set \
-         ORCHARD_ENGINE_BINARY to a proxy_inference_engine binary."
-    } else {
-        "PIE, the Orchard engine, runs only on macOS on Apple Silicon, so there is no engine to \
-         start on this platform. For tests and demos, start pie-emulator through orchard-ts/testing: \
-         startTestEngine(), or ORCHARD_ENGINE_BINARY set to emulatorPath()."
-    };
-    Err(Error::new(
-        ErrorCode::EngineNotFound,
-        format!("no engine binary found; tried:\n{tried}\n{fix}"),
-    ))
-}
-
-/// PIE is built for macOS on Apple Silicon only.
-const PIE_RUNS_HERE: bool = cfg!(all(target_os = "macos", target_arch = "aarch64"));
-
-/// An exclusive `flock` on `<cache>/engine.lock`, released on drop.
-pub struct EngineLock {
-    file: File,
-}
-
-impl EngineLock {
-    pub fn acquire(cache_root: &Path, timeout: Duration) -> Result<EngineLock> {
-        let path = cache_root.join(LOCK_FILE);
-        let file = paths::open_private(&path, false)
-            .map_err(|e| Error::io(&format!("cannot open {}", path.display()), e))?;
-        // SAFETY: flock on a file descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(EngineLock { file });
-        }
-        // Wait in the kernel's queue rather than polling (pollers starve under churn), on a
-        // thread so the wait can end at the deadline. The thread's descriptor shares the
-        // open file description, so its lock is ours; if we gave up first, dropping the
-        // unsent or unreceived descriptor with ours releases it.
-        let waiter = file
-            .try_clone()
-            .map_err(|e| Error::io(&format!("cannot open {}", path.display()), e))?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("orchard-lock-wait".into())
-            .spawn(move || {
-                // SAFETY: a blocking flock on a descriptor this thread owns.
-                let got = unsafe { libc::flock(waiter.as_raw_fd(), libc::LOCK_EX) } == 0;
-                let _ = tx.send((got, waiter));
-            })
-            .map_err(|e| Error::io("cannot start the lock wait", e))?;
-        match rx.recv_timeout(timeout) {
-            Ok((true, _waiter)) => Ok(EngineLock { file }),
-            Ok((false, _)) => Err(Error::io(
-                &format!("cannot lock {}", path.display()),
-                std::io::Error::last_os_error(),
-            )),
-            Err(_) => Err(Error::new(
+/// The exclusive lock on `<cache>/engine.lock` that serialises attach, launch and stop.
+pub fn lock_engine(cache_root: &Path, timeout: Duration) -> Result<FileLock> {
+    FileLock::acquire(&cache_root.join(LOCK_FILE), timeout).map_err(|e| {
+        if e.code == ErrorCode::Timeout {
+            Error::new(
                 ErrorCode::Timeout,
-                format!(
-                    "another process held {} for more than {timeout:?}; is an engine starting elsewhere?",
-                    path.display()
-                ),
-            )),
+                format!("{}; is an engine starting elsewhere?", e.message),
+            )
+        } else {
+            e
         }
-    }
-}
-
-impl Drop for EngineLock {
-    fn drop(&mut self) {
-        // SAFETY: unlocking our own descriptor.
-        unsafe {
-            libc::flock(self.file.as_raw_fd(), libc::LOCK_UN);
-        }
-    }
+    })
 }
 
 pub fn read_pid_file(cache_root: &Path) -> Option<u32> {
@@ -261,6 +159,8 @@ pub fn wait_ready(
 #[derive(Clone, Debug)]
 pub struct StartOptions {
     pub binary: Option<PathBuf>,
+    /// The engine install directory to look in (see [`binary::binary_candidates`]).
+    pub home: Option<PathBuf>,
     /// A private cache root (and so IPC root) instead of the environment's.
     pub cache_root: Option<PathBuf>,
     pub startup_timeout: Duration,
@@ -271,6 +171,7 @@ impl Default for StartOptions {
     fn default() -> Self {
         StartOptions {
             binary: None,
+            home: None,
             cache_root: None,
             startup_timeout: Duration::from_secs(60),
             lock_timeout: Duration::from_secs(30),
@@ -290,11 +191,11 @@ pub struct RunningEngine {
 /// otherwise launch one and wait for its heartbeat. Returns with `engine.lock` still held:
 /// the caller connects and registers under it, so no other process can replace the engine
 /// between this check and the registration (the sockets' paths outlive any one engine).
-pub fn attach_or_launch(opts: &StartOptions) -> Result<(RunningEngine, EngineLock)> {
+pub fn attach_or_launch(opts: &StartOptions) -> Result<(RunningEngine, FileLock)> {
     let roots = Roots::resolve(opts.cache_root.as_deref())?;
     let endpoints = roots.endpoints()?;
     let cache_root = roots.cache.clone();
-    let lock = EngineLock::acquire(&cache_root, opts.lock_timeout)?;
+    let lock = lock_engine(&cache_root, opts.lock_timeout)?;
     if let Some(pid) = read_pid_file(&cache_root).filter(|p| pid_is_engine(*p)) {
         let engine = RunningEngine {
             pid,
@@ -305,7 +206,7 @@ pub fn attach_or_launch(opts: &StartOptions) -> Result<(RunningEngine, EngineLoc
         return Ok((engine, lock));
     }
     remove_pid_file(&cache_root);
-    let binary = find_binary(opts.binary.as_deref())?;
+    let binary = find_binary(opts.binary.as_deref(), opts.home.as_deref())?;
     let pid = launch(&binary, &roots)?;
     if let Err(e) = wait_ready(&endpoints, pid, opts.startup_timeout, &cache_root) {
         stop_pid(pid, Duration::from_secs(2));
@@ -347,7 +248,7 @@ pub fn stop_engine(
     lock_timeout: Duration,
     cache_root: &Path,
 ) -> Result<Option<u32>> {
-    let _lock = EngineLock::acquire(cache_root, lock_timeout)?;
+    let _lock = lock_engine(cache_root, lock_timeout)?;
     let Some(pid) = read_pid_file(cache_root) else {
         return Ok(None);
     };
@@ -377,27 +278,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn missing_binary_error_names_paths_and_fix() {
-        let err = find_binary(Some(Path::new("/nonexistent/proxy_inference_engine"))).unwrap_err();
-        assert_eq!(err.code, ErrorCode::EngineNotFound);
-        assert!(err.message.contains("/nonexistent/proxy_inference_engine"));
-        assert!(err.message.contains("ORCHARD_ENGINE_BINARY"));
-        if !PIE_RUNS_HERE {
-            assert!(err.message.contains("orchard-ts/testing"), "{err}");
-        }
-    }
-
-    #[test]
-    fn lock_excludes_a_second_holder_until_released() {
+    fn engine_lock_times_out_naming_the_likely_cause() {
         let dir = std::env::temp_dir().join(format!("orchard-lock-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let first = EngineLock::acquire(&dir, Duration::from_millis(100)).unwrap();
-        // flock is per open file description, so a second open in this process contends.
-        let err = EngineLock::acquire(&dir, Duration::from_millis(50))
-            .err()
-            .unwrap();
+        let first = lock_engine(&dir, Duration::from_millis(100)).unwrap();
+        let err = lock_engine(&dir, Duration::from_millis(50)).unwrap_err();
         assert_eq!(err.code, ErrorCode::Timeout);
+        assert!(err.message.contains("engine.lock"), "{err}");
+        assert!(err.message.contains("starting elsewhere"), "{err}");
         drop(first);
-        EngineLock::acquire(&dir, Duration::from_millis(100)).unwrap();
+        lock_engine(&dir, Duration::from_millis(100)).unwrap();
     }
 }

@@ -2,7 +2,7 @@
  * Fetch and install the engine binary (protocol.md §7.2): a manifest per channel and
  * platform, a sha256-checked tarball (a manifest entry without a sha256 is refused),
  * extraction with node-tar into a private staging directory (see ./tar.ts), then an atomic
- * switch of `<home>/bin` under `<home>/install.lock`.
+ * switch of `<home>/bin` under `<home>/install.lock` (the core's flock, see ./lock.ts).
  *
  * Layout of `<home>` (default `~/.orchard`, override `ORCHARD_HOME` or `home`):
  *   bin -> versions/<version>/bin   (a symlink, swapped with one rename)
@@ -18,13 +18,12 @@
 
 import { randomBytes } from 'node:crypto'
 import { constants as fsc, promises as fs } from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 
-import { AbortError, ChecksumError, DownloadError, OrchardError } from '../errors'
+import { AbortError, ChecksumError, DownloadError, nativeSync, OrchardError } from '../errors'
+import { addon } from '../native'
 import { type DownloadProgress, downloadTo, httpFetch, withRetries, withStatus } from './http'
 import { acquireLock } from './lock'
-import { expandHome } from '../paths'
 import { extractTarGz } from './tar'
 
 export type { DownloadProgress } from './http'
@@ -65,12 +64,9 @@ export interface Manifest {
   versions: Record<string, { url: string; sha256?: string }>
 }
 
-/** `ORCHARD_HOME`, else `~/.orchard`. */
+/** `home`, else `ORCHARD_HOME`, else `~/.orchard` (decided by the native core, like the binary it launches). */
 export function orchardHome(home?: string): string {
-  if (home) return path.resolve(home)
-  const env = process.env.ORCHARD_HOME
-  if (env) return path.resolve(expandHome(env))
-  return path.join(os.homedir(), '.orchard')
+  return nativeSync(() => addon().engineHome(home))
 }
 
 /** The installed engine binary path (whether or not it exists). */
@@ -280,6 +276,6 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
   } finally {
     await fs.rm(download, { force: true }).catch(() => undefined)
     if (staging) await fs.rm(staging, { recursive: true, force: true }).catch(() => undefined)
-    await lock.release()
+    lock.release()
   }
 }
