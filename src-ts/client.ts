@@ -15,12 +15,10 @@ import type { NativeChat, NativeEngine } from '../index'
 export class Client {
   readonly #engine: NativeEngine
   /** The id the native session knows a model by (a Hub id → its snapshot directory). */
-  readonly #nativeId: (model: string) => string
 
   /** @internal use `engine.client()` */
-  constructor(engine: NativeEngine, nativeId: (model: string) => string = (model) => model) {
+  constructor(engine: NativeEngine) {
     this.#engine = engine
-    this.#nativeId = nativeId
   }
 
   /**
@@ -47,7 +45,7 @@ export class Client {
       ;({ signal, stallTimeoutMs } = split)
       keep = keptCandidates(options)
       // Options and messages cross as JSON text: no object walk in native code, key order kept.
-      handle = signal?.aborted ? Promise.reject(abortedBeforeSending()) : this.#engine.chat(this.#nativeId(model), requestJson(messages, { root: 'messages' }), requestJson(split.wire))
+      handle = signal?.aborted ? Promise.reject(abortedBeforeSending()) : this.#engine.chat(model, requestJson(messages, { root: 'messages' }), requestJson(split.wire))
     } catch (e) {
       handle = Promise.reject(e)
     }
@@ -78,7 +76,7 @@ export class Client {
       keeps = conversations.map((_, i) => keptCandidates(list[Math.min(i, list.length - 1)]!))
       handle = signal?.aborted
         ? Promise.reject(abortedBeforeSending())
-        : this.#engine.chatBatch(this.#nativeId(model), requestJson(conversations, { root: 'conversations' }), requestJson(Array.isArray(options) ? wire : wire[0], { root: Array.isArray(options) ? 'options' : '' }))
+        : this.#engine.chatBatch(model, requestJson(conversations, { root: 'conversations' }), requestJson(Array.isArray(options) ? wire : wire[0], { root: Array.isArray(options) ? 'options' : '' }))
     } catch (e) {
       handle = Promise.reject(e)
     }
@@ -127,7 +125,7 @@ export class Client {
    * ```
    */
   embed(model: string, input: string | string[], options: EmbedOptions = {}): EmbeddingPromise {
-    return embed(this.#engine, this.#nativeId, model, input, options)
+    return embed(this.#engine, model, input, options)
   }
 
   /**
@@ -137,7 +135,7 @@ export class Client {
   async renderPrompt(model: string, messages: ChatMessage[], options: Omit<ChatOptions, 'signal' | 'stallTimeoutMs'> = {}): Promise<RenderedRequest> {
     checkRequest(model, messages)
     const { wire } = splitOptions(options, 'options')
-    const json = await native(() => this.#engine.renderPrompt(this.#nativeId(model), requestJson(messages, { root: 'messages' }), requestJson(wire)))
+    const json = await native(() => this.#engine.renderPrompt(model, requestJson(messages, { root: 'messages' }), requestJson(wire)))
     return JSON.parse(json) as RenderedRequest
   }
 }

@@ -73,7 +73,7 @@ function checkOptions(options: unknown): AbortSignal | undefined {
 }
 
 /** @internal the body of `Client.embed`. */
-export function embed(engine: NativeEngine, nativeId: (model: string) => string, model: string, input: string | string[], options: EmbedOptions): EmbeddingPromise {
+export function embed(engine: NativeEngine, model: string, input: string | string[], options: EmbedOptions): EmbeddingPromise {
   let signal: AbortSignal | undefined
   const handle: Promise<NativeEmbedding> = (async () => {
     if (typeof model !== 'string' || model.length === 0) {
@@ -83,7 +83,7 @@ export function embed(engine: NativeEngine, nativeId: (model: string) => string,
     if (signal?.aborted) throw abortError(signal)
     // The core validates the input (and names the bad element) where it builds the request.
     const json = inputJson(input)
-    return native(() => engine.embed(nativeId(model), json))
+    return native(() => engine.embed(model, json))
   })()
   // Awaited through `result` below; never an unhandled rejection on its own.
   handle.catch(() => undefined)
