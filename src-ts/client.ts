@@ -14,7 +14,6 @@ import type { NativeChat, NativeEngine } from '../index'
 
 export class Client {
   readonly #engine: NativeEngine
-  /** The id the native session knows a model by (a Hub id → its snapshot directory). */
 
   /** @internal use `engine.client()` */
   constructor(engine: NativeEngine) {
