@@ -83,7 +83,7 @@ it('4 processes attach and detach concurrently: one engine at a time, gone after
   }
   expect(leases.some((l) => !l.launched)).toBe(true)
   // The engine exits by itself after the last lease.
-  const deadline = Date.now() + 5_000
-  while (engines().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+  // The test's own timeout is the only bound: a fact to wait for, not a clock.
+  while (engines().length > 0) await new Promise((r) => setTimeout(r, 50))
   expect(engines()).toEqual([])
 }, 120_000)
