@@ -11,6 +11,10 @@ use orchard_core::format::{render_case, ModelSpecs};
 use orchard_core::wire;
 use serde_json::{json, Value};
 
+// The Node addon's allocator, so these figures are the Rust share of what `renderChat` costs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
