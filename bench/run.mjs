@@ -27,6 +27,8 @@ const scenarios = [
   ['concurrent1000', { PIE_EMULATOR_TOKEN_DELAY_MS: '1' }],
 ]
 
+// The machine may be shared: its load average frames every figure below.
+const loadAtStart = os.loadavg()[0]
 const results = {}
 for (const [name, env] of scenarios) {
   const cacheRoot = mkdtempSync(path.join(os.tmpdir(), 'ob-'))
@@ -110,7 +112,7 @@ const rows = Object.entries(summary).map(([k, v]) => {
   const met = !t ? '' : v == null ? 'missed' : (t[0] === '>=' ? v >= b : t[0] === '<=' ? v <= b : v === b) ? 'met' : 'missed'
   return `| \`${k}\` | ${fmt(v)} | ${t ? label(t) : ''} | ${met} |`
 })
-const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node ${process.version}`
+const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node ${process.version}, 1-minute load average ${loadAtStart.toFixed(1)} at the start and ${os.loadavg()[0].toFixed(1)} at the end`
 const table = [
   '# Benchmarks',
   '',
