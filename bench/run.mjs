@@ -11,10 +11,12 @@ const asJson = process.argv.includes('--json')
 const log = (...a) => console.error(...a)
 
 buildIfNeeded()
-execFileSync('cargo', ['build', '--release', '-p', 'orchard-core', '--example', 'raw_sub'], {
-  cwd: root,
-  stdio: ['ignore', 'ignore', 'inherit'],
-})
+for (const example of ['raw_sub', 'render_bench']) {
+  execFileSync('cargo', ['build', '--release', '-p', 'orchard-core', '--example', example], {
+    cwd: root,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+}
 
 const scenarios = [
   // Sustained rates, not 'max': PUB/SUB has no flow control, so a producer that outruns any
@@ -28,6 +30,8 @@ const scenarios = [
   ['concurrent1000', { PIE_EMULATOR_TOKEN_DELAY_MS: '1' }],
 ]
 
+// The machine may be shared: its load average frames every figure below.
+const loadAtStart = os.loadavg()[0]
 const results = {}
 for (const [name, env] of scenarios) {
   const cacheRoot = mkdtempSync(path.join(os.tmpdir(), 'ob-'))
@@ -53,6 +57,20 @@ for (const [name, env] of scenarios) {
   }
 }
 
+// The Rust share of the render figures: the same conversation through orchard-core alone
+// (crates/orchard-core/examples/render_bench.rs), without Node or the binding.
+{
+  log('bench: render (Rust only) ...')
+  const out = execFileSync(path.join(root, 'target', 'release', 'examples', 'render_bench'), [], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const r = JSON.parse(out.trim().split('\n').pop())
+  log(`  ${JSON.stringify(r)}`)
+  for (const [k, v] of Object.entries(r)) results[`rust_${k}`] = v
+}
+
 const lost = ['deltas_lost_stream', 'deltas_lost_batch64', 'deltas_lost_latency'].map((k) => results[k])
 const summary = {
   render_us_llama3: results.render_us_llama3,
@@ -62,6 +80,13 @@ const summary = {
   render_us_gpt_oss: results.render_us_gpt_oss,
   render_encode_us_gpt_oss: results.render_encode_us_gpt_oss,
   encode_us: results.encode_us,
+  rust_render_us_llama3: results.rust_render_us_llama3,
+  rust_render_encode_us_llama3: results.rust_render_encode_us_llama3,
+  rust_render_us_qwen3_5: results.rust_render_us_qwen3_5,
+  rust_render_encode_us_qwen3_5: results.rust_render_encode_us_qwen3_5,
+  rust_render_us_gpt_oss: results.rust_render_us_gpt_oss,
+  rust_render_encode_us_gpt_oss: results.rust_render_encode_us_gpt_oss,
+  rust_encode_us: results.rust_encode_us_llama3,
   cpu_us_per_delta_js_1: results.cpu_us_per_delta_js_1,
   cpu_us_per_delta_raw_1: results.cpu_us_per_delta_raw_1,
   cpu_us_per_delta_js_64: results.cpu_us_per_delta_js_64,
@@ -106,15 +131,18 @@ const rows = Object.entries(summary).map(([k, v]) => {
         : 'missed'
   return `| \`${k}\` | ${fmt(v)} | ${t ? label(t) : ''} | ${met} |`
 })
-const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node ${process.version}`
+const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.release()}, Node ${process.version}, 1-minute load average ${loadAtStart.toFixed(1)} at the start and ${os.loadavg()[0].toFixed(1)} at the end`
 const table = [
   '# Benchmarks',
   '',
   `Measured ${new Date().toISOString().slice(0, 10)} on ${machine} with \`npm run bench\` (release build, pie-emulator).`,
   'Every figure is the median of 5 repetitions in this run.',
-  '`render_us_<family>`: µs per `renderChat` of a 10-turn conversation with two tools; `render_encode_us_<family>`:',
-  'µs per `wire.buildChatFrame` (render, options, frame) of the same; `encode_us`: µs per `wire.encodeRequest` of',
-  'the llama3 request. `cpu_us_per_delta_*`: user + system CPU µs per delivered delta with the emulator publishing',
+  '`render_us_<family>`: CPU µs per `renderChat` of a 10-turn conversation with two tools; `render_encode_us_<family>`:',
+  'CPU µs per `wire.buildChatFrame` (render, options, frame) of the same; `encode_us`: CPU µs per `wire.encodeRequest` of',
+  'the llama3 request (`process.cpuUsage()` per batch of 500 calls, so waiting for a core on a shared machine is not',
+  'counted). `rust_*`: the same three through orchard-core alone, without Node or the binding',
+  "(`crates/orchard-core/examples/render_bench.rs`, thread CPU time); the difference is the binding's JSON hop.",
+  '`cpu_us_per_delta_*`: user + system CPU µs per delivered delta with the emulator publishing',
   'a sustained 20,000 deltas/s (`_1`: one stream) or 64 × 500 deltas/s (`_64`: 64 concurrent streams), for the SDK',
   'process (JS thread and native threads, `process.cpuUsage()`) and for a plain Rust SUB consumer',
   '(`crates/orchard-core/examples/raw_sub.rs`, `getrusage`) alternating with it. `deltas_lost`: deltas requested but never delivered across those runs and the',

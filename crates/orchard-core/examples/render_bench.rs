@@ -1,15 +1,20 @@
 //! Render / build / encode timings for the benchmark conversation (10 turns, two tools), per
-//! family, without an engine. Used to profile the prompt path (e.g. under callgrind).
+//! family, without an engine or Node: the Rust share of `renderChat` / `wire.buildChatFrame`
+//! (`npm run bench` reports these as `rust_*`). Used to profile the prompt path (e.g. under
+//! callgrind).
 //!
 //! cargo run --release -p orchard-core --example render_bench -- [--iters 2000] [--family llama3]
 
 use std::path::Path;
-use std::time::Instant;
 
 use orchard_core::chat::{build_request, ChatOptions, Target};
 use orchard_core::format::{render_case, ModelSpecs};
 use orchard_core::wire;
 use serde_json::{json, Value};
+
+// The Node addon's allocator, so these figures are the Rust share of what `renderChat` costs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -39,17 +44,33 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// CPU time of this thread, in µs: unlike wall time, it does not count the time the thread waits
+/// for a core on a shared machine.
+fn thread_cpu_us() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
+}
+
+/// µs of CPU per call: the median of 5 batches of `iters / 5` calls, after a warm-up.
 fn time(iters: usize, mut f: impl FnMut()) -> f64 {
     for _ in 0..iters / 10 + 1 {
         f();
     }
-    let mut t = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let s = Instant::now();
-        f();
-        t.push(s.elapsed().as_secs_f64() * 1e6);
+    let batch = (iters / 5).max(1);
+    let mut per = Vec::with_capacity(5);
+    for _ in 0..5 {
+        let start = thread_cpu_us();
+        for _ in 0..batch {
+            f();
+        }
+        per.push((thread_cpu_us() - start) / batch as f64);
     }
-    median(t)
+    (median(per) * 10.0).round() / 10.0
 }
 
 fn main() {

@@ -5,6 +5,8 @@
 
 #![deny(clippy::all)]
 
+mod alloc;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

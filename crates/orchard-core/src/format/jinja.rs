@@ -176,6 +176,12 @@ pub fn environment(family: &str, family_dir: PathBuf, shared_dir: PathBuf) -> En
     env.add_filter("tojson", tojson);
     env.add_filter("string", string_filter);
     env.set_formatter(|out, state, value| {
+        // Strings print as themselves (no escaping here): skip the `fmt` machinery.
+        if value.kind() == ValueKind::String {
+            if let Some(text) = value.as_str() {
+                return out.write_str(text).map_err(JinjaError::from);
+            }
+        }
         if !value.is_safe() {
             if let Some(text) = python::python_str(value) {
                 return out.write_str(&text).map_err(JinjaError::from);

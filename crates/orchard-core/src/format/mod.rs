@@ -4,7 +4,7 @@
 //! `model-specs/README.md`): `control_tokens.json`, `capabilities.yaml`, `generation.yaml` and
 //! `chat_template.jinja`. Nothing here knows a family by name; adding one is adding a folder.
 //!
-//! Pipeline ([`Profile::render`]), following the reference Python client:
+//! Pipeline ([`Profile::render`], in `render.rs`), following the reference Python client:
 //! 1. reasoning flag from the request and `capabilities.thinking.native`;
 //! 2. messages normalised (role aliases, content parts, media decoded, tool-call arguments
 //!    parsed) and tools sorted by name;
@@ -16,17 +16,18 @@ mod layout;
 mod messages;
 mod profile;
 mod python;
+mod render;
 mod specs;
 mod strftime;
 
 pub use layout::Placeholders;
 pub use messages::{CapabilityInput, ContentPart};
-pub(crate) use profile::sorted_tool_refs;
 pub use profile::{
-    ControlTokens, Profile, RenderRequest, RenderedPrompt, RoleTags, Roles, SamplingDefaults,
-    ThinkingTokens, CHAT_TEMPLATE,
+    ControlTokens, Profile, RoleTags, Roles, SamplingDefaults, ThinkingTokens, CHAT_TEMPLATE,
 };
 pub use python::float_repr;
+pub(crate) use render::sorted_tool_refs;
+pub use render::{RenderRequest, RenderedPrompt};
 pub use specs::ModelSpecs;
 
 use serde_json::Value as Json;

@@ -120,7 +120,15 @@ pub fn json_dumps(value: &Value, opts: &JsonOptions) -> Result<String, JinjaErro
 
 fn write_json_string(out: &mut String, s: &str, ensure_ascii: bool) {
     out.push('"');
-    for c in s.chars() {
+    // Copy runs of characters that need no escape in one go.
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let plain = c != '"' && c != '\\' && c >= ' ' && !(ensure_ascii && (c as u32) > 0x7e);
+        if plain {
+            continue;
+        }
+        out.push_str(&s[start..i]);
+        start = i + c.len_utf8();
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -132,15 +140,15 @@ fn write_json_string(out: &mut String, s: &str, ensure_ascii: bool) {
             c if (c as u32) < 0x20 => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            c if ensure_ascii && (c as u32) > 0x7e => {
+            c => {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
                     let _ = write!(out, "\\u{:04x}", unit);
                 }
             }
-            c => out.push(c),
         }
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -166,6 +174,49 @@ fn json_key(key: &Value) -> Result<String, JinjaError> {
             "tojson: keys must be str, int, float, bool or None, not {other}"
         ))),
     }
+}
+
+/// Key/value pairs of a map in their order, read in one pass (no lookup per key).
+fn map_pairs(value: &Value) -> Result<impl Iterator<Item = (Value, Value)>, JinjaError> {
+    if let Some(pairs) = value.as_object().and_then(|o| o.try_iter_pairs()) {
+        return Ok(pairs);
+    }
+    let keys: Vec<Value> = value.try_iter()?.collect();
+    let mut pairs = Vec::with_capacity(keys.len());
+    for key in keys {
+        let item = value.get_item(&key)?;
+        pairs.push((key, item));
+    }
+    Ok(Box::new(pairs.into_iter()) as Box<dyn Iterator<Item = (Value, Value)> + Send + Sync>)
+}
+
+fn write_json_entry(
+    out: &mut String,
+    index: usize,
+    key: &str,
+    item: &Value,
+    opts: &JsonOptions,
+    level: usize,
+) -> Result<(), JinjaError> {
+    if index > 0 {
+        out.push_str(&opts.item_separator);
+    }
+    if let Some(indent) = &opts.indent {
+        newline_indent(out, indent, level + 1);
+    }
+    write_json_string(out, key, opts.ensure_ascii);
+    out.push_str(&opts.key_separator);
+    write_json(out, item, opts, level + 1)
+}
+
+/// Close a list or dict opened with its bracket; an empty one stays `[]`/`{}` even indented.
+fn close_container(out: &mut String, close: char, empty: bool, opts: &JsonOptions, level: usize) {
+    if !empty {
+        if let Some(indent) = &opts.indent {
+            newline_indent(out, indent, level);
+        }
+    }
+    out.push(close);
 }
 
 fn write_json(
@@ -211,56 +262,45 @@ fn write_json(
             Ok(())
         }
         ValueKind::Seq | ValueKind::Iterable => {
-            let items: Vec<Value> = value.try_iter()?.collect();
-            if items.is_empty() {
-                out.push_str("[]");
-                return Ok(());
-            }
             out.push('[');
-            for (i, item) in items.iter().enumerate() {
+            let mut empty = true;
+            for (i, item) in value.try_iter()?.enumerate() {
+                empty = false;
                 if i > 0 {
                     out.push_str(&opts.item_separator);
                 }
                 if let Some(indent) = &opts.indent {
                     newline_indent(out, indent, level + 1);
                 }
-                write_json(out, item, opts, level + 1)?;
+                write_json(out, &item, opts, level + 1)?;
             }
-            if let Some(indent) = &opts.indent {
-                newline_indent(out, indent, level);
+            close_container(out, ']', empty, opts, level);
+            Ok(())
+        }
+        ValueKind::Map if opts.sort_keys => {
+            let mut entries = Vec::new();
+            for (key, item) in map_pairs(value)? {
+                entries.push((json_key(&key)?, item));
             }
-            out.push(']');
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            out.push('{');
+            for (i, (key, item)) in entries.iter().enumerate() {
+                write_json_entry(out, i, key, item, opts, level)?;
+            }
+            close_container(out, '}', entries.is_empty(), opts, level);
             Ok(())
         }
         ValueKind::Map => {
-            let mut entries = Vec::new();
-            for key in value.try_iter()? {
-                let item = value.get_item(&key)?;
-                entries.push((json_key(&key)?, item));
-            }
-            if opts.sort_keys {
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
-            }
-            if entries.is_empty() {
-                out.push_str("{}");
-                return Ok(());
-            }
             out.push('{');
-            for (i, (key, item)) in entries.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(&opts.item_separator);
+            let mut empty = true;
+            for (i, (key, item)) in map_pairs(value)?.enumerate() {
+                empty = false;
+                match key.as_str() {
+                    Some(s) => write_json_entry(out, i, s, &item, opts, level)?,
+                    None => write_json_entry(out, i, &json_key(&key)?, &item, opts, level)?,
                 }
-                if let Some(indent) = &opts.indent {
-                    newline_indent(out, indent, level + 1);
-                }
-                write_json_string(out, key, opts.ensure_ascii);
-                out.push_str(&opts.key_separator);
-                write_json(out, item, opts, level + 1)?;
             }
-            if let Some(indent) = &opts.indent {
-                newline_indent(out, indent, level);
-            }
-            out.push('}');
+            close_container(out, '}', empty, opts, level);
             Ok(())
         }
         other => Err(json_error(format!(
