@@ -35,6 +35,11 @@ export declare class NativeEngine {
    * core validates it and names the bad element).
    */
   embed(model: string, inputsJson: string): Promise<NativeEmbedding>
+  /**
+   * Run a prefill task over texts with one request. `texts_json`: a JSON string or array
+   * of strings (the core validates it, and the task's input limits).
+   */
+  prefillTask(model: string, textsJson: string, task: string): Promise<NativePrefill>
   static start(options: NativeStartOptions): Promise<NativeEngine>
   get pid(): number
   get launched(): boolean
@@ -61,6 +66,17 @@ export declare class NativeEngine {
    * an array with one per conversation.
    */
   chatBatch(model: string, conversationsJson: string, optionsJson: string): Promise<NativeChat>
+}
+
+/** One prefill request in flight. */
+export declare class NativePrefill {
+  get requestId(): number
+  /**
+   * Wait for every text's final delta. One JSON array of deltas per text, in input order.
+   * Call once.
+   */
+  result(): Promise<Array<string>>
+  cancel(): void
 }
 
 /**

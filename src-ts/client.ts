@@ -1,6 +1,11 @@
 /** Client: chat requests over an engine connection. */
 
 import { embed } from './embed'
+import { privacyFilter } from './privacy-filter'
+import type { PrivacyFilterAnalysis, PrivacyFilterOptions } from './privacy-filter'
+import { prefill } from './tasks/prefill'
+import type { PrefillOptions, PrefillPromise } from './tasks/prefill'
+import type { RequestPromise } from './tasks/request'
 import type { EmbedOptions, EmbeddingPromise } from './embed'
 import { AbortError, InvalidRequestError, native } from './errors'
 import { ResponseStream, prepareResponses } from './responses'
@@ -116,6 +121,18 @@ export class Client {
    */
   embed(model: string, input: string | string[], options: EmbedOptions = {}): EmbeddingPromise {
     return embed(this.#engine, this.#nativeId, model, input, options)
+  }
+
+  /** Run a prefill task (e.g. `privacy_filter`) over texts with one request; see docs/tasks.md. */
+  prefill(model: string, texts: string | string[], task: string, options: PrefillOptions = {}): PrefillPromise {
+    return prefill(this.#engine, this.#nativeId, model, texts, task, options)
+  }
+
+  /** Classify text with the OpenAI privacy filter (at most 16 KiB per text); see docs/tasks.md. */
+  privacyFilter(text: string, options?: PrivacyFilterOptions): RequestPromise<PrivacyFilterAnalysis>
+  privacyFilter(texts: string[], options?: PrivacyFilterOptions): RequestPromise<PrivacyFilterAnalysis[]>
+  privacyFilter(texts: string | string[], options: PrivacyFilterOptions = {}): RequestPromise<PrivacyFilterAnalysis | PrivacyFilterAnalysis[]> {
+    return privacyFilter(this.#engine, this.#nativeId, texts, options)
   }
 
   /**

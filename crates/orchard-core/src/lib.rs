@@ -8,6 +8,7 @@ pub mod format;
 pub mod nng;
 pub mod paths;
 pub mod session;
+pub mod tasks;
 pub mod tokenizer;
 pub mod transport;
 pub mod wire;

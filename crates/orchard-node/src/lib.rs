@@ -24,6 +24,7 @@ use orchard_core::wire::{self, Incoming};
 
 mod delta;
 mod embed;
+mod tasks;
 use orchard_core::{Error, ErrorCode};
 use serde_json::Value;
 
