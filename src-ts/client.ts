@@ -1,6 +1,7 @@
 /** Client: chat requests over an engine connection. */
 
 import { embed } from './embed'
+import { MOONDREAM_MODEL, Moondream } from './moondream'
 import { privacyFilter } from './privacy-filter'
 import type { PrivacyFilterAnalysis, PrivacyFilterOptions } from './privacy-filter'
 import { prefill } from './tasks/prefill'
@@ -133,6 +134,11 @@ export class Client {
   privacyFilter(texts: string[], options?: PrivacyFilterOptions): RequestPromise<PrivacyFilterAnalysis[]>
   privacyFilter(texts: string | string[], options: PrivacyFilterOptions = {}): RequestPromise<PrivacyFilterAnalysis | PrivacyFilterAnalysis[]> {
     return privacyFilter(this.#engine, this.#nativeId, texts, options)
+  }
+
+  /** A Moondream 3 client over `model` (default `moondream/moondream3-preview`); see docs/moondream.md. */
+  moondream(model: string = MOONDREAM_MODEL): Moondream {
+    return new Moondream((messages, options) => this.chat(model, messages, options))
   }
 
   /**

@@ -204,7 +204,7 @@ fn script(ids: &SeqIds, p: &PromptPayload, text: &str) -> Result<Vec<Delta>, Str
             let at = |i: usize| f32::from_le_bytes(eye.payload[i..i + 4].try_into().unwrap());
             // Look across the image from the eye, by a hash-chosen amount.
             let gx = (1.0 - at(0)).clamp(0.0, 1.0);
-            let gy = (at(1) + coord(h, 0, 0.0, 0.25)).clamp(0.0, 1.0);
+            let gy = (at(4) + coord(h, 0, 0.0, 0.25)).clamp(0.0, 1.0);
             let q = |v: f32| (v * 1024.0).round() / 1024.0;
             Ok(point_deltas(ids, q(gx), q(gy)).into())
         }
@@ -342,6 +342,7 @@ mod tests {
         let xy = coords(&script(&ids(), &p, "x").unwrap(), COORD_DECODER);
         assert_eq!(xy.len(), 2);
         assert_eq!(xy[0], 0.75);
+        assert!((0.5..=0.75).contains(&xy[1]), "{}", xy[1]);
         let e = script(&ids(), &prompt(Some("point"), false), "x").unwrap_err();
         assert!(e.contains("needs an image"), "{e}");
         let e = script(&ids(), &prompt(Some("paint"), true), "x").unwrap_err();
