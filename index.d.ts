@@ -39,7 +39,13 @@ export declare class NativeEngine {
    * Run a prefill task over texts with one request. `texts_json`: a JSON string or array
    * of strings (the core validates it, and the task's input limits).
    */
-  prefillTask(model: string, textsJson: string, task: string): Promise<NativePrefill>
+  prefillTask(model: string, textsJson: string, task: string): Promise<NativeTask>
+  /**
+   * A modal call (`kind`: speech, transcribe, image_generate, image_edit) with one
+   * request. `input_json`: `{ text, options }` (the core validates it); `media`: the
+   * reference audio, the PCM samples or the image to edit.
+   */
+  modalTask(model: string, kind: string, inputJson: string, media?: Buffer | undefined | null): Promise<NativeTask>
   static start(options: NativeStartOptions): Promise<NativeEngine>
   get pid(): number
   get launched(): boolean
@@ -68,8 +74,8 @@ export declare class NativeEngine {
   chatBatch(model: string, conversationsJson: string, optionsJson: string): Promise<NativeChat>
 }
 
-/** One prefill request in flight. */
-export declare class NativePrefill {
+/** One task request (prefill, modal) in flight. */
+export declare class NativeTask {
   get requestId(): number
   /**
    * Wait for every text's final delta. One JSON array of deltas per text, in input order.

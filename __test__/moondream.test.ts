@@ -147,7 +147,7 @@ describe('client.moondream', () => {
   })
 
   it('a task the engine cannot run fails with its error', async () => {
-    const err = await rejection(client.chat(md === undefined ? '' : modelOf(), [{ role: 'user', content: 'x' }], { task: 'point' }))
+    const err = await rejection(Promise.resolve(client.chat(modelOf(), [{ role: 'user', content: 'x' }], { task: 'point' })))
     expect(err).toBeInstanceOf(EngineError)
     expect(err.message).toContain("moondream task 'point' needs an image")
   })

@@ -1,6 +1,7 @@
 /** Client: chat requests over an engine connection. */
 
 import { embed } from './embed'
+import { AudioClient, ImagesClient } from './modal'
 import { MOONDREAM_MODEL, Moondream } from './moondream'
 import { privacyFilter } from './privacy-filter'
 import type { PrivacyFilterAnalysis, PrivacyFilterOptions } from './privacy-filter'
@@ -134,6 +135,16 @@ export class Client {
   privacyFilter(texts: string[], options?: PrivacyFilterOptions): RequestPromise<PrivacyFilterAnalysis[]>
   privacyFilter(texts: string | string[], options: PrivacyFilterOptions = {}): RequestPromise<PrivacyFilterAnalysis | PrivacyFilterAnalysis[]> {
     return privacyFilter(this.#engine, this.#nativeId, texts, options)
+  }
+
+  /** Text to speech and speech to text; see docs/modal.md. */
+  get audio(): AudioClient {
+    return new AudioClient(this.#engine, this.#nativeId)
+  }
+
+  /** Image generation and editing; see docs/modal.md. */
+  get images(): ImagesClient {
+    return new ImagesClient(this.#engine, this.#nativeId)
   }
 
   /** A Moondream 3 client over `model` (default `moondream/moondream3-preview`); see docs/moondream.md. */

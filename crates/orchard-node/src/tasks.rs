@@ -1,13 +1,17 @@
-//! Prefill tasks (the privacy filter among them): `NativeEngine.prefillTask` sends one
-//! request for a batch of texts; `result()` hands back each text's deltas. Also [`Sent`],
+//! Engine tasks: `NativeEngine.prefillTask` sends one request for a batch of texts (the
+//! privacy filter among them), `modalTask` one speech, transcription or image request;
+//! `result()` hands back each prompt's deltas. Also [`Sent`],
 //! a one-shot request in flight and the loop that drains it into a collector, shared with
 //! embeddings.
 
 use std::future::poll_fn;
 use std::sync::Arc;
 
+use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
-use orchard_core::tasks::prefill::{build_request, parse_texts, PrefillCollector};
+use orchard_core::tasks::modal::{self, ModalKind};
+use orchard_core::tasks::prefill::{build_request, parse_texts};
+use orchard_core::tasks::TaskCollector;
 use orchard_core::transport::{Batch, RequestSlot, Transport};
 use orchard_core::wire::Delta;
 
@@ -93,7 +97,7 @@ impl NativeEngine {
         model: String,
         texts_json: String,
         task: String,
-    ) -> napi::Result<NativePrefill> {
+    ) -> napi::Result<NativeTask> {
         let sent = self
             .send_texts(move |session| {
                 let texts = parse_texts(parse_json(&texts_json, "texts")?, &task)?;
@@ -102,18 +106,43 @@ impl NativeEngine {
                 Ok((id, slot, texts.len()))
             })
             .await?;
-        Ok(NativePrefill { sent })
+        Ok(NativeTask { sent })
+    }
+
+    /// A modal call (`kind`: speech, transcribe, image_generate, image_edit) with one
+    /// request. `input_json`: `{ text, options }` (the core validates it); `media`: the
+    /// reference audio, the PCM samples or the image to edit.
+    #[napi]
+    pub async fn modal_task(
+        &self,
+        model: String,
+        kind: String,
+        input_json: String,
+        media: Option<Buffer>,
+    ) -> napi::Result<NativeTask> {
+        let media = media.map(|b| b.to_vec());
+        let sent = self
+            .send_texts(move |session| {
+                let kind = ModalKind::parse(&kind)?;
+                let input = parse_json(&input_json, "input")?;
+                let (id, slot) = session.send(&model, |_, target| {
+                    modal::build_request(kind, &input, media, target)
+                })?;
+                Ok((id, slot, 1))
+            })
+            .await?;
+        Ok(NativeTask { sent })
     }
 }
 
-/// One prefill request in flight.
+/// One task request (prefill, modal) in flight.
 #[napi]
-pub struct NativePrefill {
+pub struct NativeTask {
     sent: Sent,
 }
 
 #[napi]
-impl NativePrefill {
+impl NativeTask {
     #[napi(getter)]
     pub fn request_id(&self) -> i64 {
         self.sent.request_id as i64
@@ -123,7 +152,7 @@ impl NativePrefill {
     /// Call once.
     #[napi]
     pub async fn result(&self) -> napi::Result<Vec<String>> {
-        let mut collector = PrefillCollector::new(self.sent.count);
+        let mut collector = TaskCollector::new(self.sent.count);
         self.sent.drain(|d| collector.add(d)).await?;
         let prompts = guarded(move || collector.finish())?;
         Ok(prompts

@@ -247,6 +247,13 @@ fn handle_request(req: Request, ctx: &Ctx) {
             ctx.scheduler
                 .submit(tokenless_sequences(&req, ctx, &model, ids, make));
         }
+        kind @ (RequestType::Audio | RequestType::Image | RequestType::Omni) => {
+            let make = |spec, p: &PromptPayload, text: &str| {
+                crate::tasks::modal::sequence(kind, spec, &ctx.lm, p, text)
+            };
+            ctx.scheduler
+                .submit(tokenless_sequences(&req, ctx, &model, ids, make));
+        }
         RequestType::PrefillTask => match crate::tasks::check_prefill(&req) {
             Ok(()) => {
                 let make = |spec, p: &PromptPayload, text: &str| {

@@ -1,6 +1,6 @@
 //! Prefill tasks: one `request_type: prefill_task` request for a batch of texts (one prompt
 //! per text, `max_generated_tokens` 0, the task in every prompt's `task_name`), and the
-//! collector that groups the answer's deltas by prompt.
+//! collector that groups the answer's deltas by prompt (modal requests use it too).
 //!
 //! The privacy filter is the prefill task `privacy_filter` of the model
 //! [`PRIVACY_FILTER_MODEL`]; its inputs are limited to [`PRIVACY_FILTER_MAX_INPUT_BYTES`]
@@ -92,15 +92,15 @@ pub fn build_request(texts: &[String], task: &str, target: &Target) -> Result<Re
     Ok(req)
 }
 
-/// Collects the deltas of a prefill request by `prompt_index`.
-pub struct PrefillCollector {
+/// Collects the deltas of a task request (prefill, modal) by `prompt_index`.
+pub struct TaskCollector {
     prompts: Vec<Vec<Delta>>,
     finished: Vec<bool>,
 }
 
-impl PrefillCollector {
-    pub fn new(count: usize) -> PrefillCollector {
-        PrefillCollector {
+impl TaskCollector {
+    pub fn new(count: usize) -> TaskCollector {
+        TaskCollector {
             prompts: vec![Vec::new(); count],
             finished: vec![false; count],
         }
@@ -117,7 +117,7 @@ impl PrefillCollector {
             (self.prompts.get_mut(index), self.finished.get_mut(index))
         else {
             return Err(Error::protocol(format!(
-                "prefill delta for prompt_index {index}, but the request has {count} text(s)"
+                "a delta for prompt_index {index}, but the request has {count} prompt(s)"
             )));
         };
         if *finished {
@@ -135,7 +135,7 @@ impl PrefillCollector {
         if let Some(i) = self.finished.iter().position(|f| !f) {
             return Err(Error::new(
                 ErrorCode::DeltasLost,
-                format!("the prefill request ended without a final delta for texts[{i}]"),
+                format!("the request ended without a final delta for prompt {i}"),
             ));
         }
         Ok(self.prompts)
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn collects_deltas_by_prompt() {
-        let mut c = PrefillCollector::new(2);
+        let mut c = TaskCollector::new(2);
         c.add(&delta(json!({"request_id": 3, "prompt_index": 1, "is_final_delta": true, "modal_decoder_id": "privacy_filter"}))).unwrap();
         c.add(&delta(
             json!({"request_id": 3, "prompt_index": 0, "is_final_delta": false, "content": "x"}),
@@ -237,7 +237,7 @@ mod tests {
             Some("privacy_filter")
         );
 
-        let mut c = PrefillCollector::new(2);
+        let mut c = TaskCollector::new(2);
         c.add(&delta(
             json!({"request_id": 3, "prompt_index": 0, "is_final_delta": true}),
         ))
@@ -256,7 +256,7 @@ mod tests {
         assert_eq!(e.code, ErrorCode::Protocol);
         assert_eq!(c.finish().unwrap_err().code, ErrorCode::DeltasLost);
 
-        let e = PrefillCollector::new(1)
+        let e = TaskCollector::new(1)
             .add(&delta(json!({"request_id": 3, "prompt_index": 0, "is_final_delta": true, "finish_reason": "error", "error_message": "unknown prefill task"})))
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::Engine);

@@ -3,6 +3,7 @@
 //! prompt becomes a [`Sequence::prefilled`]: it reads its prompt like an embedding, then
 //! sends deltas prepared here, one a scheduler step, the last one final.
 
+pub mod modal;
 pub mod moondream;
 mod privacy;
 
@@ -108,6 +109,18 @@ pub fn fnv(parts: &[&[u8]]) -> u64 {
         })
 }
 
+/// Sequence ids for unit tests.
+#[cfg(test)]
+pub fn test_ids() -> SeqIds {
+    SeqIds {
+        channel: 1,
+        request_id: 2,
+        sequence_id: 3,
+        prompt_index: 0,
+        candidate_index: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,11 +159,8 @@ mod tests {
     #[test]
     fn final_deltas_keep_their_payload() {
         let ids = SeqIds {
-            channel: 1,
-            request_id: 2,
-            sequence_id: 3,
             prompt_index: 4,
-            candidate_index: 0,
+            ..test_ids()
         };
         let d = final_delta(
             &ids,

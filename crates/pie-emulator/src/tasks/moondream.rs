@@ -134,6 +134,13 @@ fn words(ids: &SeqIds, text: &str, per_char: bool) -> Vec<Delta> {
         .collect()
 }
 
+/// The deltas of `n` hash-chosen instances, each from its own hash.
+fn instances<const K: usize>(h: u64, n: u64, each: impl Fn(u64) -> [Delta; K]) -> Vec<Delta> {
+    (0..n)
+        .flat_map(|i| each(fnv(&[&h.to_le_bytes(), &[i as u8]])))
+        .collect()
+}
+
 fn point_deltas(ids: &SeqIds, x: f32, y: f32) -> [Delta; 2] {
     [
         modal_delta(ids, Some(COORD), COORD_DECODER, &f32s(&[x])),
@@ -174,25 +181,17 @@ fn script(ids: &SeqIds, p: &PromptPayload, text: &str) -> Result<Vec<Delta>, Str
         }
         "point" => {
             needs_image(task)?;
-            let n = 1 + (h % 3) as u32;
-            Ok((0..n)
-                .flat_map(|i| {
-                    let g = fnv(&[&h.to_le_bytes(), &[i as u8]]);
-                    point_deltas(ids, coord(g, 0, 0.0625, 0.875), coord(g, 16, 0.0625, 0.875))
-                })
-                .collect())
+            Ok(instances(h, 1 + h % 3, |g| {
+                point_deltas(ids, coord(g, 0, 0.0625, 0.875), coord(g, 16, 0.0625, 0.875))
+            }))
         }
         "detect" => {
             needs_image(task)?;
-            let n = 1 + (h % 2) as u32;
-            Ok((0..n)
-                .flat_map(|i| {
-                    let g = fnv(&[&h.to_le_bytes(), &[i as u8]]);
-                    let [x, y] = point_deltas(ids, coord(g, 0, 0.25, 0.5), coord(g, 16, 0.25, 0.5));
-                    let size = [coord(g, 32, 0.0625, 0.4375), coord(g, 48, 0.0625, 0.4375)];
-                    [x, y, modal_delta(ids, Some(SIZE), SIZE_DECODER, &f32s(&size))]
-                })
-                .collect())
+            Ok(instances(h, 1 + h % 2, |g| {
+                let [x, y] = point_deltas(ids, coord(g, 0, 0.25, 0.5), coord(g, 16, 0.25, 0.5));
+                let size = [coord(g, 32, 0.0625, 0.4375), coord(g, 48, 0.0625, 0.4375)];
+                [x, y, modal_delta(ids, Some(SIZE), SIZE_DECODER, &f32s(&size))]
+            }))
         }
         "detect_gaze" => {
             needs_image(task)?;
@@ -240,14 +239,9 @@ fn query(ids: &SeqIds, p: &PromptPayload, text: &str, h: u64) -> Vec<Delta> {
         out.extend(words(ids, "Looking at the image for ", false));
         out.push(text_delta(ids, "", START_GROUND));
         out.extend(words(ids, subject, true));
-        for i in 0..2u8 {
-            let g = fnv(&[&h.to_le_bytes(), &[i]]);
-            out.extend(point_deltas(
-                ids,
-                coord(g, 0, 0.125, 0.75),
-                coord(g, 16, 0.125, 0.75),
-            ));
-        }
+        out.extend(instances(h, 2, |g| {
+            point_deltas(ids, coord(g, 0, 0.125, 0.75), coord(g, 16, 0.125, 0.75))
+        }));
         out.push(text_delta(ids, "", END_GROUND));
         out.extend(words(ids, ", I find it in two places.", false));
         out.push(text_delta(ids, "", ANSWER));
@@ -266,15 +260,7 @@ mod tests {
     use super::*;
     use orchard_core::wire::request::CapabilityInput;
 
-    fn ids() -> SeqIds {
-        SeqIds {
-            channel: 1,
-            request_id: 2,
-            sequence_id: 3,
-            prompt_index: 0,
-            candidate_index: 0,
-        }
-    }
+    use crate::tasks::test_ids as ids;
 
     fn prompt(task: Option<&str>, image: bool) -> PromptPayload {
         PromptPayload {
