@@ -1,14 +1,14 @@
 //! Engine tasks: `NativeEngine.prefillTask` sends one request for a batch of texts (the
 //! privacy filter among them), `modalTask` one speech, transcription or image request;
-//! `result()` hands back each prompt's deltas. Also [`Sent`],
-//! a one-shot request in flight and the loop that drains it into a collector, shared with
-//! embeddings.
+//! `result()` hands back each prompt's deltas. Also [`Sent`], a one-shot request in flight
+//! and the loop that drains it into a collector, shared with embeddings.
 
 use std::future::poll_fn;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
+use orchard_core::session::Session;
 use orchard_core::tasks::modal::{self, ModalKind};
 use orchard_core::tasks::prefill::{build_request, parse_texts};
 use orchard_core::tasks::TaskCollector;
@@ -16,12 +16,10 @@ use orchard_core::transport::{Batch, RequestSlot, Transport};
 use orchard_core::wire::Delta;
 
 use crate::delta::{batch_json, LogprobContext};
-use orchard_core::session::Session;
-
 use crate::{blocking, guarded, parse_json, NativeEngine};
 
-/// A one-shot request (embeddings, prefill tasks) the engine is working on: one final delta
-/// per text expected.
+/// A one-shot request (embeddings, prefill and modal tasks) the engine is working on: one
+/// final delta per prompt expected.
 pub(crate) struct Sent {
     pub request_id: u64,
     slot: Arc<RequestSlot>,
@@ -31,7 +29,7 @@ pub(crate) struct Sent {
 
 impl NativeEngine {
     /// Validate and send on the blocking pool; `send` returns the request id, its slot and
-    /// how many texts it carries.
+    /// how many prompts it carries.
     pub(crate) async fn send_texts(
         &self,
         send: impl FnOnce(&Session) -> orchard_core::Result<(u64, Arc<RequestSlot>, usize)>
