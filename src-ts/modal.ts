@@ -111,7 +111,7 @@ function pcmBytes(pcm: unknown): Uint8Array {
   if (samples === undefined) throw new InvalidRequestError('INVALID_REQUEST', 'pcm: expected a Float32Array or an array of finite numbers (mono float32 samples)')
   const bytes = new Uint8Array(samples.length * 4)
   const view = new DataView(bytes.buffer)
-  samples.forEach((v, i) => view.setFloat32(i * 4, v, true))
+  for (const [i, v] of samples.entries()) view.setFloat32(i * 4, v, true)
   return bytes
 }
 
