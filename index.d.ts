@@ -42,6 +42,17 @@ export declare class NativeEngine {
   cancelLoad(id: string): boolean
   /** The load status of `id` on this connection; null when it was never asked for. */
   modelStatus(id: string): NativeModelStatus | null
+  /**
+   * Run a prefill task over texts with one request. `texts_json`: a JSON string or array
+   * of strings (the core validates it, and the task's input limits).
+   */
+  prefillTask(model: string, textsJson: string, task: string): Promise<NativeTask>
+  /**
+   * A modal call (`kind`: speech, transcribe, image_generate, image_edit) with one
+   * request. `input_json`: `{ text, options }` (the core validates it); `media`: the
+   * reference audio, the PCM samples or the image to edit.
+   */
+  modalTask(model: string, kind: string, inputJson: string, media?: Buffer | undefined | null): Promise<NativeTask>
   static start(options: NativeStartOptions): Promise<NativeEngine>
   get pid(): number
   get launched(): boolean
@@ -83,6 +94,17 @@ export declare class NativeFileLock {
 export declare class NativeLockRequest {
   constructor(path: string)
   acquire(timeoutMs: number): Promise<NativeFileLock>
+  cancel(): void
+}
+
+/** One task request (prefill, modal) in flight. */
+export declare class NativeTask {
+  get requestId(): number
+  /**
+   * Wait for every text's final delta. One JSON array of deltas per text, in input order.
+   * Call once.
+   */
+  result(): Promise<Array<string>>
   cancel(): void
 }
 

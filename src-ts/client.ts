@@ -1,6 +1,13 @@
 /** Client: chat requests over an engine connection. */
 
 import { embed } from './embed'
+import { AudioClient, ImagesClient } from './modal'
+import { MOONDREAM_MODEL, Moondream } from './moondream'
+import { privacyFilter } from './privacy-filter'
+import type { PrivacyFilterAnalysis, PrivacyFilterOptions } from './privacy-filter'
+import { prefill } from './tasks/prefill'
+import type { PrefillOptions, PrefillPromise } from './tasks/prefill'
+import type { RequestPromise } from './tasks/request'
 import type { EmbedOptions, EmbeddingPromise } from './embed'
 import { AbortError, InvalidRequestError, native } from './errors'
 import { Accumulator } from './accumulator'
@@ -125,6 +132,33 @@ export class Client {
    */
   embed(model: string, input: string | string[], options: EmbedOptions = {}): EmbeddingPromise {
     return embed(this.#engine, model, input, options)
+  }
+
+  /** Run a prefill task (e.g. `privacy_filter`) over texts with one request; see docs/tasks.md. */
+  prefill(model: string, texts: string | string[], task: string, options: PrefillOptions = {}): PrefillPromise {
+    return prefill(this.#engine, model, texts, task, options)
+  }
+
+  /** Classify text with the OpenAI privacy filter (at most 16 KiB per text); see docs/tasks.md. */
+  privacyFilter(text: string, options?: PrivacyFilterOptions): RequestPromise<PrivacyFilterAnalysis>
+  privacyFilter(texts: string[], options?: PrivacyFilterOptions): RequestPromise<PrivacyFilterAnalysis[]>
+  privacyFilter(texts: string | string[], options: PrivacyFilterOptions = {}): RequestPromise<PrivacyFilterAnalysis | PrivacyFilterAnalysis[]> {
+    return privacyFilter(this.#engine, texts, options)
+  }
+
+  /** Text to speech and speech to text; see docs/modal.md. */
+  get audio(): AudioClient {
+    return new AudioClient(this.#engine)
+  }
+
+  /** Image generation and editing; see docs/modal.md. */
+  get images(): ImagesClient {
+    return new ImagesClient(this.#engine)
+  }
+
+  /** A Moondream 3 client over `model` (default `moondream/moondream3-preview`); see docs/moondream.md. */
+  moondream(model: string = MOONDREAM_MODEL): Moondream {
+    return new Moondream((messages, options) => this.chat(model, messages, options))
   }
 
   /**

@@ -10,6 +10,7 @@ pub mod models;
 pub mod nng;
 pub mod paths;
 pub mod session;
+pub mod tasks;
 pub mod tokenizer;
 pub mod transport;
 pub mod wire;

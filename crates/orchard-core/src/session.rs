@@ -485,7 +485,7 @@ impl Session {
     }
 
     /// Build a request for a loaded model under a fresh request id and submit it.
-    fn send(
+    pub fn send(
         &self,
         model_id: &str,
         build: impl FnOnce(&LoadedModel, &Target) -> Result<Request>,

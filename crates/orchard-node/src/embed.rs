@@ -2,15 +2,12 @@
 //! handle; `result()` collects the final deltas (no thread is held while waiting: the slot's
 //! waker drives the future) and hands back every vector in one `Float32Array`.
 
-use std::future::poll_fn;
-use std::sync::Arc;
-
 use napi::bindgen_prelude::Float32Array;
 use napi_derive::napi;
 use orchard_core::embed::{parse_inputs, EmbeddingCollector};
-use orchard_core::transport::{Batch, RequestSlot, Transport};
 
-use crate::{blocking, guarded, parse_json, NativeEngine};
+use crate::tasks::Sent;
+use crate::{guarded, parse_json, NativeEngine};
 
 #[napi]
 impl NativeEngine {
@@ -18,20 +15,14 @@ impl NativeEngine {
     /// core validates it and names the bad element).
     #[napi]
     pub async fn embed(&self, model: String, inputs_json: String) -> napi::Result<NativeEmbedding> {
-        self.ensure_open()?;
-        let session = self.session.clone();
-        let (request_id, slot, count) = blocking(move || {
-            let texts = parse_inputs(parse_json(&inputs_json, "input")?)?;
-            let (id, slot) = session.embed(&model, &texts)?;
-            Ok((id, slot, texts.len()))
-        })
-        .await?;
-        Ok(NativeEmbedding {
-            request_id,
-            slot,
-            count,
-            transport: self.session.transport.clone(),
-        })
+        let sent = self
+            .send_texts(move |session| {
+                let texts = parse_inputs(parse_json(&inputs_json, "input")?)?;
+                let (id, slot) = session.embed(&model, &texts)?;
+                Ok((id, slot, texts.len()))
+            })
+            .await?;
+        Ok(NativeEmbedding { sent })
     }
 }
 
@@ -48,46 +39,21 @@ pub struct NativeEmbeddings {
 /// One embedding request in flight.
 #[napi]
 pub struct NativeEmbedding {
-    request_id: u64,
-    slot: Arc<RequestSlot>,
-    count: usize,
-    transport: Arc<Transport>,
+    sent: Sent,
 }
 
 #[napi]
 impl NativeEmbedding {
     #[napi(getter)]
     pub fn request_id(&self) -> i64 {
-        self.request_id as i64
+        self.sent.request_id as i64
     }
 
     /// Wait for every text's vector. Call once.
     #[napi]
     pub async fn result(&self) -> napi::Result<NativeEmbeddings> {
-        let slot = self.slot.clone();
-        let mut collector = EmbeddingCollector::new(self.count);
-        loop {
-            let batch = poll_fn(|cx| slot.poll_batch(cx.waker())).await;
-            let step = guarded(|| match batch {
-                Batch::Deltas(deltas) => {
-                    for d in &deltas {
-                        collector.add(d)?;
-                    }
-                    Ok(false)
-                }
-                Batch::Finished => Ok(true),
-                Batch::Failed(e) => Err(e),
-            });
-            match step {
-                Ok(true) => break,
-                Ok(false) => {}
-                Err(e) => {
-                    // A bad answer ends the request here; the engine can stop its work.
-                    self.stop();
-                    return Err(e);
-                }
-            }
-        }
+        let mut collector = EmbeddingCollector::new(self.sent.count);
+        self.sent.drain(|d| collector.add(d)).await?;
         let e = guarded(move || collector.finish())?;
         Ok(NativeEmbeddings {
             vectors: Float32Array::new(e.vectors),
@@ -101,15 +67,6 @@ impl NativeEmbedding {
     /// engine in the background.
     #[napi]
     pub fn cancel(&self) -> napi::Result<()> {
-        if self.slot.is_done() {
-            return Ok(());
-        }
-        guarded(|| self.transport.cancel(self.request_id))
-    }
-
-    fn stop(&self) {
-        if !self.slot.is_done() {
-            let _ = self.transport.cancel(self.request_id);
-        }
+        self.sent.cancel()
     }
 }

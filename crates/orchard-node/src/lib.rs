@@ -27,6 +27,7 @@ use orchard_core::wire::{self, Incoming};
 mod delta;
 mod embed;
 pub mod models;
+mod tasks;
 use orchard_core::{Error, ErrorCode};
 use serde_json::Value;
 

@@ -22,6 +22,7 @@ mod sequence;
 mod signals;
 mod state;
 mod structured;
+mod tasks;
 mod telemetry;
 
 use std::path::{Path, PathBuf};

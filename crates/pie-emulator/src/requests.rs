@@ -196,6 +196,13 @@ fn handle_request(req: Request, ctx: &Ctx) {
         candidate_index,
     };
     match req.request_type {
+        RequestType::Generation if crate::tasks::moondream::serves(model_path.as_deref()) => {
+            let make = |spec, p: &PromptPayload, text: &str| {
+                crate::tasks::moondream::sequence(spec, &ctx.lm, p, text)
+            };
+            ctx.scheduler
+                .submit(tokenless_sequences(&req, ctx, &model, ids, make));
+        }
         RequestType::Generation => {
             let mut sequences = Vec::with_capacity(total as usize);
             let mut fault = lock(&ctx.armed_fault).take();
@@ -234,29 +241,29 @@ fn handle_request(req: Request, ctx: &Ctx) {
         }
         RequestType::Embedding => {
             let dims = model_path.as_deref().map_or(EMBEDDING_DIMS, embedding_dims);
-            let mut sequences = Vec::with_capacity(total as usize);
-            for (prompt_index, p) in req.prompts.iter().enumerate() {
-                let text = String::from_utf8_lossy(&p.text);
-                let vector = embed(&text, dims);
-                let prompt_tokens = prompt_token_count(&text);
-                for candidate_index in 0..p.sequence_count() {
-                    let spec = SequenceSpec {
-                        ids: ids(prompt_index, candidate_index),
-                        model: model.clone(),
-                        params: sampling_params(p, ctx),
-                        seed: DEFAULT_SEED,
-                        max_tokens: 1,
-                        stops: Arc::new(Vec::new()),
-                        boosted: Arc::new(Vec::new()),
-                        prompt_tokens,
-                        flood: false,
-                        plan: Arc::new(Plan::plain_text()),
-                    };
-                    sequences.push(Sequence::embedding(spec, &ctx.lm, vector.clone()));
-                }
-            }
-            ctx.scheduler.submit(sequences);
+            let make = |spec, _: &PromptPayload, text: &str| {
+                Sequence::embedding(spec, &ctx.lm, embed(text, dims))
+            };
+            ctx.scheduler
+                .submit(tokenless_sequences(&req, ctx, &model, ids, make));
         }
+        kind @ (RequestType::Audio | RequestType::Image | RequestType::Omni) => {
+            let make = |spec, p: &PromptPayload, text: &str| {
+                crate::tasks::modal::sequence(kind, spec, &ctx.lm, p, text)
+            };
+            ctx.scheduler
+                .submit(tokenless_sequences(&req, ctx, &model, ids, make));
+        }
+        RequestType::PrefillTask => match crate::tasks::check_prefill(&req) {
+            Ok(()) => {
+                let make = |spec, p: &PromptPayload, text: &str| {
+                    crate::tasks::prefill(spec, &ctx.lm, p, text)
+                };
+                ctx.scheduler
+                    .submit(tokenless_sequences(&req, ctx, &model, ids, make));
+            }
+            Err(msg) => publish_errors(ctx, channel, req.request_id, &shape, &msg),
+        },
         other => {
             let msg = format!(
                 "the PIE emulator does not implement request type '{}' (request_type {})",
@@ -266,6 +273,38 @@ fn handle_request(req: Request, ctx: &Ctx) {
             publish_errors(ctx, channel, req.request_id, &shape, &msg);
         }
     }
+}
+
+/// The sequences of a request that generates nothing (embeddings, prefill tasks): each reads
+/// its prompt and then sends the one final delta `make` prepares.
+fn tokenless_sequences(
+    req: &Request,
+    ctx: &Ctx,
+    model: &str,
+    ids: impl Fn(usize, u32) -> SeqIds,
+    make: impl Fn(SequenceSpec, &PromptPayload, &str) -> Sequence,
+) -> Vec<Sequence> {
+    let mut sequences = Vec::new();
+    for (prompt_index, p) in req.prompts.iter().enumerate() {
+        let text = String::from_utf8_lossy(&p.text);
+        let prompt_tokens = prompt_token_count(&text);
+        for candidate_index in 0..p.sequence_count() {
+            let spec = SequenceSpec {
+                ids: ids(prompt_index, candidate_index),
+                model: model.to_string(),
+                params: sampling_params(p, ctx),
+                seed: DEFAULT_SEED,
+                max_tokens: 1,
+                stops: Arc::new(Vec::new()),
+                boosted: Arc::new(Vec::new()),
+                prompt_tokens,
+                flood: false,
+                plan: Arc::new(Plan::plain_text()),
+            };
+            sequences.push(make(spec, p, &text));
+        }
+    }
+    sequences
 }
 
 #[cfg(test)]

@@ -265,13 +265,13 @@ fn unimplemented_request_types_fail_per_sequence() {
     c.load(&emu, "m");
     let mut p = prompt("speak", 10);
     p.num_candidates = 2;
-    c.send(&request(&c, 9, "m", RequestType::Audio, vec![p]));
+    c.send(&request(&c, 9, "m", RequestType::Query, vec![p]));
     let ds = c.collect(9, 2);
     for d in &ds {
         assert!(d.is_error());
         let msg = d.error_message.as_deref().unwrap();
         assert!(
-            msg.contains("does not implement") && msg.contains("audio"),
+            msg.contains("does not implement") && msg.contains("query"),
             "{msg}"
         );
     }

@@ -432,6 +432,7 @@ pub fn build_prompt(
         text: rendered.prompt.into_bytes(),
         images: rendered.images,
         audio: rendered.audio,
+        capabilities: rendered.capabilities,
         layout: Some(rendered.layout),
         num_candidates: best_of,
         best_of,

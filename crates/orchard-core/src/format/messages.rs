@@ -92,12 +92,9 @@ impl Object for ContentPart {
     }
 }
 
-/// A capability input (e.g. a coordinate) carried next to the prompt as little-endian f32s.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CapabilityInput {
-    pub name: String,
-    pub payload: Vec<u8>,
-}
+/// A capability input (e.g. a coordinate) carried next to the prompt as little-endian f32s:
+/// the wire's own type, sent as prepared.
+pub use crate::wire::CapabilityInput;
 
 /// Which media kind came in which order across the conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,6 +262,8 @@ fn convert_part(part: &Json, at: &str, prepared: &mut PreparedMessages) -> Resul
             prepared.content_order.push(MediaKind::Capability);
             prepared.capabilities.push(CapabilityInput {
                 name: name.clone(),
+                // Both reference clients always send 0.
+                position: 0,
                 payload,
             });
             Ok(ContentPart::Capability(name))

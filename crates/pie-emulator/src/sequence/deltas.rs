@@ -36,7 +36,7 @@ pub struct SeqIds {
 
 impl SeqIds {
     /// A delta carrying only these ids (every delta names its sequence).
-    fn head(&self) -> Delta {
+    pub fn head(&self) -> Delta {
         Delta {
             request_id: self.request_id,
             sequence_id: Some(self.sequence_id),

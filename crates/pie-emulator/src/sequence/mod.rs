@@ -98,17 +98,18 @@ pub struct Sequence {
     /// A fault to inject into this sequence's deltas (tests), and how many it has produced.
     pub fault: Option<crate::fault::Fault>,
     pub produced: u64,
-    /// An embedding sequence: no tokens, one final delta with the vector (see
-    /// [`Sequence::embedding`]).
+    /// An embedding or engine-task sequence: prepared deltas, the last one final (see
+    /// [`Sequence::prefilled`]).
     embedding: Option<Box<EmbeddingWork>>,
 }
 
 /// Prompt tokens an embedding sequence reads per scheduler step (its "prefill").
 pub const EMBED_TOKENS_PER_STEP: u64 = 64;
 
-/// What is left of an embedding sequence: the steps its prompt still takes, then the vector.
+/// What is left of an embedding or engine-task sequence: the steps its prompt still takes,
+/// then its deltas, one a step.
 struct EmbeddingWork {
-    vector: Vec<f32>,
+    script: VecDeque<Delta>,
     steps_left: u64,
 }
 
@@ -160,24 +161,35 @@ impl Sequence {
     /// scheduler step, publishing nothing, then sends one final delta carrying `vector`.
     /// It takes part in scheduling, counters and cancellation like any other sequence.
     pub fn embedding(spec: SequenceSpec, lm: &Model, vector: Vec<f32>) -> Sequence {
+        let last = embedding_delta(&spec.ids, &vector, spec.prompt_tokens.max(1));
+        Sequence::prefilled(spec, lm, vec![last])
+    }
+
+    /// A sequence that reads its prompt like an embedding, then sends `script` one delta a
+    /// step: deltas built for `spec.ids`, the last one final (an engine task's output).
+    pub fn prefilled(spec: SequenceSpec, lm: &Model, script: Vec<Delta>) -> Sequence {
         let steps_left = spec.prompt_tokens.div_ceil(EMBED_TOKENS_PER_STEP).max(1);
         let mut seq = Sequence::bare(spec, lm);
-        seq.embedding = Some(Box::new(EmbeddingWork { vector, steps_left }));
+        let script = script.into();
+        seq.embedding = Some(Box::new(EmbeddingWork { script, steps_left }));
         seq
     }
 
-    /// One scheduler step: a generated token's delta, or, for an embedding sequence, nothing
-    /// until its prompt has been read and then its final delta.
+    /// One scheduler step: a generated token's delta, or, for an embedding or task sequence,
+    /// nothing until its prompt has been read and then its next prepared delta.
     pub fn advance(&mut self, lm: &Model) -> Option<Delta> {
         let Some(work) = self.embedding.as_mut() else {
             return Some(self.step(lm));
         };
-        work.steps_left = work.steps_left.saturating_sub(1);
-        if work.steps_left > 0 {
+        if work.steps_left > 1 {
+            work.steps_left -= 1;
             return None;
         }
-        self.done = true;
-        Some(embedding_delta(&self.ids, &work.vector, self.prompt_tokens))
+        work.steps_left = 0;
+        let next = work.script.pop_front();
+        self.count += next.as_ref().map_or(0, |d| d.tokens.len());
+        self.done = work.script.is_empty();
+        next
     }
 
     /// Flood mode only: the next step produces this sequence's final delta.

@@ -1,0 +1,196 @@
+// Modal facades end to end: client.audio and client.images over real IPC to the emulator.
+import { writeFileSync } from 'node:fs'
+import path from 'node:path'
+import zlib from 'node:zlib'
+
+import { describe, expect, it } from 'vitest'
+
+import { AbortError, EngineError, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
+import type { Client, Engine, ModalArtifact } from '../src-ts'
+import { useEmulator } from './helpers'
+
+let engine: Engine
+let client: Client
+let model: string
+let cacheRoot: string
+
+useEmulator('modal', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '5' } }, (e) => {
+  engine = e.engine
+  client = e.client
+  model = e.model
+  cacheRoot = e.cacheRoot
+})
+
+interface RequestStats {
+  known: boolean
+  published_deltas: number
+  active_sequences: number
+  cancelled: boolean
+}
+
+async function until(requestId: number, done: (s: RequestStats) => boolean): Promise<RequestStats> {
+  for (;;) {
+    const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
+    const s = reply.data!.emulator_request_stats as RequestStats
+    if (done(s)) return s
+    await new Promise<void>((resolve) => setImmediate(resolve))
+  }
+}
+
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  )
+  expect(err).toBeInstanceOf(Error)
+  return err as Error
+}
+
+/** CRC-32 (IEEE), as PNG chunks use it. */
+function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff
+  for (const b of bytes) {
+    c ^= b
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0xedb88320 : c >>> 1
+  }
+  return (c ^ 0xffffffff) >>> 0
+}
+
+/** The chunks of a PNG, each checked against its CRC. */
+function pngChunks(data: Uint8Array): Array<{ kind: string; body: Buffer }> {
+  const b = Buffer.from(data)
+  expect(b.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))
+  const chunks: Array<{ kind: string; body: Buffer }> = []
+  for (let at = 8; at < b.length; ) {
+    const len = b.readUInt32BE(at)
+    const kind = b.subarray(at + 4, at + 8).toString('latin1')
+    const body = b.subarray(at + 8, at + 8 + len)
+    expect(b.readUInt32BE(at + 8 + len)).toBe(crc32(b.subarray(at + 4, at + 8 + len)))
+    chunks.push({ kind, body })
+    at += 12 + len
+  }
+  return chunks
+}
+
+function checkPng(a: ModalArtifact): { width: number; height: number } {
+  expect(a.mimeType).toBe('image/png')
+  expect(a.type).toBe('image')
+  expect(a.event).toBe('artifact.done')
+  const chunks = pngChunks(a.data)
+  expect(chunks.map((c) => c.kind)).toEqual(['IHDR', 'IDAT', 'IEND'])
+  const width = chunks[0]!.body.readUInt32BE(0)
+  const height = chunks[0]!.body.readUInt32BE(4)
+  const pixels = zlib.inflateSync(chunks[1]!.body)
+  expect(pixels.length).toBe(height * (1 + 3 * width))
+  expect(a.metadata).toMatchObject({ width, height })
+  return { width, height }
+}
+
+describe('client.audio', () => {
+  it('speaks text: one WAV artifact with its metadata, from one request', async () => {
+    const p = client.audio.speech(model, 'Apples are ripe in the orchard')
+    const requestId = await p.requestId()
+    const [wav, ...rest] = await p
+    expect(rest).toHaveLength(0)
+    expect(wav!.mimeType).toBe('audio/wav')
+    expect(wav!.type).toBe('audio')
+    expect(wav!.decoderId).toBe('tts')
+    const b = Buffer.from(wav!.data)
+    expect(b.subarray(0, 4).toString('latin1')).toBe('RIFF')
+    expect(b.subarray(8, 12).toString('latin1')).toBe('WAVE')
+    expect(b.readUInt32LE(4)).toBe(b.length - 8)
+    expect(b.readUInt32LE(24)).toBe(24_000)
+    expect(b.readUInt32LE(40)).toBe(b.length - 44)
+    expect(wav!.metadata).toEqual({ sample_rate: 24_000, channels: 1, duration_ms: 120, reference_audio: false })
+    const s = await until(requestId, (x) => x.known && x.active_sequences === 0)
+    expect(s.published_deltas).toBe(2)
+    // `generate` is the same call.
+    const again = await client.audio.generate(model, 'Apples are ripe in the orchard')
+    expect(Buffer.from(again[0]!.data).equals(b)).toBe(true)
+  })
+
+  it('sends the sample rate, reference audio (bytes or path) and extra options', async () => {
+    const voice = path.join(cacheRoot, 'voice.wav')
+    writeFileSync(voice, Buffer.from('RIFF0000WAVE'))
+    for (const referenceAudio of [Buffer.from('RIFF0000WAVE'), voice]) {
+      const [wav] = await client.audio.speech(model, 'Hello there', { sampleRate: 16_000, referenceAudio, language: 'en', seed: 3, modalOptions: { style: 'calm' } })
+      expect(wav!.metadata).toMatchObject({ sample_rate: 16_000, reference_audio: true })
+      expect(Buffer.from(wav!.data).readUInt32LE(24)).toBe(16_000)
+    }
+  })
+
+  it('rejects bad input with typed errors', async () => {
+    const cases: Array<[() => Promise<unknown>, RegExp]> = [
+      [() => client.audio.speech(model, ''), /^text: /],
+      [() => client.audio.speech(model, 'hi', { volume: 3 } as never), /^options\.volume: unknown key/],
+      [() => client.audio.speech(model, 'hi', { sampleRate: 0 }), /^options\.sampleRate: /],
+      [() => client.audio.speech(model, 'hi', { referenceAudio: path.join(cacheRoot, 'nope.wav') }), /^options\.referenceAudio: cannot read/],
+      [() => client.audio.transcribe(model, ['a'] as never), /^pcm: /],
+      [() => client.audio.transcribe(model, [0], { temperature: 1 } as never), /^options\.temperature: unknown key/],
+      [() => client.audio.speech('', 'hi'), /^model: /],
+    ]
+    for (const [call, message] of cases) {
+      const err = await rejection(call())
+      expect(err).toBeInstanceOf(InvalidRequestError)
+      expect(err.message).toMatch(message)
+    }
+    // The engine's own refusal arrives as an error delta.
+    const engineErr = await rejection(client.audio.speech(model, 'hi', { sampleRate: 1 }))
+    expect(engineErr).toBeInstanceOf(EngineError)
+    expect(engineErr.message).toContain('sample_rate 1 is out of range')
+    expect(await rejection(client.audio.speech('/nowhere/tts', 'hi'))).toBeInstanceOf(ModelNotLoadedError)
+  })
+
+  it('transcribes float32 PCM (a Float32Array or numbers) to text', async () => {
+    const second = new Float32Array(16_000).map((_, i) => Math.sin(i / 10))
+    expect(await client.audio.transcribe(model, second)).toBe('I heard 1000 milliseconds of audio about apples.')
+    expect(await client.audio.transcribe(model, Array.from(second.subarray(0, 8000)))).toBe('I heard 500 milliseconds of audio about apples.')
+    expect(await client.audio.transcribe(model, new Float32Array(0))).toBe('')
+  })
+
+  it('cancels in the engine when the signal aborts', async () => {
+    const controller = new AbortController()
+    const p = client.audio.speech(model, 'Apple trees blossom in the orchard every spring. '.repeat(300), { signal: controller.signal })
+    const requestId = await p.requestId()
+    controller.abort()
+    expect(await rejection(p)).toBeInstanceOf(AbortError)
+    const s = await until(requestId, (x) => x.cancelled && x.active_sequences === 0)
+    expect(s.published_deltas).toBe(1)
+    const early = new AbortController()
+    early.abort()
+    expect(await rejection(client.images.generate(model, 'x', { signal: early.signal }))).toBeInstanceOf(AbortError)
+  })
+})
+
+describe('client.images', () => {
+  it('generates a valid PNG, scaled from the requested size', async () => {
+    const [img] = await client.images.generate(model, 'a red apple', { width: 512, height: 256, numSteps: 4 })
+    expect(img!.decoderId).toBe('flux')
+    expect(checkPng(img!)).toEqual({ width: 64, height: 32 })
+    expect(img!.metadata).toMatchObject({ requested_width: 512, requested_height: 256 })
+    const same = await client.images.generate(model, 'a red apple', { width: 512, height: 256 })
+    expect(Buffer.from(same[0]!.data).equals(Buffer.from(img!.data))).toBe(true)
+    const other = await client.images.generate(model, 'a green pear', { width: 512, height: 256 })
+    expect(Buffer.from(other[0]!.data).equals(Buffer.from(img!.data))).toBe(false)
+  })
+
+  it('edits an image given as bytes, a path or a data URL', async () => {
+    const [source] = await client.images.generate(model, 'an orchard', { width: 16, height: 16 })
+    const file = path.join(cacheRoot, 'source.png')
+    writeFileSync(file, source!.data)
+    const dataUrl = `data:image/png;base64,${Buffer.from(source!.data).toString('base64')}`
+    const results = await Promise.all([source!.data, file, dataUrl].map((image) => client.images.edit(model, image, 'swap the colours', { trueCfgScale: 3 })))
+    for (const [edited] of results) {
+      expect(edited!.decoderId).toBe('qwen_image_edit')
+      checkPng(edited!)
+      expect(Buffer.from(edited!.data).equals(Buffer.from(results[0]![0]!.data))).toBe(true)
+    }
+    const bad = await rejection(client.images.edit(model, Buffer.from('not a picture'), 'x'))
+    expect(bad).toBeInstanceOf(InvalidRequestError)
+    expect(bad.message).toMatch(/^image: not a PNG/)
+    const noPrompt = await rejection(client.images.generate(model, ' '))
+    expect(noPrompt.message).toMatch(/^prompt: /)
+    const badOption = await rejection(client.images.edit(model, source!.data, 'x', { guidanceScale: 2 } as never))
+    expect(badOption.message).toMatch(/^options\.guidanceScale: unknown key/)
+  })
+})
