@@ -5,7 +5,8 @@
 
 import { randomBytes } from 'node:crypto'
 
-import { InvalidRequestError, OrchardError } from './errors'
+import { InvalidRequestError, nativeSync, OrchardError } from './errors'
+import { addon, optionLimits } from './native'
 import { checkJsonSchema, validateJson } from './schema'
 import { type ChatStream, drain } from './stream'
 import type { ChatDelta, ChatMessage, ChatOptions, ContentPart, ReasoningEffort, ResponseFormat } from './types'
@@ -35,7 +36,6 @@ export interface Response extends ResponseObject {
   parseError: string | null
 }
 
-const EFFORTS: readonly ReasoningEffort[] = ['minimal', 'low', 'medium', 'high']
 const REQUEST_KEYS = new Set([
   'input',
   'instructions',
@@ -175,14 +175,21 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
     return v
   }
   options.maxTokens = num('max_output_tokens', 1, Number.MAX_SAFE_INTEGER, true)
-  options.temperature = num('temperature', 0, 2)
-  options.topP = num('top_p', 0, 1)
-  options.topK = num('top_k', 1, 100, true)
-  options.minP = num('min_p', 0, 1)
-  options.presencePenalty = num('presence_penalty', -2, 2)
-  options.frequencyPenalty = num('frequency_penalty', -2, 2)
-  options.repetitionPenalty = num('repetition_penalty', 0, 10)
-  options.topLogprobs = num('top_logprobs', 0, 20, true)
+  // Sampling ranges: the core's one table (its Responses column), checked natively.
+  const ranged = (key: keyof ResponsesRequest): number | undefined => {
+    const v = request[key]
+    if (v === undefined || v === null) return undefined
+    nativeSync(() => addon().checkResponsesOption(key, JSON.stringify(v)))
+    return v as number
+  }
+  options.temperature = ranged('temperature')
+  options.topP = ranged('top_p')
+  options.topK = ranged('top_k')
+  options.minP = ranged('min_p')
+  options.presencePenalty = ranged('presence_penalty')
+  options.frequencyPenalty = ranged('frequency_penalty')
+  options.repetitionPenalty = ranged('repetition_penalty')
+  options.topLogprobs = ranged('top_logprobs')
   options.minToolCalls = num('min_tool_calls', 1, 1024, true)
   options.maxToolCalls = num('max_tool_calls', 1, 1024, true)
   if (options.minToolCalls !== undefined && options.maxToolCalls !== undefined && options.minToolCalls > options.maxToolCalls) {
@@ -206,7 +213,8 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
   } else if (r !== undefined && r !== null) {
     if (typeof r !== 'object' || Array.isArray(r)) throw invalid("reasoning: expected { effort: 'minimal' | 'low' | 'medium' | 'high' } or a boolean")
     const e = r.effort ?? 'medium'
-    if (!EFFORTS.includes(e)) throw invalid(`reasoning.effort: '${String(e)}' is not valid; use minimal, low, medium or high`)
+    const efforts = optionLimits().reasoningEfforts
+    if (!efforts.includes(e)) throw invalid(`reasoning.effort: '${String(e)}' is not valid; use ${efforts.join(', ')}`)
     effort = e
     options.reasoning = e
   }

@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::Float32Array;
 use napi_derive::napi;
-use orchard_core::embed::{parse_inputs, EmbeddingCollector};
+use orchard_core::api;
+use orchard_core::embed::EmbeddingCollector;
 use orchard_core::transport::{Batch, RequestSlot, Transport};
 
-use crate::{blocking, guarded, parse_json, NativeEngine};
+use crate::engine::NativeEngine;
+use crate::errors::{blocking, guarded};
 
 #[napi]
 impl NativeEngine {
@@ -18,10 +20,9 @@ impl NativeEngine {
     /// core validates it and names the bad element).
     #[napi]
     pub async fn embed(&self, model: String, inputs_json: String) -> napi::Result<NativeEmbedding> {
-        self.ensure_open()?;
-        let session = self.session.clone();
+        let session = self.open_session()?;
         let (request_id, slot, count) = blocking(move || {
-            let texts = parse_inputs(parse_json(&inputs_json, "input")?)?;
+            let texts = api::embed_inputs(&inputs_json)?;
             let (id, slot) = session.embed(&model, &texts)?;
             Ok((id, slot, texts.len()))
         })

@@ -105,7 +105,7 @@ impl At<'_> {
     fn ranged(&self, option: &str, v: Option<f64>) -> Result<Option<f64>> {
         let r = range_of(option);
         match v {
-            Some(x) if !r.chat.contains(x.into()) => Err(self.fail(
+            Some(x) if !r.chat.contains(x) => Err(self.fail(
                 option,
                 format!("{x} is out of range; {}", r.chat.hint(r.integer)),
             )),

@@ -1,11 +1,14 @@
 //! The one table of option ranges, for chat options and the Responses request alike.
 //!
-//! Chat takes what the engine's sampler accepts. Responses is the OpenAI-shaped surface, so a
-//! few rows narrow it to the reference server's limits (temperature 0–2, top_k 1–100, top_p
-//! 0–1: `client-api.md` §4.1). TypeScript reads this table through the binding
+//! Chat takes what the engine's sampler accepts. Responses is the OpenAI-shaped surface, so two
+//! rows narrow it to the reference server's limits (temperature 0–2, top_k 1–100:
+//! `client-api.md` §4.1); everywhere else both use the chat bounds. TypeScript reads this table through the binding
 //! (`chatOptionLimits()`) instead of restating it.
 
 use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
 
 /// Reasoning efforts the engine knows; `reasoning: true` means [`DEFAULT_REASONING_EFFORT`].
 pub const REASONING_EFFORTS: [&str; 4] = ["minimal", "low", "medium", "high"];
@@ -118,7 +121,7 @@ pub const RANGES: &[OptionRange] = &[
         responses_name: Some("top_p"),
         integer: false,
         chat: Bounds::above(0.0, 1.0),
-        responses: Some(Bounds::closed(0.0, 1.0)),
+        responses: None,
     },
     OptionRange {
         option: "topK",
@@ -205,6 +208,31 @@ pub fn range_of(option: &str) -> &'static OptionRange {
         .unwrap_or_else(|| panic!("no range for option {option}"))
 }
 
+/// Check one numeric field of a Responses request (`name` in snake_case, as the caller wrote
+/// it; `value_json` its JSON text) against the Responses bounds of its row.
+pub fn check_responses(name: &str, value_json: &str) -> Result<()> {
+    let row = RANGES
+        .iter()
+        .find(|r| r.responses_name == Some(name))
+        .ok_or_else(|| Error::invalid(format!("{name}: not a ranged Responses field")))?;
+    let bounds = row.responses_bounds();
+    let fits = match serde_json::from_str::<Value>(value_json) {
+        Ok(Value::Number(n)) => n
+            .as_f64()
+            .filter(|x| !row.integer || x.fract() == 0.0)
+            .is_some_and(|x| bounds.contains(x)),
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{name}: {value_json} is out of range; {}",
+            bounds.hint(row.integer)
+        )))
+    }
+}
+
 /// What TypeScript reads: the ranges and the reasoning efforts.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -212,6 +240,11 @@ pub struct OptionLimits {
     pub ranges: &'static [OptionRange],
     pub reasoning_efforts: [&'static str; 4],
     pub default_reasoning_effort: &'static str,
+}
+
+/// [`limits`] as JSON text.
+pub fn limits_json() -> String {
+    serde_json::to_string(&limits()).expect("the limits table serializes")
 }
 
 pub fn limits() -> OptionLimits {
@@ -240,5 +273,21 @@ mod tests {
             range_of("temperature").responses_bounds().hint(false),
             "use 0 to 2"
         );
+    }
+
+    #[test]
+    fn responses_fields_use_their_own_bounds_and_name() {
+        assert!(check_responses("temperature", "2").is_ok());
+        let e = check_responses("temperature", "3").unwrap_err();
+        assert_eq!(e.message, "temperature: 3 is out of range; use 0 to 2");
+        assert!(check_responses("top_k", "-1").is_err());
+        assert!(check_responses("top_k", "2.5").is_err());
+        assert!(check_responses("top_p", "1").is_ok());
+        assert!(
+            check_responses("top_p", "0").is_err(),
+            "the engine cannot sample with 0"
+        );
+        let e = check_responses("top_logprobs", "\"5\"").unwrap_err();
+        assert!(e.message.starts_with("top_logprobs:"), "{e}");
     }
 }
