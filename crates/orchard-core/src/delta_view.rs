@@ -129,6 +129,9 @@ impl<'a> DeltaView<'a> {
     }
 }
 
+/// A batch with no deltas (the caller asks again).
+pub const EMPTY_BATCH_JSON: &str = "[]";
+
 /// `[delta, delta, ...]` as JSON text.
 pub fn batch_json(deltas: &[Delta], ctx: &mut LogprobContext) -> String {
     let decoder = ctx.decoder.as_deref();

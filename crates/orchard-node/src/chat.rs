@@ -7,6 +7,7 @@ use std::task::{Poll, Wake, Waker};
 use napi::Env;
 use napi_derive::napi;
 use orchard_core::api::{self, SentChat};
+use orchard_core::delta_view;
 use orchard_core::logprobs::LogprobContext;
 use orchard_core::transport::{Batch, RequestSlot, Transport};
 
@@ -108,7 +109,7 @@ impl Wake for PendingNext {
             match slot.poll_batch(Waker::noop()) {
                 Poll::Ready(batch) => batch_result(batch, &logprobs),
                 // Already taken by another call: an empty batch, and the caller asks again.
-                Poll::Pending => Ok(Some("[]".to_string())),
+                Poll::Pending => Ok(Some(delta_view::EMPTY_BATCH_JSON.to_string())),
             }
         }));
     }

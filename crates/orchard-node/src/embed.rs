@@ -9,7 +9,7 @@ use napi::bindgen_prelude::Float32Array;
 use napi_derive::napi;
 use orchard_core::api;
 use orchard_core::embed::EmbeddingCollector;
-use orchard_core::transport::{Batch, RequestSlot, Transport};
+use orchard_core::transport::{RequestSlot, Transport};
 
 use crate::engine::NativeEngine;
 use crate::errors::{blocking, guarded};
@@ -69,17 +69,7 @@ impl NativeEmbedding {
         let mut collector = EmbeddingCollector::new(self.count);
         loop {
             let batch = poll_fn(|cx| slot.poll_batch(cx.waker())).await;
-            let step = guarded(|| match batch {
-                Batch::Deltas(deltas) => {
-                    for d in &deltas {
-                        collector.add(d)?;
-                    }
-                    Ok(false)
-                }
-                Batch::Finished => Ok(true),
-                Batch::Failed(e) => Err(e),
-            });
-            match step {
+            match guarded(|| collector.add_batch(batch)) {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => {

@@ -39,14 +39,17 @@ pub struct NativeEngine {
 impl NativeEngine {
     #[napi(factory)]
     pub async fn start(options: NativeStartOptions) -> napi::Result<NativeEngine> {
-        let start = api::Start {
-            binary: options.binary,
-            cache_root: options.cache_root,
-            startup_timeout_ms: options.startup_timeout_ms,
-            lock_timeout_ms: options.lock_timeout_ms,
-            model_specs_dir: options.model_specs_dir,
-        };
-        let session = blocking(move || api::start(start)).await?;
+        let o = options;
+        let session = blocking(move || {
+            api::start(
+                o.binary,
+                o.cache_root,
+                o.startup_timeout_ms,
+                o.lock_timeout_ms,
+                &o.model_specs_dir,
+            )
+        })
+        .await?;
         Ok(NativeEngine {
             session,
             closed: AtomicBool::new(false),

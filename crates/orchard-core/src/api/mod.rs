@@ -38,26 +38,23 @@ pub fn parse_json(text: &str, what: &str) -> Result<Value> {
     serde_json::from_str(text).map_err(|e| Error::invalid(format!("{what}: not valid JSON: {e}")))
 }
 
-/// What `Engine.start` accepts; absent timeouts take [`StartOptions::default`]'s.
-#[derive(Default)]
-pub struct Start {
-    pub binary: Option<String>,
-    pub cache_root: Option<String>,
-    pub startup_timeout_ms: Option<u32>,
-    pub lock_timeout_ms: Option<u32>,
-    pub model_specs_dir: String,
-}
-
-/// Attach to (or launch) the engine and take a lease on it.
-pub fn start(s: Start) -> Result<Arc<Session>> {
+/// Attach to (or launch) the engine and take a lease on it; absent timeouts take
+/// [`StartOptions::default`]'s.
+pub fn start(
+    binary: Option<String>,
+    cache_root: Option<String>,
+    startup_timeout_ms: Option<u32>,
+    lock_timeout_ms: Option<u32>,
+    model_specs_dir: &str,
+) -> Result<Arc<Session>> {
     let defaults = StartOptions::default();
     let opts = StartOptions {
-        binary: s.binary.map(PathBuf::from),
-        cache_root: s.cache_root.map(PathBuf::from),
-        startup_timeout: millis_or(s.startup_timeout_ms, defaults.startup_timeout),
-        lock_timeout: millis_or(s.lock_timeout_ms, defaults.lock_timeout),
+        binary: binary.map(PathBuf::from),
+        cache_root: cache_root.map(PathBuf::from),
+        startup_timeout: millis_or(startup_timeout_ms, defaults.startup_timeout),
+        lock_timeout: millis_or(lock_timeout_ms, defaults.lock_timeout),
     };
-    session::acquire(&opts, Path::new(&s.model_specs_dir))
+    session::acquire(&opts, Path::new(model_specs_dir))
 }
 
 /// A loaded model, as `loadModel` returns it.
