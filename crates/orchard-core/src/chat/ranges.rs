@@ -216,20 +216,28 @@ pub fn check_responses(name: &str, value_json: &str) -> Result<()> {
         .find(|r| r.responses_name == Some(name))
         .ok_or_else(|| Error::invalid(format!("{name}: not a ranged Responses field")))?;
     let bounds = row.responses_bounds();
-    let fits = match serde_json::from_str::<Value>(value_json) {
-        Ok(Value::Number(n)) => n
-            .as_f64()
-            .filter(|x| !row.integer || x.fract() == 0.0)
-            .is_some_and(|x| bounds.contains(x)),
-        _ => false,
+    let number = match serde_json::from_str::<Value>(value_json) {
+        Ok(Value::Number(n)) => n.as_f64(),
+        _ => None,
     };
-    if fits {
-        Ok(())
+    let what = if row.integer {
+        "an integer"
     } else {
-        Err(Error::invalid(format!(
+        "a number"
+    };
+    match number {
+        Some(x) if row.integer && x.fract() != 0.0 => Err(Error::invalid(format!(
+            "{name}: {value_json} is not an integer; {}",
+            bounds.hint(true)
+        ))),
+        Some(x) if bounds.contains(x) => Ok(()),
+        Some(_) => Err(Error::invalid(format!(
             "{name}: {value_json} is out of range; {}",
             bounds.hint(row.integer)
-        )))
+        ))),
+        None => Err(Error::invalid(format!(
+            "{name}: expected {what}, got {value_json}"
+        ))),
     }
 }
 
@@ -281,13 +289,14 @@ mod tests {
         let e = check_responses("temperature", "3").unwrap_err();
         assert_eq!(e.message, "temperature: 3 is out of range; use 0 to 2");
         assert!(check_responses("top_k", "-1").is_err());
-        assert!(check_responses("top_k", "2.5").is_err());
+        let e = check_responses("top_k", "2.5").unwrap_err();
+        assert_eq!(e.message, "top_k: 2.5 is not an integer; use 1 to 100");
         assert!(check_responses("top_p", "1").is_ok());
         assert!(
             check_responses("top_p", "0").is_err(),
             "the engine cannot sample with 0"
         );
         let e = check_responses("top_logprobs", "\"5\"").unwrap_err();
-        assert!(e.message.starts_with("top_logprobs:"), "{e}");
+        assert_eq!(e.message, "top_logprobs: expected an integer, got \"5\"");
     }
 }
