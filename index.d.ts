@@ -30,6 +30,18 @@ export declare class NativeEmbedding {
 
 /** A lease on the engine. Several in one process share one connection. */
 export declare class NativeEngine {
+  /** What `chat` would send, without sending: JSON `{prompt, layout, sampling, ...}`. */
+  renderPrompt(model: string, messagesJson: string, optionsJson: string): Promise<string>
+  /**
+   * Render and send a chat request; `messages_json` is a JSON array, `options_json` a
+   * JSON object of chat options (or "null").
+   */
+  chat(model: string, messagesJson: string, optionsJson: string): Promise<NativeChat>
+  /**
+   * Send several conversations as one request. `options_json` is one options object or
+   * an array with one per conversation.
+   */
+  chatBatch(model: string, conversationsJson: string, optionsJson: string): Promise<NativeChat>
   /**
    * Embed texts with one request. `inputs_json`: a JSON string or array of strings (the
    * core validates it and names the bad element).
@@ -67,18 +79,6 @@ export declare class NativeEngine {
    * reply as JSON text. Low level: the typed methods cover the protocol's commands.
    */
   managementCommand(commandJson: string, timeoutMs?: number | undefined | null): Promise<string>
-  /** What `chat` would send, without sending: JSON `{prompt, layout, sampling, ...}`. */
-  renderPrompt(model: string, messagesJson: string, optionsJson: string): Promise<string>
-  /**
-   * Render and send a chat request; `messages_json` is a JSON array, `options_json` a
-   * JSON object of chat options (or "null").
-   */
-  chat(model: string, messagesJson: string, optionsJson: string): Promise<NativeChat>
-  /**
-   * Send several conversations as one request. `options_json` is one options object or
-   * an array with one per conversation.
-   */
-  chatBatch(model: string, conversationsJson: string, optionsJson: string): Promise<NativeChat>
 }
 
 /** A held lock; `release()` (or garbage collection) gives it back. */
@@ -113,6 +113,19 @@ export declare class NativeTask {
  * the profile `config` selects, apply the options, encode. (For tools and benchmarks.)
  */
 export declare function buildChatFrame(configJson: string, messagesJson: string, optionsJson: string, modelSpecsDir: string): Buffer
+
+/**
+ * The option ranges and reasoning efforts, as JSON text: `{ranges: [{option, responsesName,
+ * integer, chat: {min, max, minExclusive, off}, responses}], reasoningEfforts,
+ * defaultReasoningEffort}`. One table in the core, read by chat and Responses alike.
+ */
+export declare function chatOptionLimits(): string
+
+/**
+ * Check one numeric field of a Responses request against its row of the same table
+ * (`name` as the caller wrote it, `value_json` its JSON text); throws naming the field.
+ */
+export declare function checkResponsesOption(name: string, valueJson: string): void
 
 /** Decode one SUB message (`resp:<hex>:<json>` or `__PIE_EVENT__:<name>\0<json>`). */
 export declare function decodeMessage(message: Buffer): NativeIncoming

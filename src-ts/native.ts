@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs'
 import path from 'node:path'
 
 import { NativeLoadError } from './errors'
+import type { ReasoningEffort } from './types'
 import { currentPlatform, isPrebuilt, packageRoot, packageVersion, platformPackageName, PREBUILT_PLATFORMS } from './platform'
 
 import type * as Binding from '../index'
@@ -81,4 +82,45 @@ export function addon(): NativeBinding {
 /** The model-specs folder shipped with the package (override: ORCHARD_MODEL_SPECS). */
 export function modelSpecsDir(): string {
   return process.env.ORCHARD_MODEL_SPECS || path.join(packageRoot, 'model-specs')
+}
+
+/** Where a numeric option is valid (one row of the core's table). */
+export interface OptionBounds {
+  min: number
+  /** null: no upper bound. */
+  max: number | null
+  /** `min` itself is not allowed. */
+  minExclusive: boolean
+  /** One value outside the interval that means "off" (topK −1), else null. */
+  off: number | null
+}
+
+export interface OptionRange {
+  /** The chat option (camelCase). */
+  option: string
+  /** The same setting in a Responses request (snake_case), or null. */
+  responsesName: string | null
+  integer: boolean
+  chat: OptionBounds
+  /** Narrower bounds for Responses, or null: the chat bounds. */
+  responses: OptionBounds | null
+}
+
+export interface OptionLimits {
+  ranges: OptionRange[]
+  reasoningEfforts: ReasoningEffort[]
+  defaultReasoningEffort: ReasoningEffort
+}
+
+let limits: OptionLimits | undefined
+
+/** The option ranges and reasoning efforts, defined once in the native core. */
+export function optionLimits(): OptionLimits {
+  limits ??= JSON.parse(addon().chatOptionLimits()) as OptionLimits
+  return limits
+}
+
+/** The reasoning efforts the core accepts, lowest first. */
+export function reasoningEfforts(): readonly ReasoningEffort[] {
+  return optionLimits().reasoningEfforts
 }

@@ -31,7 +31,7 @@ import type {
   Usage,
 } from '../types'
 import type { FinishReason } from '../types'
-import { REASONING_EFFORTS } from '../responses/types'
+import { reasoningEfforts } from '../native'
 
 /** The provider's name: the key of its `providerOptions` and `providerMetadata`. */
 export const PROVIDER = 'orchard'
@@ -94,8 +94,8 @@ export function readProviderOptions(providerOptions: LanguageModelV4CallOptions[
     if (kind === 'number' && (typeof value !== 'number' || !Number.isFinite(value))) throw bad('a number')
     if (kind === 'boolean' && typeof value !== 'boolean') throw bad('a boolean')
     if (kind === 'bias' && (!isRecord(value) || Object.values(value).some((b) => typeof b !== 'number'))) throw bad('{ [tokenId]: bias }')
-    if (kind === 'reasoning' && typeof value !== 'boolean' && !REASONING_EFFORTS.includes(value as ReasoningEffort)) {
-      throw bad(`a boolean or one of ${REASONING_EFFORTS.join(', ')}`)
+    if (kind === 'reasoning' && typeof value !== 'boolean' && !reasoningEfforts().includes(value as ReasoningEffort)) {
+      throw bad(`a boolean or one of ${reasoningEfforts().join(', ')}`)
     }
     out[key] = value
   }

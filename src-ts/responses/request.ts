@@ -1,9 +1,11 @@
 /** Responses requests → chat messages and options: validation, input items, tools, `text.format`. */
 
-import { InvalidRequestError } from '../errors'
+import { InvalidRequestError, nativeSync } from '../errors'
+import { requestJson } from '../json'
+import { addon, reasoningEfforts } from '../native'
 import { checkJsonSchema } from '../schema'
 import type { ChatMessage, ChatOptions, ContentPart, ReasoningEffort, ResponseFormat } from '../types'
-import { REASONING_EFFORTS, type ResponseFunctionTool, type ResponsesRequest, type SchemaLike, type StandardSchemaLike } from './types'
+import { type ResponseFunctionTool, type ResponsesRequest, type SchemaLike, type StandardSchemaLike } from './types'
 
 const REQUEST_KEYS = new Set([
   'input',
@@ -143,14 +145,21 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
     return v
   }
   options.maxTokens = num('max_output_tokens', 1, Number.MAX_SAFE_INTEGER, true)
-  options.temperature = num('temperature', 0, 2)
-  options.topP = num('top_p', 0, 1)
-  options.topK = num('top_k', 1, 100, true)
-  options.minP = num('min_p', 0, 1)
-  options.presencePenalty = num('presence_penalty', -2, 2)
-  options.frequencyPenalty = num('frequency_penalty', -2, 2)
-  options.repetitionPenalty = num('repetition_penalty', 0, 10)
-  options.topLogprobs = num('top_logprobs', 0, 20, true)
+  // Sampling ranges: the core's one table (its Responses column), checked natively.
+  const ranged = (key: keyof ResponsesRequest): number | undefined => {
+    const v = request[key]
+    if (v === undefined || v === null) return undefined
+    nativeSync(() => addon().checkResponsesOption(key, requestJson(v, { root: key })))
+    return v as number
+  }
+  options.temperature = ranged('temperature')
+  options.topP = ranged('top_p')
+  options.topK = ranged('top_k')
+  options.minP = ranged('min_p')
+  options.presencePenalty = ranged('presence_penalty')
+  options.frequencyPenalty = ranged('frequency_penalty')
+  options.repetitionPenalty = ranged('repetition_penalty')
+  options.topLogprobs = ranged('top_logprobs')
   options.minToolCalls = num('min_tool_calls', 1, 1024, true)
   options.maxToolCalls = num('max_tool_calls', 1, 1024, true)
   if (options.minToolCalls !== undefined && options.maxToolCalls !== undefined && options.minToolCalls > options.maxToolCalls) {
@@ -174,7 +183,8 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
   } else if (r !== undefined && r !== null) {
     if (typeof r !== 'object' || Array.isArray(r)) throw invalid("reasoning: expected { effort: 'minimal' | 'low' | 'medium' | 'high' } or a boolean")
     const e = r.effort ?? 'medium'
-    if (!REASONING_EFFORTS.includes(e)) throw invalid(`reasoning.effort: '${String(e)}' is not valid; use minimal, low, medium or high`)
+    const efforts = reasoningEfforts()
+    if (!efforts.includes(e)) throw invalid(`reasoning.effort: '${String(e)}' is not valid; use ${efforts.join(', ')}`)
     effort = e
     options.reasoning = e
   }

@@ -2,12 +2,6 @@
 
 import type { ContentPart, ReasoningEffort } from '../types'
 
-/**
- * The reasoning efforts, lowest first: the one list the Responses, server and AI SDK layers
- * check against (the core validates the rest).
- */
-export const REASONING_EFFORTS: readonly ReasoningEffort[] = ['minimal', 'low', 'medium', 'high']
-
 /** A JSON Schema, or any Standard Schema (e.g. zod) object that can describe itself as one. */
 export type SchemaLike = Record<string, unknown> | StandardSchemaLike
 

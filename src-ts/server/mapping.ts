@@ -4,7 +4,8 @@
  * messages name orchard options, which {@link ParamNames} renames back to the OpenAI fields.
  */
 
-import { REASONING_EFFORTS, type ResponsesRequest } from '../responses/types'
+import { reasoningEfforts } from '../native'
+import type { ResponsesRequest } from '../responses/types'
 import type { ChatMessage, ChatOptions, ContentPart, FunctionTool, ReasoningEffort, ResponseFormat, ToolCall, ToolChoice } from '../types'
 import { badRequest, type ParamNames } from './errors'
 
@@ -290,8 +291,8 @@ function reasoningEffort(o: Json): boolean | ReasoningEffort | undefined {
   const v = o.reasoning_effort
   if (v === undefined || v === null) return undefined
   if (v === 'none') return false
-  if (REASONING_EFFORTS.includes(v as ReasoningEffort)) return v as ReasoningEffort
-  throw badRequest('reasoning_effort', "expected 'none', 'minimal', 'low', 'medium' or 'high'")
+  if (reasoningEfforts().includes(v as ReasoningEffort)) return v as ReasoningEffort
+  throw badRequest('reasoning_effort', `expected 'none' or one of ${reasoningEfforts().join(', ')}`)
 }
 
 /** Log-probabilities asked for: whether, and how many alternatives per token to return. */

@@ -85,6 +85,30 @@ impl Error {
     pub fn io(context: &str, err: std::io::Error) -> Self {
         Self::new(ErrorCode::Io, format!("{context}: {err}"))
     }
+    /// A call on an `Engine` lease that was already closed.
+    pub fn engine_closed() -> Self {
+        Self::new(
+            ErrorCode::EngineDied,
+            "this Engine was closed; call Engine.start() for a new one",
+        )
+    }
+    /// A caught panic (its payload, when it is text): a bug in orchard, never the caller's.
+    pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Self {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_string());
+        Self::new(
+            ErrorCode::Internal,
+            format!("internal error in orchard's native core (please report it): {what}"),
+        )
+    }
+    /// What JavaScript receives: `[ORCHARD:<CODE>] message`, which the TypeScript layer
+    /// turns into a typed error class.
+    pub fn to_js_message(&self) -> String {
+        format!("[ORCHARD:{}] {}", self.code.as_str(), self.message)
+    }
 }
 
 impl fmt::Display for Error {

@@ -4,10 +4,12 @@
 
 use napi::bindgen_prelude::Float32Array;
 use napi_derive::napi;
-use orchard_core::embed::{parse_inputs, EmbeddingCollector};
+use orchard_core::api;
+use orchard_core::embed::EmbeddingCollector;
 
+use crate::engine::NativeEngine;
+use crate::errors::guarded;
 use crate::tasks::Sent;
-use crate::{guarded, parse_json, NativeEngine};
 
 #[napi]
 impl NativeEngine {
@@ -16,11 +18,7 @@ impl NativeEngine {
     #[napi]
     pub async fn embed(&self, model: String, inputs_json: String) -> napi::Result<NativeEmbedding> {
         let sent = self
-            .send_texts(move |session| {
-                let texts = parse_inputs(parse_json(&inputs_json, "input")?)?;
-                let (id, slot) = session.embed(&model, &texts)?;
-                Ok((id, slot, texts.len()))
-            })
+            .send_task(move |session| api::embed(session, &model, &inputs_json))
             .await?;
         Ok(NativeEmbedding { sent })
     }

@@ -11,7 +11,8 @@ use orchard_core::engine::binary;
 use orchard_core::lock::{FileLock, LockCancel};
 use orchard_core::{paths, Error};
 
-use crate::{blocking, guarded, NativeEngine};
+use crate::engine::NativeEngine;
+use crate::errors::{blocking, guarded};
 
 /// The engine install directory: `home`, else `ORCHARD_HOME`, else `~/.orchard`.
 #[napi]
@@ -106,8 +107,7 @@ impl NativeEngine {
     /// when no activation of it was under way.
     #[napi]
     pub fn cancel_load(&self, id: String) -> napi::Result<bool> {
-        self.ensure_open()?;
-        Ok(self.session.cancel_load(&id))
+        Ok(self.open_session()?.cancel_load(&id))
     }
 
     /// The load status of `id` on this connection; null when it was never asked for.

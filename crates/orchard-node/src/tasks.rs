@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
+use orchard_core::api::{self, SentTask};
+use orchard_core::delta_view::batch_json;
+use orchard_core::logprobs::LogprobContext;
 use orchard_core::session::Session;
-use orchard_core::tasks::modal::{self, ModalKind};
-use orchard_core::tasks::prefill::{build_request, parse_texts};
 use orchard_core::tasks::TaskCollector;
 use orchard_core::transport::{Batch, RequestSlot, Transport};
 use orchard_core::wire::Delta;
 
-use crate::delta::{batch_json, LogprobContext};
-use crate::{blocking, guarded, parse_json, NativeEngine};
+use crate::engine::NativeEngine;
+use crate::errors::{blocking, guarded};
 
 /// A one-shot request (embeddings, prefill and modal tasks) the engine is working on: one
 /// final delta per prompt expected.
@@ -30,14 +31,11 @@ pub(crate) struct Sent {
 impl NativeEngine {
     /// Validate and send on the blocking pool; `send` returns the request id, its slot and
     /// how many prompts it carries.
-    pub(crate) async fn send_texts(
+    pub(crate) async fn send_task(
         &self,
-        send: impl FnOnce(&Session) -> orchard_core::Result<(u64, Arc<RequestSlot>, usize)>
-            + Send
-            + 'static,
+        send: impl FnOnce(&Session) -> orchard_core::Result<SentTask> + Send + 'static,
     ) -> napi::Result<Sent> {
-        self.ensure_open()?;
-        let session = self.session.clone();
+        let session = self.open_session()?;
         let (request_id, slot, count) = blocking(move || send(&session)).await?;
         Ok(Sent {
             request_id,
@@ -97,12 +95,7 @@ impl NativeEngine {
         task: String,
     ) -> napi::Result<NativeTask> {
         let sent = self
-            .send_texts(move |session| {
-                let texts = parse_texts(parse_json(&texts_json, "texts")?, &task)?;
-                let (id, slot) =
-                    session.send(&model, |_, target| build_request(&texts, &task, target))?;
-                Ok((id, slot, texts.len()))
-            })
+            .send_task(move |session| api::prefill_task(session, &model, &texts_json, &task))
             .await?;
         Ok(NativeTask { sent })
     }
@@ -120,14 +113,7 @@ impl NativeEngine {
     ) -> napi::Result<NativeTask> {
         let media = media.map(|b| b.to_vec());
         let sent = self
-            .send_texts(move |session| {
-                let kind = ModalKind::parse(&kind)?;
-                let input = parse_json(&input_json, "input")?;
-                let (id, slot) = session.send(&model, |_, target| {
-                    modal::build_request(kind, &input, media, target)
-                })?;
-                Ok((id, slot, 1))
-            })
+            .send_task(move |session| api::modal_task(session, &model, &kind, &input_json, media))
             .await?;
         Ok(NativeTask { sent })
     }

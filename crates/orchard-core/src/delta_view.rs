@@ -3,60 +3,18 @@
 //! `JSON.parse` turns into objects: far cheaper than setting dozens of properties per delta
 //! through N-API.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use orchard_core::tokenizer::TokenDecoder;
-use orchard_core::wire::{Delta, StateEvent, TopLogprob};
-
-/// What a stream needs to turn the engine's token ids into text with log-probabilities.
-#[derive(Default)]
-pub struct LogprobContext {
-    pub decoder: Option<Arc<TokenDecoder>>,
-    /// The last cumulative log-probability of each (prompt, candidate) sequence.
-    last_cumulative: HashMap<(u32, u32), f64>,
-}
-
-impl LogprobContext {
-    pub fn new(decoder: Option<Arc<TokenDecoder>>) -> Self {
-        LogprobContext {
-            decoder,
-            last_cumulative: HashMap::new(),
-        }
-    }
-}
+use crate::logprobs::{chosen, top, LogprobContext, TokenLogprobView, TopLogprobView};
+use crate::tokenizer::TokenDecoder;
+use crate::wire::{Delta, StateEvent};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct JsTopLogprob<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token_id: Option<i64>,
-    /// The token's text when the model's tokenizer is known, else what the engine sent.
-    token: Cow<'a, str>,
-    logprob: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bytes: Option<&'a [u8]>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsTokenLogprob<'a> {
-    token_id: i64,
-    token: Cow<'a, str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    bytes: Option<&'a [u8]>,
-    /// Unknown when the engine coalesced several tokens into one delta.
-    logprob: Option<f64>,
-    top_logprobs: Vec<JsTopLogprob<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct JsStateEvent<'a> {
+struct StateEventView<'a> {
     event_type: &'a str,
     item_type: &'a str,
     output_index: u32,
@@ -68,7 +26,7 @@ struct JsStateEvent<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct JsDelta<'a> {
+pub struct DeltaView<'a> {
     request_id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     sequence_id: Option<u64>,
@@ -79,10 +37,10 @@ pub struct JsDelta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
     tokens: &'a [i64],
-    top_logprobs: Vec<JsTopLogprob<'a>>,
+    top_logprobs: Vec<TopLogprobView<'a>>,
     /// Each generated token with its text and log-probability (when alternatives were asked for).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    logprobs: Vec<JsTokenLogprob<'a>>,
+    logprobs: Vec<TokenLogprobView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cumulative_logprob: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -102,7 +60,7 @@ pub struct JsDelta<'a> {
     reasoning_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cached_token_count: Option<u64>,
-    state_events: Vec<JsStateEvent<'a>>,
+    state_events: Vec<StateEventView<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     modal_decoder_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -119,88 +77,8 @@ pub struct JsDelta<'a> {
     embedding: Option<Vec<f32>>,
 }
 
-fn text_of<'a>(
-    decoder: Option<&'a TokenDecoder>,
-    id: Option<i64>,
-) -> Option<(Cow<'a, str>, &'a [u8])> {
-    let bytes = decoder?.bytes(id?)?;
-    Some((String::from_utf8_lossy(bytes), bytes))
-}
-
-fn top<'a>(t: &'a TopLogprob, decoder: Option<&'a TokenDecoder>) -> JsTopLogprob<'a> {
-    let token_id = t.token.trim().parse::<i64>().ok();
-    match text_of(decoder, token_id) {
-        Some((token, bytes)) => JsTopLogprob {
-            token_id,
-            token,
-            logprob: t.logprob,
-            bytes: Some(bytes),
-        },
-        None => JsTopLogprob {
-            token_id,
-            token: Cow::Borrowed(&t.token),
-            logprob: t.logprob,
-            bytes: t.bytes.as_deref(),
-        },
-    }
-}
-
-/// The chosen tokens of `d` with their log-probabilities: from the alternatives when the
-/// token is among them, else from the change in the sequence's cumulative log-probability.
-fn chosen<'a>(
-    d: &'a Delta,
-    decoder: Option<&'a TokenDecoder>,
-    last_cumulative: &mut HashMap<(u32, u32), f64>,
-) -> Vec<JsTokenLogprob<'a>> {
-    let key = (d.prompt_index.unwrap_or(0), d.candidate_index.unwrap_or(0));
-    let previous = d
-        .cumulative_logprob
-        .and_then(|c| last_cumulative.insert(key, c))
-        .unwrap_or(0.0);
-    if d.top_logprobs.is_empty() || d.tokens.is_empty() {
-        return Vec::new();
-    }
-    let single = d.tokens.len() == 1;
-    d.tokens
-        .iter()
-        .enumerate()
-        .map(|(i, &id)| {
-            let last = i + 1 == d.tokens.len();
-            let alternatives: Vec<JsTopLogprob> = if last {
-                d.top_logprobs.iter().map(|t| top(t, decoder)).collect()
-            } else {
-                Vec::new()
-            };
-            let listed = alternatives
-                .iter()
-                .find(|t| t.token_id == Some(id))
-                .map(|t| t.logprob);
-            let logprob = listed.or_else(|| {
-                single
-                    .then_some(d.cumulative_logprob)
-                    .flatten()
-                    .map(|c| c - previous)
-            });
-            let (token, bytes) = match text_of(decoder, Some(id)) {
-                Some((t, b)) => (t, Some(b)),
-                None if single && d.content.is_some() => {
-                    (Cow::Borrowed(d.content.as_deref().unwrap_or("")), None)
-                }
-                None => (Cow::Owned(id.to_string()), None),
-            };
-            JsTokenLogprob {
-                token_id: id,
-                token,
-                bytes,
-                logprob,
-                top_logprobs: alternatives,
-            }
-        })
-        .collect()
-}
-
-fn state(e: &StateEvent) -> JsStateEvent<'_> {
-    JsStateEvent {
+fn state(e: &StateEvent) -> StateEventView<'_> {
+    StateEventView {
         event_type: &e.event_type,
         item_type: &e.item_type,
         output_index: e.output_index,
@@ -210,13 +88,13 @@ fn state(e: &StateEvent) -> JsStateEvent<'_> {
     }
 }
 
-impl<'a> JsDelta<'a> {
+impl<'a> DeltaView<'a> {
     fn new(
         d: &'a Delta,
         decoder: Option<&'a TokenDecoder>,
         last_cumulative: &mut HashMap<(u32, u32), f64>,
     ) -> Self {
-        JsDelta {
+        DeltaView {
             request_id: d.request_id,
             sequence_id: d.sequence_id,
             prompt_index: d.prompt_index,
@@ -251,18 +129,77 @@ impl<'a> JsDelta<'a> {
     }
 }
 
+/// A batch with no deltas (the caller asks again).
+pub const EMPTY_BATCH_JSON: &str = "[]";
+
 /// `[delta, delta, ...]` as JSON text.
 pub fn batch_json(deltas: &[Delta], ctx: &mut LogprobContext) -> String {
     let decoder = ctx.decoder.as_deref();
-    let views: Vec<JsDelta> = deltas
+    let views: Vec<DeltaView> = deltas
         .iter()
-        .map(|d| JsDelta::new(d, decoder, &mut ctx.last_cumulative))
+        .map(|d| DeltaView::new(d, decoder, &mut ctx.last_cumulative))
         .collect();
     serde_json::to_string(&views).unwrap_or_else(|_| "[]".to_string())
 }
 
 /// One delta as JSON text (no tokenizer: alternatives keep the engine's token ids).
 pub fn delta_json(delta: &Delta) -> String {
-    let view = JsDelta::new(delta, None, &mut HashMap::new());
+    let view = DeltaView::new(delta, None, &mut HashMap::new());
     serde_json::to_string(&view).unwrap_or_else(|_| "null".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::TopLogprob;
+    use serde_json::json;
+
+    fn delta(tokens: Vec<i64>, cumulative: f64, top: &[(&str, f64)]) -> Delta {
+        Delta {
+            request_id: 3,
+            content: Some("x".into()),
+            tokens,
+            cumulative_logprob: Some(cumulative),
+            top_logprobs: top
+                .iter()
+                .map(|(t, l)| TopLogprob {
+                    token: t.to_string(),
+                    logprob: *l,
+                    bytes: None,
+                })
+                .collect(),
+            ..Delta::default()
+        }
+    }
+
+    #[test]
+    fn chosen_logprobs_come_from_the_alternatives_or_the_cumulative_change() {
+        let mut ctx = LogprobContext::new(None);
+        let batch = [
+            delta(vec![7], -0.5, &[("7", -0.5), ("9", -1.0)]),
+            // 8 is not among the alternatives: -1.75 - (-0.5).
+            delta(vec![8], -1.75, &[("7", -0.25)]),
+        ];
+        let v: Value = serde_json::from_str(&batch_json(&batch, &mut ctx)).unwrap();
+        assert_eq!(v[0]["logprobs"][0]["logprob"], json!(-0.5));
+        assert_eq!(v[0]["logprobs"][0]["token"], json!("x"));
+        assert_eq!(v[1]["logprobs"][0]["logprob"], json!(-1.25));
+        assert_eq!(
+            v[1]["topLogprobs"][0],
+            json!({"tokenId": 7, "token": "7", "logprob": -0.25})
+        );
+        assert_eq!(v[0]["requestId"], json!(3));
+        assert!(
+            v[0].get("finishReason").is_none(),
+            "absent fields are omitted"
+        );
+    }
+
+    #[test]
+    fn without_alternatives_there_are_no_chosen_logprobs() {
+        let d = delta(vec![7], -0.5, &[]);
+        let v: Value = serde_json::from_str(&delta_json(&d)).unwrap();
+        assert!(v.get("logprobs").is_none());
+        assert_eq!(v["topLogprobs"], json!([]));
+    }
 }
