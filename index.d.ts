@@ -47,6 +47,20 @@ export declare class NativeEngine {
    * core validates it and names the bad element).
    */
   embed(model: string, inputsJson: string): Promise<NativeEmbedding>
+  static start(options: NativeStartOptions): Promise<NativeEngine>
+  get pid(): number
+  get launched(): boolean
+  get cacheRoot(): string
+  get channelId(): bigint
+  get closed(): boolean
+  /** Release this lease. Idempotent; never stops the engine. */
+  close(): Promise<void>
+  loadModel(id: string, timeoutMs?: number | undefined | null, modelPath?: string | undefined | null, canonicalId?: string | undefined | null): Promise<NativeModelInfo>
+  /**
+   * Send one management command (a JSON object with a `type`) and return the engine's
+   * reply as JSON text. Low level: the typed methods cover the protocol's commands.
+   */
+  managementCommand(commandJson: string, timeoutMs?: number | undefined | null): Promise<string>
   /**
    * Fail the activation of `id` at once and tell the engine (`cancel_model_load`). False
    * when no activation of it was under way.
@@ -65,20 +79,6 @@ export declare class NativeEngine {
    * reference audio, the PCM samples or the image to edit.
    */
   modalTask(model: string, kind: string, inputJson: string, media?: Buffer | undefined | null): Promise<NativeTask>
-  static start(options: NativeStartOptions): Promise<NativeEngine>
-  get pid(): number
-  get launched(): boolean
-  get cacheRoot(): string
-  get channelId(): bigint
-  get closed(): boolean
-  /** Release this lease. Idempotent; never stops the engine. */
-  close(): Promise<void>
-  loadModel(id: string, timeoutMs?: number | undefined | null, modelPath?: string | undefined | null, canonicalId?: string | undefined | null): Promise<NativeModelInfo>
-  /**
-   * Send one management command (a JSON object with a `type`) and return the engine's
-   * reply as JSON text. Low level: the typed methods cover the protocol's commands.
-   */
-  managementCommand(commandJson: string, timeoutMs?: number | undefined | null): Promise<string>
 }
 
 /** A held lock; `release()` (or garbage collection) gives it back. */
