@@ -118,68 +118,60 @@ function conversation() {
 
 const REPS = 5
 
+/**
+ * CPU µs per delivered delta for `streams` concurrent streams of `per` deltas each, through
+ * the SDK and through the raw Rust SUB consumer, alternating for REPS rounds (medians).
+ */
+async function deliveryCost(streams, per) {
+  return withEngine(async (_e, client) => {
+    await drain(client.chat(modelDir, user, flood(2_000))) // warm-up
+    const js = []
+    const raws = []
+    const rates = []
+    let lost = 0
+    for (let i = 0; i < REPS; i++) {
+      const cpu0 = process.cpuUsage()
+      const t0 = performance.now()
+      const runs = await Promise.all(
+        Array.from({ length: streams }, () => drain(client.chat(modelDir, user, flood(per)), null, per)),
+      )
+      const received = runs.reduce((a, r) => a + r.received, 0)
+      js.push(cpuSince(cpu0) / received)
+      rates.push(received / ((Math.max(...runs.map((r) => r.last)) - t0) / 1000))
+      lost += runs.reduce((a, r) => a + r.lost, 0)
+      const raw = runRaw(streams, per)
+      raws.push(raw.cpu_us / raw.deltas)
+    }
+    return { js: median(js), raw: median(raws), rate: median(rates), lost }
+  })
+}
+
 const scenarios = {
   // CPU per delivered delta, one stream with the emulator publishing as fast as it can: the
   // SDK (JS thread + native threads) next to a raw Rust SUB consumer, alternating, 5 rounds.
   async stream() {
     const N = Number(process.env.BENCH_STREAM_DELTAS || 100_000)
-    return withEngine(async (_e, client) => {
-      await drain(client.chat(modelDir, user, flood(2_000))) // warm-up
-      const js = [],
-        raws = [],
-        rates = []
-      let lost = 0
-      for (let i = 0; i < REPS; i++) {
-        const cpu0 = process.cpuUsage()
-        const t0 = performance.now()
-        const r = await drain(client.chat(modelDir, user, flood(N)), null, N)
-        js.push(cpuSince(cpu0) / r.received)
-        rates.push(r.received / ((r.last - t0) / 1000))
-        lost += r.lost
-        const raw = runRaw(1, N)
-        raws.push(raw.cpu_us / raw.deltas)
-      }
-      return {
-        cpu_us_per_delta_js_1: median(js),
-        cpu_us_per_delta_raw_1: median(raws),
-        stream_deltas_per_s_js: median(rates),
-        deltas_lost_stream: lost,
-        lost_finals: lostFinals,
-      }
-    })
+    const r = await deliveryCost(1, N)
+    return {
+      cpu_us_per_delta_js_1: r.js,
+      cpu_us_per_delta_raw_1: r.raw,
+      stream_deltas_per_s_js: r.rate,
+      deltas_lost_stream: r.lost,
+      lost_finals: lostFinals,
+    }
   },
 
   // The same with 64 concurrent streams.
   async batch64() {
     const N = Number(process.env.BENCH_BATCH_DELTAS || 100_000)
-    const per = Math.ceil(N / 64)
-    return withEngine(async (_e, client) => {
-      await drain(client.chat(modelDir, user, flood(2_000)))
-      const js = [],
-        raws = [],
-        rates = []
-      let lost = 0
-      for (let i = 0; i < REPS; i++) {
-        const cpu0 = process.cpuUsage()
-        const t0 = performance.now()
-        const runs = await Promise.all(
-          Array.from({ length: 64 }, () => drain(client.chat(modelDir, user, flood(per)), null, per)),
-        )
-        const received = runs.reduce((a, r) => a + r.received, 0)
-        js.push(cpuSince(cpu0) / received)
-        rates.push(received / ((Math.max(...runs.map((r) => r.last)) - t0) / 1000))
-        lost += runs.reduce((a, r) => a + r.lost, 0)
-        const raw = runRaw(64, per)
-        raws.push(raw.cpu_us / raw.deltas)
-      }
-      return {
-        cpu_us_per_delta_js_64: median(js),
-        cpu_us_per_delta_raw_64: median(raws),
-        batch64_deltas_per_s_js: median(rates),
-        deltas_lost_batch64: lost,
-        lost_finals: lostFinals,
-      }
-    })
+    const r = await deliveryCost(64, Math.ceil(N / 64))
+    return {
+      cpu_us_per_delta_js_64: r.js,
+      cpu_us_per_delta_raw_64: r.raw,
+      batch64_deltas_per_s_js: r.rate,
+      deltas_lost_batch64: r.lost,
+      lost_finals: lostFinals,
+    }
   },
 
   // Publish → iterator latency at a paced 2,000 deltas/s (the emulator stamps each delta).

@@ -95,7 +95,7 @@ export class DeltaStream<R> extends Consumable<ChatDelta, R> {
     return this.#finish(this.#accumulator)
   }
 
-  /** End the native request at once (its `cancel_request` is sent in the background), once. */
+  /** End the engine request at once (its `cancel_request` is sent in the background), once. */
   protected override async stop(): Promise<void> {
     this.markCancelled()
     const native = this.#native ?? (await this.#handle.catch(() => undefined))

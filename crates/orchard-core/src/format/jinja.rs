@@ -98,15 +98,7 @@ fn string_filter(value: &Value) -> Value {
 /// Jinja2's `iterable`: anything `iter()` accepts. Undefined is iterable (it iterates as
 /// empty); none, booleans and numbers are not (minijinja says yes for none).
 fn is_iterable(value: &Value) -> bool {
-    matches!(
-        value.kind(),
-        ValueKind::Undefined
-            | ValueKind::String
-            | ValueKind::Bytes
-            | ValueKind::Seq
-            | ValueKind::Map
-            | ValueKind::Iterable
-    )
+    is_sequence(value) || value.kind() == ValueKind::Iterable
 }
 
 /// Jinja2's `sequence`: has a length and item access, so strings and dicts count too
