@@ -22,7 +22,11 @@ const tools: FunctionTool[] = weatherAndTime
 
 const user = (content: string): ChatMessage[] => [{ role: 'user', content }]
 
-async function collect(on: string, messages: ChatMessage[], options: Parameters<Client['chat']>[2]): Promise<{ deltas: ChatDelta[]; result: ChatResult }> {
+async function collect(
+  on: string,
+  messages: ChatMessage[],
+  options: Parameters<Client['chat']>[2],
+): Promise<{ deltas: ChatDelta[]; result: ChatResult }> {
   const stream = client.chat(on, messages, options)
   const deltas: ChatDelta[] = []
   for await (const d of stream) deltas.push(d)
@@ -73,7 +77,10 @@ describe('chat with tools', () => {
       const raw = join(mine.filter((f) => f.argument === null).map((f) => f.delta))
       expect(raw.startsWith('<|python_tag|>')).toBe(true)
       expect(raw.endsWith('<|eom_id|>')).toBe(true)
-      expect(JSON.parse(raw.slice('<|python_tag|>'.length, -'<|eom_id|>'.length))).toEqual({ name: call.name, arguments: call.arguments })
+      expect(JSON.parse(raw.slice('<|python_tag|>'.length, -'<|eom_id|>'.length))).toEqual({
+        name: call.name,
+        arguments: call.arguments,
+      })
       // Tagged fragments add up to each argument's value.
       const args = call.arguments as Record<string, unknown>
       const argNames = [...new Set(mine.flatMap((f) => (f.argument === null ? [] : [f.argument])))]
@@ -86,7 +93,12 @@ describe('chat with tools', () => {
   })
 
   it("toolChoice 'none' answers in text", async () => {
-    const { deltas, result } = await collect(model, user('Use get_weather and then get_time.'), { tools, toolChoice: 'none', maxTokens: 12, seed: 5 })
+    const { deltas, result } = await collect(model, user('Use get_weather and then get_time.'), {
+      tools,
+      toolChoice: 'none',
+      maxTokens: 12,
+      seed: 5,
+    })
     expect(result.toolCalls).toEqual([])
     expect(result.text.length).toBeGreaterThan(0)
     expect(deltas.every((d) => d.toolCallDeltas.length === 0)).toBe(true)
@@ -96,7 +108,11 @@ describe('chat with tools', () => {
 
 describe('chat with reasoning', () => {
   it('sets reasoning, which never leaks into the text, streamed or final', async () => {
-    const { deltas, result } = await collect(thinker, user('Tell me about the orchard.'), { reasoning: 'low', maxTokens: 60, seed: 4 })
+    const { deltas, result } = await collect(thinker, user('Tell me about the orchard.'), {
+      reasoning: 'low',
+      maxTokens: 60,
+      seed: 4,
+    })
     expect(result.reasoning).not.toBeNull()
     expect(result.reasoning!.trim().length).toBeGreaterThan(0)
     expect(result.text.length).toBeGreaterThan(0)
@@ -125,7 +141,11 @@ describe('chat with reasoning', () => {
   })
 
   it('reasoning: false gives no reasoning on a model that reasons natively', async () => {
-    const { deltas, result } = await collect(thinker, user('Tell me about the orchard.'), { reasoning: false, maxTokens: 20, seed: 4 })
+    const { deltas, result } = await collect(thinker, user('Tell me about the orchard.'), {
+      reasoning: false,
+      maxTokens: 20,
+      seed: 4,
+    })
     expect(result.reasoning).toBeNull()
     expect(result.usage.reasoningTokens).toBe(0)
     expect(deltas.every((d) => d.reasoning === '')).toBe(true)
@@ -134,7 +154,11 @@ describe('chat with reasoning', () => {
   })
 
   it('reasoning then a tool call: three kinds of fragments, kept apart', async () => {
-    const { deltas, result } = await collect(thinker, user('Use get_weather please.'), { tools, reasoning: 'minimal', seed: 6 })
+    const { deltas, result } = await collect(thinker, user('Use get_weather please.'), {
+      tools,
+      reasoning: 'minimal',
+      seed: 6,
+    })
     expect(result.reasoning!.trim().length).toBeGreaterThan(0)
     expect(result.toolCalls.map((c) => c.name)).toEqual(['get_weather'])
     expect(typeof result.toolCalls[0]!.arguments).toBe('object')

@@ -1,15 +1,16 @@
 // orchard-ts/ai: the REAL AI SDK functions (generateText, streamText, generateObject, tool
 // loops) driving the provider against the emulator.
-import { InvalidArgumentError, NoSuchModelError, UnsupportedFunctionalityError } from '@ai-sdk/provider'
+
 import type { LanguageModelV4Prompt } from '@ai-sdk/provider'
-import { Output, embed, embedMany, generateObject, generateText, isStepCount, streamText, tool } from 'ai'
+import { InvalidArgumentError, NoSuchModelError, UnsupportedFunctionalityError } from '@ai-sdk/provider'
 import type { LanguageModelUsage, TextStreamPart, ToolSet } from 'ai'
+import { embed, embedMany, generateObject, generateText, isStepCount, Output, streamText, tool } from 'ai'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 
-import { ModelNotLoadedError } from '../src-ts'
 import type { ChatDelta, ChatMessage, Client, Engine, Usage } from '../src-ts'
-import { type OrchardProvider, createOrchard } from '../src-ts/ai'
+import { ModelNotLoadedError } from '../src-ts'
+import { createOrchard, type OrchardProvider } from '../src-ts/ai'
 import { toMessages } from '../src-ts/ai/convert'
 import { useEmulator } from './helpers'
 
@@ -32,7 +33,9 @@ useEmulator('ai', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '1' }, thinker: true }, 
 /** The end-of-turn token id, to ban it for a request that runs until it is cancelled. */
 let eot: number
 beforeAll(async () => {
-  const vocab = (await engine.managementCommand({ type: 'emulator_vocab' })).data?.emulator_vocab as { eot_token_id: number }
+  const vocab = (await engine.managementCommand({ type: 'emulator_vocab' })).data?.emulator_vocab as {
+    eot_token_id: number
+  }
   eot = vocab.eot_token_id
 })
 
@@ -62,7 +65,12 @@ function thrown(f: () => unknown): unknown {
 
 describe('generateText', () => {
   it('gives the text, finish reason and usage of the same seeded client request', async () => {
-    const result = await generateText({ model: orchard(model), prompt: 'Tell me about the orchard.', maxOutputTokens: 24, seed: 7 })
+    const result = await generateText({
+      model: orchard(model),
+      prompt: 'Tell me about the orchard.',
+      maxOutputTokens: 24,
+      seed: 7,
+    })
     const ours = await client.chat(model, user('Tell me about the orchard.'), { maxTokens: 24, seed: 7 })
     expect(result.text.length).toBeGreaterThan(0)
     expect(result.text).toBe(ours.text)
@@ -77,8 +85,18 @@ describe('generateText', () => {
   })
 
   it('maps reasoning and usage on a reasoning model, and the system prompt reaches the engine', async () => {
-    const result = await generateText({ model: orchard(thinker), system: 'Be brief.', prompt: 'Tell me about the orchard.', maxOutputTokens: 60, seed: 4 })
-    const ours = await client.chat(thinker, [{ role: 'system', content: 'Be brief.' }, ...user('Tell me about the orchard.')], { maxTokens: 60, seed: 4 })
+    const result = await generateText({
+      model: orchard(thinker),
+      system: 'Be brief.',
+      prompt: 'Tell me about the orchard.',
+      maxOutputTokens: 60,
+      seed: 4,
+    })
+    const ours = await client.chat(
+      thinker,
+      [{ role: 'system', content: 'Be brief.' }, ...user('Tell me about the orchard.')],
+      { maxTokens: 60, seed: 4 },
+    )
     expect(ours.usage.reasoningTokens).toBeGreaterThan(0)
     expect(result.reasoningText).toBe(ours.reasoning)
     expect(result.text).toBe(ours.text)
@@ -86,24 +104,52 @@ describe('generateText', () => {
   })
 
   it("reasoning 'none' turns thinking off; 'xhigh' warns and uses orchard's highest effort", async () => {
-    const off = await generateText({ model: orchard(thinker), prompt: 'Tell me about the orchard.', maxOutputTokens: 20, seed: 4, reasoning: 'none' })
+    const off = await generateText({
+      model: orchard(thinker),
+      prompt: 'Tell me about the orchard.',
+      maxOutputTokens: 20,
+      seed: 4,
+      reasoning: 'none',
+    })
     expect(off.reasoningText).toBeUndefined()
     expect(off.usage.outputTokenDetails.reasoningTokens).toBe(0)
-    const high = await generateText({ model: orchard(thinker), prompt: 'Tell me about the orchard.', maxOutputTokens: 40, seed: 4, reasoning: 'xhigh' })
-    const ours = await client.chat(thinker, user('Tell me about the orchard.'), { maxTokens: 40, seed: 4, reasoning: 'high' })
+    const high = await generateText({
+      model: orchard(thinker),
+      prompt: 'Tell me about the orchard.',
+      maxOutputTokens: 40,
+      seed: 4,
+      reasoning: 'xhigh',
+    })
+    const ours = await client.chat(thinker, user('Tell me about the orchard.'), {
+      maxTokens: 40,
+      seed: 4,
+      reasoning: 'high',
+    })
     expect(high.text).toBe(ours.text)
     expect(high.warnings).toEqual([expect.objectContaining({ type: 'compatibility', feature: "reasoning 'xhigh'" })])
   })
 
   it('passes sampling options through (the same as the client with them)', async () => {
     const options = { temperature: 0.7, topP: 0.9, topK: 20, presencePenalty: 0.5, frequencyPenalty: 0.25, seed: 3 }
-    const result = await generateText({ model: orchard(model), prompt: 'Tell me about apples.', maxOutputTokens: 16, ...options })
+    const result = await generateText({
+      model: orchard(model),
+      prompt: 'Tell me about apples.',
+      maxOutputTokens: 16,
+      ...options,
+    })
     const ours = await client.chat(model, user('Tell me about apples.'), { maxTokens: 16, ...options })
     const plain = await client.chat(model, user('Tell me about apples.'), { maxTokens: 16, seed: 3 })
     expect(result.text).toBe(ours.text)
     // The options change the text, so equality above is not by chance.
     expect(ours.text).not.toBe(plain.text)
-    const stopped = await generateText({ model: orchard(model), prompt: 'Tell me about apples.', maxOutputTokens: 16, seed: 3, stopSequences: [plain.text.split(' ')[2]!], include: { requestBody: true } })
+    const stopped = await generateText({
+      model: orchard(model),
+      prompt: 'Tell me about apples.',
+      maxOutputTokens: 16,
+      seed: 3,
+      stopSequences: [plain.text.split(' ')[2]!],
+      include: { requestBody: true },
+    })
     expect(stopped.text.length).toBeLessThan(plain.text.length)
     // The SDK's stop sequences come on top of the model's end of turn.
     const rendered = await client.renderPrompt(model, user('Tell me about apples.'))
@@ -112,8 +158,16 @@ describe('generateText', () => {
   })
 
   it('returns log-probabilities in provider metadata when asked', async () => {
-    const result = await generateText({ model: orchard(model), prompt: 'Hi', maxOutputTokens: 6, seed: 2, providerOptions: { orchard: { logprobs: 2 } } })
-    const logprobs = (result.providerMetadata?.orchard as { logprobs: Array<{ token: string; topLogprobs: unknown[] }> }).logprobs
+    const result = await generateText({
+      model: orchard(model),
+      prompt: 'Hi',
+      maxOutputTokens: 6,
+      seed: 2,
+      providerOptions: { orchard: { logprobs: 2 } },
+    })
+    const logprobs = (
+      result.providerMetadata!.orchard as { logprobs: Array<{ token: string; topLogprobs: unknown[] }> }
+    ).logprobs
     expect(logprobs).toHaveLength(result.usage.outputTokens!)
     for (const lp of logprobs) expect(lp.topLogprobs).toHaveLength(2)
     const plain = await generateText({ model: orchard(model), prompt: 'Hi', maxOutputTokens: 6, seed: 2 })
@@ -121,20 +175,38 @@ describe('generateText', () => {
   })
 
   it('refuses a bad provider option by name, and warns for settings it cannot honour', async () => {
-    await expect(generateText({ model: orchard(model), prompt: 'Hi', providerOptions: { orchard: { minP: 'low' } }, maxRetries: 0 })).rejects.toSatisfy(
+    await expect(
+      generateText({
+        model: orchard(model),
+        prompt: 'Hi',
+        providerOptions: { orchard: { minP: 'low' } },
+        maxRetries: 0,
+      }),
+    ).rejects.toSatisfy(
       (e: unknown) => InvalidArgumentError.isInstance(e) && /providerOptions\.orchard\.minP/.test((e as Error).message),
     )
-    await expect(generateText({ model: orchard(model), prompt: 'Hi', providerOptions: { orchard: { topk: 2 } }, maxRetries: 0 })).rejects.toThrow(
-      /providerOptions\.orchard\.topk: unknown option/,
-    )
-    const result = await generateText({ model: orchard(model), prompt: 'Hi', maxOutputTokens: 4, seed: 1, headers: { 'x-trace': '1' } })
+    await expect(
+      generateText({ model: orchard(model), prompt: 'Hi', providerOptions: { orchard: { topk: 2 } }, maxRetries: 0 }),
+    ).rejects.toThrow(/providerOptions\.orchard\.topk: unknown option/)
+    const result = await generateText({
+      model: orchard(model),
+      prompt: 'Hi',
+      maxOutputTokens: 4,
+      seed: 1,
+      headers: { 'x-trace': '1' },
+    })
     expect(result.warnings).toEqual([expect.objectContaining({ type: 'unsupported', feature: 'headers' })])
   })
 })
 
 describe('streamText', () => {
   it('streams reasoning, then text, in order, with the client’s usage', async () => {
-    const result = streamText({ model: orchard(thinker), prompt: 'Tell me about the orchard.', maxOutputTokens: 60, seed: 4 })
+    const result = streamText({
+      model: orchard(thinker),
+      prompt: 'Tell me about the orchard.',
+      maxOutputTokens: 60,
+      seed: 4,
+    })
     const parts: Array<TextStreamPart<ToolSet>> = []
     for await (const p of result.fullStream) parts.push(p)
     const ours = await client.chat(thinker, user('Tell me about the orchard.'), { maxTokens: 60, seed: 4 })
@@ -148,7 +220,8 @@ describe('streamText', () => {
     expect(kinds[kinds.length - 1]).toBe('text-end')
     expect(kinds.filter((k) => k === 'reasoning-delta').length).toBeGreaterThan(1)
 
-    const joined = (type: 'text-delta' | 'reasoning-delta') => parts.flatMap((p) => (p.type === type ? [p.text] : [])).join('')
+    const joined = (type: 'text-delta' | 'reasoning-delta') =>
+      parts.flatMap((p) => (p.type === type ? [p.text] : [])).join('')
     expect(joined('reasoning-delta')).toBe(ours.reasoning)
     expect(joined('text-delta')).toBe(ours.text)
     expect(await result.text).toBe(ours.text)
@@ -223,7 +296,12 @@ describe('structured output', () => {
   })
 
   it('generateObject with a zod schema: the object parses and validates', async () => {
-    const { object, finishReason, usage } = await generateObject({ model: orchard(model), schema: Orchard, prompt: 'Describe an orchard.', seed: 22 })
+    const { object, finishReason, usage } = await generateObject({
+      model: orchard(model),
+      schema: Orchard,
+      prompt: 'Describe an orchard.',
+      seed: 22,
+    })
     expect(Orchard.parse(object)).toEqual(object)
     expect(Object.keys(object).sort()).toEqual(['season', 'tags', 'trees', 'variety'])
     expect(finishReason).toBe('stop')
@@ -231,7 +309,13 @@ describe('structured output', () => {
   })
 
   it('generateText with Output.object on a reasoning model', async () => {
-    const { output, reasoningText } = await generateText({ model: orchard(thinker), output: Output.object({ schema: Orchard }), prompt: 'Describe an orchard.', seed: 21, reasoning: 'minimal' })
+    const { output, reasoningText } = await generateText({
+      model: orchard(thinker),
+      output: Output.object({ schema: Orchard }),
+      prompt: 'Describe an orchard.',
+      seed: 21,
+      reasoning: 'minimal',
+    })
     expect(Orchard.parse(output)).toEqual(output)
     expect(reasoningText?.trim().length).toBeGreaterThan(0)
   })
@@ -250,7 +334,14 @@ describe('tools', () => {
         },
       }),
     }
-    const result = await generateText({ model: orchard(model), tools, stopWhen: isStepCount(4), prompt: 'Use get_weather for Paris.', seed: 2, maxOutputTokens: 32 })
+    const result = await generateText({
+      model: orchard(model),
+      tools,
+      stopWhen: isStepCount(4),
+      prompt: 'Use get_weather for Paris.',
+      seed: 2,
+      maxOutputTokens: 32,
+    })
     expect(result.steps).toHaveLength(2)
     const [first, second] = result.steps
     expect(first!.finishReason).toBe('tool-calls')
@@ -269,7 +360,10 @@ describe('tools', () => {
   it('streams tool-call inputs whose deltas add up to the call input', async () => {
     const tools = {
       get_weather: tool({ description: 'Current weather for a city', inputSchema: weatherSchema }),
-      get_time: tool({ description: 'The time in a zone', inputSchema: z.object({ zone: z.string(), hours: z.number().int().min(0).max(23) }) }),
+      get_time: tool({
+        description: 'The time in a zone',
+        inputSchema: z.object({ zone: z.string(), hours: z.number().int().min(0).max(23) }),
+      }),
     }
     const result = streamText({ model: orchard(model), tools, prompt: 'Use get_weather and then get_time.', seed: 5 })
     const parts: Array<TextStreamPart<typeof tools>> = []
@@ -289,11 +383,27 @@ describe('tools', () => {
   })
 
   it("toolChoice 'none' answers in text; a named tool is the one called", async () => {
-    const tools = { get_weather: tool({ inputSchema: weatherSchema }), get_time: tool({ inputSchema: z.object({ zone: z.string() }) }) }
-    const none = await generateText({ model: orchard(model), tools, toolChoice: 'none', prompt: 'Use get_weather.', maxOutputTokens: 12, seed: 5 })
+    const tools = {
+      get_weather: tool({ inputSchema: weatherSchema }),
+      get_time: tool({ inputSchema: z.object({ zone: z.string() }) }),
+    }
+    const none = await generateText({
+      model: orchard(model),
+      tools,
+      toolChoice: 'none',
+      prompt: 'Use get_weather.',
+      maxOutputTokens: 12,
+      seed: 5,
+    })
     expect(none.toolCalls).toEqual([])
     expect(none.text.length).toBeGreaterThan(0)
-    const named = await generateText({ model: orchard(model), tools, toolChoice: { type: 'tool', toolName: 'get_time' }, prompt: 'Use get_weather.', seed: 3 })
+    const named = await generateText({
+      model: orchard(model),
+      tools,
+      toolChoice: { type: 'tool', toolName: 'get_time' },
+      prompt: 'Use get_weather.',
+      seed: 3,
+    })
     expect(named.toolCalls.map((c) => c.toolName)).toEqual(['get_time'])
   })
 })
@@ -323,8 +433,18 @@ describe('prompt conversion', () => {
       {
         role: 'tool',
         content: [
-          { type: 'tool-result', toolCallId: 'call_1', toolName: 'get_weather', output: { type: 'json', value: { forecast: 'sun' } } },
-          { type: 'tool-result', toolCallId: 'call_2', toolName: 'get_time', output: { type: 'error-text', value: 'no such zone' } },
+          {
+            type: 'tool-result',
+            toolCallId: 'call_1',
+            toolName: 'get_weather',
+            output: { type: 'json', value: { forecast: 'sun' } },
+          },
+          {
+            type: 'tool-result',
+            toolCallId: 'call_2',
+            toolName: 'get_time',
+            output: { type: 'error-text', value: 'no such zone' },
+          },
         ],
       },
       { role: 'user', content: [{ type: 'text', text: 'Thanks.' }] },
@@ -343,7 +463,9 @@ describe('prompt conversion', () => {
         role: 'assistant',
         content: 'Checking.',
         reasoning_content: 'A photo; check the weather.',
-        tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: { city: 'Paris' } } }],
+        tool_calls: [
+          { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: { city: 'Paris' } } },
+        ],
       },
       { role: 'tool', tool_call_id: 'call_1', content: '{"forecast":"sun"}' },
       { role: 'tool', tool_call_id: 'call_2', content: 'no such zone' },
@@ -352,7 +474,12 @@ describe('prompt conversion', () => {
   })
 
   it('refuses a file orchard cannot read, naming it', () => {
-    const prompt: LanguageModelV4Prompt = [{ role: 'user', content: [{ type: 'file', mediaType: 'application/pdf', filename: 'a.pdf', data: { type: 'data', data: png } }] }]
+    const prompt: LanguageModelV4Prompt = [
+      {
+        role: 'user',
+        content: [{ type: 'file', mediaType: 'application/pdf', filename: 'a.pdf', data: { type: 'data', data: png } }],
+      },
+    ]
     const e = thrown(() => toMessages(prompt))
     expect(UnsupportedFunctionalityError.isInstance(e)).toBe(true)
     expect((e as Error).message).toMatch(/prompt\[0\]\.content\[0\].*application\/pdf/)
@@ -362,13 +489,25 @@ describe('prompt conversion', () => {
     const mapped = toMessages([
       { role: 'system', content: 'Be brief.' },
       { role: 'user', content: [{ type: 'text', text: 'Use get_weather.' }] },
-      { role: 'assistant', content: [{ type: 'tool-call', toolCallId: 'c1', toolName: 'get_weather', input: { city: 'Paris' } }] },
-      { role: 'tool', content: [{ type: 'tool-result', toolCallId: 'c1', toolName: 'get_weather', output: { type: 'text', value: 'Sunny' } }] },
+      {
+        role: 'assistant',
+        content: [{ type: 'tool-call', toolCallId: 'c1', toolName: 'get_weather', input: { city: 'Paris' } }],
+      },
+      {
+        role: 'tool',
+        content: [
+          { type: 'tool-result', toolCallId: 'c1', toolName: 'get_weather', output: { type: 'text', value: 'Sunny' } },
+        ],
+      },
     ])
     const direct: ChatMessage[] = [
       { role: 'system', content: 'Be brief.' },
       { role: 'user', content: 'Use get_weather.' },
-      { role: 'assistant', content: '', tool_calls: [{ id: 'c1', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }] },
+      {
+        role: 'assistant',
+        content: '',
+        tool_calls: [{ id: 'c1', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }],
+      },
       { role: 'tool', tool_call_id: 'c1', content: 'Sunny' },
     ]
     const [a, b] = await Promise.all([client.renderPrompt(model, mapped), client.renderPrompt(model, direct)])
@@ -417,7 +556,10 @@ describe('embeddings (embed / embedMany)', () => {
 
   it('embed gives the vector client.embed gives, with usage', async () => {
     const value = 'Apples ripen in the autumn orchard.'
-    const [sdk, ours] = await Promise.all([embed({ model: orchard.embeddingModel(model), value, maxRetries: 0 }), client.embed(model, value)])
+    const [sdk, ours] = await Promise.all([
+      embed({ model: orchard.embeddingModel(model), value, maxRetries: 0 }),
+      client.embed(model, value),
+    ])
     expect(sdk.value).toBe(value)
     expect(sdk.embedding).toHaveLength(ours.dimensions)
     expect(same(sdk.embedding, ours.embeddings[0]!)).toBe(true)
@@ -431,13 +573,13 @@ describe('embeddings (embed / embedMany)', () => {
     const { embeddings, usage, providerMetadata } = await embedMany({ model: m, values, maxRetries: 0 })
     expect(embeddings).toHaveLength(values.length)
     const singles = await Promise.all(values.map((v) => client.embed(model, v)))
-    embeddings.forEach((e, i) => expect(same(e, singles[i]!.embeddings[0]!)).toBe(true))
+    for (const [i, e] of embeddings.entries()) expect(same(e, singles[i]!.embeddings[0]!)).toBe(true)
     expect(embeddings[0]).toEqual(embeddings[3])
     expect(embeddings[0]).not.toEqual(embeddings[1])
     expect(usage.tokens).toBe(singles.reduce((n, s) => n + s.usage.promptTokens, 0))
-    const requestId = (providerMetadata?.orchard as { requestId: number }).requestId
+    const requestId = (providerMetadata!.orchard as { requestId: number }).requestId
     const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
-    expect((reply.data?.emulator_request_stats as { published_deltas: number }).published_deltas).toBe(values.length)
+    expect((reply.data!.emulator_request_stats as { published_deltas: number }).published_deltas).toBe(values.length)
   })
 
   it('a dimensions option the model cannot honour is a warning, not a smaller vector', async () => {
@@ -456,6 +598,8 @@ describe('embeddings (embed / embedMany)', () => {
   })
 
   it('a model that is not loaded fails the call with ModelNotLoadedError', async () => {
-    await expect(embed({ model: orchard.embeddingModel('/no/such/model'), value: 'x', maxRetries: 0 })).rejects.toBeInstanceOf(ModelNotLoadedError)
+    await expect(
+      embed({ model: orchard.embeddingModel('/no/such/model'), value: 'x', maxRetries: 0 }),
+    ).rejects.toBeInstanceOf(ModelNotLoadedError)
   })
 })

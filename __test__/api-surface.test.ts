@@ -8,17 +8,27 @@ import { describe, expect, it } from 'vitest'
 import { repoRoot } from './helpers'
 
 const ENTRIES = ['index', 'testing', 'server/index', 'ai/index']
-const INTERNAL = /\b(native|nativeSync|makeError|fromNative|addon|requestJson|NativeEngine|NativeChat|NativeEmbedding|NativeBinding|StreamOptions)\b/
+const INTERNAL =
+  /\b(native|nativeSync|makeError|fromNative|addon|requestJson|NativeEngine|NativeChat|NativeEmbedding|NativeBinding|StreamOptions)\b/
 
 /** The build's declaration files, emitted in memory. */
 function declarations(): Map<string, string> {
-  const config = ts.getParsedCommandLineOfConfigFile(path.join(repoRoot, 'tsconfig.build.json'), {}, {
-    ...ts.sys,
-    onUnRecoverableConfigFileDiagnostic: (d) => {
-      throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'))
+  const config = ts.getParsedCommandLineOfConfigFile(
+    path.join(repoRoot, 'tsconfig.build.json'),
+    {},
+    {
+      ...ts.sys,
+      onUnRecoverableConfigFileDiagnostic: (d) => {
+        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'))
+      },
     },
-  })!
-  const options: ts.CompilerOptions = { ...config.options, emitDeclarationOnly: true, sourceMap: false, inlineSources: false }
+  )!
+  const options: ts.CompilerOptions = {
+    ...config.options,
+    emitDeclarationOnly: true,
+    sourceMap: false,
+    inlineSources: false,
+  }
   const out = new Map<string, string>()
   ts.createProgram(config.fileNames, options).emit(undefined, (name, text) => {
     if (name.endsWith('.d.ts')) out.set(path.resolve(name), text)
@@ -60,7 +70,9 @@ describe('public declarations', () => {
     expect(surface.has('index:Client')).toBe(true)
     expect(surface.has('index:wire.encodeRequest')).toBe(true)
     expect(surface.has('index:models.pull')).toBe(true)
-    const leaks = [...surface].filter(([name, text]) => INTERNAL.test(name.split(/[:.]/).pop()!) || INTERNAL.test(text)).map(([name, text]) => `${name}: ${INTERNAL.exec(text)?.[0] ?? name}`)
+    const leaks = [...surface]
+      .filter(([name, text]) => INTERNAL.test(name.split(/[:.]/).pop()!) || INTERNAL.test(text))
+      .map(([name, text]) => `${name}: ${INTERNAL.exec(text)?.[0] ?? name}`)
     expect(leaks).toEqual([])
   }, 120_000)
 })

@@ -55,7 +55,10 @@ it('4 processes attach and detach concurrently: one engine at a time, gone after
   }, 15)
   const rounds = 8
   const children = Array.from({ length: 4 }, () => {
-    const child = spawn(process.execPath, ['-e', CHILD, path.join(distDir, 'index.js'), String(rounds)], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['-e', CHILD, path.join(distDir, 'index.js'), String(rounds)], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let out = ''
     let err = ''
     child.stdout.on('data', (d: Buffer) => (out += d.toString()))
@@ -63,7 +66,13 @@ it('4 processes attach and detach concurrently: one engine at a time, gone after
     return new Promise<Lease[]>((resolve, reject) => {
       child.on('exit', (code) => {
         if (code !== 0) reject(new Error(`child exited ${code}: ${err}`))
-        else resolve(out.trim().split('\n').map((l) => JSON.parse(l) as Lease))
+        else
+          resolve(
+            out
+              .trim()
+              .split('\n')
+              .map((l) => JSON.parse(l) as Lease),
+          )
       })
     })
   })

@@ -5,8 +5,8 @@ import path from 'node:path'
 
 import { describe, expect, it } from 'vitest'
 
-import { AbortError, Engine, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
 import type { ChatDelta, ChatMessage, StateEvent } from '../src-ts'
+import { AbortError, Engine, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
 import { Accumulator } from '../src-ts/accumulator'
 import { repoRoot, useEmulator } from './helpers'
 
@@ -55,9 +55,13 @@ describe('chat', () => {
   })
 
   it('stops at maxTokens with finishReason length', async () => {
-    const vocab = (await engine.managementCommand({ type: 'emulator_vocab' })).data?.emulator_vocab as { eot_token_id: number }
+    const vocab = (await engine.managementCommand({ type: 'emulator_vocab' })).data?.emulator_vocab as {
+      eot_token_id: number
+    }
     // The end-of-turn token banned: only maxTokens ends this request.
-    const r = await engine.client().chat(model, messages, { maxTokens: 4, seed: 9, temperature: 0, logitBias: { [vocab.eot_token_id]: -100 } })
+    const r = await engine
+      .client()
+      .chat(model, messages, { maxTokens: 4, seed: 9, temperature: 0, logitBias: { [vocab.eot_token_id]: -100 } })
     expect(r.finishReason).toBe('length')
     expect(r.usage.completionTokens).toBe(4)
   })
@@ -135,8 +139,25 @@ describe('renderPrompt', () => {
 })
 
 describe('Accumulator: the one reading of deltas', () => {
-  const delta = (over: Partial<ChatDelta>): ChatDelta => ({ requestId: 1, tokens: [], topLogprobs: [], isFinal: false, stateEvents: [], text: '', reasoning: '', toolCallDeltas: [], ...over })
-  const ev = (itemType: string, eventType: string, outputIndex: number, identifier: string, delta = '', value?: unknown): StateEvent => ({
+  const delta = (over: Partial<ChatDelta>): ChatDelta => ({
+    requestId: 1,
+    tokens: [],
+    topLogprobs: [],
+    isFinal: false,
+    stateEvents: [],
+    text: '',
+    reasoning: '',
+    toolCallDeltas: [],
+    ...over,
+  })
+  const ev = (
+    itemType: string,
+    eventType: string,
+    outputIndex: number,
+    identifier: string,
+    delta = '',
+    value?: unknown,
+  ): StateEvent => ({
     itemType,
     eventType,
     outputIndex,
@@ -149,13 +170,31 @@ describe('Accumulator: the one reading of deltas', () => {
     const acc = new Accumulator()
     const first = delta({
       tokens: [1, 2],
-      stateEvents: [ev('reasoning', 'content_delta', 0, 'r', 'hmm'), ev('tool_call', 'item_started', 1, 'tool_call:get_weather')],
+      stateEvents: [
+        ev('reasoning', 'content_delta', 0, 'r', 'hmm'),
+        ev('tool_call', 'item_started', 1, 'tool_call:get_weather'),
+      ],
     })
     const second = delta({
       tokens: [3],
-      stateEvents: [ev('tool_call', 'content_delta', 1, 'city', 'Paris'), ev('tool_call', 'item_completed', 1, 'tool_call:get_weather', '', '{"name":"get_weather","arguments":{"city":"Paris"}}')],
+      stateEvents: [
+        ev('tool_call', 'content_delta', 1, 'city', 'Paris'),
+        ev(
+          'tool_call',
+          'item_completed',
+          1,
+          'tool_call:get_weather',
+          '',
+          '{"name":"get_weather","arguments":{"city":"Paris"}}',
+        ),
+      ],
     })
-    const last = delta({ isFinal: true, finishReason: 'stop', generationLen: 3, stateEvents: [ev('message', 'content_delta', 2, 'm', 'Sunny.')] })
+    const last = delta({
+      isFinal: true,
+      finishReason: 'stop',
+      generationLen: 3,
+      stateEvents: [ev('message', 'content_delta', 2, 'm', 'Sunny.')],
+    })
     expect([first, second, last].flatMap((d) => acc.add(d))).toEqual([first, second, last])
     expect(acc.items(first)).toEqual([
       { item: 'reasoning', kind: 'delta', index: 0, identifier: 'r', delta: 'hmm' },
@@ -167,13 +206,28 @@ describe('Accumulator: the one reading of deltas', () => {
     ])
     expect(second.toolCallDeltas).toEqual([{ outputIndex: 1, name: 'get_weather', argument: 'city', delta: 'Paris' }])
     const r = acc.result(0, 1)
-    expect([r.text, r.reasoning, r.toolCalls, r.finishReason]).toEqual(['Sunny.', 'hmm', [{ name: 'get_weather', arguments: { city: 'Paris' } }], 'stop'])
+    expect([r.text, r.reasoning, r.toolCalls, r.finishReason]).toEqual([
+      'Sunny.',
+      'hmm',
+      [{ name: 'get_weather', arguments: { city: 'Paris' } }],
+      'stop',
+    ])
   })
 
   it('counts usage as the largest running count seen (a late smaller count lowers nothing)', () => {
     const acc = new Accumulator()
     acc.add(delta({ tokens: [1], promptTokenCount: 9, cachedTokenCount: 4, generationLen: 5, reasoningTokens: 2 }))
-    acc.add(delta({ tokens: [2], isFinal: true, finishReason: 'length', promptTokenCount: 7, cachedTokenCount: 0, generationLen: 3, reasoningTokens: 1 }))
+    acc.add(
+      delta({
+        tokens: [2],
+        isFinal: true,
+        finishReason: 'length',
+        promptTokenCount: 7,
+        cachedTokenCount: 0,
+        generationLen: 3,
+        reasoningTokens: 1,
+      }),
+    )
     const usage = { promptTokens: 9, completionTokens: 5, reasoningTokens: 2, cachedTokens: 4, totalTokens: 14 }
     expect(acc.usage(0)).toEqual(usage)
     expect(acc.result(0, 1).usage).toEqual(usage)
@@ -200,15 +254,31 @@ describe('input errors arrive asynchronously', () => {
   const calls: Array<[string, () => PromiseLike<unknown>, RegExp]> = [
     ['chat without messages', () => engine.client().chat(model, []), /messages/],
     ['chat with an empty model id', () => engine.client().chat('', messages), /model/],
-    ['chat with a signal that is not an AbortSignal', () => engine.client().chat(model, messages, { signal: 42 as never }), /signal/],
+    [
+      'chat with a signal that is not an AbortSignal',
+      () => engine.client().chat(model, messages, { signal: 42 as never }),
+      /signal/,
+    ],
     ['chat with an option the core refuses', () => engine.client().chat(model, messages, { topK: 0 }), /topK/],
     ['chat with options that are not an object', () => engine.client().chat(model, messages, 7 as never), /options/],
     ['chatBatch without conversations', () => engine.client().chatBatch(model, []), /conversations/],
-    ['chatBatch with a bad signal', () => engine.client().chatBatch(model, [messages], { signal: 'x' as never }), /signal/],
+    [
+      'chatBatch with a bad signal',
+      () => engine.client().chatBatch(model, [messages], { signal: 'x' as never }),
+      /signal/,
+    ],
     ['responses with an empty input', () => engine.client().responses(model, { input: '' }), /input/],
     ['responses with an empty model id', () => engine.client().responses('', { input: 'x' }), /model/],
-    ['responses with an option the core refuses', () => engine.client().responses(model, { input: 'x', tool_choice: 'sometimes' as never }), /tool_choice|toolChoice/],
-    ['responses with an unknown field', () => engine.client().responses(model, { input: 'x', nope: 1 } as never), /nope/],
+    [
+      'responses with an option the core refuses',
+      () => engine.client().responses(model, { input: 'x', tool_choice: 'sometimes' as never }),
+      /tool_choice|toolChoice/,
+    ],
+    [
+      'responses with an unknown field',
+      () => engine.client().responses(model, { input: 'x', nope: 1 } as never),
+      /nope/,
+    ],
     ['embed with a bad option', () => engine.client().embed(model, 'x', { nope: 1 } as never), /nope/],
   ]
 
@@ -264,7 +334,9 @@ describe('cancellation', () => {
 
   it('an AbortSignal rejects the stream with AbortError', async () => {
     const controller = new AbortController()
-    const stream = engine.client().chat(model, messages, { maxTokens: 4000, stop: ['<never>'], signal: controller.signal })
+    const stream = engine
+      .client()
+      .chat(model, messages, { maxTokens: 4000, stop: ['<never>'], signal: controller.signal })
     const seen: ChatDelta[] = []
     const consume = (async () => {
       for await (const d of stream) {

@@ -6,10 +6,9 @@ import path from 'node:path'
 
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 
-import { fakeHub, type FakeHub, tinyRepo } from './fetch-helpers'
-import { distDir, emulatorBinary, tempCacheRoot } from './helpers'
-import { makeModelDir } from './helpers'
 import { Engine } from '../src-ts'
+import { type FakeHub, fakeHub, tinyRepo } from './fetch-helpers'
+import { distDir, emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
 
 const root = tempCacheRoot('cli')
 const env: NodeJS.ProcessEnv = {
@@ -32,8 +31,14 @@ afterAll(() => {
 })
 
 /** Run the CLI asynchronously (the fake Hub lives in this process, so never spawnSync). */
-function orchard(args: string[], extra: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [path.join(distDir, 'cli.js'), ...args], { env: { ...env, ...extra }, stdio: ['ignore', 'pipe', 'pipe'] })
+function orchard(
+  args: string[],
+  extra: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [path.join(distDir, 'cli.js'), ...args], {
+    env: { ...env, ...extra },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
@@ -46,7 +51,16 @@ describe('orchard CLI', () => {
     const h = await orchard(['--help'])
     expect(h.code).toBe(0)
     expect(h.stdout).toContain('models pull')
-    for (const cmd of [['engine', 'start'], ['engine', 'stop'], ['engine', 'status'], ['engine', 'logs'], ['engine', 'install'], ['models', 'pull'], ['models', 'list'], ['models', 'rm']]) {
+    for (const cmd of [
+      ['engine', 'start'],
+      ['engine', 'stop'],
+      ['engine', 'status'],
+      ['engine', 'logs'],
+      ['engine', 'install'],
+      ['models', 'pull'],
+      ['models', 'list'],
+      ['models', 'rm'],
+    ]) {
       const r = await orchard([...cmd, '--help'])
       expect(r.code, cmd.join(' ')).toBe(0)
       expect(r.stdout).toContain(`orchard ${cmd.join(' ')}`)
@@ -95,7 +109,10 @@ describe('orchard CLI', () => {
 
   it('engine start holds the engine; status, logs and stop report it', async () => {
     expect((await orchard(['engine', 'status'])).code).toBe(3)
-    const start: ChildProcess = spawn(process.execPath, [path.join(distDir, 'cli.js'), 'engine', 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const start: ChildProcess = spawn(process.execPath, [path.join(distDir, 'cli.js'), 'engine', 'start'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     const line = await new Promise<string>((resolve, reject) => {
       let out = ''
       start.stdout!.on('data', (d: Buffer) => {
@@ -130,7 +147,10 @@ describe('orchard CLI', () => {
   })
 
   it('engine start without a binary fails with one line and exit 1', async () => {
-    const r = await orchard(['engine', 'start'], { ORCHARD_ENGINE_BINARY: path.join(root, 'nope'), ORCHARD_CACHE_ROOT: path.join(root, 'c2') })
+    const r = await orchard(['engine', 'start'], {
+      ORCHARD_ENGINE_BINARY: path.join(root, 'nope'),
+      ORCHARD_CACHE_ROOT: path.join(root, 'c2'),
+    })
     expect(r.code).toBe(1)
     expect(r.stderr.trim().split('\n')).toHaveLength(1)
     expect(r.stderr).toMatch(/^orchard: no engine binary found.*\[ENGINE_NOT_FOUND\]/)
@@ -149,12 +169,23 @@ describe('orchard serve and orchard chat', () => {
 
   it('chat with a prompt streams the answer the library gives for that seed', async () => {
     const model = makeModelDir(path.join(root, 'chat'))
-    const r = await orchard(['chat', '--model', model, '--seed', '3', '--max-tokens', '12', 'Tell me about the orchard.'])
+    const r = await orchard([
+      'chat',
+      '--model',
+      model,
+      '--seed',
+      '3',
+      '--max-tokens',
+      '12',
+      'Tell me about the orchard.',
+    ])
     expect(r.code).toBe(0)
     const engine = await Engine.start({ cacheRoot: env.ORCHARD_CACHE_ROOT, binary: emulatorBinary })
     try {
       await engine.loadModel(model)
-      const expected = await engine.client().chat(model, [{ role: 'user', content: 'Tell me about the orchard.' }], { seed: 3, maxTokens: 12 })
+      const expected = await engine
+        .client()
+        .chat(model, [{ role: 'user', content: 'Tell me about the orchard.' }], { seed: 3, maxTokens: 12 })
       expect(r.stdout).toBe(`${expected.text}\n`)
     } finally {
       await engine.close()
@@ -163,7 +194,10 @@ describe('orchard serve and orchard chat', () => {
 
   it('serve loads the model, answers the OpenAI API, and stops on SIGTERM', async () => {
     const model = makeModelDir(path.join(root, 'serve'))
-    const child = spawn(process.execPath, [path.join(distDir, 'cli.js'), 'serve', '--port', '0', '--model', model], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [path.join(distDir, 'cli.js'), 'serve', '--port', '0', '--model', model], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stderr = ''
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))

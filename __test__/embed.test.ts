@@ -1,8 +1,8 @@
 // Embeddings end to end: client.embed over real IPC to the emulator.
 import { describe, expect, it } from 'vitest'
 
+import type { Client, EmbedResult, Engine } from '../src-ts'
 import { AbortError, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
-import type { Client, Engine, EmbedResult } from '../src-ts'
 import { LLAMA_CONFIG, makeModelDir, useEmulator } from './helpers'
 import { type RequestStats, statsWhen } from './pipeline-fixtures'
 
@@ -19,7 +19,8 @@ useEmulator('embed', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '5' } }, (e) => {
 })
 
 /** Poll the emulator's counters for a request until `done` holds for them. */
-const until = (requestId: number, done: (s: RequestStats) => boolean): Promise<RequestStats> => statsWhen(engine, requestId, done)
+const until = (requestId: number, done: (s: RequestStats) => boolean): Promise<RequestStats> =>
+  statsWhen(engine, requestId, done)
 
 async function rejection(p: Promise<unknown>): Promise<Error> {
   const err = await p.then(

@@ -1,8 +1,8 @@
 // Each error class owns its code; native codes map to the class that owns them.
 import { describe, expect, it } from 'vitest'
 
-import * as orchard from '../src-ts'
 import type { OrchardError, OrchardErrorCode } from '../src-ts'
+import * as orchard from '../src-ts'
 import { fromNative, makeError } from '../src-ts/errors'
 
 type ErrorClass = new (message: string, options?: { cause?: unknown }) => OrchardError
@@ -31,7 +31,9 @@ const OWNERS: Record<OrchardErrorCode, [ErrorClass, ...ErrorClass[]]> = {
 }
 
 describe('error classes', () => {
-  for (const [code, [Cls, ...parents]] of Object.entries(OWNERS) as Array<[OrchardErrorCode, [ErrorClass, ...ErrorClass[]]]>) {
+  for (const [code, [Cls, ...parents]] of Object.entries(OWNERS) as Array<
+    [OrchardErrorCode, [ErrorClass, ...ErrorClass[]]]
+  >) {
     it(`${code}: ${Cls.name} fixes its code, and the native code maps to it`, () => {
       const cause = new Error('underneath')
       const made = new Cls('what happened', { cause })
@@ -58,6 +60,8 @@ describe('error classes', () => {
   it("napi-rs's argument errors are InvalidRequestError; other native errors InternalError", () => {
     const arg = Object.assign(new Error('Failed to convert JavaScript value'), { code: 'StringExpected' })
     expect(fromNative(arg)).toBeInstanceOf(orchard.InvalidRequestError)
-    expect(fromNative(new Error('Cannot create a string longer than 0x1fffffe8 characters'))).toBeInstanceOf(orchard.InternalError)
+    expect(fromNative(new Error('Cannot create a string longer than 0x1fffffe8 characters'))).toBeInstanceOf(
+      orchard.InternalError,
+    )
   })
 })

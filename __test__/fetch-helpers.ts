@@ -13,7 +13,9 @@ export interface TestServer {
   close(): Promise<void>
 }
 
-export async function serve(handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): Promise<TestServer> {
+export async function serve(
+  handler: (req: http.IncomingMessage, res: http.ServerResponse) => void,
+): Promise<TestServer> {
   const requests: TestServer['requests'] = []
   const server = http.createServer((req, res) => {
     requests.push({ method: req.method ?? 'GET', url: req.url ?? '', headers: req.headers })
@@ -33,7 +35,12 @@ export async function serve(handler: (req: http.IncomingMessage, res: http.Serve
 }
 
 /** Send `body`, honouring `Range: bytes=N-`; with `cutAfter`, send that many bytes and drop the connection. */
-export function sendBody(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, opts: { cutAfter?: number; headers?: Record<string, string> } = {}): void {
+export function sendBody(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  body: Buffer,
+  opts: { cutAfter?: number; headers?: Record<string, string> } = {},
+): void {
   let start = 0
   const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '')
   if (range) start = Number(range[1])
@@ -68,7 +75,14 @@ export interface TarMember {
   linkname?: string
 }
 
-const TYPE_FLAG: Record<NonNullable<TarMember['type']>, string> = { file: '0', hardlink: '1', symlink: '2', chardev: '3', dir: '5', fifo: '6' }
+const TYPE_FLAG: Record<NonNullable<TarMember['type']>, string> = {
+  file: '0',
+  hardlink: '1',
+  symlink: '2',
+  chardev: '3',
+  dir: '5',
+  fifo: '6',
+}
 
 function header(m: TarMember, size: number): Buffer {
   const h = Buffer.alloc(512)
@@ -77,7 +91,12 @@ function header(m: TarMember, size: number): Buffer {
   h.write('0000000\0', 108)
   h.write('0000000\0', 116)
   h.write(`${size.toString(8).padStart(11, '0')}\0`, 124)
-  h.write(`${Math.floor(Date.now() / 1000).toString(8).padStart(11, '0')}\0`, 136)
+  h.write(
+    `${Math.floor(Date.now() / 1000)
+      .toString(8)
+      .padStart(11, '0')}\0`,
+    136,
+  )
   h.write('        ', 148)
   h.write(TYPE_FLAG[m.type ?? 'file'], 156)
   if (m.linkname) h.write(m.linkname, 157, 100)
@@ -130,7 +149,11 @@ export interface FakeHub extends TestServer {
 }
 
 export async function fakeHub(repos: HubRepo[]): Promise<FakeHub> {
-  const init: Pick<FakeHub, 'cut' | 'corrupt' | 'chunkDelayMs' | 'token'> = { cut: new Map(), corrupt: new Set(), chunkDelayMs: 0 }
+  const init: Pick<FakeHub, 'cut' | 'corrupt' | 'chunkDelayMs' | 'token'> = {
+    cut: new Map(),
+    corrupt: new Set(),
+    chunkDelayMs: 0,
+  }
   // The handler reads the settings from the returned object, so tests can change them.
   let hub: Pick<FakeHub, 'cut' | 'corrupt' | 'chunkDelayMs' | 'token'> = init
   const find = (org: string, name: string) => repos.find((r) => r.id.toLowerCase() === `${org}/${name}`.toLowerCase())
@@ -151,7 +174,12 @@ export async function fakeHub(repos: HubRepo[]): Promise<FakeHub> {
       }
       const siblings = Object.entries(repo.files).map(([rfilename, f]) =>
         f.lfs
-          ? { rfilename, size: f.body.length, blobId: gitSha1(Buffer.from(`lfs pointer ${rfilename}`)), lfs: { sha256: sha256(f.body), size: f.body.length, pointerSize: 130 } }
+          ? {
+              rfilename,
+              size: f.body.length,
+              blobId: gitSha1(Buffer.from(`lfs pointer ${rfilename}`)),
+              lfs: { sha256: sha256(f.body), size: f.body.length, pointerSize: 130 },
+            }
           : { rfilename, size: f.body.length, blobId: gitSha1(f.body) },
       )
       const info = { id: repo.id, sha: repo.sha, siblings: siblings as Array<Record<string, unknown>> }
@@ -227,12 +255,18 @@ export function tinyRepo(id = 'Orchard-Test/Tiny-Llama', shardBytes = 300_000): 
     id,
     sha: createHash('sha1').update(id).digest('hex'),
     files: {
-      'config.json': { body: Buffer.from(JSON.stringify({ model_type: 'llama', architectures: ['LlamaForCausalLM'] })) },
+      'config.json': {
+        body: Buffer.from(JSON.stringify({ model_type: 'llama', architectures: ['LlamaForCausalLM'] })),
+      },
       'generation_config.json': { body: Buffer.from('{"temperature":0.6}') },
       'tokenizer.json': { body: Buffer.from('{"model":{"vocab":{}}}') },
       'tokenizer_config.json': { body: Buffer.from('{}') },
       'model.safetensors.index.json': {
-        body: Buffer.from(JSON.stringify({ weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' } })),
+        body: Buffer.from(
+          JSON.stringify({
+            weight_map: { a: 'model-00001-of-00002.safetensors', b: 'model-00002-of-00002.safetensors' },
+          }),
+        ),
       },
       'model-00001-of-00002.safetensors': { body: shard1, lfs: true },
       'model-00002-of-00002.safetensors': { body: shard2, lfs: true },

@@ -2,16 +2,29 @@
 // interrupted transfer, bad archives, 404, the install lock, and Engine.start({ install }).
 import { execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 
 import * as tar from 'tar'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 
-import { AbortError, ChecksumError, DownloadError, Engine, TimeoutError, type DownloadProgress } from '../src-ts'
+import { AbortError, ChecksumError, DownloadError, type DownloadProgress, Engine, TimeoutError } from '../src-ts'
+import { runNodeProcess, sendBody, serve, sha256, type TarMember, type TestServer, tarGz } from './fetch-helpers'
 import { distDir, emulatorBinary, processExecutable, tempCacheRoot } from './helpers'
-import { runNodeProcess, serve, sendBody, sha256, tarGz, type TarMember, type TestServer } from './fetch-helpers'
 
 const roots: string[] = []
 let server: TestServer | undefined
@@ -49,7 +62,12 @@ async function manifestServer(releases: Release[], latest = releases[0]!.version
   return serve((req, res) => {
     const u = new URL(req.url ?? '/', 'http://x')
     if (u.pathname === '/manifest') {
-      const versions = Object.fromEntries(releases.map((r) => [r.version, { url: `/dl/${r.version}.tar.gz`, sha256: r.sha256 === null ? undefined : (r.sha256 ?? sha256(r.archive)) }]))
+      const versions = Object.fromEntries(
+        releases.map((r) => [
+          r.version,
+          { url: `/dl/${r.version}.tar.gz`, sha256: r.sha256 === null ? undefined : (r.sha256 ?? sha256(r.archive)) },
+        ]),
+      )
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end(JSON.stringify({ latest, versions }))
       return
@@ -68,7 +86,12 @@ async function manifestServer(releases: Release[], latest = releases[0]!.version
 }
 
 function engineArchive(body = fakeEngine, extra: TarMember[] = []): Buffer {
-  return tarGz([{ name: 'bin/', type: 'dir' }, { name: 'bin/proxy_inference_engine', body, mode: 0o644 }, { name: 'share/README', body: Buffer.from('hi') }, ...extra])
+  return tarGz([
+    { name: 'bin/', type: 'dir' },
+    { name: 'bin/proxy_inference_engine', body, mode: 0o644 },
+    { name: 'share/README', body: Buffer.from('hi') },
+    ...extra,
+  ])
 }
 
 /** Every path below `dir`. */
@@ -86,8 +109,17 @@ describe('Engine.install', () => {
     const archive = engineArchive(Buffer.concat([fakeEngine, Buffer.alloc(200_000, 7)]))
     server = await manifestServer([{ version: '1.2.3', archive }])
     const progress: DownloadProgress[] = []
-    const r = await Engine.install({ home, manifestUrl: server.url, channel: 'beta', onProgress: (p) => progress.push(p) })
-    expect(r).toMatchObject({ version: '1.2.3', installed: true, path: path.join(home, 'bin', 'proxy_inference_engine') })
+    const r = await Engine.install({
+      home,
+      manifestUrl: server.url,
+      channel: 'beta',
+      onProgress: (p) => progress.push(p),
+    })
+    expect(r).toMatchObject({
+      version: '1.2.3',
+      installed: true,
+      path: path.join(home, 'bin', 'proxy_inference_engine'),
+    })
     expect(statSync(r.path).mode & 0o777).toBe(0o755)
     expect(readFileSync(path.join(home, 'version.txt'), 'utf8').trim()).toBe('1.2.3')
     expect(readFileSync(path.join(home, 'share', 'README'), 'utf8')).toBe('hi')
@@ -97,7 +129,8 @@ describe('Engine.install', () => {
     expect(q.get('os')).toBe(process.platform)
     expect(q.get('arch')).toBeTruthy()
     expect(progress.at(-1)).toEqual({ bytesDownloaded: archive.length, bytesTotal: archive.length })
-    for (let i = 1; i < progress.length; i++) expect(progress[i]!.bytesDownloaded).toBeGreaterThanOrEqual(progress[i - 1]!.bytesDownloaded)
+    for (let i = 1; i < progress.length; i++)
+      expect(progress[i]!.bytesDownloaded).toBeGreaterThanOrEqual(progress[i - 1]!.bytesDownloaded)
     expect(leftovers(home)).toEqual([])
 
     const again = await Engine.install({ home, manifestUrl: server.url })
@@ -157,7 +190,11 @@ describe('Engine.install', () => {
     const cases: Array<[string, Buffer, RegExp]> = [
       ['dotdot', engineArchive(fakeEngine, [{ name: '../evil', body: Buffer.from('x') }]), /escapes the archive root/],
       ['absolute', engineArchive(fakeEngine, [{ name: absolute, body: Buffer.from('x') }]), /absolute path/],
-      ['symlink', engineArchive(fakeEngine, [{ name: 'bin/link', type: 'symlink', linkname: '../../x' }]), /outside the archive/],
+      [
+        'symlink',
+        engineArchive(fakeEngine, [{ name: 'bin/link', type: 'symlink', linkname: '../../x' }]),
+        /outside the archive/,
+      ],
       ['nobin', tarGz([{ name: 'lib/thing', body: Buffer.from('x') }]), /no bin\/proxy_inference_engine/],
       ['notgzip', Buffer.from('this is not an archive'), /bad engine archive/],
     ]
@@ -167,7 +204,10 @@ describe('Engine.install', () => {
       expect(err, version).toBeInstanceOf(DownloadError)
       expect((err as Error).message, version).toMatch(why)
       expect(existsSync(path.join(home, 'bin')), version).toBe(false)
-      expect(filesUnder(home).filter((f) => path.basename(f) === 'evil' || f.includes('.staging-')), version).toEqual([])
+      expect(
+        filesUnder(home).filter((f) => path.basename(f) === 'evil' || f.includes('.staging-')),
+        version,
+      ).toEqual([])
       expect(existsSync(absolute), version).toBe(false)
       expect(leftovers(home)).toEqual([])
       await server.close()
@@ -186,11 +226,19 @@ describe('Engine.install', () => {
   })
 
   it('installs in two processes at once serialise on install.lock; a lock file left behind does not block', async () => {
-    server = await manifestServer([{ version: '1.0.0', archive: engineArchive(Buffer.concat([fakeEngine, Buffer.alloc(400_000, 3)])) }])
+    server = await manifestServer([
+      { version: '1.0.0', archive: engineArchive(Buffer.concat([fakeEngine, Buffer.alloc(400_000, 3)])) },
+    ])
     // The file of a lock whose holder died (the older link(2) lock wrote one like this).
-    writeFileSync(path.join(home, 'install.lock'), JSON.stringify({ pid: 2 ** 22 + 12345, host: require('node:os').hostname(), time: 0 }))
+    writeFileSync(
+      path.join(home, 'install.lock'),
+      JSON.stringify({ pid: 2 ** 22 + 12345, host: require('node:os').hostname(), time: 0 }),
+    )
     const script = `require(process.argv[1]).Engine.install({ home: process.argv[2], manifestUrl: process.argv[3] }).then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e); process.exit(1) })`
-    const outs = await Promise.all([runNodeProcess(script, [home, server.url]), runNodeProcess(script, [home, server.url])])
+    const outs = await Promise.all([
+      runNodeProcess(script, [home, server.url]),
+      runNodeProcess(script, [home, server.url]),
+    ])
     const [a, b] = outs.map((o) => JSON.parse(o) as { installed: boolean; version: string })
     expect([a!.installed, b!.installed].sort()).toEqual([false, true])
     expect(server.requests.filter((x) => x.url.startsWith('/dl/'))).toHaveLength(1)
@@ -199,7 +247,10 @@ describe('Engine.install', () => {
 
   it('two installs in one process serialise too (flock is per open file)', async () => {
     server = await manifestServer([{ version: '1.0.0', archive: engineArchive() }])
-    const [a, b] = await Promise.all([Engine.install({ home, manifestUrl: server.url }), Engine.install({ home, manifestUrl: server.url })])
+    const [a, b] = await Promise.all([
+      Engine.install({ home, manifestUrl: server.url }),
+      Engine.install({ home, manifestUrl: server.url }),
+    ])
     expect([a.installed, b.installed].sort()).toEqual([false, true])
     expect(server.requests.filter((x) => x.url.startsWith('/dl/'))).toHaveLength(1)
   })
@@ -207,11 +258,17 @@ describe('Engine.install', () => {
   it('a waiter for install.lock stops on its signal', async () => {
     server = await manifestServer([{ version: '1.0.0', archive: engineArchive() }])
     // Another process holds the lock until told to exit.
-    const holder = spawn(process.execPath, ['-e', HOLD_LOCK, path.join(distDir, 'install', 'lock.js'), path.join(home, 'install.lock')], { stdio: ['pipe', 'pipe', 'inherit'] })
+    const holder = spawn(
+      process.execPath,
+      ['-e', HOLD_LOCK, path.join(distDir, 'install', 'lock.js'), path.join(home, 'install.lock')],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    )
     await new Promise<void>((resolve) => holder.stdout!.once('data', () => resolve()))
     try {
       const signal = AbortSignal.timeout(200)
-      await expect(Engine.install({ home, manifestUrl: server.url, signal, lockTimeoutMs: 60_000 })).rejects.toBeInstanceOf(AbortError)
+      await expect(
+        Engine.install({ home, manifestUrl: server.url, signal, lockTimeoutMs: 60_000 }),
+      ).rejects.toBeInstanceOf(AbortError)
       const err = await Engine.install({ home, manifestUrl: server.url, lockTimeoutMs: 200 }).catch((e: unknown) => e)
       expect(err).toBeInstanceOf(TimeoutError)
       expect(String((err as Error).message)).toContain('install.lock')
@@ -320,19 +377,40 @@ describe('Engine.install never writes or deletes outside its staging directory',
     ]
     const archive = engineArchive(fakeEngine, chain)
     expect(await listArchive(archive)).toEqual(
-      expect.arrayContaining(['l1 SymbolicLink -> .', 'l2 SymbolicLink -> l1/..', 'l3 SymbolicLink -> l2/..', 'l4 SymbolicLink -> l3/..', 'l4/X File']),
+      expect.arrayContaining([
+        'l1 SymbolicLink -> .',
+        'l2 SymbolicLink -> l1/..',
+        'l3 SymbolicLink -> l2/..',
+        'l4 SymbolicLink -> l3/..',
+        'l4/X File',
+      ]),
     )
     const err = await expectRefused(archive, /symlink 'l2' -> 'l1\/\.\.' points outside the archive/)
     expect(err.message).toMatch(/^engine 1\.0\.0 from http:.*: bad engine archive: /)
     // The same chain in reverse order: each link is checked against the links that come later too.
-    await expectRefused(engineArchive(fakeEngine, chain.slice(0, 4).reverse()), /symlink 'l\d' -> '.*' points outside the archive/)
+    await expectRefused(
+      engineArchive(fakeEngine, chain.slice(0, 4).reverse()),
+      /symlink 'l\d' -> '.*' points outside the archive/,
+    )
     // A member below a symlink is never written, even when the link stays inside.
-    await expectRefused(engineArchive(fakeEngine, [{ name: 'in', type: 'symlink', linkname: 'share' }, { name: 'in/file', body: Buffer.from('x') }]), /member 'in\/file' would be written through the symlink 'in'/)
+    await expectRefused(
+      engineArchive(fakeEngine, [
+        { name: 'in', type: 'symlink', linkname: 'share' },
+        { name: 'in/file', body: Buffer.from('x') },
+      ]),
+      /member 'in\/file' would be written through the symlink 'in'/,
+    )
   })
 
   it('symlinks to absolute paths or out of the archive are refused', async () => {
-    await expectRefused(engineArchive(fakeEngine, [{ name: 'bin/evil', type: 'symlink', linkname: path.join(area, 'outside.txt') }]), /symlink 'bin\/evil' points to an absolute path/)
-    await expectRefused(engineArchive(fakeEngine, [{ name: 'bin/up', type: 'symlink', linkname: '../../X' }]), /symlink 'bin\/up' -> '\.\.\/\.\.\/X' points outside the archive/)
+    await expectRefused(
+      engineArchive(fakeEngine, [{ name: 'bin/evil', type: 'symlink', linkname: path.join(area, 'outside.txt') }]),
+      /symlink 'bin\/evil' points to an absolute path/,
+    )
+    await expectRefused(
+      engineArchive(fakeEngine, [{ name: 'bin/up', type: 'symlink', linkname: '../../X' }]),
+      /symlink 'bin\/up' -> '\.\.\/\.\.\/X' points outside the archive/,
+    )
     // Two links that each look harmless but end outside together.
     await expectRefused(
       engineArchive(fakeEngine, [
@@ -345,8 +423,14 @@ describe('Engine.install never writes or deletes outside its staging directory',
 
   it('hard links out of the archive are refused and never created', async () => {
     const outside = path.join(area, 'outside.txt')
-    await expectRefused(engineArchive(fakeEngine, [{ name: 'bin/hl', type: 'hardlink', linkname: outside }]), /hard link 'bin\/hl' to .* has an absolute path/)
-    await expectRefused(engineArchive(fakeEngine, [{ name: 'bin/hl', type: 'hardlink', linkname: '../../../outside.txt' }]), /escapes the archive root/)
+    await expectRefused(
+      engineArchive(fakeEngine, [{ name: 'bin/hl', type: 'hardlink', linkname: outside }]),
+      /hard link 'bin\/hl' to .* has an absolute path/,
+    )
+    await expectRefused(
+      engineArchive(fakeEngine, [{ name: 'bin/hl', type: 'hardlink', linkname: '../../../outside.txt' }]),
+      /escapes the archive root/,
+    )
     await expectRefused(
       engineArchive(fakeEngine, [
         { name: 'up', type: 'symlink', linkname: 'bin' },
@@ -354,15 +438,33 @@ describe('Engine.install never writes or deletes outside its staging directory',
       ]),
       /hard link 'hl' -> 'up\/proxy_inference_engine' goes through the symlink 'up'/,
     )
-    await expectRefused(engineArchive(fakeEngine, [{ name: 'hl', type: 'hardlink', linkname: 'nothing/here' }]), /does not name a regular file earlier in the archive/)
+    await expectRefused(
+      engineArchive(fakeEngine, [{ name: 'hl', type: 'hardlink', linkname: 'nothing/here' }]),
+      /does not name a regular file earlier in the archive/,
+    )
   })
 
   it('../ and absolute members are refused; so are device files and fifos', async () => {
-    await expectRefused(engineArchive(fakeEngine, [{ name: '../../../X/keep.txt', body: Buffer.from('overwritten') }]), /member '\.\.\/\.\.\/\.\.\/X\/keep\.txt' escapes the archive root/)
-    await expectRefused(engineArchive(fakeEngine, [{ name: 'share/../../x', body: Buffer.from('x') }]), /escapes the archive root/)
-    await expectRefused(engineArchive(fakeEngine, [{ name: path.join(area, 'X', 'keep.txt'), body: Buffer.from('overwritten') }]), /has an absolute path/)
-    await expectRefused(engineArchive(fakeEngine, [{ name: 'bin/fifo', type: 'fifo' }]), /member 'bin\/fifo' is a device file or fifo \(FIFO\)/)
-    await expectRefused(engineArchive(fakeEngine, [{ name: 'bin/tty', type: 'chardev' }]), /member 'bin\/tty' is a device file or fifo \(CharacterDevice\)/)
+    await expectRefused(
+      engineArchive(fakeEngine, [{ name: '../../../X/keep.txt', body: Buffer.from('overwritten') }]),
+      /member '\.\.\/\.\.\/\.\.\/X\/keep\.txt' escapes the archive root/,
+    )
+    await expectRefused(
+      engineArchive(fakeEngine, [{ name: 'share/../../x', body: Buffer.from('x') }]),
+      /escapes the archive root/,
+    )
+    await expectRefused(
+      engineArchive(fakeEngine, [{ name: path.join(area, 'X', 'keep.txt'), body: Buffer.from('overwritten') }]),
+      /has an absolute path/,
+    )
+    await expectRefused(
+      engineArchive(fakeEngine, [{ name: 'bin/fifo', type: 'fifo' }]),
+      /member 'bin\/fifo' is a device file or fifo \(FIFO\)/,
+    )
+    await expectRefused(
+      engineArchive(fakeEngine, [{ name: 'bin/tty', type: 'chardev' }]),
+      /member 'bin\/tty' is a device file or fifo \(CharacterDevice\)/,
+    )
   })
 
   it('a manifest entry without a sha256, or with a malformed one, is refused before downloading', async () => {
@@ -410,14 +512,16 @@ describe('Engine.install never writes or deletes outside its staging directory',
     expect(readdirSync(path.join(home, 'versions'))).toEqual(['2.0.0'])
   })
 
-  it('a <home>/bin that is not the installer\'s link stops the install and is kept', async () => {
+  it("a <home>/bin that is not the installer's link stops the install and is kept", async () => {
     mkdirSync(path.join(home, 'bin'))
     writeFileSync(path.join(home, 'bin', 'tool'), 'my tool')
     const userBin = treeState(path.join(home, 'bin'))
     server = await manifestServer([{ version: '1.0.0', archive: engineArchive() }])
     const err = await Engine.install({ home, manifestUrl: server.url }).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(DownloadError)
-    expect((err as Error).message).toMatch(/bin exists and is not a link the engine installer made; .*nothing was installed/)
+    expect((err as Error).message).toMatch(
+      /bin exists and is not a link the engine installer made; .*nothing was installed/,
+    )
     expect(treeState(path.join(home, 'bin'))).toEqual(userBin)
     expect(readFileSync(path.join(home, 'bin', 'tool'), 'utf8')).toBe('my tool')
     expect(existsSync(path.join(home, 'version.txt'))).toBe(false)
@@ -439,7 +543,9 @@ describe('Engine.install never writes or deletes outside its staging directory',
     const file = path.join(path.dirname(src), 'engine.tar.gz')
     await tar.c({ gzip: true, cwd: src, file, portable: true }, ['bin', 'libexec', 'lib'])
     const archive = readFileSync(file)
-    expect(await listArchive(archive)).toEqual(expect.arrayContaining(['bin/pie SymbolicLink -> ../libexec/pie', 'lib SymbolicLink -> libexec']))
+    expect(await listArchive(archive)).toEqual(
+      expect.arrayContaining(['bin/pie SymbolicLink -> ../libexec/pie', 'lib SymbolicLink -> libexec']),
+    )
     const before = outsideHome()
     server = await manifestServer([{ version: '3.1.4', archive }])
     const r = await Engine.install({ home, manifestUrl: server.url })

@@ -38,7 +38,9 @@ describe('requestJson', () => {
     top.push(top)
     expect(refusal(top)).toBe('value[0]: a circular reference (back to the top)')
     const shared = { type: 'string' }
-    expect(requestJson({ a: shared, b: [shared, shared] })).toBe('{"a":{"type":"string"},"b":[{"type":"string"},{"type":"string"}]}')
+    expect(requestJson({ a: shared, b: [shared, shared] })).toBe(
+      '{"a":{"type":"string"},"b":[{"type":"string"},{"type":"string"}]}',
+    )
   })
 
   it('paths stay right after nested objects close', () => {
@@ -47,7 +49,13 @@ describe('requestJson', () => {
 
   it('convert sees the value before toJSON and may replace it', () => {
     const bytes = Buffer.from('hi')
-    const json = requestJson({ id: 2n ** 60n, bytes }, { convert: (original, value) => (original instanceof Uint8Array ? 'bytes' : typeof value === 'bigint' ? String(value) : undefined) })
+    const json = requestJson(
+      { id: 2n ** 60n, bytes },
+      {
+        convert: (original, value) =>
+          original instanceof Uint8Array ? 'bytes' : typeof value === 'bigint' ? String(value) : undefined,
+      },
+    )
     expect(json).toBe(`{"id":"${2n ** 60n}","bytes":"bytes"}`)
   })
 })

@@ -4,7 +4,7 @@ import path from 'node:path'
 
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 
-import { EngineDiedError, EngineNotFoundError, Engine } from '../src-ts'
+import { Engine, EngineDiedError, EngineNotFoundError } from '../src-ts'
 import { emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
 
 const roots: string[] = []

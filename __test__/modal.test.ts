@@ -5,8 +5,8 @@ import zlib from 'node:zlib'
 
 import { describe, expect, it } from 'vitest'
 
-import { AbortError, EngineError, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
 import type { Client, Engine, ModalArtifact } from '../src-ts'
+import { AbortError, EngineError, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
 import { useEmulator } from './helpers'
 
 let engine: Engine
@@ -113,7 +113,13 @@ describe('client.audio', () => {
     const voice = path.join(cacheRoot, 'voice.wav')
     writeFileSync(voice, Buffer.from('RIFF0000WAVE'))
     for (const referenceAudio of [Buffer.from('RIFF0000WAVE'), voice]) {
-      const [wav] = await client.audio.speech(model, 'Hello there', { sampleRate: 16_000, referenceAudio, language: 'en', seed: 3, modalOptions: { style: 'calm' } })
+      const [wav] = await client.audio.speech(model, 'Hello there', {
+        sampleRate: 16_000,
+        referenceAudio,
+        language: 'en',
+        seed: 3,
+        modalOptions: { style: 'calm' },
+      })
       expect(wav!.metadata).toMatchObject({ sample_rate: 16_000, reference_audio: true })
       expect(Buffer.from(wav!.data).readUInt32LE(24)).toBe(16_000)
     }
@@ -124,7 +130,10 @@ describe('client.audio', () => {
       [() => client.audio.speech(model, ''), /^text: /],
       [() => client.audio.speech(model, 'hi', { volume: 3 } as never), /^options\.volume: unknown key/],
       [() => client.audio.speech(model, 'hi', { sampleRate: 0 }), /^options\.sampleRate: /],
-      [() => client.audio.speech(model, 'hi', { referenceAudio: path.join(cacheRoot, 'nope.wav') }), /^options\.referenceAudio: cannot read/],
+      [
+        () => client.audio.speech(model, 'hi', { referenceAudio: path.join(cacheRoot, 'nope.wav') }),
+        /^options\.referenceAudio: cannot read/,
+      ],
       [() => client.audio.transcribe(model, ['a'] as never), /^pcm: /],
       [() => client.audio.transcribe(model, [0], { temperature: 1 } as never), /^options\.temperature: unknown key/],
       [() => client.audio.speech('', 'hi'), /^model: /],
@@ -144,13 +153,17 @@ describe('client.audio', () => {
   it('transcribes float32 PCM (a Float32Array or numbers) to text', async () => {
     const second = new Float32Array(16_000).map((_, i) => Math.sin(i / 10))
     expect(await client.audio.transcribe(model, second)).toBe('I heard 1000 milliseconds of audio about apples.')
-    expect(await client.audio.transcribe(model, Array.from(second.subarray(0, 8000)))).toBe('I heard 500 milliseconds of audio about apples.')
+    expect(await client.audio.transcribe(model, Array.from(second.subarray(0, 8000)))).toBe(
+      'I heard 500 milliseconds of audio about apples.',
+    )
     expect(await client.audio.transcribe(model, new Float32Array(0))).toBe('')
   })
 
   it('cancels in the engine when the signal aborts', async () => {
     const controller = new AbortController()
-    const p = client.audio.speech(model, 'Apple trees blossom in the orchard every spring. '.repeat(300), { signal: controller.signal })
+    const p = client.audio.speech(model, 'Apple trees blossom in the orchard every spring. '.repeat(300), {
+      signal: controller.signal,
+    })
     const requestId = await p.requestId()
     controller.abort()
     expect(await rejection(p)).toBeInstanceOf(AbortError)
@@ -179,7 +192,11 @@ describe('client.images', () => {
     const file = path.join(cacheRoot, 'source.png')
     writeFileSync(file, source!.data)
     const dataUrl = `data:image/png;base64,${Buffer.from(source!.data).toString('base64')}`
-    const results = await Promise.all([source!.data, file, dataUrl].map((image) => client.images.edit(model, image, 'swap the colours', { trueCfgScale: 3 })))
+    const results = await Promise.all(
+      [source!.data, file, dataUrl].map((image) =>
+        client.images.edit(model, image, 'swap the colours', { trueCfgScale: 3 }),
+      ),
+    )
     for (const [edited] of results) {
       expect(edited!.decoderId).toBe('qwen_image_edit')
       checkPng(edited!)

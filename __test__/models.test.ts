@@ -1,13 +1,33 @@
 // Model resolution and Hub downloads against a local fake Hub, written into a private
 // Hugging Face cache in the huggingface_hub layout; then loads through the emulator.
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import path from 'node:path'
 
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
 
-import { AbortError, AuthenticationError, ChecksumError, DownloadError, Engine, ModelNotFoundError, ModelNotLoadedError, models, type DownloadProgress } from '../src-ts'
+import {
+  AbortError,
+  AuthenticationError,
+  ChecksumError,
+  DownloadError,
+  type DownloadProgress,
+  Engine,
+  ModelNotFoundError,
+  ModelNotLoadedError,
+  models,
+} from '../src-ts'
+import { type FakeHub, fakeHub, gitSha1, type HubRepo, runNodeProcess, sha256, tinyRepo } from './fetch-helpers'
 import { emulatorBinary, makeModelDir, tempCacheRoot } from './helpers'
-import { fakeHub, type FakeHub, gitSha1, type HubRepo, runNodeProcess, sha256, tinyRepo } from './fetch-helpers'
 
 const roots: string[] = []
 let hub: FakeHub
@@ -48,9 +68,18 @@ describe('models.pull', () => {
     expect(readlinkSync(path.join(r.path, shard))).toBe(`../../blobs/${sha256(repo.files[shard]!.body)}`)
     expect(readFileSync(path.join(r.path, shard)).equals(repo.files[shard]!.body)).toBe(true)
     expect(readdirSync(r.path).sort()).toEqual(
-      ['config.json', 'generation_config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json', 'tokenizer.json', 'tokenizer_config.json'].sort(),
+      [
+        'config.json',
+        'generation_config.json',
+        'model-00001-of-00002.safetensors',
+        'model-00002-of-00002.safetensors',
+        'model.safetensors.index.json',
+        'tokenizer.json',
+        'tokenizer_config.json',
+      ].sort(),
     )
-    for (const skipped of ['pytorch_model.bin', 'model.gguf', 'model.onnx', 'README.md']) expect(downloads(skipped)).toHaveLength(0)
+    for (const skipped of ['pytorch_model.bin', 'model.gguf', 'model.onnx', 'README.md'])
+      expect(downloads(skipped)).toHaveLength(0)
     expect(readdirSync(path.join(folder(), 'blobs')).filter((b) => b.endsWith('.incomplete'))).toEqual([])
     const total = Object.entries(repo.files)
       .filter(([f]) => readdirSync(r.path).includes(f))
@@ -60,7 +89,12 @@ describe('models.pull', () => {
     // Resolution now comes from the cache, with the Hub unreachable.
     await hub.close()
     const cached = await models.resolve('orchard-test/tiny-llama', { endpoint: 'http://127.0.0.1:9' })
-    expect(cached).toMatchObject({ source: 'cache', path: r.path, canonicalId: 'Orchard-Test/Tiny-Llama', requestedId: 'orchard-test/tiny-llama' })
+    expect(cached).toMatchObject({
+      source: 'cache',
+      path: r.path,
+      canonicalId: 'Orchard-Test/Tiny-Llama',
+      requestedId: 'orchard-test/tiny-llama',
+    })
     expect((await models.list()).map((m) => m.id)).toEqual(['Orchard-Test/Tiny-Llama'])
     expect(await models.remove('ORCHARD-TEST/tiny-llama')).toBe(true)
     expect(existsSync(folder())).toBe(false)
@@ -82,14 +116,22 @@ describe('models.pull', () => {
   it('two processes pulling one model fetch each file once (the blob lock, a flock huggingface_hub shares)', async () => {
     hub.chunkDelayMs = 2
     const script = `require(process.argv[1]).models.pull(process.argv[2]).then((r) => console.log(JSON.stringify(r)), (e) => { console.error(e); process.exit(1) })`
-    const outs = await Promise.all([runNodeProcess(script, ['Orchard-Test/Tiny-Llama']), runNodeProcess(script, ['orchard-test/tiny-llama'])])
+    const outs = await Promise.all([
+      runNodeProcess(script, ['Orchard-Test/Tiny-Llama']),
+      runNodeProcess(script, ['orchard-test/tiny-llama']),
+    ])
     const [a, b] = outs.map((o) => JSON.parse(o) as { path: string })
     expect(a!.path).toBe(path.join(folder(), 'snapshots', repo.sha))
     expect(b!.path).toBe(a!.path)
-    for (const file of ['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']) expect(downloads(file)).toHaveLength(1)
+    for (const file of ['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'])
+      expect(downloads(file)).toHaveLength(1)
     const shard = 'model-00001-of-00002.safetensors'
     expect(readFileSync(path.join(a!.path, shard)).equals(repo.files[shard]!.body)).toBe(true)
-    expect(existsSync(path.join(cacheDir, '.locks', 'models--Orchard-Test--Tiny-Llama', `${sha256(repo.files[shard]!.body)}.lock`))).toBe(true)
+    expect(
+      existsSync(
+        path.join(cacheDir, '.locks', 'models--Orchard-Test--Tiny-Llama', `${sha256(repo.files[shard]!.body)}.lock`),
+      ),
+    ).toBe(true)
   })
 
   it('resumes an interrupted transfer with a Range request', async () => {
@@ -116,7 +158,11 @@ describe('models.pull', () => {
     hub.cut.set('model-00002-of-00002.safetensors', { bytes: 40_000, times: 2 })
     const r = await models.pull('Orchard-Test/Tiny-Llama')
     expect(r.source).toBe('hub')
-    expect(downloads('model-00002-of-00002.safetensors').map((g) => g.headers.range)).toEqual([undefined, 'bytes=40000-', 'bytes=80000-'])
+    expect(downloads('model-00002-of-00002.safetensors').map((g) => g.headers.range)).toEqual([
+      undefined,
+      'bytes=40000-',
+      'bytes=80000-',
+    ])
   })
 
   it('a checksum mismatch keeps nothing', async () => {
@@ -127,7 +173,9 @@ describe('models.pull', () => {
     const blobs = readdirSync(path.join(folder(), 'blobs'))
     expect(blobs.filter((b) => b.includes(sha256(repo.files['model-00002-of-00002.safetensors']!.body)))).toEqual([])
     // Not resolvable from the cache: the index names a missing shard.
-    await expect(models.resolve('Orchard-Test/Tiny-Llama', { offline: true })).rejects.toBeInstanceOf(ModelNotFoundError)
+    await expect(models.resolve('Orchard-Test/Tiny-Llama', { offline: true })).rejects.toBeInstanceOf(
+      ModelNotFoundError,
+    )
   })
 
   it('404 names the id; 401 without a token says to set HF_TOKEN; the token is sent as Bearer', async () => {
@@ -166,7 +214,9 @@ describe('values from the Hub are checked before they become cache paths', () =>
     expect(readdirSync(root)).toEqual([])
     const evil = await fakeHub([{ ...tinyRepo(), patchInfo: patch }])
     try {
-      const err = await models.pull('Orchard-Test/Tiny-Llama', { endpoint: evil.url, ...options }).catch((e: unknown) => e)
+      const err = await models
+        .pull('Orchard-Test/Tiny-Llama', { endpoint: evil.url, ...options })
+        .catch((e: unknown) => e)
       expect(err).toBeInstanceOf(DownloadError)
       expect(err).not.toBeInstanceOf(ChecksumError)
       // Nothing at all was created: no repo folder, no blobs, no snapshot, no lock, nothing beside the cache.
@@ -209,7 +259,9 @@ describe('values from the Hub are checked before they become cache paths', () =>
       const err = await refused((info) => {
         info.siblings.push({ rfilename, size: 4, blobId: gitSha1(Buffer.from('evil')) })
       })
-      expect(err.message).toContain(`invalid rfilename (expected a relative path without ..) ${JSON.stringify(rfilename)}`)
+      expect(err.message).toContain(
+        `invalid rfilename (expected a relative path without ..) ${JSON.stringify(rfilename)}`,
+      )
     }
   })
 
@@ -221,7 +273,9 @@ describe('values from the Hub are checked before they become cache paths', () =>
     const r = await models.pull('Orchard-Test/Tiny-Llama', { revision: 'refs/pr/1' })
     expect(r.commit).toBe(repo.sha)
     expect(readFileSync(path.join(folder(), 'refs', 'refs', 'pr', '1'), 'utf8')).toBe(repo.sha)
-    expect((await models.resolve('Orchard-Test/Tiny-Llama', { revision: 'refs/pr/1', offline: true })).path).toBe(r.path)
+    expect((await models.resolve('Orchard-Test/Tiny-Llama', { revision: 'refs/pr/1', offline: true })).path).toBe(
+      r.path,
+    )
   })
 })
 
@@ -247,12 +301,18 @@ describe('engine.loadModel with Hub ids', () => {
     })
     const info = await load
     expect(states.has('downloading')).toBe(true)
-    expect(info).toMatchObject({ requestedId: 'Orchard-Test/Tiny-Llama', canonicalId: 'Orchard-Test/Tiny-Llama', family: expect.any(String) })
+    expect(info).toMatchObject({
+      requestedId: 'Orchard-Test/Tiny-Llama',
+      canonicalId: 'Orchard-Test/Tiny-Llama',
+      family: expect.any(String),
+    })
     expect(info.modelPath).toBe(path.join(folder(), 'snapshots', repo.sha))
     const st = engine.modelStatus('ORCHARD-TEST/TINY-LLAMA')
     expect(st.state).toBe('ready')
     expect(st.progress.bytesDownloaded).toBe(st.progress.bytesTotal)
-    const { text } = await engine.client().chat('orchard-test/tiny-llama', [{ role: 'user', content: 'Hi' }], { maxTokens: 5 })
+    const { text } = await engine
+      .client()
+      .chat('orchard-test/tiny-llama', [{ role: 'user', content: 'Hi' }], { maxTokens: 5 })
     expect(text.length).toBeGreaterThan(0)
     // A second load (other casing) is instant and downloads nothing.
     const before = hub.requests.length
@@ -271,10 +331,17 @@ describe('engine.loadModel with Hub ids', () => {
     model_path: string
     load_state: string
   }
-  const listed = async () => ((await engine.managementCommand({ type: 'list_models' })).data!.list_models as { models: Listed[] }).models
+  const listed = async () =>
+    ((await engine.managementCommand({ type: 'list_models' })).data!.list_models as { models: Listed[] }).models
   /** A load_model exactly as orchard-py sends it. */
   const referenceLoad = (requested: string, canonical: string, modelPath: string) =>
-    engine.managementCommand({ type: 'load_model', requested_id: requested, canonical_id: canonical, model_path: modelPath, wait_for_completion: false })
+    engine.managementCommand({
+      type: 'load_model',
+      requested_id: requested,
+      canonical_id: canonical,
+      model_path: modelPath,
+      wait_for_completion: false,
+    })
 
   it('loads under the ids the reference client sends, so its loads of the same models find them loaded', async () => {
     const root = roots.at(-1)!
@@ -286,8 +353,14 @@ describe('engine.loadModel with Hub ids', () => {
     expect((await engine.loadModel(named)).canonicalId).toBe('Org/Named-Llama')
     const models = await listed()
     expect(models.map((m) => m.canonical_id).sort()).toEqual(['Orchard-Test/Tiny-Llama', 'Org/Named-Llama', 'my-llama'])
-    expect(models.find((m) => m.canonical_id === 'Orchard-Test/Tiny-Llama')).toMatchObject({ requested_id: 'orchard-test/tiny-llama', model_path: realpathSync(snapshot) })
-    expect(models.find((m) => m.canonical_id === 'my-llama')).toMatchObject({ requested_id: local, model_path: realpathSync(local) })
+    expect(models.find((m) => m.canonical_id === 'Orchard-Test/Tiny-Llama')).toMatchObject({
+      requested_id: 'orchard-test/tiny-llama',
+      model_path: realpathSync(snapshot),
+    })
+    expect(models.find((m) => m.canonical_id === 'my-llama')).toMatchObject({
+      requested_id: local,
+      model_path: realpathSync(local),
+    })
     // What the reference client sends for them is answered at once: loaded already.
     for (const [requested, canonical, at] of [
       ['Orchard-Test/Tiny-Llama', 'Orchard-Test/Tiny-Llama', snapshot],

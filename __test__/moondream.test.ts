@@ -4,8 +4,8 @@ import path from 'node:path'
 
 import { beforeAll, describe, expect, it } from 'vitest'
 
-import { AbortError, EngineError, InvalidRequestError } from '../src-ts'
 import type { Client, Engine, Moondream } from '../src-ts'
+import { AbortError, EngineError, InvalidRequestError } from '../src-ts'
 import { makeModelDir, useEmulator } from './helpers'
 
 let engine: Engine
@@ -20,7 +20,10 @@ useEmulator('moondream', {}, (e) => {
 })
 
 // A 1x1 PNG.
-const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64')
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==',
+  'base64',
+)
 const OTHER_PNG = Buffer.concat([PNG, Buffer.from([0])])
 
 beforeAll(async () => {
@@ -147,7 +150,9 @@ describe('client.moondream', () => {
   })
 
   it('a task the engine cannot run fails with its error', async () => {
-    const err = await rejection(Promise.resolve(client.chat(modelOf(), [{ role: 'user', content: 'x' }], { task: 'point' })))
+    const err = await rejection(
+      Promise.resolve(client.chat(modelOf(), [{ role: 'user', content: 'x' }], { task: 'point' })),
+    )
     expect(err).toBeInstanceOf(EngineError)
     expect(err.message).toContain("moondream task 'point' needs an image")
   })

@@ -1,8 +1,8 @@
 // Every chat option against the emulator over real IPC: each one changes the output the way it says.
 import { describe, expect, it } from 'vitest'
 
-import { Engine, InvalidRequestError, TimeoutError } from '../src-ts'
 import type { ChatDelta, ChatMessage, ChatOptions, Client } from '../src-ts'
+import { type Engine, InvalidRequestError, TimeoutError } from '../src-ts'
 import { useEmulator } from './helpers'
 
 let engine: Engine
@@ -18,7 +18,8 @@ useEmulator('options', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '1' } }, (e) => {
   client = e.client
 })
 
-const tokensOf = async (options: ChatOptions, messages = ask) => (await client.chat(model, messages, { stop: never, ...options })).choices[0]!.tokens
+const tokensOf = async (options: ChatOptions, messages = ask) =>
+  (await client.chat(model, messages, { stop: never, ...options })).choices[0]!.tokens
 
 describe('sampling options', () => {
   it('the same seed gives the same text; another seed another text', async () => {
@@ -30,7 +31,9 @@ describe('sampling options', () => {
   })
 
   it('temperature 0 is greedy: the seed no longer matters', async () => {
-    expect(await tokensOf({ temperature: 0, seed: 1, maxTokens: 20 })).toEqual(await tokensOf({ temperature: 0, seed: 2, maxTokens: 20 }))
+    expect(await tokensOf({ temperature: 0, seed: 1, maxTokens: 20 })).toEqual(
+      await tokensOf({ temperature: 0, seed: 2, maxTokens: 20 }),
+    )
   })
 
   it('topK 1 and a tiny topP equal greedy', async () => {
@@ -41,7 +44,14 @@ describe('sampling options', () => {
 
   it('minP 1 only ever picks a most likely token (ties included)', async () => {
     let checked = 0
-    for await (const d of client.chat(model, ask, { temperature: 1.5, minP: 1, seed: 5, maxTokens: 30, topLogprobs: 5, stop: never })) {
+    for await (const d of client.chat(model, ask, {
+      temperature: 1.5,
+      minP: 1,
+      seed: 5,
+      maxTokens: 30,
+      topLogprobs: 5,
+      stop: never,
+    })) {
       if (d.tokens.length === 0) continue
       const best = d.topLogprobs[0]!.logprob
       const mostLikely = d.topLogprobs.filter((t) => t.logprob === best).map((t) => Number(t.token))
@@ -54,7 +64,8 @@ describe('sampling options', () => {
   it('a high temperature spreads choices over more tokens than a low one', async () => {
     const distinct = async (temperature: number) => {
       const seen = new Set<number>()
-      for (let seed = 0; seed < 6; seed++) for (const t of await tokensOf({ temperature, seed, maxTokens: 1 })) seen.add(t)
+      for (let seed = 0; seed < 6; seed++)
+        for (const t of await tokensOf({ temperature, seed, maxTokens: 1 })) seen.add(t)
       return seen.size
     }
     expect(await distinct(3)).toBeGreaterThan(await distinct(0.05))
@@ -74,8 +85,15 @@ describe('sampling options', () => {
     const repeats = (tokens: number[]) => tokens.length - new Set(tokens).size
     const plain = await tokensOf({ temperature: 0, maxTokens: 60 })
     expect(repeats(plain)).toBeGreaterThan(0)
-    for (const penalty of [{ presencePenalty: 2 }, { frequencyPenalty: 2 }, { repetitionPenalty: 3 }] satisfies ChatOptions[]) {
-      expect(repeats(await tokensOf({ temperature: 0, maxTokens: 60, ...penalty })), JSON.stringify(penalty)).toBeLessThan(repeats(plain))
+    for (const penalty of [
+      { presencePenalty: 2 },
+      { frequencyPenalty: 2 },
+      { repetitionPenalty: 3 },
+    ] satisfies ChatOptions[]) {
+      expect(
+        repeats(await tokensOf({ temperature: 0, maxTokens: 60, ...penalty })),
+        JSON.stringify(penalty),
+      ).toBeLessThan(repeats(plain))
     }
   })
 
@@ -224,13 +242,17 @@ describe('chatBatch', () => {
   })
 
   it('mismatched options and empty conversations are refused before sending', async () => {
-    await expect(client.chatBatch(model, conversations, [{}, {}])).rejects.toThrow(/options: 2 entries for 3 conversations/)
+    await expect(client.chatBatch(model, conversations, [{}, {}])).rejects.toThrow(
+      /options: 2 entries for 3 conversations/,
+    )
     await expect(client.chatBatch(model, [[]])).rejects.toThrow(/conversations\[0\]/)
     await expect(client.chatBatch(model, [])).rejects.toThrow(InvalidRequestError)
   })
 
   it('an invalid per-prompt option names its index and key', async () => {
-    await expect(client.chatBatch(model, conversations.slice(0, 2), [{}, { topK: 0 }])).rejects.toThrow(/options\[1\]\.topK/)
+    await expect(client.chatBatch(model, conversations.slice(0, 2), [{}, { topK: 0 }])).rejects.toThrow(
+      /options\[1\]\.topK/,
+    )
   })
 })
 
@@ -304,7 +326,10 @@ describe('options JSON cannot carry', () => {
     x.properties = { x }
     const cases: Array<[ChatOptions, string]> = [
       [{ seed: 5n as never }, 'seed: 5n is a BigInt'],
-      [{ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { x } } } }] }, 'tools[0].function.parameters.properties.x.properties.x: a circular reference (back to tools[0].function.parameters.properties.x)'],
+      [
+        { tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { x } } } }] },
+        'tools[0].function.parameters.properties.x.properties.x: a circular reference (back to tools[0].function.parameters.properties.x)',
+      ],
       [{ temperature: Number.NaN }, 'temperature: NaN is not a finite number'],
       [{ topP: Number.POSITIVE_INFINITY }, 'topP: Infinity is not a finite number'],
       [{ stop: ['a', (() => 'b') as never] }, 'stop[1]: a function cannot be sent'],
@@ -326,7 +351,9 @@ describe('options JSON cannot carry', () => {
     )
     expect(batch).toBeInstanceOf(InvalidRequestError)
     expect(String((batch as Error).message)).toMatch(/^options\[1\]\.seed: 1n is a BigInt/)
-    await expect(client.renderPrompt(model, ask, { minP: Number.NEGATIVE_INFINITY })).rejects.toThrow(/^minP: -Infinity is not a finite number/)
+    await expect(client.renderPrompt(model, ask, { minP: Number.NEGATIVE_INFINITY })).rejects.toThrow(
+      /^minP: -Infinity is not a finite number/,
+    )
   })
 })
 

@@ -21,7 +21,11 @@ export async function until(cond: () => boolean): Promise<void> {
 }
 
 /** Poll the emulator's counters (once per turn of the event loop, no sleeping) until `done` holds for them. */
-export async function statsWhen(engine: Engine, requestId: number, done: (s: RequestStats) => boolean): Promise<RequestStats> {
+export async function statsWhen(
+  engine: Engine,
+  requestId: number,
+  done: (s: RequestStats) => boolean,
+): Promise<RequestStats> {
   for (;;) {
     const s = await requestStats(engine, requestId)
     if (done(s)) return s
@@ -30,7 +34,8 @@ export async function statsWhen(engine: Engine, requestId: number, done: (s: Req
 }
 
 /** The request's counters once none of its sequences is generating. */
-export const settledStats = (engine: Engine, requestId: number): Promise<RequestStats> => statsWhen(engine, requestId, (s) => s.known && s.active_sequences === 0)
+export const settledStats = (engine: Engine, requestId: number): Promise<RequestStats> =>
+  statsWhen(engine, requestId, (s) => s.known && s.active_sequences === 0)
 
 /** Two function tools (weather by city, time by zone), in the OpenAI shape both APIs take. */
 export const weatherAndTime = [
@@ -39,7 +44,12 @@ export const weatherAndTime = [
     function: {
       name: 'get_weather',
       description: 'Current weather for a city',
-      parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false },
+      parameters: {
+        type: 'object',
+        properties: { city: { type: 'string' } },
+        required: ['city'],
+        additionalProperties: false,
+      },
     },
   },
   {
@@ -47,7 +57,11 @@ export const weatherAndTime = [
     function: {
       name: 'get_time',
       description: 'The time in a zone, some hours ahead',
-      parameters: { type: 'object', properties: { zone: { type: 'string' }, hours: { type: 'integer', minimum: 0, maximum: 23 } }, required: ['zone', 'hours'] },
+      parameters: {
+        type: 'object',
+        properties: { zone: { type: 'string' }, hours: { type: 'integer', minimum: 0, maximum: 23 } },
+        required: ['zone', 'hours'],
+      },
     },
   },
 ]

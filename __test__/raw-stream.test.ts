@@ -2,8 +2,7 @@
 // text, delta by delta, and nothing is held back or lost.
 import { expect, it } from 'vitest'
 
-import { Engine } from '../src-ts'
-import type { ChatDelta } from '../src-ts'
+import type { ChatDelta, Engine } from '../src-ts'
 import { useEmulator } from './helpers'
 
 let engine: Engine

@@ -1,7 +1,13 @@
 // Checks of Responses event streams against the reference's rules, shared by the Responses suites.
 import { expect } from 'vitest'
 
-import type { Response, ResponseFunctionCall, ResponseFunctionTool, ResponseStreamEvent, ResponseStreamEventType } from '../src-ts'
+import type {
+  Response,
+  ResponseFunctionCall,
+  ResponseFunctionTool,
+  ResponseStreamEvent,
+  ResponseStreamEventType,
+} from '../src-ts'
 
 /** The event types in order, with runs of the same delta type collapsed to one `type*`. */
 export function shape(events: ResponseStreamEvent[]): string[] {
@@ -15,14 +21,19 @@ export function shape(events: ResponseStreamEvent[]): string[] {
 }
 
 export function checkInvariants(events: ResponseStreamEvent[]): void {
-  events.forEach((e, i) => expect(e.sequence_number).toBe(i))
+  for (const [i, e] of events.entries()) expect(e.sequence_number).toBe(i)
   expect(events[0]!.type).toBe('response.created')
   expect(events[1]!.type).toBe('response.in_progress')
   expect(['response.completed', 'response.incomplete', 'response.failed']).toContain(events[events.length - 1]!.type)
 }
 
 /** Event shapes of one output item, and of every response's start. */
-export const REASONING_BLOCK = ['response.output_item.added', 'response.reasoning.delta*', 'response.reasoning.done', 'response.output_item.done']
+export const REASONING_BLOCK = [
+  'response.output_item.added',
+  'response.reasoning.delta*',
+  'response.reasoning.done',
+  'response.output_item.done',
+]
 export const MESSAGE_BLOCK = [
   'response.output_item.added',
   'response.content_part.added',
@@ -31,11 +42,22 @@ export const MESSAGE_BLOCK = [
   'response.content_part.done',
   'response.output_item.done',
 ]
-export const CALL_BLOCK = ['response.output_item.added', 'response.function_call_arguments.delta*', 'response.function_call_arguments.done', 'response.output_item.done']
+export const CALL_BLOCK = [
+  'response.output_item.added',
+  'response.function_call_arguments.delta*',
+  'response.function_call_arguments.done',
+  'response.output_item.done',
+]
 export const HEAD = ['response.created', 'response.in_progress']
 
 /** The event(s) of type `T` (some union members share one shape for several types). */
-type EventOf<T extends ResponseStreamEventType> = ResponseStreamEvent extends infer E ? (E extends { type: infer U } ? (T extends U ? E & { type: T } : never) : never) : never
+type EventOf<T extends ResponseStreamEventType> = ResponseStreamEvent extends infer E
+  ? E extends { type: infer U }
+    ? T extends U
+      ? E & { type: T }
+      : never
+    : never
+  : never
 
 export function ofType<T extends ResponseStreamEventType>(events: ResponseStreamEvent[], type: T): Array<EventOf<T>> {
   return events.filter((e): e is EventOf<T> => e.type === type)
@@ -45,7 +67,12 @@ const weather: ResponseFunctionTool = {
   type: 'function',
   name: 'get_weather',
   description: 'Current weather for a city',
-  parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false },
+  parameters: {
+    type: 'object',
+    properties: { city: { type: 'string' } },
+    required: ['city'],
+    additionalProperties: false,
+  },
 }
 const clock: ResponseFunctionTool = {
   type: 'function',
@@ -83,7 +110,11 @@ function checkArguments(name: string, args: Record<string, unknown>): void {
  * The events of the function-call item at `index`, checked against the reference's rules.
  * Returns the item as completed.
  */
-export function checkFunctionCall(events: ResponseStreamEvent[], index: number, [start, end]: [string, string]): ResponseFunctionCall {
+export function checkFunctionCall(
+  events: ResponseStreamEvent[],
+  index: number,
+  [start, end]: [string, string],
+): ResponseFunctionCall {
   const added = ofType(events, 'response.output_item.added').filter((e) => e.output_index === index)
   expect(added).toHaveLength(1)
   const opened = added[0]!.item as ResponseFunctionCall
@@ -117,14 +148,19 @@ export function checkFunctionCall(events: ResponseStreamEvent[], index: number, 
   expect(item).toEqual({ ...opened, arguments: done[0]!.arguments, status: 'completed' })
 
   // Untagged deltas are the raw call text, framing included; tagged ones carry one argument's value.
-  const raw = deltas.filter((d) => d.field_path === null).map((d) => d.delta).join('')
+  const raw = deltas
+    .filter((d) => d.field_path === null)
+    .map((d) => d.delta)
+    .join('')
   expect(raw.startsWith(start)).toBe(true)
   expect(raw.endsWith(end)).toBe(true)
   expect(JSON.parse(raw.slice(start.length, raw.length - end.length))).toEqual({ name: opened.name, arguments: args })
   const fields = new Map<string, string>()
-  for (const d of deltas) if (d.field_path !== null) fields.set(d.field_path, (fields.get(d.field_path) ?? '') + d.delta)
+  for (const d of deltas)
+    if (d.field_path !== null) fields.set(d.field_path, (fields.get(d.field_path) ?? '') + d.delta)
   expect([...fields.keys()].sort()).toEqual(Object.keys(args).sort())
-  for (const [field, text] of fields) expect(text).toBe(typeof args[field] === 'string' ? args[field] : JSON.stringify(args[field]))
+  for (const [field, text] of fields)
+    expect(text).toBe(typeof args[field] === 'string' ? args[field] : JSON.stringify(args[field]))
   return item
 }
 
@@ -143,7 +179,12 @@ export function checkReasoning(events: ResponseStreamEvent[], response: Response
   expect(done).toHaveLength(1)
   const text = done[0]!.text
   expect(text.length).toBeGreaterThan(0)
-  expect(text).toBe(deltas.map((d) => d.delta).join('').trim())
+  expect(text).toBe(
+    deltas
+      .map((d) => d.delta)
+      .join('')
+      .trim(),
+  )
   const item = response.output[index]!
   expect(item.type).toBe('reasoning')
   if (item.type === 'reasoning') {

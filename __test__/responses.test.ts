@@ -1,31 +1,31 @@
 // The Responses API against the emulator over real IPC: event sequences, tools, structured output, failures.
 import { describe, expect, it } from 'vitest'
 
-import { Engine, InvalidRequestError } from '../src-ts'
 import type {
   Client,
+  Response,
   ResponseFunctionCall,
   ResponseInputItem,
-  Response,
   ResponseStreamEvent,
   ResponsesRequest,
   StandardJsonSchemaOptions,
   StandardSchemaLike,
 } from '../src-ts'
+import { type Engine, InvalidRequestError } from '../src-ts'
 import { makeModelDir, useEmulator } from './helpers'
 import { settledStats } from './pipeline-fixtures'
 import {
   CALL_BLOCK,
-  HEAD,
-  LLAMA_CALL,
-  MESSAGE_BLOCK,
-  QWEN_CALL,
-  REASONING_BLOCK,
   checkFunctionCall,
   checkInvariants,
   checkReasoning,
   expectNoThinkMarkers,
+  HEAD,
+  LLAMA_CALL,
+  MESSAGE_BLOCK,
   ofType,
+  QWEN_CALL,
+  REASONING_BLOCK,
   shape,
   tools,
 } from './responses-checks'
@@ -46,7 +46,10 @@ useEmulator('responses', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '1' }, thinker: t
   thinker = e.thinker
 })
 
-async function collect(request: ResponsesRequest, on: string = model): Promise<{ events: ResponseStreamEvent[]; response: Response }> {
+async function collect(
+  request: ResponsesRequest,
+  on: string = model,
+): Promise<{ events: ResponseStreamEvent[]; response: Response }> {
   const stream = client.responses(on, request)
   const events: ResponseStreamEvent[] = []
   for await (const e of stream) events.push(e)
@@ -55,7 +58,11 @@ async function collect(request: ResponsesRequest, on: string = model): Promise<{
 
 describe('plain text', () => {
   it('streams the reference event sequence and the text adds up', async () => {
-    const { events, response } = await collect({ input: 'Tell me about the orchard.', max_output_tokens: 40, temperature: 0 })
+    const { events, response } = await collect({
+      input: 'Tell me about the orchard.',
+      max_output_tokens: 40,
+      temperature: 0,
+    })
     checkInvariants(events)
     const terminal = events[events.length - 1]!.type
     expect(shape(events)).toEqual([...HEAD, ...MESSAGE_BLOCK, terminal])
@@ -69,7 +76,10 @@ describe('plain text', () => {
     expect(response.usage.input_tokens).toBeGreaterThan(0)
     expect(response.id).toMatch(/^resp_/)
     // Usage comes from the accumulator the chat API uses: the same request counts the same.
-    const chat = await client.chat(model, [{ role: 'user', content: 'Tell me about the orchard.' }], { maxTokens: 40, temperature: 0 })
+    const chat = await client.chat(model, [{ role: 'user', content: 'Tell me about the orchard.' }], {
+      maxTokens: 40,
+      temperature: 0,
+    })
     const u = chat.usage
     expect(response.usage).toEqual({
       input_tokens: u.promptTokens,
@@ -99,7 +109,12 @@ describe('plain text', () => {
 
   it('responsesText yields only the text', async () => {
     let text = ''
-    for await (const piece of client.responsesText(model, { input: 'Hello there', max_output_tokens: 12, temperature: 0 })) text += piece
+    for await (const piece of client.responsesText(model, {
+      input: 'Hello there',
+      max_output_tokens: 12,
+      temperature: 0,
+    }))
+      text += piece
     const again = await client.responses(model, { input: 'Hello there', max_output_tokens: 12, temperature: 0 })
     expect(text).toBe(again.outputText)
   })
@@ -120,9 +135,20 @@ describe('requests are validated before anything is sent', () => {
     [{ input: 'x', top_k: 0 }, /top_k/],
     [{ input: 'x', temperature: 3 }, /temperature/],
     [{ input: 'x', tools: [{ type: 'function', name: '' }] }, /tools\[0\]\.name/],
-    [{ input: 'x', text: { format: { type: 'json_schema', schema: { type: 'objekt' } } } }, /text\.format\.schema\.type/],
     [
-      { input: 'x', text: { format: { type: 'json_schema', schema: { type: 'object', properties: { a: { type: 'string' } }, required: ['b'] } } } },
+      { input: 'x', text: { format: { type: 'json_schema', schema: { type: 'objekt' } } } },
+      /text\.format\.schema\.type/,
+    ],
+    [
+      {
+        input: 'x',
+        text: {
+          format: {
+            type: 'json_schema',
+            schema: { type: 'object', properties: { a: { type: 'string' } }, required: ['b'] },
+          },
+        },
+      },
       /text\.format\.schema\.required/,
     ],
     [{ input: 'x', text: { format: { type: 'yaml' as never } } }, /text\.format\.type/],
@@ -148,7 +174,10 @@ describe('requests are validated before anything is sent', () => {
 
 describe('reasoning', () => {
   it('reasoning then text: a reasoning item, then the message, and the text excludes the reasoning', async () => {
-    const { events, response } = await collect({ input: 'Tell me about the orchard.', reasoning: { effort: 'low' }, max_output_tokens: 60, seed: 4 }, thinker)
+    const { events, response } = await collect(
+      { input: 'Tell me about the orchard.', reasoning: { effort: 'low' }, max_output_tokens: 60, seed: 4 },
+      thinker,
+    )
     checkInvariants(events)
     const terminal = events[events.length - 1]!.type
     expect(shape(events)).toEqual([...HEAD, ...REASONING_BLOCK, ...MESSAGE_BLOCK, terminal])
@@ -174,7 +203,11 @@ describe('reasoning', () => {
   })
 
   it('the effort reaches the engine, and reasoning: false turns native reasoning off', async () => {
-    const minimal = await client.responses(thinker, { input: 'Hi', reasoning: { effort: 'minimal' }, max_output_tokens: 20 })
+    const minimal = await client.responses(thinker, {
+      input: 'Hi',
+      reasoning: { effort: 'minimal' },
+      max_output_tokens: 20,
+    })
     const high = await client.responses(thinker, { input: 'Hi', reasoning: { effort: 'high' }, max_output_tokens: 40 })
     expect(minimal.usage.output_tokens_details.reasoning_tokens).toBe(5)
     expect(high.usage.output_tokens_details.reasoning_tokens).toBe(33)
@@ -225,7 +258,10 @@ describe('tool calls', () => {
   })
 
   it('reasoning then a tool call', async () => {
-    const { events, response } = await collect({ input: 'Use get_weather please.', tools, reasoning: { effort: 'minimal' }, seed: 6 }, thinker)
+    const { events, response } = await collect(
+      { input: 'Use get_weather please.', tools, reasoning: { effort: 'minimal' }, seed: 6 },
+      thinker,
+    )
     checkInvariants(events)
     expect(shape(events)).toEqual([...HEAD, ...REASONING_BLOCK, ...CALL_BLOCK, 'response.completed'])
     checkReasoning(events, response, 0)
@@ -251,7 +287,12 @@ describe('tool calls', () => {
   })
 
   it('a named function is the one called, whatever the input mentions', async () => {
-    const { events, response } = await collect({ input: 'Use get_weather.', tools, tool_choice: { type: 'function', name: 'get_time' }, seed: 3 })
+    const { events, response } = await collect({
+      input: 'Use get_weather.',
+      tools,
+      tool_choice: { type: 'function', name: 'get_time' },
+      seed: 3,
+    })
     checkInvariants(events)
     expect(shape(events)).toEqual([...HEAD, ...CALL_BLOCK, 'response.completed'])
     const item = checkFunctionCall(events, 0, LLAMA_CALL)
@@ -261,7 +302,13 @@ describe('tool calls', () => {
   })
 
   it("tool_choice 'none' answers in text although tools are asked for", async () => {
-    const { events, response } = await collect({ input: 'Use get_weather and then get_time.', tools, tool_choice: 'none', max_output_tokens: 12, seed: 5 })
+    const { events, response } = await collect({
+      input: 'Use get_weather and then get_time.',
+      tools,
+      tool_choice: 'none',
+      max_output_tokens: 12,
+      seed: 5,
+    })
     checkInvariants(events)
     expect(shape(events)).toEqual([...HEAD, ...MESSAGE_BLOCK, events[events.length - 1]!.type])
     expect(events.some((e) => e.type.startsWith('response.function_call'))).toBe(false)
@@ -281,7 +328,9 @@ describe('tool calls', () => {
     expect(shape(one.events)).toEqual([...HEAD, ...CALL_BLOCK, 'response.completed'])
     expect(one.response.toolCalls.map((c) => c.name)).toEqual(['get_weather'])
 
-    await expect(client.responses(model, { input: 'x', tools, min_tool_calls: 3, max_tool_calls: 2 })).rejects.toThrow(/min_tool_calls/)
+    await expect(client.responses(model, { input: 'x', tools, min_tool_calls: 3, max_tool_calls: 2 })).rejects.toThrow(
+      /min_tool_calls/,
+    )
   })
 
   it('a three-turn tool chain: call, another call, then a text answer', async () => {
@@ -319,12 +368,36 @@ describe('tool calls', () => {
   })
 
   it('a tool output given as content parts is rendered like the same text', async () => {
-    const call = { type: 'function_call', call_id: 'call_1', name: 'get_weather', arguments: '{"city": "Paris"}' } as const
+    const call = {
+      type: 'function_call',
+      call_id: 'call_1',
+      name: 'get_weather',
+      arguments: '{"city": "Paris"}',
+    } as const
     const ask: ResponseInputItem = { role: 'user', content: 'Use get_weather for Paris.' }
-    const asText = await client.responses(model, { input: [ask, call, { type: 'function_call_output', call_id: 'call_1', output: 'Sunny and mild, 21 C' }], tools, max_output_tokens: 8, seed: 9 })
-    const parts: ResponseInputItem = { type: 'function_call_output', call_id: 'call_1', output: [{ type: 'input_text', text: 'Sunny and mild, 21 C' }] }
-    const { events, response: asParts } = await collect({ input: [ask, call, parts], tools, max_output_tokens: 8, seed: 9 })
-    const shorter = await client.responses(model, { input: [ask, call, { type: 'function_call_output', call_id: 'call_1', output: 'Sunny' }], tools, max_output_tokens: 8, seed: 9 })
+    const asText = await client.responses(model, {
+      input: [ask, call, { type: 'function_call_output', call_id: 'call_1', output: 'Sunny and mild, 21 C' }],
+      tools,
+      max_output_tokens: 8,
+      seed: 9,
+    })
+    const parts: ResponseInputItem = {
+      type: 'function_call_output',
+      call_id: 'call_1',
+      output: [{ type: 'input_text', text: 'Sunny and mild, 21 C' }],
+    }
+    const { events, response: asParts } = await collect({
+      input: [ask, call, parts],
+      tools,
+      max_output_tokens: 8,
+      seed: 9,
+    })
+    const shorter = await client.responses(model, {
+      input: [ask, call, { type: 'function_call_output', call_id: 'call_1', output: 'Sunny' }],
+      tools,
+      max_output_tokens: 8,
+      seed: 9,
+    })
     checkInvariants(events)
     expect(shape(events)).toEqual([...HEAD, ...MESSAGE_BLOCK, events[events.length - 1]!.type])
     expect(asParts.usage.input_tokens).toBe(asText.usage.input_tokens)
@@ -391,7 +464,12 @@ describe('structured output', () => {
 
   it('reasoning then structured output: parsed matches the schema', async () => {
     const { events, response } = await collect(
-      { input: 'Describe an orchard.', reasoning: { effort: 'minimal' }, text: { format: { type: 'json_schema', name: 'orchard', schema } }, seed: 21 },
+      {
+        input: 'Describe an orchard.',
+        reasoning: { effort: 'minimal' },
+        text: { format: { type: 'json_schema', name: 'orchard', schema } },
+        seed: 21,
+      },
       thinker,
     )
     checkInvariants(events)
@@ -405,7 +483,11 @@ describe('structured output', () => {
   })
 
   it('json_schema with a JSON Schema', async () => {
-    const { events, response } = await collect({ input: 'Describe an orchard.', text: { format: { type: 'json_schema', name: 'orchard', schema } }, seed: 22 })
+    const { events, response } = await collect({
+      input: 'Describe an orchard.',
+      text: { format: { type: 'json_schema', name: 'orchard', schema } },
+      seed: 22,
+    })
     checkInvariants(events)
     expect(shape(events)).toEqual([...HEAD, ...MESSAGE_BLOCK, 'response.completed'])
     expect(response.parseError).toBeNull()
@@ -414,7 +496,11 @@ describe('structured output', () => {
   })
 
   it('json_object gives a parsed object', async () => {
-    const { response } = await collect({ input: 'Describe an orchard.', text: { format: { type: 'json_object' } }, seed: 23 })
+    const { response } = await collect({
+      input: 'Describe an orchard.',
+      text: { format: { type: 'json_object' } },
+      seed: 23,
+    })
     expect(response.parseError).toBeNull()
     expect(response.parsed).not.toBeNull()
     expect(typeof response.parsed).toBe('object')
@@ -425,7 +511,11 @@ describe('structured output', () => {
 
   it('a Standard Schema: described as JSON Schema for the engine, and its validate gives parsed', async () => {
     const std = standardOrchard(() => null)
-    const response = await client.responses(model, { input: 'Describe an orchard.', text: { format: { type: 'json_schema', name: 'orchard', schema: std } }, seed: 24 })
+    const response = await client.responses(model, {
+      input: 'Describe an orchard.',
+      text: { format: { type: 'json_schema', name: 'orchard', schema: std } },
+      seed: 24,
+    })
     expect(std.targets).toEqual(['draft-2020-12'])
     expect(response.parseError).toBeNull()
     // The validator's own output (here a class instance), not just the JSON.
@@ -437,28 +527,42 @@ describe('structured output', () => {
 
   it("a Standard Schema's issues make parsed null, with parseError saying why", async () => {
     const std = standardOrchard((o) => (o.trees > 1000 ? null : 'an orchard needs more than 1000 trees'))
-    const response = await client.responses(model, { input: 'Describe an orchard.', text: { format: { type: 'json_schema', schema: std } }, seed: 24 })
+    const response = await client.responses(model, {
+      input: 'Describe an orchard.',
+      text: { format: { type: 'json_schema', schema: std } },
+      seed: 24,
+    })
     expect(response.parsed).toBeNull()
     expect(response.parseError).toMatch(/more than 1000 trees/)
     checkOrchard(JSON.parse(response.outputText))
   })
 
   it('output cut short by max_output_tokens: parsed null and parseError', async () => {
-    const response = await client.responses(model, { input: 'Describe an orchard.', text: { format: { type: 'json_schema', schema } }, max_output_tokens: 4, seed: 25 })
+    const response = await client.responses(model, {
+      input: 'Describe an orchard.',
+      text: { format: { type: 'json_schema', schema } },
+      max_output_tokens: 4,
+      seed: 25,
+    })
     expect(response.status).toBe('incomplete')
     expect(response.parsed).toBeNull()
     expect(response.parseError).toMatch(/does not match the requested format/)
   })
 
   it('a Standard Schema that cannot describe itself is refused before sending', async () => {
-    const opaque: StandardSchemaLike = { '~standard': { version: 1, vendor: 'opaque', validate: (value: unknown) => ({ value }) } }
-    await expect(client.responses(model, { input: 'x', text: { format: { type: 'json_schema', schema: opaque } } })).rejects.toThrow(/opaque schema cannot describe itself/)
+    const opaque: StandardSchemaLike = {
+      '~standard': { version: 1, vendor: 'opaque', validate: (value: unknown) => ({ value }) },
+    }
+    await expect(
+      client.responses(model, { input: 'x', text: { format: { type: 'json_schema', schema: opaque } } }),
+    ).rejects.toThrow(/opaque schema cannot describe itself/)
   })
 })
 
 describe('tool output with an image', () => {
   // A 1×1 PNG.
-  const png = 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=='
+  const png =
+    'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=='
 
   it('function_call_output content parts, image included, reach the prompt of a vision family', async () => {
     const vision = makeModelDir(cacheRoot, 'tiny-gemma4u', { model_type: 'gemma4u' })
@@ -485,8 +589,19 @@ describe('tool output with an image', () => {
     // The same conversation as chat messages renders the image into the tool result.
     const rendered = await client.renderPrompt(vision, [
       { role: 'user', content: 'Take a photo of the orchard with take_photo.' },
-      { role: 'assistant', content: '', tool_calls: [{ id: 'call_photo', type: 'function', function: { name: 'take_photo', arguments: '{}' } }] },
-      { role: 'tool', tool_call_id: 'call_photo', content: [{ type: 'input_text', text: 'Here is the photo.' }, { type: 'input_image', image_url: png }] },
+      {
+        role: 'assistant',
+        content: '',
+        tool_calls: [{ id: 'call_photo', type: 'function', function: { name: 'take_photo', arguments: '{}' } }],
+      },
+      {
+        role: 'tool',
+        tool_call_id: 'call_photo',
+        content: [
+          { type: 'input_text', text: 'Here is the photo.' },
+          { type: 'input_image', image_url: png },
+        ],
+      },
     ] as never)
     expect(rendered.layout.map((s) => s.type)).toContain('image')
     expect(rendered.prompt).toContain('Here is the photo.')

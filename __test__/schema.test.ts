@@ -2,8 +2,8 @@
 // format included) over real IPC against the emulator, and malformed schemas refused by path.
 import { describe, expect, it } from 'vitest'
 
-import { InvalidRequestError } from '../src-ts'
 import type { Client, ResponsesRequest } from '../src-ts'
+import { InvalidRequestError } from '../src-ts'
 import { checkJsonSchema, validateJson } from '../src-ts/schema'
 import { useEmulator } from './helpers'
 
@@ -38,7 +38,11 @@ describe('structured output checked with the whole schema', () => {
   }
 
   it('a parsed result that breaks pattern and format is reported invalid, naming the paths', async () => {
-    const response = await client.responses(model, { input: 'An address.', text: { format: { type: 'json_schema', name: 'address', schema } }, seed: 31 })
+    const response = await client.responses(model, {
+      input: 'An address.',
+      text: { format: { type: 'json_schema', name: 'address', schema } },
+      seed: 31,
+    })
     const output = JSON.parse(response.outputText) as Record<string, string>
     expect(Object.keys(output).sort()).toEqual(['contact', 'note', 'zip'])
     expect(output.zip).not.toMatch(/^[0-9]{5}$/)
@@ -51,8 +55,15 @@ describe('structured output checked with the whole schema', () => {
   })
 
   it('the same output without pattern and format is parsed', async () => {
-    const loose = { ...schema, properties: { zip: { type: 'string' }, contact: { type: 'string' }, note: { type: 'string', minLength: 1 } } }
-    const response = await client.responses(model, { input: 'An address.', text: { format: { type: 'json_schema', name: 'address', schema: loose } }, seed: 31 })
+    const loose = {
+      ...schema,
+      properties: { zip: { type: 'string' }, contact: { type: 'string' }, note: { type: 'string', minLength: 1 } },
+    }
+    const response = await client.responses(model, {
+      input: 'An address.',
+      text: { format: { type: 'json_schema', name: 'address', schema: loose } },
+      seed: 31,
+    })
     expect(response.parseError).toBeNull()
     expect(response.parsed).toEqual(JSON.parse(response.outputText))
   })
@@ -66,7 +77,11 @@ describe('structured output checked with the whole schema', () => {
       required: ['zip'],
       additionalProperties: false,
     }
-    const response = await client.responses(model, { input: 'A zip code.', text: { format: { type: 'json_schema', schema: draft07 } }, seed: 32 })
+    const response = await client.responses(model, {
+      input: 'A zip code.',
+      text: { format: { type: 'json_schema', schema: draft07 } },
+      seed: 32,
+    })
     expect(response.parsed).toBeNull()
     expect(response.parseError).toContain('$.zip: must match pattern')
   })
@@ -74,7 +89,12 @@ describe('structured output checked with the whole schema', () => {
 
 describe('malformed schemas are refused before sending, by path', () => {
   it('a tool whose parameters name an unknown type', async () => {
-    const err = await failure({ input: 'x', tools: [{ type: 'function', name: 'plant', parameters: { type: 'object', properties: { tree: { type: 'strin' } } } }] })
+    const err = await failure({
+      input: 'x',
+      tools: [
+        { type: 'function', name: 'plant', parameters: { type: 'object', properties: { tree: { type: 'strin' } } } },
+      ],
+    })
     expect(err).toBeInstanceOf(InvalidRequestError)
     expect((err as Error).message).toMatch(/^tools\[0\]\.parameters\.properties\.tree\.type: /)
   })
@@ -102,7 +122,12 @@ describe('checkJsonSchema and validateJson', () => {
   it('names required, extra and nested array members by path', () => {
     const schema = {
       type: 'object',
-      properties: { rows: { type: 'array', items: { type: 'object', properties: { day: { type: 'string', format: 'date' } }, required: ['day'] } } },
+      properties: {
+        rows: {
+          type: 'array',
+          items: { type: 'object', properties: { day: { type: 'string', format: 'date' } }, required: ['day'] },
+        },
+      },
       additionalProperties: false,
     }
     expect(validateJson(schema, { rows: [{ day: '2026-12-01' }, { day: 'Tuesday' }, {}], extra: 1 }).sort()).toEqual([
@@ -126,7 +151,12 @@ describe('required names declared properties', () => {
   })
 
   it('accepts required in anyOf branches and data that looks like a schema', () => {
-    expect(() => checkJsonSchema({ type: 'object', properties: { a: {}, b: {} }, anyOf: [{ required: ['a'] }, { required: ['b'] }] }, 'p')).not.toThrow()
+    expect(() =>
+      checkJsonSchema(
+        { type: 'object', properties: { a: {}, b: {} }, anyOf: [{ required: ['a'] }, { required: ['b'] }] },
+        'p',
+      ),
+    ).not.toThrow()
     expect(() => checkJsonSchema({ const: { properties: {}, required: ['z'] } }, 'p')).not.toThrow()
   })
 })
@@ -137,6 +167,8 @@ describe('a schema JSON cannot carry', () => {
     node.properties = { child: node }
     const err = await failure({ input: 'x', tools: [{ type: 'function', name: 'walk', parameters: node }] })
     expect(err).toBeInstanceOf(InvalidRequestError)
-    expect((err as Error).message).toBe('tools[0].parameters.properties.child: a circular reference (back to tools[0].parameters)')
+    expect((err as Error).message).toBe(
+      'tools[0].parameters.properties.child: a circular reference (back to tools[0].parameters)',
+    )
   })
 })

@@ -3,7 +3,11 @@
 // JSON), Responses, legacy completions, models, cancellation, error statuses, concurrency.
 import OpenAI, { APIError } from 'openai'
 import { zodResponseFormat } from 'openai/helpers/zod'
-import type { ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions'
+import type {
+  ChatCompletionChunk,
+  ChatCompletionMessageParam,
+  ChatCompletionTool,
+} from 'openai/resources/chat/completions'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 
@@ -32,7 +36,10 @@ let baseURL: string
 let openai: OpenAI
 
 /** A server of its own (closed after the file), with an OpenAI client for it. */
-async function serve(options: Partial<Parameters<typeof createServer>[0]> = {}, apiKey = 'unused'): Promise<{ server: OrchardServer; url: string; openai: OpenAI }> {
+async function serve(
+  options: Partial<Parameters<typeof createServer>[0]> = {},
+  apiKey = 'unused',
+): Promise<{ server: OrchardServer; url: string; openai: OpenAI }> {
   const s = createServer({ engine, ...options })
   const { url } = await s.listen({ host: '127.0.0.1', port: 0 })
   extra.push(s)
@@ -78,8 +85,13 @@ const orchardTools = tools as unknown as FunctionTool[]
 
 describe('chat completions', () => {
   it('create: the text, usage and request id of the same request made directly', async () => {
-    const { data, response } = await openai.chat.completions.create({ model, messages: user('Tell me about the orchard.'), seed: 3, max_tokens: 24 }).withResponse()
-    const expected = await direct(model, [{ role: 'user', content: 'Tell me about the orchard.' }], { seed: 3, maxTokens: 24 })
+    const { data, response } = await openai.chat.completions
+      .create({ model, messages: user('Tell me about the orchard.'), seed: 3, max_tokens: 24 })
+      .withResponse()
+    const expected = await direct(model, [{ role: 'user', content: 'Tell me about the orchard.' }], {
+      seed: 3,
+      maxTokens: 24,
+    })
     expect(data.object).toBe('chat.completion')
     expect(data.id).toMatch(/^chatcmpl-/)
     expect(data.model).toBe(model)
@@ -97,7 +109,13 @@ describe('chat completions', () => {
   })
 
   it('max_completion_tokens limits the answer and finishes with length', async () => {
-    const r = await openai.chat.completions.create({ model, messages: user('Tell me a long story.'), seed: 1, max_completion_tokens: 5, stop: ['<never>'] })
+    const r = await openai.chat.completions.create({
+      model,
+      messages: user('Tell me a long story.'),
+      seed: 1,
+      max_completion_tokens: 5,
+      stop: ['<never>'],
+    })
     expect(r.usage!.completion_tokens).toBe(5)
     expect(r.choices[0]!.finish_reason).toBe('length')
   })
@@ -113,7 +131,10 @@ describe('chat completions', () => {
     })
     const chunks: ChatCompletionChunk[] = []
     for await (const chunk of stream) chunks.push(chunk)
-    const expected = await direct(model, [{ role: 'user', content: 'Tell me about the orchard.' }], { seed: 3, maxTokens: 24 })
+    const expected = await direct(model, [{ role: 'user', content: 'Tell me about the orchard.' }], {
+      seed: 3,
+      maxTokens: 24,
+    })
     expect(chunks.every((c) => c.object === 'chat.completion.chunk' && c.id === chunks[0]!.id)).toBe(true)
     expect(chunks[0]!.choices[0]!.delta.role).toBe('assistant')
     const text = chunks.flatMap((c) => c.choices.map((ch) => ch.delta.content ?? '')).join('')
@@ -123,7 +144,10 @@ describe('chat completions', () => {
     // Usage: on the last chunk only, with no choices; null on the others.
     const last = chunks.at(-1)!
     expect(last.choices).toEqual([])
-    expect(last.usage).toMatchObject({ completion_tokens: expected.usage.completionTokens, prompt_tokens: expected.usage.promptTokens })
+    expect(last.usage).toMatchObject({
+      completion_tokens: expected.usage.completionTokens,
+      prompt_tokens: expected.usage.promptTokens,
+    })
     expect(chunks.slice(0, -1).every((c) => c.usage === null)).toBe(true)
   })
 
@@ -138,16 +162,30 @@ describe('chat completions', () => {
     const body = await res.text()
     const events = body.split('\n\n').filter((e) => e.length > 0)
     expect(events.at(-1)).toBe('data: [DONE]')
-    for (const e of events.slice(0, -1)) expect((JSON.parse(e.slice('data: '.length)) as { object: string }).object).toBe('chat.completion.chunk')
+    for (const e of events.slice(0, -1))
+      expect((JSON.parse(e.slice('data: '.length)) as { object: string }).object).toBe('chat.completion.chunk')
   })
 
   it('n: every choice, as the library returns them', async () => {
-    const r = await openai.chat.completions.create({ model, messages: user('Name a fruit.'), seed: 9, max_tokens: 10, n: 3 })
+    const r = await openai.chat.completions.create({
+      model,
+      messages: user('Name a fruit.'),
+      seed: 9,
+      max_tokens: 10,
+      n: 3,
+    })
     const expected = await direct(model, [{ role: 'user', content: 'Name a fruit.' }], { seed: 9, maxTokens: 10, n: 3 })
     expect(r.choices.map((c) => c.index)).toEqual([0, 1, 2])
     expect(r.choices.map((c) => c.message.content)).toEqual(expected.choices.map((c) => c.text))
 
-    const stream = await openai.chat.completions.create({ model, messages: user('Name a fruit.'), seed: 9, max_tokens: 10, n: 3, stream: true })
+    const stream = await openai.chat.completions.create({
+      model,
+      messages: user('Name a fruit.'),
+      seed: 9,
+      max_tokens: 10,
+      n: 3,
+      stream: true,
+    })
     const texts = ['', '', '']
     const finished = new Set<number>()
     for await (const chunk of stream) {
@@ -161,7 +199,14 @@ describe('chat completions', () => {
   })
 
   it('logprobs: the chosen token with its real log-probability and top_logprobs alternatives', async () => {
-    const r = await openai.chat.completions.create({ model, messages: user('Say something.'), seed: 4, max_tokens: 8, logprobs: true, top_logprobs: 3 })
+    const r = await openai.chat.completions.create({
+      model,
+      messages: user('Say something.'),
+      seed: 4,
+      max_tokens: 8,
+      logprobs: true,
+      top_logprobs: 3,
+    })
     const content = r.choices[0]!.logprobs!.content!
     expect(content).toHaveLength(r.usage!.completion_tokens)
     expect(content.map((l) => l.token).join('')).toBe(r.choices[0]!.message.content)
@@ -177,32 +222,66 @@ describe('chat completions', () => {
     }
 
     // logprobs without top_logprobs: no alternatives, the chosen token still has its value.
-    const plain = await openai.chat.completions.create({ model, messages: user('Say something.'), seed: 4, max_tokens: 8, logprobs: true })
+    const plain = await openai.chat.completions.create({
+      model,
+      messages: user('Say something.'),
+      seed: 4,
+      max_tokens: 8,
+      logprobs: true,
+    })
     const first = plain.choices[0]!.logprobs!.content!
     expect(first).toHaveLength(content.length)
-    first.forEach((l, i) => expect(l.logprob).toBeCloseTo(content[i]!.logprob, 9))
+    for (const [i, l] of first.entries()) expect(l.logprob).toBeCloseTo(content[i]!.logprob, 9)
     expect(first.every((l) => l.top_logprobs.length === 0)).toBe(true)
   })
 
   it('stop strings end the answer before them', async () => {
-    const full = await openai.chat.completions.create({ model, messages: user('Tell me about the orchard.'), seed: 3, max_tokens: 24 })
+    const full = await openai.chat.completions.create({
+      model,
+      messages: user('Tell me about the orchard.'),
+      seed: 3,
+      max_tokens: 24,
+    })
     const text = full.choices[0]!.message.content!
     const word = text.split(/\s+/).filter((w) => w.length > 2)[2]!
-    const r = await openai.chat.completions.create({ model, messages: user('Tell me about the orchard.'), seed: 3, max_tokens: 24, stop: [word] })
+    const r = await openai.chat.completions.create({
+      model,
+      messages: user('Tell me about the orchard.'),
+      seed: 3,
+      max_tokens: 24,
+      stop: [word],
+    })
     expect(r.choices[0]!.message.content).toBe(text.slice(0, text.indexOf(word)))
     expect(r.choices[0]!.finish_reason).toBe('stop')
   })
 
   it('reasoning_effort: reasoning in reasoning_content, never in content (plain and streamed)', async () => {
-    const r = await openai.chat.completions.create({ model: thinker, messages: user('Tell me about the orchard.'), seed: 4, max_tokens: 60, reasoning_effort: 'low' })
-    const expected = await direct(thinker, [{ role: 'user', content: 'Tell me about the orchard.' }], { seed: 4, maxTokens: 60, reasoning: 'low' })
-    const message = r.choices[0]!.message as typeof r.choices[0]['message'] & { reasoning_content?: string }
+    const r = await openai.chat.completions.create({
+      model: thinker,
+      messages: user('Tell me about the orchard.'),
+      seed: 4,
+      max_tokens: 60,
+      reasoning_effort: 'low',
+    })
+    const expected = await direct(thinker, [{ role: 'user', content: 'Tell me about the orchard.' }], {
+      seed: 4,
+      maxTokens: 60,
+      reasoning: 'low',
+    })
+    const message = r.choices[0]!.message as (typeof r.choices)[0]['message'] & { reasoning_content?: string }
     expect(message.reasoning_content).toBe(expected.reasoning)
     expect(message.reasoning_content!.trim().length).toBeGreaterThan(0)
     expect(message.content).toBe(expected.text)
     expect(r.usage!.completion_tokens_details!.reasoning_tokens).toBe(expected.usage.reasoningTokens)
 
-    const stream = await openai.chat.completions.create({ model: thinker, messages: user('Tell me about the orchard.'), seed: 4, max_tokens: 60, reasoning_effort: 'low', stream: true })
+    const stream = await openai.chat.completions.create({
+      model: thinker,
+      messages: user('Tell me about the orchard.'),
+      seed: 4,
+      max_tokens: 60,
+      reasoning_effort: 'low',
+      stream: true,
+    })
     let reasoning = ''
     let text = ''
     for await (const chunk of stream) {
@@ -213,7 +292,13 @@ describe('chat completions', () => {
     expect(reasoning.trim()).toBe(expected.reasoning!.trim())
     expect(text).toBe(expected.text)
 
-    const off = await openai.chat.completions.create({ model: thinker, messages: user('Tell me about the orchard.'), seed: 4, max_tokens: 20, reasoning_effort: 'none' })
+    const off = await openai.chat.completions.create({
+      model: thinker,
+      messages: user('Tell me about the orchard.'),
+      seed: 4,
+      max_tokens: 20,
+      reasoning_effort: 'none',
+    })
     expect((off.choices[0]!.message as { reasoning_content?: string }).reasoning_content).toBeUndefined()
     expect(off.usage!.completion_tokens_details!.reasoning_tokens).toBe(0)
   })
@@ -221,20 +306,50 @@ describe('chat completions', () => {
   it('image_url content parts reach a vision model', async () => {
     const vision = makeModelDir(cacheRoot, 'tiny-gemma4u', { model_type: 'gemma4u' })
     await engine.loadModel(vision)
-    const png = 'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=='
+    const png =
+      'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=='
     const { openai: o } = await serve({ models: [vision] })
     const messages: ChatCompletionMessageParam[] = [
-      { role: 'user', content: [{ type: 'text', text: 'What is this?' }, { type: 'image_url', image_url: { url: png, detail: 'low' } }] },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'What is this?' },
+          { type: 'image_url', image_url: { url: png, detail: 'low' } },
+        ],
+      },
     ]
     const r = await o.chat.completions.create({ model: vision, messages, seed: 2, max_tokens: 8 })
-    const expected = await direct(vision, [{ role: 'user', content: [{ type: 'text', text: 'What is this?' }, { type: 'image_url', image_url: { url: png } }] }], {
-      seed: 2,
-      maxTokens: 8,
-    })
+    const expected = await direct(
+      vision,
+      [
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'What is this?' },
+            { type: 'image_url', image_url: { url: png } },
+          ],
+        },
+      ],
+      {
+        seed: 2,
+        maxTokens: 8,
+      },
+    )
     expect(r.usage!.prompt_tokens).toBe(expected.usage.promptTokens)
     expect(r.choices[0]!.message.content).toBe(expected.text)
     const bad = await status(
-      o.chat.completions.create({ model: vision, messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }, { type: 'image_url', image_url: { url: 'data:image/png;base64,@@@' } }] }] }),
+      o.chat.completions.create({
+        model: vision,
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: 'hi' },
+              { type: 'image_url', image_url: { url: 'data:image/png;base64,@@@' } },
+            ],
+          },
+        ],
+      }),
     )
     expect(bad.status).toBe(400)
     expect(bad.message).toMatch(/messages\[0\]\.content\[1\]\.image_url/)
@@ -245,7 +360,10 @@ describe('tools and structured output', () => {
   it('a tool round trip: the call, then the answer to its result', async () => {
     const messages = user('Use get_weather for Paris.')
     const first = await openai.chat.completions.create({ model, messages, tools, seed: 2 })
-    const expected = await direct(model, [{ role: 'user', content: 'Use get_weather for Paris.' }], { tools: orchardTools, seed: 2 })
+    const expected = await direct(model, [{ role: 'user', content: 'Use get_weather for Paris.' }], {
+      tools: orchardTools,
+      seed: 2,
+    })
     const choice = first.choices[0]!
     expect(choice.finish_reason).toBe('tool_calls')
     expect(choice.message.content).toBeNull()
@@ -259,16 +377,36 @@ describe('tools and structured output', () => {
     expect(JSON.parse(call.function.arguments)).toEqual(expected.toolCalls[0]!.arguments)
 
     // The client's own message goes back as it came, with the tool's result after it.
-    const followUp: ChatCompletionMessageParam[] = [...messages, choice.message, { role: 'tool', tool_call_id: call.id, content: '{"temperature": 21}' }]
-    const second = await openai.chat.completions.create({ model, messages: followUp, tools, tool_choice: 'none', seed: 2, max_tokens: 16 })
+    const followUp: ChatCompletionMessageParam[] = [
+      ...messages,
+      choice.message,
+      { role: 'tool', tool_call_id: call.id, content: '{"temperature": 21}' },
+    ]
+    const second = await openai.chat.completions.create({
+      model,
+      messages: followUp,
+      tools,
+      tool_choice: 'none',
+      seed: 2,
+      max_tokens: 16,
+    })
     expect(second.choices[0]!.message.tool_calls).toBeUndefined()
     expect(second.choices[0]!.message.content!.length).toBeGreaterThan(0)
   })
 
   it('streamed parallel tool calls: deltas with index, id, name and arguments', async () => {
-    const expected = await direct(model, [{ role: 'user', content: 'Use get_weather and then get_time.' }], { tools: orchardTools, seed: 5 })
+    const expected = await direct(model, [{ role: 'user', content: 'Use get_weather and then get_time.' }], {
+      tools: orchardTools,
+      seed: 5,
+    })
     expect(expected.toolCalls).toHaveLength(2)
-    const stream = await openai.chat.completions.create({ model, messages: user('Use get_weather and then get_time.'), tools, seed: 5, stream: true })
+    const stream = await openai.chat.completions.create({
+      model,
+      messages: user('Use get_weather and then get_time.'),
+      tools,
+      seed: 5,
+      stream: true,
+    })
     const calls: Array<{ id: string; name: string; arguments: string }> = []
     let finish: string | null = null
     for await (const chunk of stream) {
@@ -288,28 +426,51 @@ describe('tools and structured output', () => {
     expect(calls.map((c) => JSON.parse(c.arguments) as unknown)).toEqual(expected.toolCalls.map((c) => c.arguments))
 
     // The client's stream helper assembles the same calls.
-    const runner = openai.chat.completions.stream({ model, messages: user('Use get_weather and then get_time.'), tools, seed: 5 })
+    const runner = openai.chat.completions.stream({
+      model,
+      messages: user('Use get_weather and then get_time.'),
+      tools,
+      seed: 5,
+    })
     const final = await runner.finalChatCompletion()
-    expect(final.choices[0]!.message.tool_calls!.map((c) => (c.type === 'function' ? [c.function.name, JSON.parse(c.function.arguments) as unknown] : null))).toEqual(
-      expected.toolCalls.map((c) => [c.name, c.arguments]),
-    )
+    expect(
+      final.choices[0]!.message.tool_calls!.map((c) =>
+        c.type === 'function' ? [c.function.name, JSON.parse(c.function.arguments) as unknown] : null,
+      ),
+    ).toEqual(expected.toolCalls.map((c) => [c.name, c.arguments]))
   })
 
   it('parallel_tool_calls: false allows one call', async () => {
-    const r = await openai.chat.completions.create({ model, messages: user('Use get_weather and then get_time.'), tools, seed: 5, parallel_tool_calls: false })
+    const r = await openai.chat.completions.create({
+      model,
+      messages: user('Use get_weather and then get_time.'),
+      tools,
+      seed: 5,
+      parallel_tool_calls: false,
+    })
     expect(r.choices[0]!.message.tool_calls).toHaveLength(1)
   })
 
   it('chat.completions.parse with a zod schema', async () => {
     const City = z.object({ name: z.string(), population: z.number().int(), fruits: z.array(z.string()) })
-    const r = await openai.chat.completions.parse({ model, messages: user('Describe a city as JSON.'), seed: 7, response_format: zodResponseFormat(City, 'city') })
+    const r = await openai.chat.completions.parse({
+      model,
+      messages: user('Describe a city as JSON.'),
+      seed: 7,
+      response_format: zodResponseFormat(City, 'city'),
+    })
     const parsed = r.choices[0]!.message.parsed
     expect(parsed).not.toBeNull()
     expect(City.parse(parsed)).toEqual(parsed)
   })
 
   it('response_format json_object gives a JSON object', async () => {
-    const r = await openai.chat.completions.create({ model, messages: user('Give me JSON.'), seed: 8, response_format: { type: 'json_object' } })
+    const r = await openai.chat.completions.create({
+      model,
+      messages: user('Give me JSON.'),
+      seed: 8,
+      response_format: { type: 'json_object' },
+    })
     const value = JSON.parse(r.choices[0]!.message.content!) as unknown
     expect(typeof value).toBe('object')
     expect(Array.isArray(value)).toBe(false)
@@ -318,8 +479,17 @@ describe('tools and structured output', () => {
 
 describe('responses', () => {
   it('responses.create: the response object of the library', async () => {
-    const r = await openai.responses.create({ model, input: 'Tell me about the orchard.', max_output_tokens: 20, seed: 3 } as OpenAI.Responses.ResponseCreateParamsNonStreaming)
-    const expected = await client.responses(model, { input: 'Tell me about the orchard.', max_output_tokens: 20, seed: 3 })
+    const r = await openai.responses.create({
+      model,
+      input: 'Tell me about the orchard.',
+      max_output_tokens: 20,
+      seed: 3,
+    } as OpenAI.Responses.ResponseCreateParamsNonStreaming)
+    const expected = await client.responses(model, {
+      input: 'Tell me about the orchard.',
+      max_output_tokens: 20,
+      seed: 3,
+    })
     expect(r.object).toBe('response')
     expect(r.id).toMatch(/^resp_/)
     expect(r.output_text).toBe(expected.outputText)
@@ -328,7 +498,13 @@ describe('responses', () => {
   })
 
   it('responses.create streamed: typed events, text deltas, then response.completed', async () => {
-    const stream = await openai.responses.create({ model, input: 'Tell me about the orchard.', max_output_tokens: 20, seed: 3, stream: true } as OpenAI.Responses.ResponseCreateParamsStreaming)
+    const stream = await openai.responses.create({
+      model,
+      input: 'Tell me about the orchard.',
+      max_output_tokens: 20,
+      seed: 3,
+      stream: true,
+    } as OpenAI.Responses.ResponseCreateParamsStreaming)
     const types: string[] = []
     let text = ''
     let final: OpenAI.Responses.Response | undefined
@@ -337,7 +513,11 @@ describe('responses', () => {
       if (event.type === 'response.output_text.delta') text += event.delta
       if (event.type === 'response.completed' || event.type === 'response.incomplete') final = event.response
     }
-    const expected = await client.responses(model, { input: 'Tell me about the orchard.', max_output_tokens: 20, seed: 3 })
+    const expected = await client.responses(model, {
+      input: 'Tell me about the orchard.',
+      max_output_tokens: 20,
+      seed: 3,
+    })
     expect(types[0]).toBe('response.created')
     expect(types).toContain('response.output_item.added')
     expect(text).toBe(expected.outputText)
@@ -354,16 +534,27 @@ describe('responses', () => {
 describe('legacy completions', () => {
   it('the prompt is answered as a single user turn', async () => {
     const r = await openai.completions.create({ model, prompt: 'Tell me about the orchard.', seed: 3, max_tokens: 12 })
-    const expected = await direct(model, [{ role: 'user', content: 'Tell me about the orchard.' }], { seed: 3, maxTokens: 12 })
+    const expected = await direct(model, [{ role: 'user', content: 'Tell me about the orchard.' }], {
+      seed: 3,
+      maxTokens: 12,
+    })
     expect(r.object).toBe('text_completion')
     expect(r.choices[0]!.text).toBe(expected.text)
     expect(r.usage!.completion_tokens).toBe(expected.usage.completionTokens)
 
-    const stream = await openai.completions.create({ model, prompt: ['Tell me about the orchard.', 'Name a fruit.'], seed: 3, max_tokens: 12, stream: true })
+    const stream = await openai.completions.create({
+      model,
+      prompt: ['Tell me about the orchard.', 'Name a fruit.'],
+      seed: 3,
+      max_tokens: 12,
+      stream: true,
+    })
     const texts = ['', '']
     for await (const chunk of stream) for (const ch of chunk.choices) texts[ch.index] += ch.text
     expect(texts[0]).toBe(expected.text)
-    expect(texts[1]).toBe((await direct(model, [{ role: 'user', content: 'Name a fruit.' }], { seed: 3, maxTokens: 12 })).text)
+    expect(texts[1]).toBe(
+      (await direct(model, [{ role: 'user', content: 'Name a fruit.' }], { seed: 3, maxTokens: 12 })).text,
+    )
   })
 })
 
@@ -389,7 +580,10 @@ describe('cancellation', () => {
   it('aborting the client’s stream cancels the engine request', async () => {
     const controller = new AbortController()
     const { data: stream, response } = await openai.chat.completions
-      .create({ model, messages: user('Tell me a long story.'), max_tokens: 100_000, stop: ['<never>'], stream: true }, { signal: controller.signal })
+      .create(
+        { model, messages: user('Tell me a long story.'), max_tokens: 100_000, stop: ['<never>'], stream: true },
+        { signal: controller.signal },
+      )
       .withResponse()
     const requestId = Number(response.headers.get('x-request-id'))
     expect(requestId).toBeGreaterThan(0)
@@ -426,7 +620,13 @@ describe('cancellation', () => {
     const res = await fetch(`${url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model, messages: user('Tell me a long story.'), max_tokens: 100_000, stop: ['<never>'], stream: true }),
+      body: JSON.stringify({
+        model,
+        messages: user('Tell me a long story.'),
+        max_tokens: 100_000,
+        stop: ['<never>'],
+        stream: true,
+      }),
     })
     const requestId = Number(res.headers.get('x-request-id'))
     const body = res.text()
@@ -442,7 +642,9 @@ describe('cancellation', () => {
 
 describe('errors', () => {
   it('400 names the field: unknown fields, bad shapes, values the core refuses', async () => {
-    const unknown = await status(openai.chat.completions.create({ model, messages: user('hi'), frobnicate: 1 } as never))
+    const unknown = await status(
+      openai.chat.completions.create({ model, messages: user('hi'), frobnicate: 1 } as never),
+    )
     expect(unknown.status).toBe(400)
     expect(unknown.error).toMatchObject({ type: 'invalid_request_error', param: 'frobnicate' })
 
@@ -451,16 +653,29 @@ describe('errors', () => {
     expect(range.error).toMatchObject({ param: 'top_k' })
     expect(range.message).toMatch(/^400 top_k: /)
 
-    const noId = await status(openai.chat.completions.create({ model, messages: [{ role: 'tool', content: 'x' } as never] }))
+    const noId = await status(
+      openai.chat.completions.create({ model, messages: [{ role: 'tool', content: 'x' } as never] }),
+    )
     expect(noId.status).toBe(400)
     expect(noId.error).toMatchObject({ param: 'messages[0].tool_call_id' })
 
-    const json = await fetch(`${baseURL}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":' })
+    const json = await fetch(`${baseURL}/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"model":',
+    })
     expect(json.status).toBe(400)
     expect(((await json.json()) as { error: { param: string } }).error.param).toBe('body')
 
     // Accepted and ignored: standard fields without meaning here.
-    const ok = await openai.chat.completions.create({ model, messages: user('hi'), max_tokens: 2, user: 'me', store: false, metadata: { a: 'b' } })
+    const ok = await openai.chat.completions.create({
+      model,
+      messages: user('hi'),
+      max_tokens: 2,
+      user: 'me',
+      store: false,
+      metadata: { a: 'b' },
+    })
     expect(ok.choices).toHaveLength(1)
   })
 
@@ -478,7 +693,11 @@ describe('errors', () => {
     const err = await status(openai.chat.completions.create({ model: 'org/unknown', messages: user('hi') }))
     expect(err.status).toBe(404)
     expect(err.error).toMatchObject({ param: 'model', code: 'model_not_found' })
-    const res = await fetch(`${baseURL}/audio/speech`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+    const res = await fetch(`${baseURL}/audio/speech`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    })
     expect(res.status).toBe(404)
     expect(((await res.json()) as { error: { type: string } }).error.type).toBe('invalid_request_error')
   })
@@ -497,7 +716,9 @@ describe('errors', () => {
       extra.push(s)
       const { url } = await s.listen({ port: 0 })
       const o = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'x', maxRetries: 0 })
-      expect((await o.chat.completions.create({ model: t.model, messages: user('hi'), max_tokens: 2 })).choices).toHaveLength(1)
+      expect(
+        (await o.chat.completions.create({ model: t.model, messages: user('hi'), max_tokens: 2 })).choices,
+      ).toHaveLength(1)
       process.kill(t.engine.pid, 'SIGKILL')
       const err = await status(o.chat.completions.create({ model: t.model, messages: user('hi'), max_tokens: 2 }))
       expect(err.status).toBe(503)
@@ -514,13 +735,23 @@ describe('concurrency', () => {
     const ask = (seed: number) => `Question ${seed % 7}: tell me about the orchard.`
     const streamed = await Promise.all(
       seeds.map(async (seed) => {
-        const stream = await openai.chat.completions.create({ model, messages: user(ask(seed)), seed, max_tokens: 16, stream: true })
+        const stream = await openai.chat.completions.create({
+          model,
+          messages: user(ask(seed)),
+          seed,
+          max_tokens: 16,
+          stream: true,
+        })
         let text = ''
         for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ''
         return text
       }),
     )
-    const expected = await Promise.all(seeds.map(async (seed) => (await direct(model, [{ role: 'user', content: ask(seed) }], { seed, maxTokens: 16 })).text))
+    const expected = await Promise.all(
+      seeds.map(
+        async (seed) => (await direct(model, [{ role: 'user', content: ask(seed) }], { seed, maxTokens: 16 })).text,
+      ),
+    )
     expect(streamed).toEqual(expected)
     expect(new Set(expected).size).toBeGreaterThan(1)
   })
@@ -531,12 +762,14 @@ describe('embeddings', () => {
   const floats = (e: ArrayLike<number>): number[] => Array.from(e)
 
   it('embeds every input of an array in one engine request, in order (encoding_format float)', async () => {
-    const { data: r, response } = await openai.embeddings.create({ model, input: texts, encoding_format: 'float' }).withResponse()
+    const { data: r, response } = await openai.embeddings
+      .create({ model, input: texts, encoding_format: 'float' })
+      .withResponse()
     const direct = await client.embed(model, texts)
     expect(r.object).toBe('list')
     expect(r.model).toBe(model)
     expect(r.data.map((d) => [d.object, d.index])).toEqual(texts.map((_, i) => ['embedding', i]))
-    r.data.forEach((d, i) => expect(d.embedding).toEqual(floats(direct.embeddings[i]!)))
+    for (const [i, d] of r.data.entries()) expect(d.embedding).toEqual(floats(direct.embeddings[i]!))
     expect(r.data[0]!.embedding).toEqual(r.data[3]!.embedding)
     expect(r.data[0]!.embedding).not.toEqual(r.data[1]!.embedding)
     expect(r.usage).toEqual({ prompt_tokens: direct.usage.promptTokens, total_tokens: direct.usage.promptTokens })
@@ -559,7 +792,7 @@ describe('embeddings', () => {
     })
     // No encoding_format: the official client asks for base64 and decodes it to floats.
     const auto = await openai.embeddings.create({ model, input: texts })
-    auto.data.forEach((d, i) => expect(floats(d.embedding)).toEqual(floats(direct.embeddings[i]!)))
+    for (const [i, d] of auto.data.entries()) expect(floats(d.embedding)).toEqual(floats(direct.embeddings[i]!))
   })
 
   it('a single string input gives one embedding', async () => {

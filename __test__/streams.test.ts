@@ -5,8 +5,8 @@ import path from 'node:path'
 
 import { beforeAll, describe, expect, it } from 'vitest'
 
-import { AbortError, Engine } from '../src-ts'
 import type { ChatDelta, ChatMessage, ChatStream, Client } from '../src-ts'
+import { AbortError, type Engine } from '../src-ts'
 import { makeModelDir, useEmulator } from './helpers'
 import { type RequestStats, settledStats as settled } from './pipeline-fixtures'
 
@@ -30,7 +30,8 @@ const settledStats = (requestId: number): Promise<RequestStats> => settled(engin
 
 let eot = 0
 beforeAll(async () => {
-  eot = ((await engine.managementCommand({ type: 'emulator_vocab' })).data?.emulator_vocab as { eot_token_id: number }).eot_token_id
+  const reply = await engine.managementCommand({ type: 'emulator_vocab' })
+  eot = (reply.data!.emulator_vocab as { eot_token_id: number }).eot_token_id
 })
 
 /**
@@ -70,7 +71,9 @@ describe('characters split across tokens', () => {
 
   it('a reply cut inside a character ends with U+FFFD, as a byte-level decoder prints it', async () => {
     const vocab = await vocabulary()
-    const logitBias = Object.fromEntries([...Buffer.from('🍎')].map((b) => [vocab.get(`<0x${b.toString(16).toUpperCase()}>`)!, 100]))
+    const logitBias = Object.fromEntries(
+      [...Buffer.from('🍎')].map((b) => [vocab.get(`<0x${b.toString(16).toUpperCase()}>`)!, 100]),
+    )
     const r = await client.chat(model, ask, { temperature: 0, maxTokens: 6, logitBias, stop: never })
     expect(r.text).toBe('🍎\uFFFD')
   })
@@ -82,13 +85,19 @@ describe("log-probabilities decoded with the model's tokenizer", () => {
     const vocab = await vocabulary()
     const names = new Map([...vocab].map(([name, id]) => [id, name]))
     const dir = makeModelDir(cacheRoot, 'tiny-llama-tokenizer')
-    const pieces = Object.fromEntries([...vocab].filter(([, id]) => id !== 128009).map(([name, id]) => [name.replaceAll(' ', '\u2581'), id]))
+    const pieces = Object.fromEntries(
+      [...vocab].filter(([, id]) => id !== 128009).map(([name, id]) => [name.replaceAll(' ', '\u2581'), id]),
+    )
     const tokenizer = {
       model: { type: 'BPE', byte_fallback: true, vocab: pieces, merges: [] },
       added_tokens: [{ id: 128009, content: '<|eot_id|>', special: true }],
       decoder: {
         type: 'Sequence',
-        decoders: [{ type: 'Replace', pattern: { String: '\u2581' }, content: ' ' }, { type: 'ByteFallback' }, { type: 'Fuse' }],
+        decoders: [
+          { type: 'Replace', pattern: { String: '\u2581' }, content: ' ' },
+          { type: 'ByteFallback' },
+          { type: 'Fuse' },
+        ],
       },
     }
     writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizer))
@@ -161,7 +170,12 @@ describe('a thousand concurrent streams', () => {
     expect(new Set(outcomes.map((o) => o.streamed)).size).toBeGreaterThan(count / 2)
     // Each result matches a fresh run with the same seed.
     for (const i of [0, 499, 999]) {
-      const again = await client.chat(model, [{ role: 'user', content: `Question ${i} about apples.` }], { maxTokens: 8, seed: i, temperature: 1, stop: never })
+      const again = await client.chat(model, [{ role: 'user', content: `Question ${i} about apples.` }], {
+        maxTokens: 8,
+        seed: i,
+        temperature: 1,
+        stop: never,
+      })
       expect(again.text).toBe(outcomes[i]!.streamed)
     }
   }, 120_000)

@@ -1,8 +1,14 @@
 // Prefill tasks and the privacy filter end to end: over real IPC to the emulator.
 import { describe, expect, it } from 'vitest'
 
-import { AbortError, EngineError, InvalidRequestError, ModelNotLoadedError, PRIVACY_FILTER_MAX_INPUT_BYTES } from '../src-ts'
 import type { Client, Engine, PrivacyFilterAnalysis } from '../src-ts'
+import {
+  AbortError,
+  EngineError,
+  InvalidRequestError,
+  ModelNotLoadedError,
+  PRIVACY_FILTER_MAX_INPUT_BYTES,
+} from '../src-ts'
 import { useEmulator } from './helpers'
 
 let engine: Engine
@@ -110,7 +116,19 @@ describe('client.privacyFilter', () => {
     const a: PrivacyFilterAnalysis = await client.privacyFilter(SAMPLE, { model })
     expect(a.type).toBe('openai_privacy_filter.token_classification')
     expect(a.tokenCount).toBe(11)
-    expect(a.labels).toEqual(['O', 'O', 'private_person', 'O', 'private_email', 'O', 'O', 'private_phone', 'O', 'private_url', 'O'])
+    expect(a.labels).toEqual([
+      'O',
+      'O',
+      'private_person',
+      'O',
+      'private_email',
+      'O',
+      'O',
+      'private_phone',
+      'O',
+      'private_url',
+      'O',
+    ])
     expect(a.labelIds).toHaveLength(11)
     expect(a.scores.every((s) => s >= 0.5 && s < 1)).toBe(true)
     expect(a.raw.token_count).toBe(11)

@@ -13,11 +13,16 @@ describe('startTestEngine', () => {
   it('starts a private emulator with a model loaded, streams a chat, and close() removes everything', async () => {
     const t = await startTestEngine()
     let text = ''
-    for await (const d of t.client.chat(t.model, [{ role: 'user', content: 'Hello' }], { maxTokens: 10, seed: 3 })) text += d.text ?? ''
+    for await (const d of t.client.chat(t.model, [{ role: 'user', content: 'Hello' }], { maxTokens: 10, seed: 3 }))
+      text += d.text ?? ''
     expect(text.length).toBeGreaterThan(0)
     expect(t.engine.launched).toBe(true)
     expect(t.engine.cacheRoot).toBe(t.cacheRoot)
-    expect(readdirSync(path.join(t.cacheRoot, 'ipc')).sort()).toEqual(['pie_management.ipc', 'pie_requests.ipc', 'pie_responses.ipc'])
+    expect(readdirSync(path.join(t.cacheRoot, 'ipc')).sort()).toEqual([
+      'pie_management.ipc',
+      'pie_requests.ipc',
+      'pie_responses.ipc',
+    ])
     const pid = t.engine.pid
     await t.close()
     await t.close() // idempotent
@@ -41,8 +46,12 @@ describe('startTestEngine', () => {
         expect(ra.usage.completionTokens).toBe(8)
         expect(rb.usage.completionTokens).toBeGreaterThan(0)
         // The qwen3_5 profile renders qwen's chat markup, llama3's its own.
-        expect((await b.client.renderPrompt(b.model, [{ role: 'user', content: 'Hi' }])).prompt).toContain('<|im_start|>user')
-        expect((await a.client.renderPrompt(a.model, [{ role: 'user', content: 'Hi' }])).prompt).toContain('<|start_header_id|>user')
+        expect((await b.client.renderPrompt(b.model, [{ role: 'user', content: 'Hi' }])).prompt).toContain(
+          '<|im_start|>user',
+        )
+        expect((await a.client.renderPrompt(a.model, [{ role: 'user', content: 'Hi' }])).prompt).toContain(
+          '<|start_header_id|>user',
+        )
       } finally {
         await a.close()
         await b.close()
@@ -70,8 +79,13 @@ describe('startTestEngine', () => {
       const again = await Engine.start({ binary: emulatorPath(), cacheRoot: t.cacheRoot })
       expect(again.pid).toBe(t.engine.pid)
       await again.close()
-      expect((await t.client.chat(t.model, [{ role: 'user', content: 'Hi' }], { maxTokens: 4 })).usage.completionTokens).toBe(4)
-      expect((await other.client.chat(other.model, [{ role: 'user', content: 'Hi' }], { maxTokens: 4 })).usage.completionTokens).toBe(4)
+      expect(
+        (await t.client.chat(t.model, [{ role: 'user', content: 'Hi' }], { maxTokens: 4 })).usage.completionTokens,
+      ).toBe(4)
+      expect(
+        (await other.client.chat(other.model, [{ role: 'user', content: 'Hi' }], { maxTokens: 4 })).usage
+          .completionTokens,
+      ).toBe(4)
     } finally {
       await t.close()
       await other.close()
@@ -95,10 +109,16 @@ describe('platform packages', () => {
   it('npm/, the napi targets and the loader agree on the prebuilt platforms', () => {
     const dirs = readdirSync(path.join(repoRoot, 'npm')).sort()
     expect(dirs).toEqual([...PREBUILT_PLATFORMS].sort())
-    const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string; napi: { targets: string[] } }
+    const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as {
+      version: string
+      napi: { targets: string[] }
+    }
     expect(pkg.napi.targets).toHaveLength(dirs.length)
     for (const dir of dirs) {
-      const platform = JSON.parse(readFileSync(path.join(repoRoot, 'npm', dir, 'package.json'), 'utf8')) as Record<string, unknown>
+      const platform = JSON.parse(readFileSync(path.join(repoRoot, 'npm', dir, 'package.json'), 'utf8')) as Record<
+        string,
+        unknown
+      >
       expect(platform.name).toBe(`orchard-ts-${dir}`)
       expect(platform.version).toBe(pkg.version)
       expect(platform.main).toBe(`orchard.${dir}.node`)

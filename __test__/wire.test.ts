@@ -17,7 +17,7 @@ const { vectors } = readFixture<{ vectors: Vector[] }>('wire-vectors.json')
 // that order from the text and pass the biases as ordered [token, bias] pairs instead.
 const taggedVectors = (() => {
   const doc = parseTagged(readFixtureText('wire-vectors.json')) as { obj: Array<[string, unknown]> }
-  return (doc.obj.find(([k]) => k === 'vectors')![1] as Array<{ obj: Array<[string, unknown]> }>)
+  return doc.obj.find(([k]) => k === 'vectors')![1] as Array<{ obj: Array<[string, unknown]> }>
 })()
 
 function field(o: unknown, key: string): unknown {
@@ -26,7 +26,9 @@ function field(o: unknown, key: string): unknown {
 
 function orderedBias(vectorIndex: number, promptIndex: number): Array<[number, number]> | undefined {
   const prompts = field(taggedVectors[vectorIndex], 'prompts') as unknown[]
-  const bias = field(field(prompts[promptIndex], 'logits_params'), 'logit_bias') as { obj: Array<[string, { float: number }]> } | undefined
+  const bias = field(field(prompts[promptIndex], 'logits_params'), 'logit_bias') as
+    | { obj: Array<[string, { float: number }]> }
+    | undefined
   return bias?.obj.map(([k, v]) => [Number(k), v.float])
 }
 
@@ -89,8 +91,11 @@ describe('wire.encodeRequest reproduces the reference frames', () => {
 
   it('names the field of bad input', () => {
     const v = vectors[0]!
-    const bad = (prompts: unknown) => () => wire.encodeRequest({ request: v.request, prompts: prompts as WireRequest['prompts'] })
-    expect(bad([{ prompt_bytes: 'aGk=', sampling_params: { temperature: 'hot' } }])).toThrow(/prompts\[0\]\.sampling_params\.temperature/)
+    const bad = (prompts: unknown) => () =>
+      wire.encodeRequest({ request: v.request, prompts: prompts as WireRequest['prompts'] })
+    expect(bad([{ prompt_bytes: 'aGk=', sampling_params: { temperature: 'hot' } }])).toThrow(
+      /prompts\[0\]\.sampling_params\.temperature/,
+    )
     expect(bad([{ prompt_bytes: 'aGk=', sampling_params: { temprature: 1 } }])).toThrow(InvalidRequestError)
     expect(bad([{ prompt_bytes: '***' }])).toThrow(/prompts\[0\]\.prompt_bytes/)
     expect(bad([])).toThrow(/prompts/)
@@ -113,7 +118,10 @@ describe('wire.decodeRequest', () => {
     oversize.writeUInt32LE(0xffffffff, 0)
     const badJson = Buffer.from(frame)
     badJson[4] = '['.charCodeAt(0)
-    const meta = frame.subarray(4, 4 + metaLen).toString().replace('"text_size":5', '"text_size":"five"')
+    const meta = frame
+      .subarray(4, 4 + metaLen)
+      .toString()
+      .replace('"text_size":5', '"text_size":"five"')
     const wrongType = Buffer.concat([Buffer.alloc(4), Buffer.from(meta), frame.subarray(4 + metaLen)])
     wrongType.writeUInt32LE(Buffer.byteLength(meta), 0)
     const outside = Buffer.from(frame.subarray(0, frame.length - 8))
@@ -140,14 +148,18 @@ describe('wire.buildChatFrame', () => {
     })
     const req = wire.decodeRequest(frame)
     const p = req.prompts[0]!
-    expect(Buffer.from(String(p.prompt_bytes), 'base64').toString()).toMatch(/<\|start_header_id\|>user<\|end_header_id\|>\n\nhello<\|eot_id\|>/)
+    expect(Buffer.from(String(p.prompt_bytes), 'base64').toString()).toMatch(
+      /<\|start_header_id\|>user<\|end_header_id\|>\n\nhello<\|eot_id\|>/,
+    )
     expect(p.max_generated_tokens).toBe(7)
     expect(p.sampling_params).toMatchObject({ temperature: 0, rng_seed: 42 })
     expect(p.stop_sequences).toEqual(['END'])
   })
 
   it('uses the profile defaults for what the caller leaves out', () => {
-    const req = wire.decodeRequest(wire.buildChatFrame({ config: { model_type: 'llama' }, messages: [{ role: 'user', content: 'x' }] }))
+    const req = wire.decodeRequest(
+      wire.buildChatFrame({ config: { model_type: 'llama' }, messages: [{ role: 'user', content: 'x' }] }),
+    )
     const p = req.prompts[0]!
     expect(p.stop_sequences).toEqual(['<|eot_id|>'])
     expect(p.sampling_params?.temperature).toBe(0.6)
@@ -162,11 +174,17 @@ describe('wire input JSON cannot carry', () => {
       prompts: [{ prompt: 'x', sampling_params: { temperature: Number.NaN } }],
     }
     expect(() => wire.encodeRequest(request)).toThrow(InvalidRequestError)
-    expect(() => wire.encodeRequest(request)).toThrow(/^prompts\[0\]\.sampling_params\.temperature: NaN is not a finite number$/)
-    const build = (options: object, messages: unknown = [{ role: 'user', content: 'x' }]) => () =>
-      wire.buildChatFrame({ config: { model_type: 'llama' }, messages: messages as never, options })
+    expect(() => wire.encodeRequest(request)).toThrow(
+      /^prompts\[0\]\.sampling_params\.temperature: NaN is not a finite number$/,
+    )
+    const build =
+      (options: object, messages: unknown = [{ role: 'user', content: 'x' }]) =>
+      () =>
+        wire.buildChatFrame({ config: { model_type: 'llama' }, messages: messages as never, options })
     expect(build({ seed: 5n })).toThrow(/^seed: 5n is a BigInt/)
-    expect(build({}, [{ role: 'user', content: 'x', extra: () => 1 }])).toThrow(/^messages\[0\]\.extra: a function cannot be sent/)
+    expect(build({}, [{ role: 'user', content: 'x', extra: () => 1 }])).toThrow(
+      /^messages\[0\]\.extra: a function cannot be sent/,
+    )
   })
 })
 
@@ -192,7 +210,9 @@ describe('wire.decodeMessage', () => {
       return m.delta
     }
     expect(d('{"request_id":1,"is_final_delta":true,"finish_reason":"error","error":"gone"}').errorMessage).toBe('gone')
-    expect(d('{"request_id":1,"is_final_delta":true,"finish_reason":"error","error_message":"boom"}').errorMessage).toBe('boom')
+    expect(
+      d('{"request_id":1,"is_final_delta":true,"finish_reason":"error","error_message":"boom"}').errorMessage,
+    ).toBe('boom')
     expect(d('{"request_id":1,"top_logprobs":[{"token":"5","logprob":-1.5}]}').topLogprobs[0]!.logprob).toBe(-1.5)
     const floats = Buffer.from(new Float32Array([0.5, -2]).buffer)
     expect(d(`{"request_id":1,"embedding_bytes":"${floats.toString('base64')}"}`).embedding).toEqual([0.5, -2])
@@ -200,12 +220,21 @@ describe('wire.decodeMessage', () => {
   })
 
   it('decodes events', () => {
-    const m = wire.decodeMessage(Buffer.concat([Buffer.from('__PIE_EVENT__:telemetry\0'), Buffer.from('{"health":{"pid":42}}')]))
+    const m = wire.decodeMessage(
+      Buffer.concat([Buffer.from('__PIE_EVENT__:telemetry\0'), Buffer.from('{"health":{"pid":42}}')]),
+    )
     expect(m).toEqual({ kind: 'event', name: 'telemetry', payload: { health: { pid: 42 } } })
   })
 
   it('rejects malformed messages with ProtocolError', () => {
-    for (const bad of ['resp:xyz:{}', 'resp:12{}', 'resp:12:{"request_id":', '__PIE_EVENT__:telemetry{}', 'nonsense', 'resp:1:{"request_id":"x"}']) {
+    for (const bad of [
+      'resp:xyz:{}',
+      'resp:12{}',
+      'resp:12:{"request_id":',
+      '__PIE_EVENT__:telemetry{}',
+      'nonsense',
+      'resp:1:{"request_id":"x"}',
+    ]) {
       expect(() => wire.decodeMessage(Buffer.from(bad)), bad).toThrow(ProtocolError)
     }
   })

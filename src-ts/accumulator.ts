@@ -4,7 +4,18 @@
  * Responses output and every usage count come from here.
  */
 
-import type { ChatChoice, ChatDelta, ChatResult, FinishReason, StateEvent, Timings, TokenLogprob, ToolCallDelta, ToolCallResult, Usage } from './types'
+import type {
+  ChatChoice,
+  ChatDelta,
+  ChatResult,
+  FinishReason,
+  StateEvent,
+  Timings,
+  TokenLogprob,
+  ToolCallDelta,
+  ToolCallResult,
+  Usage,
+} from './types'
 
 /**
  * A state event, interpreted. `started` opens an item (any event that neither streams nor
@@ -89,7 +100,10 @@ function completedCall(ev: StateEvent): ToolCallResult {
   const value = parseMaybeJson(ev.value)
   const fallbackName = ev.identifier.slice(TOOL_CALL_PREFIX.length)
   if (isObject(value)) {
-    return { name: typeof value.name === 'string' && value.name.length > 0 ? value.name : fallbackName, arguments: parseArguments(value.arguments) }
+    return {
+      name: typeof value.name === 'string' && value.name.length > 0 ? value.name : fallbackName,
+      arguments: parseArguments(value.arguments),
+    }
   }
   return { name: fallbackName, arguments: parseArguments(value) }
 }
@@ -99,17 +113,38 @@ function interpret(ev: StateEvent, known: string | null): ItemEvent | null {
   const index = ev.outputIndex
   if (ev.itemType === 'message' || ev.itemType === 'reasoning') {
     const item = ev.itemType
-    if (ev.eventType === 'content_delta') return { item, kind: 'delta', index, identifier: ev.identifier, delta: ev.delta }
-    if (ev.eventType === 'item_completed') return { item, kind: 'done', index, identifier: ev.identifier, value: typeof ev.value === 'string' ? ev.value : null }
+    if (ev.eventType === 'content_delta')
+      return { item, kind: 'delta', index, identifier: ev.identifier, delta: ev.delta }
+    if (ev.eventType === 'item_completed')
+      return {
+        item,
+        kind: 'done',
+        index,
+        identifier: ev.identifier,
+        value: typeof ev.value === 'string' ? ev.value : null,
+      }
     return { item, kind: 'started', index, identifier: ev.identifier }
   }
   if (ev.itemType !== 'tool_call') return null
   const named = ev.identifier.startsWith(TOOL_CALL_PREFIX)
   if (ev.eventType === 'content_delta') {
-    return { item: 'tool_call', kind: 'delta', index, name: known, argument: ev.identifier === 'arguments' ? null : ev.identifier, delta: ev.delta }
+    return {
+      item: 'tool_call',
+      kind: 'delta',
+      index,
+      name: known,
+      argument: ev.identifier === 'arguments' ? null : ev.identifier,
+      delta: ev.delta,
+    }
   }
-  if (ev.eventType === 'item_completed' && named) return { item: 'tool_call', kind: 'done', index, call: completedCall(ev) }
-  return { item: 'tool_call', kind: 'started', index, name: named && ev.eventType === 'item_started' ? ev.identifier.slice(TOOL_CALL_PREFIX.length) : null }
+  if (ev.eventType === 'item_completed' && named)
+    return { item: 'tool_call', kind: 'done', index, call: completedCall(ev) }
+  return {
+    item: 'tool_call',
+    kind: 'started',
+    index,
+    name: named && ev.eventType === 'item_started' ? ev.identifier.slice(TOOL_CALL_PREFIX.length) : null,
+  }
 }
 
 export class Accumulator {
@@ -177,7 +212,8 @@ export class Accumulator {
         items.push(e)
         if (e.item === 'tool_call') {
           if (e.kind === 'started') {
-            if (e.name !== null && !s.toolCalls.has(e.index)) s.toolCalls.set(e.index, { name: e.name, arguments: null })
+            if (e.name !== null && !s.toolCalls.has(e.index))
+              s.toolCalls.set(e.index, { name: e.name, arguments: null })
           } else if (e.kind === 'delta') {
             toolCallDeltas.push({ outputIndex: e.index, name: e.name, argument: e.argument, delta: e.delta })
           } else {
@@ -188,7 +224,10 @@ export class Accumulator {
           else if (e.kind === 'done' && e.value !== null) s.messageValues.set(e.identifier, e.value)
         } else {
           let r = s.reasoning.get(e.identifier)
-          if (!r) s.reasoning.set(e.identifier, (r = { spans: '', value: null }))
+          if (!r) {
+            r = { spans: '', value: null }
+            s.reasoning.set(e.identifier, r)
+          }
           if (e.kind === 'delta') {
             reasoning += e.delta
             r.spans += e.delta
@@ -212,7 +251,10 @@ export class Accumulator {
       this.#firstTokenAt ??= now
       this.#lastTokenAt = now
     }
-    if (d.logprobs) for (const l of d.logprobs) (s.logprobs ??= []).push(l)
+    if (d.logprobs) {
+      s.logprobs ??= []
+      s.logprobs.push(...d.logprobs)
+    }
     if (d.cumulativeLogprob != null) s.cumulativeLogprob = d.cumulativeLogprob
     // The engine's counts are running totals: the largest seen is the count (protocol §4.7).
     if (d.generationLen != null) s.generationLen = Math.max(s.generationLen, d.generationLen)
@@ -258,7 +300,10 @@ export class Accumulator {
     const last = this.#lastTokenAt
     return {
       timeToFirstTokenMs: first === null ? null : first - this.#startedAt,
-      tokensPerSecond: first !== null && last !== null && last > first && generated > 1 ? ((generated - 1) * 1000) / (last - first) : null,
+      tokensPerSecond:
+        first !== null && last !== null && last > first && generated > 1
+          ? ((generated - 1) * 1000) / (last - first)
+          : null,
       totalMs: end - this.#startedAt,
     }
   }

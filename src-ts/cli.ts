@@ -12,7 +12,7 @@
 
 import { createReadStream, existsSync, readFileSync, statSync, watch } from 'node:fs'
 import path from 'node:path'
-import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { type ParseArgsConfig, parseArgs } from 'node:util'
 
 import type { DownloadProgress } from './install/http'
 import type { Role } from './types'
@@ -133,7 +133,12 @@ interface Parsed {
 
 function parse(args: string[], options: ParseArgsConfig['options'], allowPositionals: boolean): Parsed {
   try {
-    const r = parseArgs({ args, options: { help: { type: 'boolean', short: 'h' }, ...options }, allowPositionals, strict: true })
+    const r = parseArgs({
+      args,
+      options: { help: { type: 'boolean', short: 'h' }, ...options },
+      allowPositionals,
+      strict: true,
+    })
     return { values: r.values as Parsed['values'], positionals: r.positionals }
   } catch (e) {
     throw new UsageError((e as Error).message)
@@ -203,7 +208,11 @@ function progressBar(label: string): { update: (p: DownloadProgress) => void; do
 async function engineCommand(sub: string | undefined, rest: string[]): Promise<number> {
   switch (sub) {
     case 'start': {
-      const a = parse(rest, { binary: { type: 'string' }, install: { type: 'boolean' }, 'startup-timeout': { type: 'string' } }, false)
+      const a = parse(
+        rest,
+        { binary: { type: 'string' }, install: { type: 'boolean' }, 'startup-timeout': { type: 'string' } },
+        false,
+      )
       if (a.values.help) return help('engine start')
       const { Engine } = await import('./engine')
       const bar = progressBar('engine')
@@ -213,7 +222,9 @@ async function engineCommand(sub: string | undefined, rest: string[]): Promise<n
         install: a.values.install ? { onProgress: (p) => bar.update(p) } : false,
       })
       bar.done()
-      process.stdout.write(`engine pid ${engine.pid} (${engine.launched ? 'launched' : 'attached'}), cache root ${engine.cacheRoot}\n`)
+      process.stdout.write(
+        `engine pid ${engine.pid} (${engine.launched ? 'launched' : 'attached'}), cache root ${engine.cacheRoot}\n`,
+      )
       process.stderr.write('holding the engine; press Ctrl-C to release it\n')
       await new Promise<void>((resolve) => {
         const keepAlive = setInterval(() => undefined, 1 << 30)
@@ -243,7 +254,12 @@ async function engineCommand(sub: string | undefined, rest: string[]): Promise<n
       const { cacheRoot: root, pid: found } = addon().engineStatus()
       const pid = found ?? null
       if (a.values.json) process.stdout.write(`${JSON.stringify({ running: pid !== null, pid, cacheRoot: root })}\n`)
-      else process.stdout.write(pid === null ? `no engine running (cache root ${root})\n` : `engine running, pid ${pid} (cache root ${root})\n`)
+      else
+        process.stdout.write(
+          pid === null
+            ? `no engine running (cache root ${root})\n`
+            : `engine running, pid ${pid} (cache root ${root})\n`,
+        )
       return pid === null ? 3 : 0
     }
     case 'logs': {
@@ -277,7 +293,11 @@ async function engineCommand(sub: string | undefined, rest: string[]): Promise<n
       return 0
     }
     case 'install': {
-      const a = parse(rest, { channel: { type: 'string' }, version: { type: 'string' }, reinstall: { type: 'boolean' } }, false)
+      const a = parse(
+        rest,
+        { channel: { type: 'string' }, version: { type: 'string' }, reinstall: { type: 'boolean' } },
+        false,
+      )
       if (a.values.help) return help('engine install')
       const { installEngine } = await import('./install/install')
       const bar = progressBar('engine')
@@ -288,12 +308,16 @@ async function engineCommand(sub: string | undefined, rest: string[]): Promise<n
         onProgress: (p) => bar.update(p),
       })
       bar.done()
-      process.stderr.write(r.installed ? `installed engine ${r.version}\n` : `engine ${r.version} is already installed\n`)
+      process.stderr.write(
+        r.installed ? `installed engine ${r.version}\n` : `engine ${r.version} is already installed\n`,
+      )
       process.stdout.write(`${r.path}\n`)
       return 0
     }
     default:
-      throw new UsageError(sub ? `unknown engine command '${sub}'` : 'engine: expected start, stop, status, logs or install')
+      throw new UsageError(
+        sub ? `unknown engine command '${sub}'` : 'engine: expected start, stop, status, logs or install',
+      )
   }
 }
 
@@ -306,7 +330,10 @@ async function modelsCommand(sub: string | undefined, rest: string[]): Promise<n
       const id = a.positionals[0]
       if (!id || a.positionals.length > 1) throw new UsageError('models pull: expected one model id (org/name)')
       const bar = progressBar(id)
-      const r = await models.pull(id, { revision: a.values.revision as string | undefined, onProgress: (p) => bar.update(p) })
+      const r = await models.pull(id, {
+        revision: a.values.revision as string | undefined,
+        onProgress: (p) => bar.update(p),
+      })
       bar.done()
       process.stdout.write(`${r.path}\n`)
       return 0
@@ -327,7 +354,9 @@ async function modelsCommand(sub: string | undefined, rest: string[]): Promise<n
       process.stdout.write(`${'MODEL'.padEnd(w)}  ${'SIZE'.padStart(9)}  REFS\n`)
       for (const m of list) {
         const refs = Object.entries(m.refs).map(([r, c]) => `${r}@${c.slice(0, 8)}`)
-        process.stdout.write(`${m.id.padEnd(w)}  ${fmtBytes(m.sizeBytes).padStart(9)}  ${refs.join(', ') || m.snapshots.map((s) => s.slice(0, 8)).join(', ')}\n`)
+        process.stdout.write(
+          `${m.id.padEnd(w)}  ${fmtBytes(m.sizeBytes).padStart(9)}  ${refs.join(', ') || m.snapshots.map((s) => s.slice(0, 8)).join(', ')}\n`,
+        )
       }
       return 0
     }
@@ -363,7 +392,8 @@ async function serveCommand(rest: string[]): Promise<number> {
   const host = (a.values.host as string | undefined) ?? '127.0.0.1'
   const portText = (a.values.port as string | undefined) ?? '8000'
   const port = Number(portText)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected 0 to 65535, got '${portText}'`)
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--port: expected 0 to 65535, got '${portText}'`)
   const grace = num(a.values.grace, '--grace') ?? 10
   const apiKey = (a.values['api-key'] as string | undefined) ?? (process.env.ORCHARD_API_KEY || undefined)
   const models = (a.values.model as string[] | undefined) ?? []
@@ -380,7 +410,9 @@ async function serveCommand(rest: string[]): Promise<number> {
     const server = createServer({ engine, models: models.length > 0 ? models : undefined, apiKey })
     const { url } = await server.listen({ host, port })
     if (!isLoopback(host) && apiKey === undefined) {
-      process.stderr.write(`orchard: warning: listening on ${host} without --api-key: anyone who can reach this port can use the engine\n`)
+      process.stderr.write(
+        `orchard: warning: listening on ${host} without --api-key: anyone who can reach this port can use the engine\n`,
+      )
     }
     process.stdout.write(`serving ${url}/v1\n`)
     await new Promise<void>((resolve) => {
@@ -403,14 +435,21 @@ function isLoopback(host: string): boolean {
 async function chatCommand(rest: string[]): Promise<number> {
   const a = parse(
     rest,
-    { model: { type: 'string' }, system: { type: 'string' }, 'max-tokens': { type: 'string' }, seed: { type: 'string' }, binary: { type: 'string' } },
+    {
+      model: { type: 'string' },
+      system: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      seed: { type: 'string' },
+      binary: { type: 'string' },
+    },
     true,
   )
   if (a.values.help) return help('chat')
   const maxTokens = num(a.values['max-tokens'], '--max-tokens')
   const seedText = a.values.seed as string | undefined
   const seed = seedText === undefined ? undefined : Number(seedText)
-  if (seed !== undefined && !(Number.isInteger(seed) && seed >= 0)) throw new UsageError(`--seed: expected a whole number, got '${seedText}'`)
+  if (seed !== undefined && !(Number.isInteger(seed) && seed >= 0))
+    throw new UsageError(`--seed: expected a whole number, got '${seedText}'`)
   let prompt: string | undefined = a.positionals.length > 0 ? a.positionals.join(' ') : undefined
   const interactive = prompt === undefined && process.stdin.isTTY === true
   if (prompt === undefined && !interactive) {
@@ -426,11 +465,18 @@ async function chatCommand(rest: string[]): Promise<number> {
       const reply = await engine.managementCommand({ type: 'list_models' })
       const data = (reply.data?.list_models ?? reply.data) as { models?: Array<{ requested_id?: string }> } | undefined
       const ids = (data?.models ?? []).flatMap((m) => (typeof m.requested_id === 'string' ? [m.requested_id] : []))
-      if (ids.length !== 1) fail(ids.length === 0 ? 'no model is loaded; pass --model ID' : `${ids.length} models are loaded; pick one with --model (${ids.join(', ')})`)
+      if (ids.length !== 1)
+        fail(
+          ids.length === 0
+            ? 'no model is loaded; pass --model ID'
+            : `${ids.length} models are loaded; pick one with --model (${ids.join(', ')})`,
+        )
       model = ids[0]!
     }
     const client = engine.client()
-    const system: Array<{ role: Role; content: string }> = a.values.system ? [{ role: 'system', content: a.values.system as string }] : []
+    const system: Array<{ role: Role; content: string }> = a.values.system
+      ? [{ role: 'system', content: a.values.system as string }]
+      : []
     const options = { ...(maxTokens === undefined ? {} : { maxTokens }), ...(seed === undefined ? {} : { seed }) }
     const dim = (t: string, tty: boolean) => (tty ? `\x1b[2m${t}\x1b[22m` : t)
 

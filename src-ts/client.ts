@@ -1,23 +1,22 @@
 /** Client: chat requests over an engine connection. */
 
+import type { NativeChat, NativeEngine } from '../index'
+import { Accumulator } from './accumulator'
+import type { EmbeddingPromise, EmbedOptions } from './embed'
 import { embed } from './embed'
+import { AbortError, InvalidRequestError, native } from './errors'
+import { requestJson } from './json'
 import { AudioClient, ImagesClient } from './modal'
 import { MOONDREAM_MODEL, Moondream } from './moondream'
-import { privacyFilter } from './privacy-filter'
 import type { PrivacyFilterAnalysis, PrivacyFilterOptions } from './privacy-filter'
-import { prefill } from './tasks/prefill'
-import type { PrefillOptions, PrefillPromise } from './tasks/prefill'
-import type { RequestPromise } from './tasks/request'
-import type { EmbedOptions, EmbeddingPromise } from './embed'
-import { AbortError, InvalidRequestError, native } from './errors'
-import { Accumulator } from './accumulator'
-import { requestJson } from './json'
-import { type Prepared, ResponseStream, prepareResponses } from './responses'
+import { privacyFilter } from './privacy-filter'
+import { type Prepared, prepareResponses, ResponseStream } from './responses'
 import type { ResponsesRequest } from './responses/types'
 import { ChatBatchStream, ChatStream } from './stream'
+import type { PrefillOptions, PrefillPromise } from './tasks/prefill'
+import { prefill } from './tasks/prefill'
+import type { RequestPromise } from './tasks/request'
 import type { ChatMessage, ChatOptions, RenderedRequest } from './types'
-
-import type { NativeChat, NativeEngine } from '../index'
 
 export class Client {
   readonly #engine: NativeEngine
@@ -51,7 +50,9 @@ export class Client {
       ;({ signal, stallTimeoutMs } = split)
       keep = keptCandidates(options)
       // Options and messages cross as JSON text: no object walk in native code, key order kept.
-      handle = signal?.aborted ? Promise.reject(abortedBeforeSending()) : this.#engine.chat(model, requestJson(messages, { root: 'messages' }), requestJson(split.wire))
+      handle = signal?.aborted
+        ? Promise.reject(abortedBeforeSending())
+        : this.#engine.chat(model, requestJson(messages, { root: 'messages' }), requestJson(split.wire))
     } catch (e) {
       handle = Promise.reject(e)
     }
@@ -82,11 +83,19 @@ export class Client {
       keeps = conversations.map((_, i) => keptCandidates(list[Math.min(i, list.length - 1)]!))
       handle = signal?.aborted
         ? Promise.reject(abortedBeforeSending())
-        : this.#engine.chatBatch(model, requestJson(conversations, { root: 'conversations' }), requestJson(Array.isArray(options) ? wire : wire[0], { root: Array.isArray(options) ? 'options' : '' }))
+        : this.#engine.chatBatch(
+            model,
+            requestJson(conversations, { root: 'conversations' }),
+            requestJson(Array.isArray(options) ? wire : wire[0], { root: Array.isArray(options) ? 'options' : '' }),
+          )
     } catch (e) {
       handle = Promise.reject(e)
     }
-    return new ChatBatchStream(handle, { signal, stallTimeoutMs, finish: (a) => keeps.map((keep, i) => a.result(i, keep)) })
+    return new ChatBatchStream(handle, {
+      signal,
+      stallTimeoutMs,
+      finish: (a) => keeps.map((keep, i) => a.result(i, keep)),
+    })
   }
 
   /**
@@ -142,7 +151,10 @@ export class Client {
   /** Classify text with the OpenAI privacy filter (at most 16 KiB per text); see docs/tasks.md. */
   privacyFilter(text: string, options?: PrivacyFilterOptions): RequestPromise<PrivacyFilterAnalysis>
   privacyFilter(texts: string[], options?: PrivacyFilterOptions): RequestPromise<PrivacyFilterAnalysis[]>
-  privacyFilter(texts: string | string[], options: PrivacyFilterOptions = {}): RequestPromise<PrivacyFilterAnalysis | PrivacyFilterAnalysis[]> {
+  privacyFilter(
+    texts: string | string[],
+    options: PrivacyFilterOptions = {},
+  ): RequestPromise<PrivacyFilterAnalysis | PrivacyFilterAnalysis[]> {
     return privacyFilter(this.#engine, texts, options)
   }
 
@@ -165,10 +177,16 @@ export class Client {
    * What {@link Client.chat} would send, without generating: the exact prompt text and the
    * sampling values resolved against the model's profile.
    */
-  async renderPrompt(model: string, messages: ChatMessage[], options: Omit<ChatOptions, 'signal' | 'stallTimeoutMs'> = {}): Promise<RenderedRequest> {
+  async renderPrompt(
+    model: string,
+    messages: ChatMessage[],
+    options: Omit<ChatOptions, 'signal' | 'stallTimeoutMs'> = {},
+  ): Promise<RenderedRequest> {
     checkRequest(model, messages)
     const { wire } = splitOptions(options, 'options')
-    const json = await native(() => this.#engine.renderPrompt(model, requestJson(messages, { root: 'messages' }), requestJson(wire)))
+    const json = await native(() =>
+      this.#engine.renderPrompt(model, requestJson(messages, { root: 'messages' }), requestJson(wire)),
+    )
     return JSON.parse(json) as RenderedRequest
   }
 }
@@ -177,7 +195,11 @@ export class Client {
 function splitOptions(
   options: ChatOptions,
   path: string,
-): { signal: AbortSignal | undefined; stallTimeoutMs: number | undefined; wire: Omit<ChatOptions, 'signal' | 'stallTimeoutMs'> } {
+): {
+  signal: AbortSignal | undefined
+  stallTimeoutMs: number | undefined
+  wire: Omit<ChatOptions, 'signal' | 'stallTimeoutMs'>
+} {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new InvalidRequestError(`${path}: expected an options object`)
   }
@@ -185,7 +207,10 @@ function splitOptions(
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new InvalidRequestError(`${path}.signal: expected an AbortSignal`)
   }
-  if (stallTimeoutMs !== undefined && !(typeof stallTimeoutMs === 'number' && Number.isFinite(stallTimeoutMs) && stallTimeoutMs > 0)) {
+  if (
+    stallTimeoutMs !== undefined &&
+    !(typeof stallTimeoutMs === 'number' && Number.isFinite(stallTimeoutMs) && stallTimeoutMs > 0)
+  ) {
     throw new InvalidRequestError(`${path}.stallTimeoutMs: expected a positive number of milliseconds`)
   }
   return { signal, stallTimeoutMs, wire }

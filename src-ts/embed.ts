@@ -1,11 +1,10 @@
 /** Embeddings: one engine request for a batch of texts, vectors back as Float32Arrays. */
 
+import type { NativeEmbeddings, NativeEngine } from '../index'
 import { InvalidRequestError } from './errors'
 import { requestJson } from './json'
-import { runRequest, splitOptions } from './tasks/request'
 import type { RequestPromise } from './tasks/request'
-
-import type { NativeEmbeddings, NativeEngine } from '../index'
+import { runRequest, splitOptions } from './tasks/request'
 
 /** Options of {@link Client.embed}. */
 export interface EmbedOptions {
@@ -47,7 +46,12 @@ function inputJson(input: unknown): string {
 }
 
 /** @internal the body of `Client.embed`. */
-export function embed(engine: NativeEngine, model: string, input: string | string[], options: EmbedOptions): EmbeddingPromise {
+export function embed(
+  engine: NativeEngine,
+  model: string,
+  input: string | string[],
+  options: EmbedOptions,
+): EmbeddingPromise {
   return runRequest<NativeEmbeddings, EmbedResult>(
     'embedding',
     () => {
@@ -62,7 +66,13 @@ export function embed(engine: NativeEngine, model: string, input: string | strin
     (r, requestId) => {
       const { vectors, dimensions, count } = r
       const embeddings = Array.from({ length: count }, (_, i) => vectors.subarray(i * dimensions, (i + 1) * dimensions))
-      return { embeddings, dimensions, usage: { promptTokens: r.promptTokens, totalTokens: r.promptTokens }, model, requestId }
+      return {
+        embeddings,
+        dimensions,
+        usage: { promptTokens: r.promptTokens, totalTokens: r.promptTokens },
+        model,
+        requestId,
+      }
     },
   )
 }

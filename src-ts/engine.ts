@@ -1,5 +1,6 @@
 /** Engine: a lease on the local inference engine (PIE, or pie-emulator). */
 
+import type { NativeEngine } from '../index'
 import { Client } from './client'
 import { AbortError, EngineDiedError, EngineNotFoundError, InvalidRequestError, native, nativeSync } from './errors'
 import type { DownloadProgress } from './install/http'
@@ -8,8 +9,6 @@ import { requestJson } from './json'
 import { downloads, type ModelStatus } from './models/status'
 import { addon, modelSpecsDir } from './native'
 import type { ModelInfo } from './types'
-
-import type { NativeEngine } from '../index'
 
 export interface EngineStartOptions {
   /** Path of the engine binary. Default: `ORCHARD_ENGINE_BINARY`, then
@@ -76,9 +75,9 @@ export interface ManagementReply {
   data?: Record<string, unknown>
 }
 
-export type { ModelLoadState, ModelStatus } from './models/status'
 export type { DownloadProgress } from './install/http'
 export type { InstallOptions, InstallResult } from './install/install'
+export type { ModelLoadState, ModelStatus } from './models/status'
 
 /** `promise`, or a rejection with `aborted()` as soon as `signal` aborts (the work itself goes on). */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined, aborted: () => Error): Promise<T> {
@@ -119,12 +118,24 @@ export class Engine {
     const startupTimeoutMs = checkMs('startupTimeoutMs', options.startupTimeoutMs)
     const lockTimeoutMs = checkMs('lockTimeoutMs', options.lockTimeoutMs)
     const launch = (binary: string | undefined) =>
-      native(() => addon().NativeEngine.start({ binary, home: options.home, cacheRoot: options.cacheRoot, startupTimeoutMs, lockTimeoutMs, modelSpecsDir: modelSpecsDir() }))
+      native(() =>
+        addon().NativeEngine.start({
+          binary,
+          home: options.home,
+          cacheRoot: options.cacheRoot,
+          startupTimeoutMs,
+          lockTimeoutMs,
+          modelSpecsDir: modelSpecsDir(),
+        }),
+      )
     try {
       return new Engine(await launch(options.binary))
     } catch (e) {
       if (!(e instanceof EngineNotFoundError) || !options.install || options.binary) throw e
-      const installed = await installEngine({ home: options.home, ...(options.install === true ? {} : options.install) })
+      const installed = await installEngine({
+        home: options.home,
+        ...(options.install === true ? {} : options.install),
+      })
       return new Engine(await launch(installed.path))
     }
   }
@@ -197,7 +208,9 @@ export class Engine {
     const resolved = await downloads.fetch(id, hubOptions)
     // A Hub model loads from its snapshot under its repo id; the session names local ones.
     const fromHub = resolved.source === 'cache' || resolved.source === 'hub'
-    const load = native(() => (fromHub ? n.loadModel(id, timeoutMs, resolved.path, resolved.canonicalId) : n.loadModel(id, timeoutMs)))
+    const load = native(() =>
+      fromHub ? n.loadModel(id, timeoutMs, resolved.path, resolved.canonicalId) : n.loadModel(id, timeoutMs),
+    )
     const info = await untilAborted(load, options.signal, () => new AbortError(`loadModel('${id}') was aborted`))
     return { ...info, requestedId: id, ...(fromHub ? { modelPath: resolved.path } : {}) }
   }
@@ -227,7 +240,12 @@ export class Engine {
    * thrown. Prefer the typed methods for the commands they cover.
    */
   async managementCommand(command: ManagementCommand, options: { timeoutMs?: number } = {}): Promise<ManagementReply> {
-    if (command === null || typeof command !== 'object' || typeof command.type !== 'string' || command.type.length === 0) {
+    if (
+      command === null ||
+      typeof command !== 'object' ||
+      typeof command.type !== 'string' ||
+      command.type.length === 0
+    ) {
       throw new InvalidRequestError("command.type: expected the command name, e.g. { type: 'ping' }")
     }
     const timeoutMs = checkMs('timeoutMs', options.timeoutMs)

@@ -144,7 +144,17 @@ export function makeError(code: string, message: string, cause?: unknown): Orcha
 const NATIVE_PREFIX = /^\[ORCHARD:([A-Z_]+)\] ([\s\S]*)$/
 
 /** napi-rs's own codes for an argument of the wrong type. */
-const NAPI_ARGUMENT_CODES = new Set(['InvalidArg', 'ObjectExpected', 'StringExpected', 'NameExpected', 'FunctionExpected', 'NumberExpected', 'BooleanExpected', 'ArrayExpected', 'BigintExpected'])
+const NAPI_ARGUMENT_CODES = new Set([
+  'InvalidArg',
+  'ObjectExpected',
+  'StringExpected',
+  'NameExpected',
+  'FunctionExpected',
+  'NumberExpected',
+  'BooleanExpected',
+  'ArrayExpected',
+  'BigintExpected',
+])
 
 /**
  * Turn an error thrown by the native addon into the matching typed error: the core's coded
@@ -158,7 +168,8 @@ export function fromNative(err: unknown): unknown {
     const m = NATIVE_PREFIX.exec(err.message)
     if (m) return makeError(m[1] ?? '', m[2] ?? '', err)
     const code = (err as { code?: unknown }).code
-    if (typeof code === 'string' && NAPI_ARGUMENT_CODES.has(code)) return new InvalidRequestError(err.message, { cause: err })
+    if (typeof code === 'string' && NAPI_ARGUMENT_CODES.has(code))
+      return new InvalidRequestError(err.message, { cause: err })
     return new InternalError(`the native addon failed: ${err.message}`, { cause: err })
   }
   return err

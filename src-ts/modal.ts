@@ -6,16 +6,15 @@
 
 import { readFile } from 'node:fs/promises'
 
+import type { NativeEngine } from '../index'
 import { InvalidRequestError, ProtocolError } from './errors'
 import { requestJson } from './json'
-import { imageBytes } from './tasks/media'
 import type { ImageInput } from './tasks/media'
+import { imageBytes } from './tasks/media'
 import type { TaskDelta } from './tasks/prefill'
-import type { ChatOptions } from './types'
-import { runRequest, splitOptions } from './tasks/request'
 import type { RequestPromise } from './tasks/request'
-
-import type { NativeEngine } from '../index'
+import { runRequest, splitOptions } from './tasks/request'
+import type { ChatOptions } from './types'
 
 /** One output file of a modal call (a WAV, a PNG, ...). */
 export interface ModalArtifact {
@@ -99,7 +98,8 @@ function artifactOf(d: TaskDelta): ModalArtifact {
 
 async function audioBytes(audio: unknown): Promise<Uint8Array | undefined> {
   if (audio === undefined || audio instanceof Uint8Array) return audio
-  if (typeof audio !== 'string') throw new InvalidRequestError('options.referenceAudio: expected audio bytes (Uint8Array or Buffer) or a file path')
+  if (typeof audio !== 'string')
+    throw new InvalidRequestError('options.referenceAudio: expected audio bytes (Uint8Array or Buffer) or a file path')
   try {
     return await readFile(audio)
   } catch (e) {
@@ -108,8 +108,14 @@ async function audioBytes(audio: unknown): Promise<Uint8Array | undefined> {
 }
 
 function pcmBytes(pcm: unknown): Uint8Array {
-  const samples = pcm instanceof Float32Array ? pcm : Array.isArray(pcm) && pcm.every((x) => typeof x === 'number' && Number.isFinite(x)) ? Float32Array.from(pcm) : undefined
-  if (samples === undefined) throw new InvalidRequestError('pcm: expected a Float32Array or an array of finite numbers (mono float32 samples)')
+  const samples =
+    pcm instanceof Float32Array
+      ? pcm
+      : Array.isArray(pcm) && pcm.every((x) => typeof x === 'number' && Number.isFinite(x))
+        ? Float32Array.from(pcm)
+        : undefined
+  if (samples === undefined)
+    throw new InvalidRequestError('pcm: expected a Float32Array or an array of finite numbers (mono float32 samples)')
   const bytes = new Uint8Array(samples.length * 4)
   const view = new DataView(bytes.buffer)
   for (const [i, v] of samples.entries()) view.setFloat32(i * 4, v, true)
@@ -119,7 +125,13 @@ function pcmBytes(pcm: unknown): Uint8Array {
 /** @internal one modal request: `media` resolves the call's binary input. */
 function modal<T>(
   engine: NativeEngine,
-  call: { model: unknown; kind: string; text: string | undefined; options: unknown; media: (rest: Record<string, unknown>) => Promise<Uint8Array | undefined> },
+  call: {
+    model: unknown
+    kind: string
+    text: string | undefined
+    options: unknown
+    media: (rest: Record<string, unknown>) => Promise<Uint8Array | undefined>
+  },
   finish: (deltas: TaskDelta[]) => T,
 ): RequestPromise<T> {
   return runRequest<string[], T>(
@@ -131,14 +143,23 @@ function modal<T>(
       const model = call.model
       // Every key passes here: the core checks them against the call and names an unknown one.
       const keys = call.options !== null && typeof call.options === 'object' ? Object.keys(call.options) : []
-      const { signal, rest } = splitOptions<{ signal?: AbortSignal } & Record<string, unknown>>(call.options, call.kind, keys)
+      const { signal, rest } = splitOptions<{ signal?: AbortSignal } & Record<string, unknown>>(
+        call.options,
+        call.kind,
+        keys,
+      )
       const { referenceAudio: _a, ...wire } = rest
       const json = requestJson({ text: call.text, options: wire })
       return {
         signal,
         send: async () => {
           const media = await call.media(rest)
-          return engine.modalTask(model, call.kind, json, media === undefined ? undefined : Buffer.from(media.buffer, media.byteOffset, media.byteLength))
+          return engine.modalTask(
+            model,
+            call.kind,
+            json,
+            media === undefined ? undefined : Buffer.from(media.buffer, media.byteOffset, media.byteLength),
+          )
         },
       }
     },
@@ -146,7 +167,8 @@ function modal<T>(
   )
 }
 
-const artifacts = (deltas: TaskDelta[]): ModalArtifact[] => deltas.filter((d) => d.modalBytesB64 !== undefined).map(artifactOf)
+const artifacts = (deltas: TaskDelta[]): ModalArtifact[] =>
+  deltas.filter((d) => d.modalBytesB64 !== undefined).map(artifactOf)
 
 /** What both facades send through. */
 abstract class Facade {
@@ -162,7 +184,11 @@ abstract class Facade {
 export class AudioClient extends Facade {
   /** Speak `text` (request type `audio`, task `text_to_speech`); resolves to the audio artifacts. */
   speech(model: string, input: string, options: SpeechOptions = {}): RequestPromise<ModalArtifact[]> {
-    return modal(this.engine, { model, kind: 'speech', text: input, options, media: (o) => audioBytes(o.referenceAudio) }, artifacts)
+    return modal(
+      this.engine,
+      { model, kind: 'speech', text: input, options, media: (o) => audioBytes(o.referenceAudio) },
+      artifacts,
+    )
   }
 
   /** The same as {@link AudioClient.speech} (the reference client's name). */
@@ -172,8 +198,10 @@ export class AudioClient extends Facade {
 
   /** Transcribe mono float32 PCM (16 kHz for the usual models; request type `omni`). */
   transcribe(model: string, pcm: Float32Array | number[], options: TranscribeOptions = {}): RequestPromise<string> {
-    return modal(this.engine, { model, kind: 'transcribe', text: undefined, options, media: async () => pcmBytes(pcm) }, (deltas) =>
-      deltas.map((d) => d.content ?? '').join(''),
+    return modal(
+      this.engine,
+      { model, kind: 'transcribe', text: undefined, options, media: async () => pcmBytes(pcm) },
+      (deltas) => deltas.map((d) => d.content ?? '').join(''),
     )
   }
 }
@@ -182,11 +210,24 @@ export class AudioClient extends Facade {
 export class ImagesClient extends Facade {
   /** Generate an image from `prompt` (task `text_to_image`); resolves to the image artifacts. */
   generate(model: string, prompt: string, options: ImageGenerateOptions = {}): RequestPromise<ModalArtifact[]> {
-    return modal(this.engine, { model, kind: 'image_generate', text: prompt, options, media: async () => undefined }, artifacts)
+    return modal(
+      this.engine,
+      { model, kind: 'image_generate', text: prompt, options, media: async () => undefined },
+      artifacts,
+    )
   }
 
   /** Edit `image` as `prompt` says (task `image_to_image`); resolves to the image artifacts. */
-  edit(model: string, image: ImageInput, prompt: string, options: ImageEditOptions = {}): RequestPromise<ModalArtifact[]> {
-    return modal(this.engine, { model, kind: 'image_edit', text: prompt, options, media: () => imageBytes(image, 'image') }, artifacts)
+  edit(
+    model: string,
+    image: ImageInput,
+    prompt: string,
+    options: ImageEditOptions = {},
+  ): RequestPromise<ModalArtifact[]> {
+    return modal(
+      this.engine,
+      { model, kind: 'image_edit', text: prompt, options, media: () => imageBytes(image, 'image') },
+      artifacts,
+    )
   }
 }

@@ -6,8 +6,8 @@
 
 import { InvalidRequestError } from './errors'
 import type { ChatStream } from './stream'
-import { float32s, imageDataUrl } from './tasks/media'
 import type { ImageInput } from './tasks/media'
+import { float32s, imageDataUrl } from './tasks/media'
 import type { ChatDelta, ChatMessage, ChatOptions, ContentPart } from './types'
 
 /** The model id the reference clients use for Moondream 3. */
@@ -54,7 +54,10 @@ export interface MoondreamQueryResult {
 export type SpatialRef = readonly [number, number] | readonly [number, number, number, number]
 
 /** Sampling and control options every Moondream call takes. */
-export type MoondreamOptions = Pick<ChatOptions, 'signal' | 'stallTimeoutMs' | 'maxTokens' | 'temperature' | 'topP' | 'topK' | 'seed' | 'deterministic'>
+export type MoondreamOptions = Pick<
+  ChatOptions,
+  'signal' | 'stallTimeoutMs' | 'maxTokens' | 'temperature' | 'topP' | 'topK' | 'seed' | 'deterministic'
+>
 
 export interface CaptionOptions extends MoondreamOptions {
   /** `normal` (default), `short` or `long`. */
@@ -73,7 +76,9 @@ const LENGTHS = ['short', 'normal', 'long']
 
 function unitNumber(v: unknown, field: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1) {
-    throw new InvalidRequestError(`${field}: expected a number from 0 to 1 (normalised image coordinates), got ${JSON.stringify(v)}`)
+    throw new InvalidRequestError(
+      `${field}: expected a number from 0 to 1 (normalised image coordinates), got ${JSON.stringify(v)}`,
+    )
   }
   return v
 }
@@ -90,7 +95,10 @@ function refParts(ref: unknown, field: string): ContentPart[] {
   const v = ref.map((n, i) => unitNumber(n, `${field}[${i}]`))
   if (v.length === 2) return [capability('coord', v)]
   const [x0, y0, x1, y1] = v as [number, number, number, number]
-  return [capability('coord', [(x0 + x1) / 2, (y0 + y1) / 2]), capability('size', [Math.abs(x1 - x0), Math.abs(y1 - y0)])]
+  return [
+    capability('coord', [(x0 + x1) / 2, (y0 + y1) / 2]),
+    capability('size', [Math.abs(x1 - x0), Math.abs(y1 - y0)]),
+  ]
 }
 
 function text(v: unknown, field: string): string {
@@ -132,7 +140,12 @@ export class Moondream {
   }
 
   /** Send the request. The stream is wrapped: a `ChatStream` is thenable, and awaiting it would wait for its result. */
-  async #stream(image: ImageInput | null, parts: ContentPart[], options: object, extra: ChatOptions): Promise<{ deltas: ChatStream }> {
+  async #stream(
+    image: ImageInput | null,
+    parts: ContentPart[],
+    options: object,
+    extra: ChatOptions,
+  ): Promise<{ deltas: ChatStream }> {
     const { length: _l, stream: _s, reasoning: _r, spatialRefs: _f, ...rest } = checkOptions(options)
     const content: ContentPart[] = []
     if (image !== null) content.push({ type: 'input_image', image_url: await imageDataUrl(image, 'image') })
@@ -147,7 +160,9 @@ export class Moondream {
     const start = async (): Promise<{ deltas: ChatStream }> => {
       const length = checkOptions(options).length ?? 'normal'
       if (typeof length !== 'string' || !LENGTHS.includes(length)) {
-        throw new InvalidRequestError(`options.length: expected 'short', 'normal' or 'long', got ${JSON.stringify(length)}`)
+        throw new InvalidRequestError(
+          `options.length: expected 'short', 'normal' or 'long', got ${JSON.stringify(length)}`,
+        )
       }
       return this.#stream(image, [], options, { task: `caption_${length}` })
     }
@@ -196,19 +211,30 @@ export class Moondream {
       if (answering) answer += d.content ?? ''
       else thought += d.content ?? ''
     }
-    if (!answering) return grounding.length > 0 ? { answer: thought, reasoning: { text: thought, grounding } } : { answer: thought }
+    if (!answering)
+      return grounding.length > 0 ? { answer: thought, reasoning: { text: thought, grounding } } : { answer: thought }
     return grounding.length > 0 ? { answer, reasoning: { text: thought, grounding } } : { answer }
   }
 
   /** Where `object` is in the image: one point per instance. */
   async point(image: ImageInput, object: string, options: MoondreamOptions = {}): Promise<{ points: Point[] }> {
-    const found = await this.#coordinates(image, [{ type: 'input_text', text: text(object, 'object') }], options, 'point')
+    const found = await this.#coordinates(
+      image,
+      [{ type: 'input_text', text: text(object, 'object') }],
+      options,
+      'point',
+    )
     return { points: pairs(found.coords) }
   }
 
   /** Boxes around each instance of `object`. */
   async detect(image: ImageInput, object: string, options: MoondreamOptions = {}): Promise<{ objects: Box[] }> {
-    const found = await this.#coordinates(image, [{ type: 'input_text', text: text(object, 'object') }], options, 'detect')
+    const found = await this.#coordinates(
+      image,
+      [{ type: 'input_text', text: text(object, 'object') }],
+      options,
+      'detect',
+    )
     const centres = pairs(found.coords)
     const sizes = pairs(found.sizes)
     const objects = centres.slice(0, sizes.length).map((c, i) => {
@@ -226,7 +252,12 @@ export class Moondream {
     return { gaze: pairs(found.coords)[0] ?? null }
   }
 
-  async #coordinates(image: ImageInput, parts: ContentPart[], options: MoondreamOptions, task: string): Promise<Coordinates> {
+  async #coordinates(
+    image: ImageInput,
+    parts: ContentPart[],
+    options: MoondreamOptions,
+    task: string,
+  ): Promise<Coordinates> {
     const found: Coordinates = { coords: [], sizes: [] }
     for await (const d of (await this.#stream(image, parts, options, { task })).deltas) collectCoordinates(d, found)
     return found

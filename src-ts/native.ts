@@ -7,11 +7,17 @@
 import { existsSync } from 'node:fs'
 import path from 'node:path'
 
-import { NativeLoadError } from './errors'
-import type { ReasoningEffort } from './types'
-import { currentPlatform, isPrebuilt, packageRoot, packageVersion, platformPackageName, PREBUILT_PLATFORMS } from './platform'
-
 import type * as Binding from '../index'
+import { NativeLoadError } from './errors'
+import {
+  currentPlatform,
+  isPrebuilt,
+  PREBUILT_PLATFORMS,
+  packageRoot,
+  packageVersion,
+  platformPackageName,
+} from './platform'
+import type { ReasoningEffort } from './types'
 
 export type NativeBinding = typeof Binding
 

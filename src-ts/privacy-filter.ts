@@ -3,13 +3,12 @@
  * `openai/privacy-filter`, one token classification per text.
  */
 
-import { ProtocolError } from './errors'
-import { prefillRequest } from './tasks/prefill'
-import type { PrefillArgs, TaskDelta } from './tasks/prefill'
-import { splitOptions } from './tasks/request'
-import type { RequestPromise } from './tasks/request'
-
 import type { NativeEngine } from '../index'
+import { ProtocolError } from './errors'
+import type { PrefillArgs, TaskDelta } from './tasks/prefill'
+import { prefillRequest } from './tasks/prefill'
+import type { RequestPromise } from './tasks/request'
+import { splitOptions } from './tasks/request'
 
 /** The model id the reference clients use for the privacy filter. */
 export const PRIVACY_FILTER_MODEL = 'openai/privacy-filter'
@@ -60,7 +59,9 @@ export function analysisOf(deltas: TaskDelta[], where: string): PrivacyFilterAna
   try {
     raw = JSON.parse(Buffer.from(d.modalBytesB64, 'base64').toString('utf8'))
   } catch (e) {
-    throw new ProtocolError(`${where}: the privacy_filter result is not JSON (${e instanceof Error ? e.message : String(e)})`)
+    throw new ProtocolError(
+      `${where}: the privacy_filter result is not JSON (${e instanceof Error ? e.message : String(e)})`,
+    )
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ProtocolError(`${where}: the privacy_filter result is not a JSON object`)
@@ -77,7 +78,11 @@ export function analysisOf(deltas: TaskDelta[], where: string): PrivacyFilterAna
 }
 
 /** @internal the body of `Client.privacyFilter`. */
-export function privacyFilter(engine: NativeEngine, texts: string | string[], options: PrivacyFilterOptions): RequestPromise<PrivacyFilterAnalysis | PrivacyFilterAnalysis[]> {
+export function privacyFilter(
+  engine: NativeEngine,
+  texts: string | string[],
+  options: PrivacyFilterOptions,
+): RequestPromise<PrivacyFilterAnalysis | PrivacyFilterAnalysis[]> {
   const args = (): PrefillArgs => {
     const { signal, rest } = splitOptions<PrivacyFilterOptions>(options, 'privacyFilter', ['model'])
     return { model: rest.model ?? PRIVACY_FILTER_MODEL, texts, task: 'privacy_filter', signal }

@@ -32,7 +32,8 @@ function pathOf(base: string, pointer: string): string {
 function describe(base: string, e: ErrorObject): string {
   const at = pathOf(base, e.instancePath)
   if (e.keyword === 'required') return `${at}.${String(e.params.missingProperty)}: required`
-  if (e.keyword === 'additionalProperties') return `${at}.${String(e.params.additionalProperty)}: not an allowed property`
+  if (e.keyword === 'additionalProperties')
+    return `${at}.${String(e.params.additionalProperty)}: not an allowed property`
   return `${at}: ${e.message ?? e.keyword}`
 }
 
@@ -53,7 +54,9 @@ function validatorFor(schema: Record<string, unknown> | boolean, path: string): 
     validate = ajv.compile(schema)
   } catch (e) {
     // An unknown `$schema` dialect, a `$ref` that resolves nowhere, a bad regular expression.
-    throw e instanceof InvalidRequestError ? e : new InvalidRequestError(`${path}: ${(e as Error).message}`, { cause: e })
+    throw e instanceof InvalidRequestError
+      ? e
+      : new InvalidRequestError(`${path}: ${(e as Error).message}`, { cause: e })
   } finally {
     // The cache above owns compiled schemas; ajv's own would keep every schema ever seen.
     if (typeof schema === 'object') ajv.removeSchema(schema)
@@ -82,9 +85,11 @@ function checkRequiredDeclared(node: unknown, path: string): void {
   const { properties, required } = node as Record<string, unknown>
   if (Array.isArray(required) && typeof properties === 'object' && properties !== null) {
     const missing = required.find((r) => typeof r === 'string' && !Object.hasOwn(properties, r))
-    if (missing !== undefined) throw new InvalidRequestError(`${path}.required: '${String(missing)}' is not among the properties`)
+    if (missing !== undefined)
+      throw new InvalidRequestError(`${path}.required: '${String(missing)}' is not among the properties`)
   }
-  for (const [key, value] of Object.entries(node)) if (!DATA_KEYWORDS.has(key)) checkRequiredDeclared(value, `${path}.${key}`)
+  for (const [key, value] of Object.entries(node))
+    if (!DATA_KEYWORDS.has(key)) checkRequiredDeclared(value, `${path}.${key}`)
 }
 
 /** Throw an InvalidRequestError naming the first malformed part of `schema` (at `path`). */

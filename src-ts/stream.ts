@@ -1,11 +1,10 @@
 /** ChatStream: an awaitable, once-iterable stream of deltas for one request. */
 
+import type { NativeChat } from '../index'
 import { Accumulator } from './accumulator'
 import { Consumable } from './consumable'
-import { EngineError, TimeoutError, fromNative } from './errors'
+import { EngineError, fromNative, TimeoutError } from './errors'
 import type { ChatDelta, ChatResult } from './types'
-
-import type { NativeChat } from '../index'
 
 /** @internal */
 export interface StreamOptions<R> {
@@ -53,7 +52,8 @@ export class DeltaStream<R> extends Consumable<ChatDelta, R> {
     const native = this.#native ?? (await this.#open())
     let batch: string | null
     try {
-      batch = this.#stallTimeoutMs === undefined ? await native.next() : await this.#nextWithin(native, this.#stallTimeoutMs)
+      batch =
+        this.#stallTimeoutMs === undefined ? await native.next() : await this.#nextWithin(native, this.#stallTimeoutMs)
     } catch (e) {
       if (e instanceof TimeoutError) throw e
       throw this.aborted() ?? fromNative(e)

@@ -79,7 +79,9 @@ export interface TestModelOptions {
 export async function createTestModel(options: TestModelOptions = {}): Promise<string> {
   const family = options.family ?? 'llama3'
   if (typeof family !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(family)) {
-    throw new InvalidRequestError(`family: expected a model-specs family name such as 'llama3', got ${JSON.stringify(family)}`)
+    throw new InvalidRequestError(
+      `family: expected a model-specs family name such as 'llama3', got ${JSON.stringify(family)}`,
+    )
   }
   const dir = options.dir ?? path.join(await mkdtemp(path.join(os.tmpdir(), 'orchard-model-')), family)
   await mkdir(dir, { recursive: true })
@@ -124,7 +126,10 @@ export async function startTestEngine(options: TestEngineOptions = {}): Promise<
     }
   }
   try {
-    const model = await createTestModel({ family: options.family, dir: path.join(cacheRoot, 'models', options.family ?? 'llama3') })
+    const model = await createTestModel({
+      family: options.family,
+      dir: path.join(cacheRoot, 'models', options.family ?? 'llama3'),
+    })
     engine = await Engine.start({ binary, cacheRoot, startupTimeoutMs: options.startupTimeoutMs })
     await engine.loadModel(model)
     let closing: Promise<void> | undefined

@@ -112,12 +112,20 @@ export interface ChatOptions {
 
 export type ReasoningEffort = 'minimal' | 'low' | 'medium' | 'high'
 
-export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'function'; name: string } | { type: 'function'; function: { name: string } }
+export type ToolChoice =
+  | 'auto'
+  | 'none'
+  | 'required'
+  | { type: 'function'; name: string }
+  | { type: 'function'; function: { name: string } }
 
 export type ResponseFormat =
   | { type: 'text' }
   | { type: 'json_object' }
-  | { type: 'json_schema'; json_schema: { name?: string; description?: string; schema: Record<string, unknown> | boolean; strict?: boolean } }
+  | {
+      type: 'json_schema'
+      json_schema: { name?: string; description?: string; schema: Record<string, unknown> | boolean; strict?: boolean }
+    }
 
 export interface TopLogprob {
   /** The token id, when the engine sent one. */

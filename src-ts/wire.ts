@@ -58,7 +58,8 @@ export type WireMessage =
 
 /** Bytes travel as base64; ids above 2^53 as decimal text (the codec reads them back as u64). */
 function wireValue(original: unknown, value: unknown): unknown {
-  if (original instanceof Uint8Array) return Buffer.from(original.buffer, original.byteOffset, original.byteLength).toString('base64')
+  if (original instanceof Uint8Array)
+    return Buffer.from(original.buffer, original.byteOffset, original.byteLength).toString('base64')
   if (typeof value === 'bigint') return value.toString()
   return undefined
 }

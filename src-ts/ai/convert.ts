@@ -3,7 +3,6 @@
  * finish reason and the usage. Everything here is pure; the model class does the I/O.
  */
 
-import { InvalidArgumentError, InvalidPromptError, UnsupportedFunctionalityError } from '@ai-sdk/provider'
 import type {
   JSONObject,
   JSONValue,
@@ -17,12 +16,15 @@ import type {
   SharedV4ProviderMetadata,
   SharedV4Warning,
 } from '@ai-sdk/provider'
+import { InvalidArgumentError, InvalidPromptError, UnsupportedFunctionalityError } from '@ai-sdk/provider'
 
+import { reasoningEfforts } from '../native'
 import type {
   ChatMessage,
   ChatOptions,
   ChatResult,
   ContentPart,
+  FinishReason,
   FunctionTool,
   ReasoningEffort,
   TokenLogprob,
@@ -30,8 +32,6 @@ import type {
   ToolChoice,
   Usage,
 } from '../types'
-import type { FinishReason } from '../types'
-import { reasoningEfforts } from '../native'
 
 /** The provider's name: the key of its `providerOptions` and `providerMetadata`. */
 export const PROVIDER = 'orchard'
@@ -77,7 +77,9 @@ const PROVIDER_OPTIONS: Record<keyof OrchardLanguageModelOptions, OptionKind> = 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
 
 /** `providerOptions.orchard`, checked: an unknown key or a wrong type names the field. */
-export function readProviderOptions(providerOptions: LanguageModelV4CallOptions['providerOptions']): OrchardLanguageModelOptions {
+export function readProviderOptions(
+  providerOptions: LanguageModelV4CallOptions['providerOptions'],
+): OrchardLanguageModelOptions {
   const raw: unknown = providerOptions?.[PROVIDER]
   if (raw === undefined) return {}
   const at = `providerOptions.${PROVIDER}`
@@ -87,13 +89,21 @@ export function readProviderOptions(providerOptions: LanguageModelV4CallOptions[
     if (value === undefined) continue
     const field = `${at}.${key}`
     const kind = (PROVIDER_OPTIONS as Record<string, OptionKind | undefined>)[key]
-    const bad = (expected: string) => new InvalidArgumentError({ argument: field, message: `${field}: expected ${expected}, got ${JSON.stringify(value)}` })
+    const bad = (expected: string) =>
+      new InvalidArgumentError({
+        argument: field,
+        message: `${field}: expected ${expected}, got ${JSON.stringify(value)}`,
+      })
     if (kind === undefined) {
-      throw new InvalidArgumentError({ argument: field, message: `${field}: unknown option; known: ${Object.keys(PROVIDER_OPTIONS).join(', ')}` })
+      throw new InvalidArgumentError({
+        argument: field,
+        message: `${field}: unknown option; known: ${Object.keys(PROVIDER_OPTIONS).join(', ')}`,
+      })
     }
     if (kind === 'number' && (typeof value !== 'number' || !Number.isFinite(value))) throw bad('a number')
     if (kind === 'boolean' && typeof value !== 'boolean') throw bad('a boolean')
-    if (kind === 'bias' && (!isRecord(value) || Object.values(value).some((b) => typeof b !== 'number'))) throw bad('{ [tokenId]: bias }')
+    if (kind === 'bias' && (!isRecord(value) || Object.values(value).some((b) => typeof b !== 'number')))
+      throw bad('{ [tokenId]: bias }')
     if (kind === 'reasoning' && typeof value !== 'boolean' && !reasoningEfforts().includes(value as ReasoningEffort)) {
       throw bad(`a boolean or one of ${reasoningEfforts().join(', ')}`)
     }
@@ -161,7 +171,11 @@ export function prepareCall(call: LanguageModelV4CallOptions): PreparedCall {
   const tools: FunctionTool[] = []
   for (const tool of call.tools ?? []) {
     if (tool.type !== 'function') {
-      warnings.push({ type: 'unsupported', feature: `provider tool '${tool.name}'`, details: 'orchard runs only function tools; this tool was left out of the request' })
+      warnings.push({
+        type: 'unsupported',
+        feature: `provider tool '${tool.name}'`,
+        details: 'orchard runs only function tools; this tool was left out of the request',
+      })
       continue
     }
     tools.push(functionTool(tool, warnings))
@@ -174,9 +188,15 @@ export function prepareCall(call: LanguageModelV4CallOptions): PreparedCall {
   }
 
   // The SDK adds its own user-agent to every call; only headers the caller set are worth a warning.
-  const headers = Object.entries(call.headers ?? {}).filter(([name, value]) => value !== undefined && name.toLowerCase() !== 'user-agent')
+  const headers = Object.entries(call.headers ?? {}).filter(
+    ([name, value]) => value !== undefined && name.toLowerCase() !== 'user-agent',
+  )
   if (headers.length > 0) {
-    warnings.push({ type: 'unsupported', feature: 'headers', details: `orchard talks to a local engine over IPC, not HTTP; ${headers.map(([n]) => n).join(', ')} not sent` })
+    warnings.push({
+      type: 'unsupported',
+      feature: 'headers',
+      details: `orchard talks to a local engine over IPC, not HTTP; ${headers.map(([n]) => n).join(', ')} not sent`,
+    })
   }
 
   return { messages: toMessages(call.prompt), options, warnings, toolSchemas }
@@ -188,7 +208,10 @@ function definedOnly<T extends object>(o: T): T {
 }
 
 /** The spec's reasoning levels on orchard's: `provider-default` leaves the model's own default. */
-function reasoningOf(level: LanguageModelV4CallOptions['reasoning'], warnings: SharedV4Warning[]): ChatOptions['reasoning'] {
+function reasoningOf(
+  level: LanguageModelV4CallOptions['reasoning'],
+  warnings: SharedV4Warning[],
+): ChatOptions['reasoning'] {
   switch (level) {
     case undefined:
     case 'provider-default':
@@ -197,7 +220,11 @@ function reasoningOf(level: LanguageModelV4CallOptions['reasoning'], warnings: S
       return false
     case 'xhigh':
     case 'max':
-      warnings.push({ type: 'compatibility', feature: `reasoning '${level}'`, details: "orchard's highest reasoning effort is 'high'; it was used instead" })
+      warnings.push({
+        type: 'compatibility',
+        feature: `reasoning '${level}'`,
+        details: "orchard's highest reasoning effort is 'high'; it was used instead",
+      })
       return 'high'
     default:
       return level
@@ -218,7 +245,11 @@ function withoutDialect(schema: object): Record<string, unknown> {
 
 function functionTool(tool: LanguageModelV4FunctionTool, warnings: SharedV4Warning[]): FunctionTool {
   if (tool.inputExamples !== undefined && tool.inputExamples.length > 0) {
-    warnings.push({ type: 'unsupported', feature: `inputExamples of tool '${tool.name}'`, details: 'orchard renders only the name, description and input schema of a tool' })
+    warnings.push({
+      type: 'unsupported',
+      feature: `inputExamples of tool '${tool.name}'`,
+      details: 'orchard renders only the name, description and input schema of a tool',
+    })
   }
   return {
     type: 'function',
@@ -247,14 +278,18 @@ function filePart(part: Pick<LanguageModelV4FilePart, 'data' | 'mediaType' | 'fi
       const subtype = media.includes('/') && !media.endsWith('/*') ? media : 'image/png'
       return { type: 'image_url', image_url: { url: `data:${subtype};base64,${base64Of(data.data)}` } }
     }
-    if (data.type === 'url' && data.url.protocol === 'data:') return { type: 'image_url', image_url: { url: data.originalUrl ?? data.url.href } }
+    if (data.type === 'url' && data.url.protocol === 'data:')
+      return { type: 'image_url', image_url: { url: data.originalUrl ?? data.url.href } }
     throw new UnsupportedFunctionalityError({
       functionality: `${at}: an image by ${data.type}`,
       message: `${at}: orchard takes images as bytes or data URLs (the AI SDK downloads http(s) URLs for it); a ${data.type} cannot be read`,
     })
   }
   if (media.startsWith('text/') && data.type === 'data') {
-    const text = typeof data.data === 'string' ? Buffer.from(data.data, 'base64').toString('utf8') : Buffer.from(data.data).toString('utf8')
+    const text =
+      typeof data.data === 'string'
+        ? Buffer.from(data.data, 'base64').toString('utf8')
+        : Buffer.from(data.data).toString('utf8')
     return { type: 'text', text }
   }
   throw new UnsupportedFunctionalityError({
@@ -265,7 +300,8 @@ function filePart(part: Pick<LanguageModelV4FilePart, 'data' | 'mediaType' | 'fi
 
 /** Parts with only text become a string, so the prompt renders as a plain message would. */
 function compact(parts: ContentPart[]): string | ContentPart[] {
-  if (parts.every((p): p is { type: 'text'; text: string } => p.type === 'text')) return parts.map((p) => p.text).join('')
+  if (parts.every((p): p is { type: 'text'; text: string } => p.type === 'text'))
+    return parts.map((p) => p.text).join('')
   return parts
 }
 
@@ -306,7 +342,11 @@ export function toMessages(prompt: LanguageModelV4Prompt): ChatMessage[] {
       case 'user':
         messages.push({
           role: 'user',
-          content: compact(message.content.map((p, j) => (p.type === 'text' ? { type: 'text' as const, text: p.text } : filePart(p, `${at}.content[${j}]`)))),
+          content: compact(
+            message.content.map((p, j) =>
+              p.type === 'text' ? { type: 'text' as const, text: p.text } : filePart(p, `${at}.content[${j}]`),
+            ),
+          ),
         })
         break
       case 'assistant': {
@@ -317,7 +357,11 @@ export function toMessages(prompt: LanguageModelV4Prompt): ChatMessage[] {
           if (p.type === 'text') text += p.text
           else if (p.type === 'reasoning') reasoning += p.text
           else if (p.type === 'tool-call') {
-            calls.push({ id: p.toolCallId, type: 'function', function: { name: p.toolName, arguments: callArguments(p.input, `${at}.content[${j}].input`) } })
+            calls.push({
+              id: p.toolCallId,
+              type: 'function',
+              function: { name: p.toolName, arguments: callArguments(p.input, `${at}.content[${j}].input`) },
+            })
           } else if (p.type === 'file' || p.type === 'reasoning-file' || p.type === 'tool-result') {
             throw new UnsupportedFunctionalityError({
               functionality: `assistant ${p.type} parts`,
@@ -336,12 +380,19 @@ export function toMessages(prompt: LanguageModelV4Prompt): ChatMessage[] {
         message.content.forEach((p, j) => {
           // Approval responses concern provider-executed tools, which orchard does not have.
           if (p.type !== 'tool-result') return
-          messages.push({ role: 'tool', tool_call_id: p.toolCallId, content: toolOutput(p.output, `${at}.content[${j}]`) })
+          messages.push({
+            role: 'tool',
+            tool_call_id: p.toolCallId,
+            content: toolOutput(p.output, `${at}.content[${j}]`),
+          })
         })
         break
       default: {
         const role: unknown = (message as { role: unknown }).role
-        throw new InvalidPromptError({ prompt, message: `${at}.role: '${String(role)}' is not a role of the AI SDK prompt` })
+        throw new InvalidPromptError({
+          prompt,
+          message: `${at}.role: '${String(role)}' is not a role of the AI SDK prompt`,
+        })
       }
     }
   })
@@ -359,7 +410,10 @@ function callArguments(input: unknown, at: string): string | Record<string, unkn
 // ---------------------------------------------------------------------------------- results
 
 /** The engine's finish reason in the spec's terms; calls made means `tool-calls`. */
-export function finishReasonOf(raw: FinishReason | null | undefined, madeToolCalls: boolean): LanguageModelV4FinishReason {
+export function finishReasonOf(
+  raw: FinishReason | null | undefined,
+  madeToolCalls: boolean,
+): LanguageModelV4FinishReason {
   const r = raw ?? undefined
   if (madeToolCalls && r !== 'length' && r !== 'max_tokens') return { unified: 'tool-calls', raw: r }
   switch (r) {
@@ -385,8 +439,17 @@ export function finishReasonOf(raw: FinishReason | null | undefined, madeToolCal
 /** Orchard usage (completion includes reasoning) in the spec's shape. */
 export function usageOf(u: Usage): LanguageModelV4Usage {
   return {
-    inputTokens: { total: u.promptTokens, noCache: u.promptTokens - u.cachedTokens, cacheRead: u.cachedTokens, cacheWrite: undefined },
-    outputTokens: { total: u.completionTokens, text: u.completionTokens - u.reasoningTokens, reasoning: u.reasoningTokens },
+    inputTokens: {
+      total: u.promptTokens,
+      noCache: u.promptTokens - u.cachedTokens,
+      cacheRead: u.cachedTokens,
+      cacheWrite: undefined,
+    },
+    outputTokens: {
+      total: u.completionTokens,
+      text: u.completionTokens - u.reasoningTokens,
+      reasoning: u.reasoningTokens,
+    },
     raw: { ...u },
   }
 }
@@ -397,7 +460,11 @@ function logprobJson(lp: TokenLogprob): JSONObject {
     token: lp.token,
     logprob: lp.logprob,
     ...(lp.bytes ? { bytes: lp.bytes } : {}),
-    topLogprobs: lp.topLogprobs.map((t) => ({ token: t.token, logprob: t.logprob, ...(t.tokenId !== undefined ? { tokenId: t.tokenId } : {}) })),
+    topLogprobs: lp.topLogprobs.map((t) => ({
+      token: t.token,
+      logprob: t.logprob,
+      ...(t.tokenId !== undefined ? { tokenId: t.tokenId } : {}),
+    })),
   }
 }
 

@@ -1,6 +1,11 @@
 /** The AI SDK embedding model (specification v4) over `client.embed`. */
 
-import type { EmbeddingModelV4, EmbeddingModelV4CallOptions, EmbeddingModelV4Result, SharedV4Warning } from '@ai-sdk/provider'
+import type {
+  EmbeddingModelV4,
+  EmbeddingModelV4CallOptions,
+  EmbeddingModelV4Result,
+  SharedV4Warning,
+} from '@ai-sdk/provider'
 
 import type { Client } from '../client'
 import { PROVIDER } from './convert'
@@ -35,7 +40,11 @@ export class OrchardEmbeddingModel implements EmbeddingModelV4 {
     const result = await client.embed(this.modelId, call.values, call.abortSignal ? { signal: call.abortSignal } : {})
     const warnings: SharedV4Warning[] = []
     if (call.dimensions !== undefined && call.dimensions !== result.dimensions) {
-      warnings.push({ type: 'unsupported', feature: 'dimensions', details: `the model's embeddings have ${result.dimensions} dimensions; they are returned whole` })
+      warnings.push({
+        type: 'unsupported',
+        feature: 'dimensions',
+        details: `the model's embeddings have ${result.dimensions} dimensions; they are returned whole`,
+      })
     }
     return {
       embeddings: result.embeddings.map((e) => Array.from(e)),

@@ -15,17 +15,17 @@
  * `ai` and `@ai-sdk/provider` are peer dependencies of this entry only.
  */
 
-import { NoSuchModelError } from '@ai-sdk/provider'
 import type { ProviderV4 } from '@ai-sdk/provider'
+import { NoSuchModelError } from '@ai-sdk/provider'
 
 import type { Client } from '../client'
 import { Engine, type EngineStartOptions } from '../engine'
 import { OrchardEmbeddingModel } from './embedding-model'
 import { OrchardLanguageModel } from './language-model'
 
+export type { OrchardLanguageModelOptions } from './convert'
 export { OrchardEmbeddingModel } from './embedding-model'
 export { OrchardLanguageModel } from './language-model'
-export type { OrchardLanguageModelOptions } from './convert'
 
 export interface OrchardProviderSettings {
   /**
@@ -68,20 +68,32 @@ export function createOrchard(settings: OrchardProviderSettings = {}): OrchardPr
 
   const languageModel = (modelId: string): OrchardLanguageModel => {
     if (typeof modelId !== 'string' || modelId.length === 0) {
-      throw new NoSuchModelError({ modelId: String(modelId), modelType: 'languageModel', message: 'modelId: expected the id of a model loaded in the engine' })
+      throw new NoSuchModelError({
+        modelId: String(modelId),
+        modelType: 'languageModel',
+        message: 'modelId: expected the id of a model loaded in the engine',
+      })
     }
     return new OrchardLanguageModel(modelId, client)
   }
   const embeddingModel = (modelId: string): OrchardEmbeddingModel => {
     if (typeof modelId !== 'string' || modelId.length === 0) {
-      throw new NoSuchModelError({ modelId: String(modelId), modelType: 'embeddingModel', message: 'modelId: expected the id of a model loaded in the engine' })
+      throw new NoSuchModelError({
+        modelId: String(modelId),
+        modelType: 'embeddingModel',
+        message: 'modelId: expected the id of a model loaded in the engine',
+      })
     }
     return new OrchardEmbeddingModel(modelId, client)
   }
   const none =
     (modelType: 'imageModel', what: string) =>
     (modelId: string): never => {
-      throw new NoSuchModelError({ modelId, modelType, message: `orchard has no ${what} models yet ('${modelId}'); use orchard(modelId) for a language model` })
+      throw new NoSuchModelError({
+        modelId,
+        modelType,
+        message: `orchard has no ${what} models yet ('${modelId}'); use orchard(modelId) for a language model`,
+      })
     }
 
   const provider = (modelId: string): OrchardLanguageModel => languageModel(modelId)

@@ -15,12 +15,15 @@ import { argumentsText } from '../accumulator'
 import type { Client } from '../client'
 import { AbortError } from '../errors'
 import type { ChatDelta, ChatResult } from '../types'
-import { PROVIDER, type PreparedCall, finishReasonOf, metadataOf, prepareCall, usageOf } from './convert'
+import { finishReasonOf, metadataOf, PROVIDER, type PreparedCall, prepareCall, usageOf } from './convert'
 
 const newCallId = (): string => `call_${randomBytes(12).toString('hex')}`
 
 /** The request as sent, for the SDK's telemetry (the signal is not data). */
-function requestBody(modelId: string, prepared: PreparedCall): { model: string; messages: PreparedCall['messages']; options: Omit<PreparedCall['options'], 'signal'> } {
+function requestBody(
+  modelId: string,
+  prepared: PreparedCall,
+): { model: string; messages: PreparedCall['messages']; options: Omit<PreparedCall['options'], 'signal'> } {
   const { signal: _signal, ...options } = prepared.options
   return { model: modelId, messages: prepared.messages, options }
 }
@@ -72,7 +75,8 @@ export class OrchardLanguageModel implements LanguageModelV4 {
     const content: LanguageModelV4Content[] = []
     if (result.reasoning) content.push({ type: 'reasoning', text: result.reasoning })
     if (result.text) content.push({ type: 'text', text: result.text })
-    for (const c of result.toolCalls) content.push({ type: 'tool-call', toolCallId: newCallId(), toolName: c.name, input: argumentsText(c) })
+    for (const c of result.toolCalls)
+      content.push({ type: 'tool-call', toolCallId: newCallId(), toolName: c.name, input: argumentsText(c) })
     return {
       content,
       finishReason: finishReasonOf(result.finishReason, result.toolCalls.length > 0),
@@ -174,7 +178,15 @@ class StreamParts {
     for (const f of d.toolCallDeltas) {
       let call = this.#calls.get(f.outputIndex)
       if (!call) {
-        call = { id: newCallId(), name: null, started: false, argument: null, quoted: false, pending: [], emitted: false }
+        call = {
+          id: newCallId(),
+          name: null,
+          started: false,
+          argument: null,
+          quoted: false,
+          pending: [],
+          emitted: false,
+        }
         this.#calls.set(f.outputIndex, call)
       }
       if (call.name === null && f.name !== null) call.name = f.name

@@ -31,7 +31,8 @@ export async function withRetries<T>(retries: number, attempt: (n: number) => Pr
       return await attempt(n)
     } catch (e) {
       const status = (e as { status?: number }).status
-      const retryable = e instanceof DownloadError && !(e instanceof ChecksumError) && !(status !== undefined && status < 500)
+      const retryable =
+        e instanceof DownloadError && !(e instanceof ChecksumError) && !(status !== undefined && status < 500)
       if (!retryable || n >= retries) throw e
       await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** n, 2_000)))
     }
@@ -123,7 +124,10 @@ export async function downloadTo(url: string, dest: string, options: DownloadToO
   }
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined)
-    throw options.onHttpError?.(res) ?? withStatus(new DownloadError(`GET ${url}: HTTP ${res.status} ${res.statusText}`), res.status)
+    throw (
+      options.onHttpError?.(res) ??
+      withStatus(new DownloadError(`GET ${url}: HTTP ${res.status} ${res.statusText}`), res.status)
+    )
   }
   let append = false
   let total: number | null = null
@@ -132,7 +136,9 @@ export async function downloadTo(url: string, dest: string, options: DownloadToO
     const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '')
     if (!m || Number(m[1]) !== start) {
       await res.body?.cancel().catch(() => undefined)
-      throw new DownloadError(`GET ${url}: the server answered the range request with Content-Range '${res.headers.get('content-range') ?? ''}'`)
+      throw new DownloadError(
+        `GET ${url}: the server answered the range request with Content-Range '${res.headers.get('content-range') ?? ''}'`,
+      )
     }
     append = true
     total = m[3] === '*' ? (length ? start + Number(length) : null) : Number(m[3])

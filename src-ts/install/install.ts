@@ -17,7 +17,7 @@
  */
 
 import { randomBytes } from 'node:crypto'
-import { constants as fsc, promises as fs } from 'node:fs'
+import { promises as fs, constants as fsc } from 'node:fs'
 import path from 'node:path'
 
 import { AbortError, ChecksumError, DownloadError, nativeSync, OrchardError } from '../errors'
@@ -92,12 +92,20 @@ function platformQuery(): { os: string; arch: string } {
 }
 
 function manifestBase(url?: string): string {
-  return (url ?? process.env.ORCHARD_MANIFEST_URL ?? DEFAULT_MANIFEST_URL).replace(/\/+$/, '').replace(/\/manifest$/, '')
+  return (url ?? process.env.ORCHARD_MANIFEST_URL ?? DEFAULT_MANIFEST_URL)
+    .replace(/\/+$/, '')
+    .replace(/\/manifest$/, '')
 }
 
 /** GET `<base>/manifest?channel&v&os&arch` and validate its shape. */
-export async function fetchManifest(options: { channel?: string; manifestUrl?: string; installed?: string | null; signal?: AbortSignal } = {}): Promise<Manifest> {
-  const q = new URLSearchParams({ channel: options.channel ?? 'stable', v: options.installed ?? 'unknown', ...platformQuery() })
+export async function fetchManifest(
+  options: { channel?: string; manifestUrl?: string; installed?: string | null; signal?: AbortSignal } = {},
+): Promise<Manifest> {
+  const q = new URLSearchParams({
+    channel: options.channel ?? 'stable',
+    v: options.installed ?? 'unknown',
+    ...platformQuery(),
+  })
   const url = `${manifestBase(options.manifestUrl)}/manifest?${q.toString()}`
   const timeout = AbortSignal.timeout(30_000)
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout
@@ -129,7 +137,9 @@ const SHA256_HEX = /^[0-9a-f]{64}$/i
 function versionDirName(version: string, channel: string): string {
   const safe = version.replace(/[^A-Za-z0-9._+-]/g, '_')
   if (!/^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/.test(safe) || safe.startsWith('.staging-')) {
-    throw new DownloadError(`the ${channel} manifest names an unusable version ${JSON.stringify(version.slice(0, 80))}; nothing was installed`)
+    throw new DownloadError(
+      `the ${channel} manifest names an unusable version ${JSON.stringify(version.slice(0, 80))}; nothing was installed`,
+    )
   }
   return safe
 }
@@ -176,14 +186,22 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
   const retries = options.retries ?? 2
   checkAbort(options.signal)
   await fs.mkdir(home, { recursive: true })
-  const lock = await acquireLock(path.join(home, 'install.lock'), { timeoutMs: options.lockTimeoutMs ?? 300_000, signal: options.signal })
+  const lock = await acquireLock(path.join(home, 'install.lock'), {
+    timeoutMs: options.lockTimeoutMs ?? 300_000,
+    signal: options.signal,
+  })
   const versionsDir = path.join(home, 'versions')
   const download = path.join(home, `.download-${process.pid}-${randomBytes(4).toString('hex')}.tar.gz`)
   // A fresh private directory (mkdtemp, mode 0700) made once the download is verified.
   let staging: string | null = null
   try {
     const current = await installedVersion(home)
-    const manifest = await fetchManifest({ channel, manifestUrl: options.manifestUrl, installed: current, signal: options.signal })
+    const manifest = await fetchManifest({
+      channel,
+      manifestUrl: options.manifestUrl,
+      installed: current,
+      signal: options.signal,
+    })
     const version = options.version ?? manifest.latest
     const entry = manifest.versions[version]
     if (!entry || typeof entry.url !== 'string') {
@@ -196,8 +214,13 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     const safeVersion = versionDirName(version, channel)
     const url = new URL(entry.url, `${manifestBase(options.manifestUrl)}/`).toString()
     if (typeof entry.sha256 !== 'string' || !SHA256_HEX.test(entry.sha256)) {
-      const got = entry.sha256 === undefined ? 'no sha256' : `an invalid sha256 ${JSON.stringify(String(entry.sha256).slice(0, 80))}`
-      throw new ChecksumError(`the ${channel} manifest gives ${got} for engine ${version} (${url}); an unverified download is never installed; nothing was installed`)
+      const got =
+        entry.sha256 === undefined
+          ? 'no sha256'
+          : `an invalid sha256 ${JSON.stringify(String(entry.sha256).slice(0, 80))}`
+      throw new ChecksumError(
+        `the ${channel} manifest gives ${got} for engine ${version} (${url}); an unverified download is never installed; nothing was installed`,
+      )
     }
     const want = entry.sha256.toLowerCase()
 
@@ -216,7 +239,9 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
       }
     })
     if (digest !== want) {
-      throw new ChecksumError(`engine ${version} from ${url}: sha256 ${digest ?? '?'} does not match the manifest's ${want}; nothing was installed`)
+      throw new ChecksumError(
+        `engine ${version} from ${url}: sha256 ${digest ?? '?'} does not match the manifest's ${want}; nothing was installed`,
+      )
     }
 
     // Extract into a private staging directory and check it; only that directory is published.
@@ -225,13 +250,16 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     try {
       await extractTarGz(download, staging)
     } catch (e) {
-      if (e instanceof DownloadError) throw new DownloadError(`engine ${version} from ${url}: ${e.message}; nothing was installed`, { cause: e })
+      if (e instanceof DownloadError)
+        throw new DownloadError(`engine ${version} from ${url}: ${e.message}; nothing was installed`, { cause: e })
       throw e
     }
     const bin = path.join(staging, 'bin', ENGINE_BINARY_NAME)
     const st = await fs.lstat(bin).catch(() => null)
-    if (!st || !st.isFile()) {
-      throw new DownloadError(`engine ${version} from ${url}: the archive has no bin/${ENGINE_BINARY_NAME}; nothing was installed`)
+    if (!st?.isFile()) {
+      throw new DownloadError(
+        `engine ${version} from ${url}: the archive has no bin/${ENGINE_BINARY_NAME}; nothing was installed`,
+      )
     }
     await fs.chmod(bin, 0o755)
 
@@ -245,7 +273,9 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
       const what = await homeEntry(at, name)
       if (what !== 'foreign') publish.push(name)
       else if (name === 'bin') {
-        throw new DownloadError(`${at} exists and is not a link the engine installer made; move it away and install again; nothing was installed`)
+        throw new DownloadError(
+          `${at} exists and is not a link the engine installer made; move it away and install again; nothing was installed`,
+        )
       }
     }
     checkAbort(options.signal)
@@ -253,7 +283,9 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
 
     const finalDir = path.join(versionsDir, safeVersion)
     // A reinstall moves the same version aside; the sweep below removes it.
-    await fs.rename(finalDir, path.join(versionsDir, `.old-${safeVersion}-${randomBytes(4).toString('hex')}`)).catch(() => undefined)
+    await fs
+      .rename(finalDir, path.join(versionsDir, `.old-${safeVersion}-${randomBytes(4).toString('hex')}`))
+      .catch(() => undefined)
     await fs.rename(staging, finalDir)
     staging = null
     for (const name of publish) await swapSymlink(path.join(home, name), path.join('versions', safeVersion, name))
@@ -263,11 +295,13 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
     // Links of ours into other versions are stale now.
     for (const name of await fs.readdir(home)) {
       if (publish.includes(name) || RESERVED.has(name)) continue
-      if ((await homeEntry(path.join(home, name), name).catch(() => 'foreign')) === 'ours') await fs.unlink(path.join(home, name)).catch(() => undefined)
+      if ((await homeEntry(path.join(home, name), name).catch(() => 'foreign')) === 'ours')
+        await fs.unlink(path.join(home, name)).catch(() => undefined)
     }
     // Older versions are no longer referenced (a running engine keeps its inode).
     for (const name of await fs.readdir(versionsDir)) {
-      if (name !== safeVersion && !name.startsWith('.staging-')) await fs.rm(path.join(versionsDir, name), { recursive: true, force: true })
+      if (name !== safeVersion && !name.startsWith('.staging-'))
+        await fs.rm(path.join(versionsDir, name), { recursive: true, force: true })
     }
     return { version, path: installedBinary(home), home, installed: true }
   } catch (e) {

@@ -91,8 +91,10 @@ function toMember(entry: tar.ReadEntry): Member {
   let target = ''
   if (kind === 'symlink') {
     if (rawTarget === '') throw bad(`symlink ${q(raw)} has no target`)
-    if (rawTarget.includes('\0') || rawTarget.includes('\\')) throw bad(`symlink ${q(raw)} has a NUL byte or backslash in its target ${q(rawTarget)}`)
-    if (rawTarget.startsWith('/') || /^[A-Za-z]:/.test(rawTarget)) throw bad(`symlink ${q(raw)} points to an absolute path (${q(rawTarget)})`)
+    if (rawTarget.includes('\0') || rawTarget.includes('\\'))
+      throw bad(`symlink ${q(raw)} has a NUL byte or backslash in its target ${q(rawTarget)}`)
+    if (rawTarget.startsWith('/') || /^[A-Za-z]:/.test(rawTarget))
+      throw bad(`symlink ${q(raw)} points to an absolute path (${q(rawTarget)})`)
     target = rawTarget
   } else if (kind === 'hardlink') {
     target = safeMemberName(rawTarget, `hard link ${q(raw)} to`)
@@ -112,7 +114,12 @@ const prefixes = (name: string): string[] => {
  * Resolve `rel` from the directory `base` (components below the root), following
  * `readlink` for each component that is a symlink. Null when the path leaves the root.
  */
-async function resolveWithin(base: string[], rel: string, readlink: (p: string) => Promise<string | null>, what: string): Promise<string[] | null> {
+async function resolveWithin(
+  base: string[],
+  rel: string,
+  readlink: (p: string) => Promise<string | null>,
+  what: string,
+): Promise<string[] | null> {
   const stack = [...base]
   const todo = rel.split('/')
   let hops = 0
@@ -196,7 +203,8 @@ function pump(archive: string, sink: tar.Parser, done: 'end' | 'close'): Promise
   })
 }
 
-const asArchiveError = (e: unknown): DownloadError => (e instanceof DownloadError ? e : bad((e as Error)?.message ?? String(e)))
+const asArchiveError = (e: unknown): DownloadError =>
+  e instanceof DownloadError ? e : bad((e as Error)?.message ?? String(e))
 
 /** List and check every member; nothing is written. */
 async function plan(archive: string): Promise<Member[]> {
@@ -303,7 +311,11 @@ export async function extractTarGz(archive: string, dir: string): Promise<string
     },
   })
   unpack.on('ignoredEntry', (entry: tar.ReadEntry) => {
-    if (!failure && entry.type !== undefined && !['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink', 'Link'].includes(entry.type)) {
+    if (
+      !failure &&
+      entry.type !== undefined &&
+      !['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink', 'Link'].includes(entry.type)
+    ) {
       failure = bad(`member ${q(entry.path)} has an unsupported type (${String(entry.type)})`)
     }
   })

@@ -15,7 +15,6 @@ export interface CachedModel {
   path: string
 }
 
-
 export async function readText(file: string): Promise<string | null> {
   try {
     return (await fs.readFile(file, 'utf8')).trim()
@@ -29,7 +28,7 @@ export const SHA256 = /^[0-9a-f]{64}$/
 
 /** A value for a message: JSON-quoted (control characters escaped), long ones shortened. */
 export function shown(v: unknown): string {
-  const s = typeof v === 'string' ? v : JSON.stringify(v) ?? String(v)
+  const s = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v))
   return JSON.stringify(s.length > 80 ? `${s.slice(0, 77)}...` : s)
 }
 
@@ -41,7 +40,8 @@ export function shown(v: unknown): string {
 function isSafeRevision(revision: string): boolean {
   if (revision.length === 0 || revision.length > 255 || revision === '@') return false
   if (/[\u0000-\u0020\u007f~^:?*[\\]/.test(revision) || revision.includes('..') || revision.includes('@{')) return false
-  if (revision.startsWith('/') || revision.endsWith('/') || revision.endsWith('.') || revision.includes('//')) return false
+  if (revision.startsWith('/') || revision.endsWith('/') || revision.endsWith('.') || revision.includes('//'))
+    return false
   return revision.split('/').every((c) => !c.startsWith('.') && !c.endsWith('.lock'))
 }
 
@@ -53,7 +53,14 @@ export function checkRevision(revision: string): void {
 
 /** A repository file name usable below a snapshot: relative, no `..` segment, no backslash or NUL. */
 export function isSafeRepoFile(name: string): boolean {
-  if (name.length === 0 || name.length > 1024 || name.startsWith('/') || /^[A-Za-z]:/.test(name) || /[\u0000\\]/.test(name)) return false
+  if (
+    name.length === 0 ||
+    name.length > 1024 ||
+    name.startsWith('/') ||
+    /^[A-Za-z]:/.test(name) ||
+    /[\u0000\\]/.test(name)
+  )
+    return false
   return name.split('/').every((c) => c !== '' && c !== '.' && c !== '..')
 }
 

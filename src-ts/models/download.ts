@@ -3,18 +3,29 @@
 import { existsSync, promises as fs, statSync } from 'node:fs'
 import path from 'node:path'
 
-import { AbortError, AuthenticationError, ChecksumError, DownloadError, ModelNotFoundError, type OrchardError } from '../errors'
+import {
+  AbortError,
+  AuthenticationError,
+  ChecksumError,
+  DownloadError,
+  ModelNotFoundError,
+  type OrchardError,
+} from '../errors'
 import { downloadTo, httpFetch, withRetries, withStatus } from '../install/http'
 import { acquireLock } from '../install/lock'
-import { checkRevision, COMMIT, isSafeRepoFile, SHA256, shown } from './cache'
+import { COMMIT, checkRevision, isSafeRepoFile, SHA256, shown } from './cache'
 import type { HubOptions } from './hub'
 import { findRepoFolder, isRepoId, repoFolderName, selectModelFiles } from './ids'
-
 
 interface RepoInfo {
   id: string
   sha: string
-  siblings: Array<{ rfilename: string; size?: number; blobId?: string; lfs?: { sha256?: string; oid?: string; size?: number } }>
+  siblings: Array<{
+    rfilename: string
+    size?: number
+    blobId?: string
+    lfs?: { sha256?: string; oid?: string; size?: number }
+  }>
 }
 
 function hubError(res: Response, id: string, what: string, hadToken: boolean): OrchardError {
@@ -25,12 +36,19 @@ function hubError(res: Response, id: string, what: string, hadToken: boolean): O
     return withStatus(new AuthenticationError(msg), res.status)
   }
   if (res.status === 404) {
-    return withStatus(new ModelNotFoundError(`model '${id}' was not found on the Hub (${what}: HTTP 404); check the id and revision`), 404)
+    return withStatus(
+      new ModelNotFoundError(`model '${id}' was not found on the Hub (${what}: HTTP 404); check the id and revision`),
+      404,
+    )
   }
   return withStatus(new DownloadError(`${what} for '${id}': HTTP ${res.status} ${res.statusText}`), res.status)
 }
 
-async function repoInfo(id: string, revision: string, o: { endpoint: string; token?: string; signal?: AbortSignal }): Promise<RepoInfo> {
+async function repoInfo(
+  id: string,
+  revision: string,
+  o: { endpoint: string; token?: string; signal?: AbortSignal },
+): Promise<RepoInfo> {
   const url = `${o.endpoint}/api/models/${id}/revision/${encodeURIComponent(revision)}?blobs=true`
   const headers: Record<string, string> = { accept: 'application/json' }
   if (o.token) headers.authorization = `Bearer ${o.token}`
@@ -45,21 +63,32 @@ async function repoInfo(id: string, revision: string, o: { endpoint: string; tok
   }
   // Every value that becomes part of a cache path is checked here, before any path is built.
   const refuse = (field: string, value: unknown) =>
-    new DownloadError(`model info for '${id}' from ${url}: invalid ${field} ${shown(value)}; nothing was written to the cache`)
+    new DownloadError(
+      `model info for '${id}' from ${url}: invalid ${field} ${shown(value)}; nothing was written to the cache`,
+    )
   if (!COMMIT.test(info.sha)) throw refuse('sha (expected a 40-hex commit)', info.sha)
   for (const s of info.siblings as unknown[]) {
     const sib = s as RepoInfo['siblings'][number] | null
     if (!sib || typeof sib !== 'object' || typeof sib.rfilename !== 'string' || !isSafeRepoFile(sib.rfilename)) {
-      throw refuse('rfilename (expected a relative path without ..)', sib && typeof sib === 'object' ? sib.rfilename : sib)
+      throw refuse(
+        'rfilename (expected a relative path without ..)',
+        sib && typeof sib === 'object' ? sib.rfilename : sib,
+      )
     }
-    if (sib.blobId !== undefined && sib.blobId !== null && (typeof sib.blobId !== 'string' || !COMMIT.test(sib.blobId))) {
+    if (
+      sib.blobId !== undefined &&
+      sib.blobId !== null &&
+      (typeof sib.blobId !== 'string' || !COMMIT.test(sib.blobId))
+    ) {
       throw refuse(`blobId of ${shown(sib.rfilename)} (expected 40 hex)`, sib.blobId)
     }
     if (sib.lfs !== undefined && sib.lfs !== null) {
       if (typeof sib.lfs !== 'object') throw refuse(`lfs of ${shown(sib.rfilename)}`, sib.lfs)
       const { sha256, oid } = sib.lfs
-      if (sha256 !== undefined && sha256 !== null && (typeof sha256 !== 'string' || !SHA256.test(sha256))) throw refuse(`lfs.sha256 of ${shown(sib.rfilename)} (expected 64 hex)`, sha256)
-      if (oid !== undefined && oid !== null && (typeof oid !== 'string' || !SHA256.test(oid.replace(/^sha256:/, '')))) throw refuse(`lfs.oid of ${shown(sib.rfilename)} (expected sha256:<64 hex>)`, oid)
+      if (sha256 !== undefined && sha256 !== null && (typeof sha256 !== 'string' || !SHA256.test(sha256)))
+        throw refuse(`lfs.sha256 of ${shown(sib.rfilename)} (expected 64 hex)`, sha256)
+      if (oid !== undefined && oid !== null && (typeof oid !== 'string' || !SHA256.test(oid.replace(/^sha256:/, ''))))
+        throw refuse(`lfs.oid of ${shown(sib.rfilename)} (expected sha256:<64 hex>)`, oid)
     }
   }
   return { id: typeof info.id === 'string' && isRepoId(info.id) ? info.id : id, sha: info.sha, siblings: info.siblings }
@@ -98,7 +127,10 @@ interface FilePlan {
 }
 
 /** Download the files of `id` at `revision` into the cache; returns the snapshot. */
-export async function downloadSnapshot(id: string, o: Required<Pick<HubOptions, 'revision' | 'retries'>> & HubOptions & { cacheDir: string; endpoint: string }): Promise<{ canonicalId: string; commit: string; dir: string }> {
+export async function downloadSnapshot(
+  id: string,
+  o: Required<Pick<HubOptions, 'revision' | 'retries'>> & HubOptions & { cacheDir: string; endpoint: string },
+): Promise<{ canonicalId: string; commit: string; dir: string }> {
   const info = await repoInfo(id, o.revision, { endpoint: o.endpoint, token: o.token, signal: o.signal })
   const canonicalId = info.id
   const folder = findRepoFolder(o.cacheDir, canonicalId) ?? path.join(o.cacheDir, repoFolderName(canonicalId))
@@ -110,7 +142,9 @@ export async function downloadSnapshot(id: string, o: Required<Pick<HubOptions, 
 
   const wanted = selectModelFiles(info.siblings.map((s) => s.rfilename))
   if (!wanted.includes('config.json') && !wanted.includes('model_index.json')) {
-    throw new ModelNotFoundError(`'${canonicalId}' at ${o.revision} has no config.json; it is not a model orchard can load`)
+    throw new ModelNotFoundError(
+      `'${canonicalId}' at ${o.revision} has no config.json; it is not a model orchard can load`,
+    )
   }
   const plans: FilePlan[] = wanted.map((file) => {
     const s = info.siblings.find((x) => x.rfilename === file)!
@@ -141,7 +175,9 @@ export async function downloadSnapshot(id: string, o: Required<Pick<HubOptions, 
     }
     todo.push(p)
   }
-  const total = plans.every((p) => p.size !== null || done.has(p.file)) ? plans.reduce((n, p) => n + (done.get(p.file) ?? p.size ?? 0), 0) : null
+  const total = plans.every((p) => p.size !== null || done.has(p.file))
+    ? plans.reduce((n, p) => n + (done.get(p.file) ?? p.size ?? 0), 0)
+    : null
   const progress = new Map<string, number>(done)
   const report = (file?: string) => {
     let n = 0
@@ -163,9 +199,13 @@ export async function downloadSnapshot(id: string, o: Required<Pick<HubOptions, 
       if (!etag) throw new DownloadError(`${url}: the Hub sent no ETag; cannot place the file in the cache`)
       kind = /^[0-9a-f]{64}$/.test(etag) ? 'sha256' : /^[0-9a-f]{40}$/.test(etag) ? 'gitsha1' : null
     }
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(etag)) throw new DownloadError(`${url}: unusable ETag ${shown(etag)}`)
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(etag))
+      throw new DownloadError(`${url}: unusable ETag ${shown(etag)}`)
     const blob = path.join(blobs, etag)
-    const lock = await acquireLock(path.join(o.cacheDir, '.locks', path.basename(folder), `${etag}.lock`), { timeoutMs: 3_600_000, signal: o.signal })
+    const lock = await acquireLock(path.join(o.cacheDir, '.locks', path.basename(folder), `${etag}.lock`), {
+      timeoutMs: 3_600_000,
+      signal: o.signal,
+    })
     try {
       if (!existsSync(blob)) {
         const incomplete = `${blob}.incomplete`
@@ -184,7 +224,9 @@ export async function downloadSnapshot(id: string, o: Required<Pick<HubOptions, 
           })
           if (kind && (kind === 'sha256' || p.size !== null) && r.digest !== etag) {
             await fs.rm(incomplete, { force: true })
-            throw new ChecksumError(`${canonicalId}/${p.file}: downloaded content hashes to ${r.digest ?? '?'}, expected ${etag}; the partial file was deleted`)
+            throw new ChecksumError(
+              `${canonicalId}/${p.file}: downloaded content hashes to ${r.digest ?? '?'}, expected ${etag}; the partial file was deleted`,
+            )
           }
         })
         await fs.rename(incomplete, blob)

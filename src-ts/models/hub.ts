@@ -65,8 +65,12 @@ const downloads = new SharedTasks<ResolvedModel, DownloadProgress>('abort')
  * the Hub. Concurrent calls for one model in this process share one download; it stops
  * only when every caller sharing it has aborted.
  */
-export async function resolveModel(id: string, options: HubOptions & { forceDownload?: boolean } = {}): Promise<ResolvedModel> {
-  if (typeof id !== 'string' || id.trim() === '') throw new InvalidRequestError('id: expected a model id or a local model directory')
+export async function resolveModel(
+  id: string,
+  options: HubOptions & { forceDownload?: boolean } = {},
+): Promise<ResolvedModel> {
+  if (typeof id !== 'string' || id.trim() === '')
+    throw new InvalidRequestError('id: expected a model id or a local model directory')
   const local = path.resolve(expandHome(id))
   if (isLocalId(id) || existsSync(path.join(local, 'config.json'))) {
     if (existsSync(path.join(local, 'config.json')) || existsSync(path.join(local, 'model_index.json'))) {
@@ -74,22 +78,33 @@ export async function resolveModel(id: string, options: HubOptions & { forceDown
     }
     if (isLocalId(id)) {
       if (existsSync(local)) return { requestedId: id, canonicalId: local, path: local, source: 'local_source' }
-      throw new ModelNotFoundError(`cannot resolve model '${id}': no config.json at ${path.join(local, 'config.json')}, and it is not a Hub id (org/name)`)
+      throw new ModelNotFoundError(
+        `cannot resolve model '${id}': no config.json at ${path.join(local, 'config.json')}, and it is not a Hub id (org/name)`,
+      )
     }
   }
   const revision = options.revision ?? 'main'
   checkRevision(revision)
   const cacheDir = hubCacheDir(options.cacheDir)
-  const offline = options.offline ?? ['1', 'true', 'yes', 'on'].includes((process.env.HF_HUB_OFFLINE ?? '').toLowerCase())
+  const offline =
+    options.offline ?? ['1', 'true', 'yes', 'on'].includes((process.env.HF_HUB_OFFLINE ?? '').toLowerCase())
   if (!options.forceDownload || offline) {
     const folder = findRepoFolder(cacheDir, id)
     const snap = folder ? await snapshotFor(folder, revision) : null
     if (folder && snap && (await snapshotComplete(snap.dir))) {
-      return { requestedId: id, canonicalId: folderToRepoId(path.basename(folder)) ?? id, path: snap.dir, source: 'cache', commit: snap.commit }
+      return {
+        requestedId: id,
+        canonicalId: folderToRepoId(path.basename(folder)) ?? id,
+        path: snap.dir,
+        source: 'cache',
+        commit: snap.commit,
+      }
     }
   }
   if (offline) {
-    throw new ModelNotFoundError(`model '${id}' (${revision}) is not in the Hub cache ${cacheDir}, and HF_HUB_OFFLINE is set`)
+    throw new ModelNotFoundError(
+      `model '${id}' (${revision}) is not in the Hub cache ${cacheDir}, and HF_HUB_OFFLINE is set`,
+    )
   }
   const aborted = () => new AbortError(`download of '${id}' was aborted`)
   const download = (signal: AbortSignal, onProgress: (p: DownloadProgress) => void) =>
@@ -103,7 +118,13 @@ export async function resolveModel(id: string, options: HubOptions & { forceDown
       signal,
       onProgress,
     }).then(
-      (r): ResolvedModel => ({ requestedId: id, canonicalId: r.canonicalId, path: r.dir, source: 'hub', commit: r.commit }),
+      (r): ResolvedModel => ({
+        requestedId: id,
+        canonicalId: r.canonicalId,
+        path: r.dir,
+        source: 'hub',
+        commit: r.commit,
+      }),
       (e: unknown) => {
         if (e instanceof OrchardError) throw e
         if (signal.aborted) throw new AbortError(`download of '${id}' was aborted`, { cause: e })

@@ -6,7 +6,6 @@ import path from 'node:path'
 
 import { expandHome } from '../paths'
 
-
 export function hubCacheDir(override?: string): string {
   if (override) return path.resolve(expandHome(override))
   if (process.env.HF_HUB_CACHE) return path.resolve(expandHome(process.env.HF_HUB_CACHE))
@@ -20,7 +19,9 @@ export function hfToken(override?: string): string | undefined {
   const env = process.env.HF_TOKEN ?? process.env.HUGGING_FACE_HUB_TOKEN
   if (env) return env.trim()
   try {
-    const home = process.env.HF_HOME ? expandHome(process.env.HF_HOME) : path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface')
+    const home = process.env.HF_HOME
+      ? expandHome(process.env.HF_HOME)
+      : path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface')
     const t = statSync(path.join(home, 'token')).isFile() ? readFileSync(path.join(home, 'token'), 'utf8').trim() : ''
     return t || undefined
   } catch {
@@ -64,7 +65,14 @@ export function folderToRepoId(folder: string): string | null {
 }
 
 function isLocalPathLike(id: string): boolean {
-  return path.isAbsolute(id) || id.startsWith('./') || id.startsWith('../') || id.startsWith('~') || id === '.' || id === '..'
+  return (
+    path.isAbsolute(id) ||
+    id.startsWith('./') ||
+    id.startsWith('../') ||
+    id.startsWith('~') ||
+    id === '.' ||
+    id === '..'
+  )
 }
 
 /** An id that names a path on this machine rather than a Hub repository. */
@@ -102,9 +110,16 @@ export function selectModelFiles(files: string[]): string[] {
   const top = files.filter((f) => !f.includes('/'))
   const hasSafetensors = top.some((f) => f.endsWith('.safetensors'))
   return top.filter((f) => {
-    if (ALWAYS.has(f) || /^tokenizer.*\.(json|model|txt)$/.test(f) || f.endsWith('.tiktoken') || /^chat_template.*\.(jinja|json)$/.test(f)) return true
+    if (
+      ALWAYS.has(f) ||
+      /^tokenizer.*\.(json|model|txt)$/.test(f) ||
+      f.endsWith('.tiktoken') ||
+      /^chat_template.*\.(jinja|json)$/.test(f)
+    )
+      return true
     if (f.endsWith('.safetensors') || f.endsWith('.safetensors.index.json')) return true
-    if (!hasSafetensors && (/\.(bin|pth|pt)$/.test(f) || f.endsWith('.bin.index.json'))) return !/^(training_args|optimizer|scheduler|rng_state)/.test(f)
+    if (!hasSafetensors && (/\.(bin|pth|pt)$/.test(f) || f.endsWith('.bin.index.json')))
+      return !/^(training_args|optimizer|scheduler|rng_state)/.test(f)
     return false
   })
 }

@@ -13,8 +13,8 @@ import { type HubOptions, type ResolvedModel, resolveModel } from './hub'
 
 export type { CachedModel } from './cache'
 export type { HubOptions, ResolvedModel } from './hub'
-export type { ModelLoadState, ModelStatus } from './status'
 export { hubCacheDir as cacheDir, selectModelFiles as selectFiles } from './ids'
+export type { ModelLoadState, ModelStatus } from './status'
 
 /** Resolve `id` (local directory, cached snapshot, or download from the Hub) to a directory. */
 export function resolve(id: string, options: HubOptions = {}): Promise<ResolvedModel> {

@@ -5,7 +5,6 @@
  * with `abandon: 'abort'` the task also stops once its last caller has left. Internal.
  */
 
-
 export interface Caller<P> {
   signal?: AbortSignal
   onProgress?: (progress: P) => void
@@ -30,7 +29,12 @@ export class SharedTasks<T, P> {
    * Wait for the task of `key`, starting it with `start` when none runs. `start` gets the
    * task's signal (aborted by `cancel` or abandonment) and a progress reporter.
    */
-  join(key: string, start: (signal: AbortSignal, progress: (p: P) => void) => Promise<T>, caller: Caller<P>, aborted: () => Error): Promise<T> {
+  join(
+    key: string,
+    start: (signal: AbortSignal, progress: (p: P) => void) => Promise<T>,
+    caller: Caller<P>,
+    aborted: () => Error,
+  ): Promise<T> {
     if (caller.signal?.aborted) return Promise.reject(aborted())
     let task = this.#tasks.get(key)
     if (task?.controller.signal.aborted) task = undefined
@@ -57,12 +61,10 @@ export class SharedTasks<T, P> {
         reject(aborted())
       }
       signal.addEventListener('abort', onAbort, { once: true })
-      shared.promise
-        .then(resolve, reject)
-        .finally(() => {
-          signal.removeEventListener('abort', onAbort)
-          leave(false)
-        })
+      shared.promise.then(resolve, reject).finally(() => {
+        signal.removeEventListener('abort', onAbort)
+        leave(false)
+      })
     })
   }
 

@@ -7,13 +7,12 @@
 
 import path from 'node:path'
 
+import type { NativeModelStatus } from '../../index'
 import { AbortError, makeError, type OrchardError, type OrchardErrorCode } from '../errors'
 import { expandHome } from '../paths'
-import { type DownloadProgress, type HubOptions, resolveModel, type ResolvedModel } from './hub'
+import { type DownloadProgress, type HubOptions, type ResolvedModel, resolveModel } from './hub'
 import { isLocalId } from './ids'
 import { SharedTasks } from './shared'
-
-import type { NativeModelStatus } from '../../index'
 
 export type ModelLoadState = 'idle' | 'downloading' | 'activating' | 'ready' | 'failed'
 
@@ -68,7 +67,10 @@ class Downloads {
         if (signal.aborted) throw new AbortError(`loading '${id}' was cancelled`)
         return rec.resolved
       } catch (e) {
-        rec.error = signal.aborted && !(e instanceof AbortError) ? new AbortError(`loading '${id}' was cancelled`, { cause: e }) : (e as OrchardError)
+        rec.error =
+          signal.aborted && !(e instanceof AbortError)
+            ? new AbortError(`loading '${id}' was cancelled`, { cause: e })
+            : (e as OrchardError)
         throw rec.error
       } finally {
         rec.running = false
@@ -92,7 +94,9 @@ class Downloads {
     if (rec?.running) return { id, state: 'downloading', progress, ...resolved }
     if (rec?.error) return { id, state: 'failed', error: rec.error, progress, ...resolved }
     if (!session) return { id, state: 'idle', progress }
-    const error = session.errorCode ? makeError(session.errorCode as OrchardErrorCode, session.errorMessage ?? '') : undefined
+    const error = session.errorCode
+      ? makeError(session.errorCode as OrchardErrorCode, session.errorMessage ?? '')
+      : undefined
     return {
       id,
       state: session.state as ModelLoadState,

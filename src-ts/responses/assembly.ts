@@ -6,9 +6,8 @@
 import { randomBytes } from 'node:crypto'
 
 import { type ItemEvent, parseMaybeJson } from '../accumulator'
-import type { FinishReason } from '../types'
 import { OrchardError } from '../errors'
-import type { ChatDelta, ReasoningEffort, ToolCallResult, Usage } from '../types'
+import type { ChatDelta, FinishReason, ReasoningEffort, ToolCallResult, Usage } from '../types'
 import type {
   OutputText,
   ResponseFunctionCall,
@@ -24,7 +23,11 @@ import type {
 const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`
 
 /** An event before it gets its place in the sequence. */
-type Unsequenced = ResponseStreamEvent extends infer E ? (E extends ResponseStreamEvent ? Omit<E, 'sequence_number'> : never) : never
+type Unsequenced = ResponseStreamEvent extends infer E
+  ? E extends ResponseStreamEvent
+    ? Omit<E, 'sequence_number'>
+    : never
+  : never
 
 interface OpenItem {
   item: ResponseOutputItem
@@ -68,7 +71,13 @@ export class ResponseAssembler {
       error: null,
       model,
       output: [],
-      usage: { input_tokens: 0, output_tokens: 0, total_tokens: 0, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } },
+      usage: {
+        input_tokens: 0,
+        output_tokens: 0,
+        total_tokens: 0,
+        input_tokens_details: { cached_tokens: 0 },
+        output_tokens_details: { reasoning_tokens: 0 },
+      },
       stop_token_id: null,
       stop_token: null,
       instructions: request.instructions ?? null,
@@ -94,7 +103,10 @@ export class ResponseAssembler {
   }
 
   start(): ResponseStreamEvent[] {
-    return [this.#event({ type: 'response.created', response: this.#snapshot() }), this.#event({ type: 'response.in_progress', response: this.#snapshot() })]
+    return [
+      this.#event({ type: 'response.created', response: this.#snapshot() }),
+      this.#event({ type: 'response.in_progress', response: this.#snapshot() }),
+    ]
   }
 
   #open(index: number, item: ResponseOutputItem, out: ResponseStreamEvent[]): OpenItem {
@@ -103,7 +115,15 @@ export class ResponseAssembler {
     this.response.output.push(item)
     out.push(this.#event({ type: 'response.output_item.added', output_index: index, item: structuredClone(item) }))
     if (item.type === 'message') {
-      out.push(this.#event({ type: 'response.content_part.added', item_id: item.id, output_index: index, content_index: 0, part: emptyText() }))
+      out.push(
+        this.#event({
+          type: 'response.content_part.added',
+          item_id: item.id,
+          output_index: index,
+          content_index: 0,
+          part: emptyText(),
+        }),
+      )
     }
     return open
   }
@@ -113,19 +133,45 @@ export class ResponseAssembler {
     const known = this.#items.get(index)
     if (known) return known
     if (kind === 'message') {
-      const item: ResponseOutputMessage = { type: 'message', id: newId('msg'), status: 'in_progress', role: 'assistant', content: [] }
+      const item: ResponseOutputMessage = {
+        type: 'message',
+        id: newId('msg'),
+        status: 'in_progress',
+        role: 'assistant',
+        content: [],
+      }
       return this.#open(index, item, out)
     }
     if (kind === 'reasoning') {
-      const item: ResponseReasoningItem = { type: 'reasoning', id: newId('rs'), status: 'in_progress', summary: [], content: [], encrypted_content: null }
+      const item: ResponseReasoningItem = {
+        type: 'reasoning',
+        id: newId('rs'),
+        status: 'in_progress',
+        summary: [],
+        content: [],
+        encrypted_content: null,
+      }
       return this.#open(index, item, out)
     }
-    const item: ResponseFunctionCall = { type: 'function_call', id: newId('fc'), call_id: newId('call'), name: name ?? '', arguments: '', status: 'in_progress' }
+    const item: ResponseFunctionCall = {
+      type: 'function_call',
+      id: newId('fc'),
+      call_id: newId('call'),
+      name: name ?? '',
+      arguments: '',
+      status: 'in_progress',
+    }
     return this.#open(index, item, out)
   }
 
   /** Complete an item: with the engine's final text, or call, when it gave one. */
-  #close(index: number, open: OpenItem, status: 'completed' | 'incomplete', out: ResponseStreamEvent[], value: string | ToolCallResult | null = null): void {
+  #close(
+    index: number,
+    open: OpenItem,
+    status: 'completed' | 'incomplete',
+    out: ResponseStreamEvent[],
+    value: string | ToolCallResult | null = null,
+  ): void {
     if (open.done) return
     open.done = true
     const item = open.item
@@ -133,8 +179,24 @@ export class ResponseAssembler {
       const text = typeof value === 'string' && open.text.length === 0 ? value : open.text
       const part: OutputText = { ...emptyText(), text }
       item.content = [part]
-      out.push(this.#event({ type: 'response.output_text.done', item_id: item.id, output_index: index, content_index: 0, text }))
-      out.push(this.#event({ type: 'response.content_part.done', item_id: item.id, output_index: index, content_index: 0, part }))
+      out.push(
+        this.#event({
+          type: 'response.output_text.done',
+          item_id: item.id,
+          output_index: index,
+          content_index: 0,
+          text,
+        }),
+      )
+      out.push(
+        this.#event({
+          type: 'response.content_part.done',
+          item_id: item.id,
+          output_index: index,
+          content_index: 0,
+          part,
+        }),
+      )
     } else if (item.type === 'reasoning') {
       const text = (typeof value === 'string' ? value : open.text).trim()
       item.content = [{ type: 'reasoning_text', text }]
@@ -144,7 +206,15 @@ export class ResponseAssembler {
         if (value.name) item.name = value.name
         item.arguments = argumentsJson(value.arguments)
       } else if (item.arguments === '') item.arguments = '{}'
-      out.push(this.#event({ type: 'response.function_call_arguments.done', item_id: item.id, output_index: index, name: item.name, arguments: item.arguments }))
+      out.push(
+        this.#event({
+          type: 'response.function_call_arguments.done',
+          item_id: item.id,
+          output_index: index,
+          name: item.name,
+          arguments: item.arguments,
+        }),
+      )
     }
     item.status = status
     out.push(this.#event({ type: 'response.output_item.done', output_index: index, item: structuredClone(item) }))
@@ -159,7 +229,16 @@ export class ResponseAssembler {
       if (this.#syntheticIndex === null) this.#syntheticIndex = this.#nextIndex()
       const open = this.#item(this.#syntheticIndex, 'message', null, out)
       open.text += d.text
-      out.push(this.#event({ type: 'response.output_text.delta', item_id: open.item.id, output_index: this.#syntheticIndex, content_index: 0, delta: d.text, logprobs: [] }))
+      out.push(
+        this.#event({
+          type: 'response.output_text.delta',
+          item_id: open.item.id,
+          output_index: this.#syntheticIndex,
+          content_index: 0,
+          delta: d.text,
+          logprobs: [],
+        }),
+      )
     }
     for (const e of items) this.#itemEvent(e, out)
     if (this.#streamTokens) {
@@ -196,13 +275,32 @@ export class ResponseAssembler {
       this.#close(e.index, open, 'completed', out, e.item === 'tool_call' ? e.call : e.value)
     } else if (e.kind === 'delta' && e.delta) {
       if (e.item === 'tool_call') {
-        out.push(this.#event({ type: 'response.function_call_arguments.delta', item_id: id, output_index: e.index, delta: e.delta, field_path: e.argument }))
+        out.push(
+          this.#event({
+            type: 'response.function_call_arguments.delta',
+            item_id: id,
+            output_index: e.index,
+            delta: e.delta,
+            field_path: e.argument,
+          }),
+        )
       } else {
         open.text += e.delta
         if (e.item === 'message') {
-          out.push(this.#event({ type: 'response.output_text.delta', item_id: id, output_index: e.index, content_index: 0, delta: e.delta, logprobs: [] }))
+          out.push(
+            this.#event({
+              type: 'response.output_text.delta',
+              item_id: id,
+              output_index: e.index,
+              content_index: 0,
+              delta: e.delta,
+              logprobs: [],
+            }),
+          )
         } else {
-          out.push(this.#event({ type: 'response.reasoning.delta', item_id: id, output_index: e.index, delta: e.delta }))
+          out.push(
+            this.#event({ type: 'response.reasoning.delta', item_id: id, output_index: e.index, delta: e.delta }),
+          )
         }
       }
     }
@@ -238,7 +336,10 @@ export class ResponseAssembler {
     this.response.status = 'failed'
     this.response.completed_at = Math.floor(Date.now() / 1000)
     const e = error instanceof OrchardError ? error : null
-    this.response.error = { message: error instanceof Error ? error.message : String(error), code: e?.code ?? 'INTERNAL' }
+    this.response.error = {
+      message: error instanceof Error ? error.message : String(error),
+      code: e?.code ?? 'INTERNAL',
+    }
     for (const open of this.#items.values()) if (!open.done) open.item.status = 'incomplete'
     return this.#event({ type: 'response.failed', response: this.#snapshot() })
   }

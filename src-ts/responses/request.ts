@@ -5,7 +5,7 @@ import { requestJson } from '../json'
 import { addon, reasoningEfforts } from '../native'
 import { checkJsonSchema } from '../schema'
 import type { ChatMessage, ChatOptions, ContentPart, ReasoningEffort, ResponseFormat } from '../types'
-import { type ResponseFunctionTool, type ResponsesRequest, type SchemaLike, type StandardSchemaLike } from './types'
+import type { ResponseFunctionTool, ResponsesRequest, SchemaLike, StandardSchemaLike } from './types'
 
 const REQUEST_KEYS = new Set([
   'input',
@@ -55,9 +55,13 @@ function jsonSchemaOf(schema: SchemaLike, path: string): Record<string, unknown>
   if (!isStandardSchema(schema)) return schema
   const std = schema['~standard']
   // Standard JSON Schema: `input` takes the target dialect (implementations read `options.target`).
-  const described = std.jsonSchema?.input?.({ target: 'draft-2020-12' }) ?? (typeof schema.toJSONSchema === 'function' ? schema.toJSONSchema() : undefined)
+  const described =
+    std.jsonSchema?.input?.({ target: 'draft-2020-12' }) ??
+    (typeof schema.toJSONSchema === 'function' ? schema.toJSONSchema() : undefined)
   if (!described || typeof described !== 'object') {
-    throw invalid(`${path}: this ${std.vendor} schema cannot describe itself as JSON Schema; pass a JSON Schema object instead`)
+    throw invalid(
+      `${path}: this ${std.vendor} schema cannot describe itself as JSON Schema; pass a JSON Schema object instead`,
+    )
   }
   const { $schema: _ignored, ...rest } = described
   return rest
@@ -70,7 +74,8 @@ function toMessages(request: ResponsesRequest): ChatMessage[] {
     if (input.length === 0) throw invalid('input: expected a non-empty string or a list of items')
     return [{ role: 'user', content: input }]
   }
-  if (!Array.isArray(input) || input.length === 0) throw invalid('input: expected a non-empty string or a list of items')
+  if (!Array.isArray(input) || input.length === 0)
+    throw invalid('input: expected a non-empty string or a list of items')
   const messages: ChatMessage[] = []
   input.forEach((item, i) => {
     const at = `input[${i}]`
@@ -79,7 +84,8 @@ function toMessages(request: ResponsesRequest): ChatMessage[] {
     if (type === 'message') {
       const m = item as { role?: unknown; content?: unknown }
       if (typeof m.role !== 'string') throw invalid(`${at}.role: expected user, assistant, system or developer`)
-      if (typeof m.content !== 'string' && !Array.isArray(m.content)) throw invalid(`${at}.content: expected a string or content parts`)
+      if (typeof m.content !== 'string' && !Array.isArray(m.content))
+        throw invalid(`${at}.content: expected a string or content parts`)
       messages.push({ role: m.role as ChatMessage['role'], content: m.content as string | ContentPart[] })
     } else if (type === 'function_call') {
       const c = item as { call_id?: unknown; name?: unknown; arguments?: unknown }
@@ -88,20 +94,29 @@ function toMessages(request: ResponsesRequest): ChatMessage[] {
       if (typeof c.arguments !== 'string' && (typeof c.arguments !== 'object' || c.arguments === null)) {
         throw invalid(`${at}.arguments: expected JSON text or an object`)
       }
-      const call = { id: c.call_id, type: 'function' as const, function: { name: c.name, arguments: c.arguments as string | Record<string, unknown> } }
+      const call = {
+        id: c.call_id,
+        type: 'function' as const,
+        function: { name: c.name, arguments: c.arguments as string | Record<string, unknown> },
+      }
       const last = messages[messages.length - 1]
       // Several calls of one turn belong to one assistant message.
-      if (last && last.role === 'assistant' && last.tool_calls && (last.content === '' || last.content == null)) last.tool_calls.push(call)
+      if (last && last.role === 'assistant' && last.tool_calls && (last.content === '' || last.content == null))
+        last.tool_calls.push(call)
       else messages.push({ role: 'assistant', content: '', tool_calls: [call] })
     } else if (type === 'function_call_output') {
       const o = item as { call_id?: unknown; output?: unknown }
-      if (typeof o.call_id !== 'string') throw invalid(`${at}.call_id: expected the call_id of the function_call it answers`)
-      if (typeof o.output !== 'string' && !Array.isArray(o.output)) throw invalid(`${at}.output: expected a string or content parts`)
+      if (typeof o.call_id !== 'string')
+        throw invalid(`${at}.call_id: expected the call_id of the function_call it answers`)
+      if (typeof o.output !== 'string' && !Array.isArray(o.output))
+        throw invalid(`${at}.output: expected a string or content parts`)
       messages.push({ role: 'tool', tool_call_id: o.call_id, content: o.output as string | ContentPart[] })
     } else if (type === 'reasoning') {
       // Earlier reasoning is not rendered (as in the reference).
     } else {
-      throw invalid(`${at}.type: unsupported item type '${String(type)}'; expected message, function_call, function_call_output or reasoning`)
+      throw invalid(
+        `${at}.type: unsupported item type '${String(type)}'; expected message, function_call, function_call_output or reasoning`,
+      )
     }
   })
   if (messages.length === 0) throw invalid('input: no message to answer')
@@ -124,7 +139,11 @@ export interface Prepared {
   messages: ChatMessage[]
   options: ChatOptions
   /** For `parsed`: the JSON schema to check against, the Standard Schema to validate with. */
-  format: { kind: 'json_schema' | 'json_object'; schema?: Record<string, unknown>; standard?: StandardSchemaLike } | null
+  format: {
+    kind: 'json_schema' | 'json_object'
+    schema?: Record<string, unknown>
+    standard?: StandardSchemaLike
+  } | null
   effort: ReasoningEffort | null
 }
 
@@ -162,7 +181,11 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
   options.topLogprobs = ranged('top_logprobs')
   options.minToolCalls = num('min_tool_calls', 1, 1024, true)
   options.maxToolCalls = num('max_tool_calls', 1, 1024, true)
-  if (options.minToolCalls !== undefined && options.maxToolCalls !== undefined && options.minToolCalls > options.maxToolCalls) {
+  if (
+    options.minToolCalls !== undefined &&
+    options.maxToolCalls !== undefined &&
+    options.minToolCalls > options.maxToolCalls
+  ) {
     throw invalid(`min_tool_calls: ${options.minToolCalls} is more than max_tool_calls (${options.maxToolCalls})`)
   }
   options.seed = num('seed', 0, 2 ** 53, true)
@@ -181,7 +204,8 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
   } else if (r === false) {
     options.reasoning = false
   } else if (r !== undefined && r !== null) {
-    if (typeof r !== 'object' || Array.isArray(r)) throw invalid("reasoning: expected { effort: 'minimal' | 'low' | 'medium' | 'high' } or a boolean")
+    if (typeof r !== 'object' || Array.isArray(r))
+      throw invalid("reasoning: expected { effort: 'minimal' | 'low' | 'medium' | 'high' } or a boolean")
     const e = r.effort ?? 'medium'
     const efforts = reasoningEfforts()
     if (!efforts.includes(e)) throw invalid(`reasoning.effort: '${String(e)}' is not valid; use ${efforts.join(', ')}`)
@@ -192,8 +216,10 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
   if (request.tools !== undefined) {
     if (!Array.isArray(request.tools)) throw invalid('tools: expected an array of function tools')
     request.tools.forEach((t, i) => {
-      if (t === null || typeof t !== 'object' || t.type !== 'function') throw invalid(`tools[${i}].type: expected 'function'`)
-      if (typeof t.name !== 'string' || t.name.length === 0) throw invalid(`tools[${i}].name: expected the function's name`)
+      if (t === null || typeof t !== 'object' || t.type !== 'function')
+        throw invalid(`tools[${i}].type: expected 'function'`)
+      if (typeof t.name !== 'string' || t.name.length === 0)
+        throw invalid(`tools[${i}].name: expected the function's name`)
       if (t.parameters !== undefined) checkJsonSchema(t.parameters, `tools[${i}].parameters`)
     })
     options.tools = request.tools.map((t) => ({
@@ -210,24 +236,32 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
   let format: Prepared['format'] = null
   const f = request.text?.format
   if (f !== undefined) {
-    if (f === null || typeof f !== 'object') throw invalid('text.format: expected { type: text | json_object | json_schema }')
+    if (f === null || typeof f !== 'object')
+      throw invalid('text.format: expected { type: text | json_object | json_schema }')
     if (f.type === 'json_object') {
       options.responseFormat = { type: 'json_object' }
       format = { kind: 'json_object' }
     } else if (f.type === 'json_schema') {
-      if (f.schema === undefined || f.schema === null || typeof f.schema !== 'object') throw invalid('text.format.schema: expected a JSON Schema or a Standard Schema object')
+      if (f.schema === undefined || f.schema === null || typeof f.schema !== 'object')
+        throw invalid('text.format.schema: expected a JSON Schema or a Standard Schema object')
       const schema = jsonSchemaOf(f.schema, 'text.format.schema')
       checkJsonSchema(schema, 'text.format.schema')
       const rf: ResponseFormat = {
         type: 'json_schema',
-        json_schema: { name: f.name ?? 'response', schema, strict: f.strict ?? true, ...(f.description ? { description: f.description } : {}) },
+        json_schema: {
+          name: f.name ?? 'response',
+          schema,
+          strict: f.strict ?? true,
+          ...(f.description ? { description: f.description } : {}),
+        },
       }
       options.responseFormat = rf
       format = { kind: 'json_schema', schema, ...(isStandardSchema(f.schema) ? { standard: f.schema } : {}) }
     } else if (f.type !== 'text') {
-      throw invalid(`text.format.type: '${String((f as { type: unknown }).type)}' is not valid; use text, json_object or json_schema`)
+      throw invalid(
+        `text.format.type: '${String((f as { type: unknown }).type)}' is not valid; use text, json_object or json_schema`,
+      )
     }
   }
   return { messages, options, format, effort }
 }
-

@@ -8,7 +8,13 @@ import type { ChatStream } from '../stream'
 import type { ChatDelta } from '../types'
 import { ResponseAssembler } from './assembly'
 import type { Prepared } from './request'
-import type { ResponseFunctionCall, ResponseObject, ResponseOutputMessage, ResponseStreamEvent, ResponsesRequest } from './types'
+import type {
+  ResponseFunctionCall,
+  ResponseObject,
+  ResponseOutputMessage,
+  ResponseStreamEvent,
+  ResponsesRequest,
+} from './types'
 
 /** The awaited result: the response object plus conveniences. */
 export interface Response extends ResponseObject {
@@ -24,7 +30,14 @@ export interface Response extends ResponseObject {
 
 /** @internal What a ResponseStream runs: the chat stream and what the request was prepared into. */
 export type ResponseSource =
-  | { ok: true; chat: ChatStream; accumulator: Accumulator; model: string; request: ResponsesRequest; prepared: Prepared }
+  | {
+      ok: true
+      chat: ChatStream
+      accumulator: Accumulator
+      model: string
+      request: ResponsesRequest
+      prepared: Prepared
+    }
   /** The request was refused before anything was sent: the stream fails with `error`. */
   | { ok: false; error: unknown }
 
@@ -87,7 +100,10 @@ export class ResponseStream extends Consumable<ResponseStreamEvent, Response> {
       .map((m) => m.content.map((c) => c.text).join(''))
       .join('')
     const toolCalls = r.output.filter((i): i is ResponseFunctionCall => i.type === 'function_call')
-    const { parsed, parseError } = toolCalls.length === 0 ? await parseOutput(source.prepared.format, outputText) : { parsed: null, parseError: null }
+    const { parsed, parseError } =
+      toolCalls.length === 0
+        ? await parseOutput(source.prepared.format, outputText)
+        : { parsed: null, parseError: null }
     return { ...structuredClone(r), outputText, toolCalls: structuredClone(toolCalls), parsed, parseError }
   }
 
@@ -109,7 +125,10 @@ export class ResponseStream extends Consumable<ResponseStreamEvent, Response> {
 }
 
 /** The output parsed and checked against the requested JSON format (no format: nothing to parse). */
-async function parseOutput(format: Prepared['format'], outputText: string): Promise<{ parsed: unknown; parseError: string | null }> {
+async function parseOutput(
+  format: Prepared['format'],
+  outputText: string,
+): Promise<{ parsed: unknown; parseError: string | null }> {
   if (!format) return { parsed: null, parseError: null }
   try {
     let parsed: unknown = JSON.parse(outputText)

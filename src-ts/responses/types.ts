@@ -27,7 +27,9 @@ export interface StandardJsonSchemaOptions {
   readonly libraryOptions?: Record<string, unknown>
 }
 
-type StandardResult = { readonly value: unknown; readonly issues?: undefined } | { readonly issues: ReadonlyArray<{ readonly message: string; readonly path?: ReadonlyArray<unknown> }> }
+type StandardResult =
+  | { readonly value: unknown; readonly issues?: undefined }
+  | { readonly issues: ReadonlyArray<{ readonly message: string; readonly path?: ReadonlyArray<unknown> }> }
 
 export interface ResponseFunctionTool {
   type: 'function'
@@ -70,7 +72,11 @@ export interface ResponseReasoningInput {
   encrypted_content?: string | null
 }
 
-export type ResponseInputItem = ResponseInputMessage | ResponseFunctionCallInput | ResponseFunctionCallOutputInput | ResponseReasoningInput
+export type ResponseInputItem =
+  | ResponseInputMessage
+  | ResponseFunctionCallInput
+  | ResponseFunctionCallOutputInput
+  | ResponseReasoningInput
 
 export type ResponseTextFormat =
   | { type: 'text' }
@@ -190,10 +196,33 @@ interface EventBase {
 export type ResponseStreamEvent =
   | (EventBase & { type: 'response.created' | 'response.in_progress'; response: ResponseObject })
   | (EventBase & { type: 'response.completed' | 'response.incomplete' | 'response.failed'; response: ResponseObject })
-  | (EventBase & { type: 'response.output_item.added' | 'response.output_item.done'; output_index: number; item: ResponseOutputItem })
-  | (EventBase & { type: 'response.content_part.added' | 'response.content_part.done'; item_id: string; output_index: number; content_index: number; part: OutputText })
-  | (EventBase & { type: 'response.output_text.delta'; item_id: string; output_index: number; content_index: number; delta: string; logprobs: unknown[] })
-  | (EventBase & { type: 'response.output_text.done'; item_id: string; output_index: number; content_index: number; text: string })
+  | (EventBase & {
+      type: 'response.output_item.added' | 'response.output_item.done'
+      output_index: number
+      item: ResponseOutputItem
+    })
+  | (EventBase & {
+      type: 'response.content_part.added' | 'response.content_part.done'
+      item_id: string
+      output_index: number
+      content_index: number
+      part: OutputText
+    })
+  | (EventBase & {
+      type: 'response.output_text.delta'
+      item_id: string
+      output_index: number
+      content_index: number
+      delta: string
+      logprobs: unknown[]
+    })
+  | (EventBase & {
+      type: 'response.output_text.done'
+      item_id: string
+      output_index: number
+      content_index: number
+      text: string
+    })
   | (EventBase & { type: 'response.reasoning.delta'; item_id: string; output_index: number; delta: string })
   | (EventBase & { type: 'response.reasoning.done'; item_id: string; output_index: number; text: string })
   | (EventBase & {
@@ -204,7 +233,18 @@ export type ResponseStreamEvent =
       /** The argument this fragment is the value of; null for the raw call text. */
       field_path: string | null
     })
-  | (EventBase & { type: 'response.function_call_arguments.done'; item_id: string; output_index: number; name: string; arguments: string })
-  | (EventBase & { type: 'response.output_token'; token_id: number; content: string; top_logprobs: Array<{ token: string; logprob: number }> })
+  | (EventBase & {
+      type: 'response.function_call_arguments.done'
+      item_id: string
+      output_index: number
+      name: string
+      arguments: string
+    })
+  | (EventBase & {
+      type: 'response.output_token'
+      token_id: number
+      content: string
+      top_logprobs: Array<{ token: string; logprob: number }>
+    })
 
 export type ResponseStreamEventType = ResponseStreamEvent['type']

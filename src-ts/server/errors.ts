@@ -15,7 +15,11 @@ export class HttpError extends Error {
   readonly type: string
   readonly param: string | null
   readonly code: string | null
-  constructor(status: ErrorStatus, message: string, options: { type?: string; param?: string | null; code?: string | null } = {}) {
+  constructor(
+    status: ErrorStatus,
+    message: string,
+    options: { type?: string; param?: string | null; code?: string | null } = {},
+  ) {
     super(message)
     this.name = 'HttpError'
     this.status = status

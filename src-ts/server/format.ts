@@ -3,9 +3,8 @@
 import { randomBytes } from 'node:crypto'
 
 import { argumentsText } from '../accumulator'
-import type { FinishReason } from '../types'
 import type { EmbedResult } from '../embed'
-import type { ChatChoice, ChatDelta, ChatResult, TokenLogprob, TopLogprob, Usage } from '../types'
+import type { ChatChoice, ChatDelta, ChatResult, FinishReason, TokenLogprob, TopLogprob, Usage } from '../types'
 
 export const newId = (prefix: string): string => `${prefix}${randomBytes(12).toString('hex')}`
 export const now = (): number => Math.floor(Date.now() / 1000)
@@ -29,7 +28,10 @@ export function usage(u: Usage): OpenAIUsage {
 }
 
 /** orchard's finish reasons → OpenAI's. */
-export function finishReason(reason: FinishReason | null, toolCalls: number): 'stop' | 'length' | 'tool_calls' | 'content_filter' {
+export function finishReason(
+  reason: FinishReason | null,
+  toolCalls: number,
+): 'stop' | 'length' | 'tool_calls' | 'content_filter' {
   if (toolCalls > 0) return 'tool_calls'
   if (reason === 'length' || reason === 'max_tokens') return 'length'
   return 'stop'
@@ -59,7 +61,11 @@ function chosenLogprob(l: TokenLogprob): number | null {
   return same ? same.logprob : null
 }
 
-const entry = (t: TopLogprob): LogprobEntry => ({ token: t.token, logprob: t.logprob, bytes: bytesOf(t.token, t.bytes) })
+const entry = (t: TopLogprob): LogprobEntry => ({
+  token: t.token,
+  logprob: t.logprob,
+  bytes: bytesOf(t.token, t.bytes),
+})
 
 /** Tokens with log-probabilities in the chat shape, `top` alternatives each. */
 export function chatLogprobs(list: readonly TokenLogprob[], top: number): ChatLogprob[] {
@@ -67,7 +73,12 @@ export function chatLogprobs(list: readonly TokenLogprob[], top: number): ChatLo
   for (const l of list) {
     const logprob = chosenLogprob(l)
     if (logprob === null) continue
-    out.push({ token: l.token, logprob, bytes: bytesOf(l.token, l.bytes), top_logprobs: l.topLogprobs.slice(0, top).map(entry) })
+    out.push({
+      token: l.token,
+      logprob,
+      bytes: bytesOf(l.token, l.bytes),
+      top_logprobs: l.topLogprobs.slice(0, top).map(entry),
+    })
   }
   return out
 }
@@ -102,15 +113,28 @@ export interface ChatCompletion {
 }
 
 function message(c: ChatChoice): ChatCompletionMessage {
-  const m: ChatCompletionMessage = { role: 'assistant', content: c.toolCalls.length > 0 && c.text === '' ? null : c.text, refusal: null }
+  const m: ChatCompletionMessage = {
+    role: 'assistant',
+    content: c.toolCalls.length > 0 && c.text === '' ? null : c.text,
+    refusal: null,
+  }
   if (c.reasoning !== null) m.reasoning_content = c.reasoning
   if (c.toolCalls.length > 0) {
-    m.tool_calls = c.toolCalls.map((call) => ({ id: newId('call_'), type: 'function', function: { name: call.name, arguments: argumentsText(call) } }))
+    m.tool_calls = c.toolCalls.map((call) => ({
+      id: newId('call_'),
+      type: 'function',
+      function: { name: call.name, arguments: argumentsText(call) },
+    }))
   }
   return m
 }
 
-export function chatCompletion(id: string, model: string, r: ChatResult, logprobs: { enabled: boolean; top: number }): ChatCompletion {
+export function chatCompletion(
+  id: string,
+  model: string,
+  r: ChatResult,
+  logprobs: { enabled: boolean; top: number },
+): ChatCompletion {
   return {
     id,
     object: 'chat.completion',
@@ -170,7 +194,11 @@ export class ChunkWriter {
     this.#logprobs = logprobs
   }
 
-  #chunk(index: number, delta: ChunkDelta, extra: Partial<ChatCompletionChunk['choices'][number]> = {}): ChatCompletionChunk {
+  #chunk(
+    index: number,
+    delta: ChunkDelta,
+    extra: Partial<ChatCompletionChunk['choices'][number]> = {},
+  ): ChatCompletionChunk {
     const c: ChatCompletionChunk = {
       id: this.#id,
       object: 'chat.completion.chunk',
@@ -185,7 +213,10 @@ export class ChunkWriter {
 
   #choice(index: number) {
     let s = this.#choices.get(index)
-    if (!s) this.#choices.set(index, (s = { started: false, calls: new Map() }))
+    if (!s) {
+      s = { started: false, calls: new Map() }
+      this.#choices.set(index, s)
+    }
     return s
   }
 
@@ -198,7 +229,10 @@ export class ChunkWriter {
       s.started = true
       out.push(this.#chunk(index, { role: 'assistant', content: '' }))
     }
-    const logprobs = this.#logprobs.enabled && d.logprobs?.length ? { content: chatLogprobs(d.logprobs, this.#logprobs.top), refusal: null as null } : null
+    const logprobs =
+      this.#logprobs.enabled && d.logprobs?.length
+        ? { content: chatLogprobs(d.logprobs, this.#logprobs.top), refusal: null as null }
+        : null
     if (d.reasoning) out.push(this.#chunk(index, { reasoning_content: d.reasoning }, { logprobs }))
     else if (d.text) out.push(this.#chunk(index, { content: d.text }, { logprobs }))
     else if (logprobs) out.push(this.#chunk(index, {}, { logprobs }))
@@ -206,7 +240,11 @@ export class ChunkWriter {
       if (f.name === null || s.calls.has(f.outputIndex)) continue
       const call = { index: s.calls.size, id: newId('call_') }
       s.calls.set(f.outputIndex, call)
-      out.push(this.#chunk(index, { tool_calls: [{ index: call.index, id: call.id, type: 'function', function: { name: f.name, arguments: '' } }] }))
+      out.push(
+        this.#chunk(index, {
+          tool_calls: [{ index: call.index, id: call.id, type: 'function', function: { name: f.name, arguments: '' } }],
+        }),
+      )
     }
     return out
   }
@@ -226,13 +264,26 @@ export class ChunkWriter {
         const streamed = known[i]
         const tc = streamed
           ? { index: streamed.index, function: { arguments: argumentsText(call) } }
-          : { index: i, id: newId('call_'), type: 'function' as const, function: { name: call.name, arguments: argumentsText(call) } }
+          : {
+              index: i,
+              id: newId('call_'),
+              type: 'function' as const,
+              function: { name: call.name, arguments: argumentsText(call) },
+            }
         out.push(this.#chunk(c.index, { tool_calls: [tc] }))
       })
       out.push(this.#chunk(c.index, {}, { finish_reason: finishReason(c.finishReason, c.toolCalls.length) }))
     }
     if (this.#includeUsage) {
-      out.push({ id: this.#id, object: 'chat.completion.chunk', created: this.#created, model: this.#model, system_fingerprint: null, choices: [], usage: usage(r.usage) })
+      out.push({
+        id: this.#id,
+        object: 'chat.completion.chunk',
+        created: this.#created,
+        model: this.#model,
+        system_fingerprint: null,
+        choices: [],
+        usage: usage(r.usage),
+      })
     }
     return out
   }
@@ -267,7 +318,12 @@ export interface TextCompletion {
   created: number
   model: string
   system_fingerprint: null
-  choices: Array<{ index: number; text: string; logprobs: CompletionLogprobs | null; finish_reason: ReturnType<typeof finishReason> | null }>
+  choices: Array<{
+    index: number
+    text: string
+    logprobs: CompletionLogprobs | null
+    finish_reason: ReturnType<typeof finishReason> | null
+  }>
   usage?: OpenAIUsage | null
 }
 
@@ -312,7 +368,11 @@ export function float32Base64(v: Float32Array): string {
 export function embeddingList(model: string, r: EmbedResult, encoding: 'float' | 'base64'): EmbeddingList {
   return {
     object: 'list',
-    data: r.embeddings.map((e, index) => ({ object: 'embedding', index, embedding: encoding === 'base64' ? float32Base64(e) : Array.from(e) })),
+    data: r.embeddings.map((e, index) => ({
+      object: 'embedding',
+      index,
+      embedding: encoding === 'base64' ? float32Base64(e) : Array.from(e),
+    })),
     model,
     usage: { prompt_tokens: r.usage.promptTokens, total_tokens: r.usage.totalTokens },
   }

@@ -21,19 +21,19 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
 import { createAdaptorServer } from '@hono/node-server'
-import { Hono, type Context } from 'hono'
+import { type Context, Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { cors } from 'hono/cors'
-import { streamSSE, type SSEStreamingApi } from 'hono/streaming'
+import { type SSEStreamingApi, streamSSE } from 'hono/streaming'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 
 import type { Engine } from '../engine'
 import { InvalidRequestError } from '../errors'
 import type { ResponseObject } from '../responses/types'
-import { badRequest, HttpError, toHttpError, type OpenAIErrorBody, type ParamNames } from './errors'
+import { badRequest, HttpError, type OpenAIErrorBody, type ParamNames, toHttpError } from './errors'
 import {
-  chatCompletion,
   ChunkWriter,
+  chatCompletion,
   completionIndex,
   completionLogprobs,
   embeddingList,
@@ -46,8 +46,8 @@ import {
 } from './format'
 import { mapChatRequest, mapCompletionRequest, mapEmbeddingsRequest, mapResponsesRequest } from './mapping'
 
-export { HttpError } from './errors'
 export type { OpenAIErrorBody } from './errors'
+export { HttpError } from './errors'
 export type { ChatCompletion, ChatCompletionChunk, EmbeddingList, EmbeddingObject, TextCompletion } from './format'
 export { IGNORED_FIELDS } from './mapping'
 
@@ -105,7 +105,9 @@ const DEFAULT_BODY_LIMIT = 32 * 1024 * 1024
 /** The header carrying the engine's request id (for logs and cancellation checks). */
 export const REQUEST_ID_HEADER = 'x-request-id'
 
-const SHUTDOWN_CANCELLED = new HttpError(503, 'The server is shutting down; the request was cancelled', { code: 'shutting_down' })
+const SHUTDOWN_CANCELLED = new HttpError(503, 'The server is shutting down; the request was cancelled', {
+  code: 'shutting_down',
+})
 
 interface InFlight {
   controller: AbortController
@@ -128,7 +130,10 @@ export function createServer(options: ServerOptions): OrchardServer {
   }
   const { engine } = options
   const served = options.models === undefined ? null : new Set(options.models)
-  if (options.models !== undefined && (!Array.isArray(options.models) || options.models.some((m) => typeof m !== 'string' || m.length === 0))) {
+  if (
+    options.models !== undefined &&
+    (!Array.isArray(options.models) || options.models.some((m) => typeof m !== 'string' || m.length === 0))
+  ) {
     throw new InvalidRequestError('models: expected an array of model ids')
   }
   const apiKey = options.apiKey
@@ -136,7 +141,8 @@ export function createServer(options: ServerOptions): OrchardServer {
     throw new InvalidRequestError('apiKey: expected a non-empty string')
   }
   const limit = options.bodyLimit ?? DEFAULT_BODY_LIMIT
-  if (!Number.isInteger(limit) || limit <= 0) throw new InvalidRequestError('bodyLimit: expected a positive number of bytes')
+  if (!Number.isInteger(limit) || limit <= 0)
+    throw new InvalidRequestError('bodyLimit: expected a positive number of bytes')
   const created = now()
   const inFlight = new Set<InFlight>()
   let closing = false
@@ -164,7 +170,10 @@ export function createServer(options: ServerOptions): OrchardServer {
 
   function checkModel(model: string): void {
     if (served && !served.has(model)) {
-      throw new HttpError(404, `The model '${model}' does not exist or is not served here`, { param: 'model', code: 'model_not_found' })
+      throw new HttpError(404, `The model '${model}' does not exist or is not served here`, {
+        param: 'model',
+        code: 'model_not_found',
+      })
     }
   }
 
@@ -172,12 +181,21 @@ export function createServer(options: ServerOptions): OrchardServer {
     try {
       return await c.req.json()
     } catch {
-      throw new HttpError(400, 'body: expected a JSON object (Content-Type: application/json)', { param: 'body', code: 'invalid_json' })
+      throw new HttpError(400, 'body: expected a JSON object (Content-Type: application/json)', {
+        param: 'body',
+        code: 'invalid_json',
+      })
     }
   }
 
   /** Stream `produce`'s items as SSE; errors after the headers become an error event. */
-  function sse(c: Context, controller: AbortController, end: () => void, names: ParamNames, produce: (s: SSEStreamingApi) => Promise<void>): Response {
+  function sse(
+    c: Context,
+    controller: AbortController,
+    end: () => void,
+    names: ParamNames,
+    produce: (s: SSEStreamingApi) => Promise<void>,
+  ): Response {
     return streamSSE(c, async (s) => {
       s.onAbort(() => controller.abort(new Error('the client went away')))
       try {
@@ -224,7 +242,9 @@ export function createServer(options: ServerOptions): OrchardServer {
 
   const app = new Hono()
   app.onError((err, c) => errorResponse(c, toHttpError(err)))
-  app.notFound((c) => errorResponse(c, new HttpError(404, `Unknown route ${c.req.method} ${c.req.path}`, { code: 'unknown_url' })))
+  app.notFound((c) =>
+    errorResponse(c, new HttpError(404, `Unknown route ${c.req.method} ${c.req.path}`, { code: 'unknown_url' })),
+  )
 
   if (options.cors) {
     const origin = options.cors === true ? '*' : options.cors
@@ -235,7 +255,13 @@ export function createServer(options: ServerOptions): OrchardServer {
     if (apiKey !== undefined) {
       const m = /^Bearer\s+(.+)$/i.exec(c.req.header('authorization') ?? '')
       if (!m || !sameSecret(m[1]!.trim(), apiKey)) {
-        return errorResponse(c, new HttpError(401, 'Missing or incorrect API key: send Authorization: Bearer <key>', { type: 'invalid_request_error', code: 'invalid_api_key' }))
+        return errorResponse(
+          c,
+          new HttpError(401, 'Missing or incorrect API key: send Authorization: Bearer <key>', {
+            type: 'invalid_request_error',
+            code: 'invalid_api_key',
+          }),
+        )
       }
     }
     await next()
@@ -244,7 +270,11 @@ export function createServer(options: ServerOptions): OrchardServer {
     '/v1/*',
     bodyLimit({
       maxSize: limit,
-      onError: (c) => errorResponse(c, new HttpError(413, `The request body is larger than ${limit} bytes`, { code: 'request_too_large' })),
+      onError: (c) =>
+        errorResponse(
+          c,
+          new HttpError(413, `The request body is larger than ${limit} bytes`, { code: 'request_too_large' }),
+        ),
     }),
   )
 
@@ -255,7 +285,11 @@ export function createServer(options: ServerOptions): OrchardServer {
   app.get('/v1/models/:id{.+}', async (c) => {
     const id = c.req.param('id')
     const ids = served ? [...served] : await loadedModels(engine)
-    if (!ids.includes(id)) throw new HttpError(404, `The model '${id}' does not exist or is not served here`, { param: 'model', code: 'model_not_found' })
+    if (!ids.includes(id))
+      throw new HttpError(404, `The model '${id}' does not exist or is not served here`, {
+        param: 'model',
+        code: 'model_not_found',
+      })
     return c.json({ id, object: 'model', created, owned_by: 'orchard' })
   })
 
@@ -276,10 +310,17 @@ export function createServer(options: ServerOptions): OrchardServer {
 
   app.post('/v1/completions', async (c) => {
     const req = mapCompletionRequest(await json(c))
-    const send = (signal: AbortSignal) => engine.client().chatBatch(req.model, req.conversations, { ...req.options, signal })
+    const send = (signal: AbortSignal) =>
+      engine.client().chatBatch(req.model, req.conversations, { ...req.options, signal })
     return generate(c, req.model, req.names, send, async (batch) => {
       const id = newId('cmpl-')
-      const base = { id, object: 'text_completion' as const, created: now(), model: req.model, system_fingerprint: null }
+      const base = {
+        id,
+        object: 'text_completion' as const,
+        created: now(),
+        model: req.model,
+        system_fingerprint: null,
+      }
       if (!req.stream) {
         const results = await batch
         const body: TextCompletion = {
@@ -297,11 +338,15 @@ export function createServer(options: ServerOptions): OrchardServer {
         return c.json(body)
       }
       return async (s) => {
-        const chunk = (choices: TextCompletion['choices']): string => JSON.stringify({ ...base, choices, ...(req.includeUsage ? { usage: null } : {}) })
+        const chunk = (choices: TextCompletion['choices']): string =>
+          JSON.stringify({ ...base, choices, ...(req.includeUsage ? { usage: null } : {}) })
         const offsets = new Map<number, number>()
         for await (const d of batch) {
           const index = completionIndex(d.promptIndex ?? 0, d.candidateIndex ?? 0, req.n)
-          const lp = req.logprobs.enabled && d.logprobs?.length ? completionLogprobs(d.logprobs, req.logprobs.top, offsets.get(index) ?? 0) : null
+          const lp =
+            req.logprobs.enabled && d.logprobs?.length
+              ? completionLogprobs(d.logprobs, req.logprobs.top, offsets.get(index) ?? 0)
+              : null
           if (!d.text && !lp) continue
           offsets.set(index, (offsets.get(index) ?? 0) + d.text.length)
           await s.writeSSE({ data: chunk([{ index, text: d.text, logprobs: lp, finish_reason: null }]) })
@@ -309,10 +354,22 @@ export function createServer(options: ServerOptions): OrchardServer {
         const results = await batch.finalResult()
         for (const [p, r] of results.entries()) {
           for (const ch of r.choices) {
-            await s.writeSSE({ data: chunk([{ index: completionIndex(p, ch.index, req.n), text: '', logprobs: null, finish_reason: finishReason(ch.finishReason, 0) }]) })
+            await s.writeSSE({
+              data: chunk([
+                {
+                  index: completionIndex(p, ch.index, req.n),
+                  text: '',
+                  logprobs: null,
+                  finish_reason: finishReason(ch.finishReason, 0),
+                },
+              ]),
+            })
           }
         }
-        if (req.includeUsage) await s.writeSSE({ data: JSON.stringify({ ...base, choices: [], usage: usage(sumUsage(results.map((r) => r.usage))) }) })
+        if (req.includeUsage)
+          await s.writeSSE({
+            data: JSON.stringify({ ...base, choices: [], usage: usage(sumUsage(results.map((r) => r.usage))) }),
+          })
         await s.writeSSE({ data: '[DONE]' })
       }
     })
@@ -327,7 +384,10 @@ export function createServer(options: ServerOptions): OrchardServer {
       c.header(REQUEST_ID_HEADER, String(await call.requestId()))
       const result = await call
       if (req.dimensions !== undefined && req.dimensions !== result.dimensions) {
-        throw badRequest('dimensions', `the model's embeddings have ${result.dimensions} dimensions; it cannot give ${req.dimensions}`)
+        throw badRequest(
+          'dimensions',
+          `the model's embeddings have ${result.dimensions} dimensions; it cannot give ${req.dimensions}`,
+        )
       }
       return c.json(embeddingList(req.model, result, req.encodingFormat))
     } catch (e) {
@@ -409,7 +469,11 @@ export function createServer(options: ServerOptions): OrchardServer {
 async function loadedModels(engine: Engine): Promise<string[]> {
   const reply = await engine.managementCommand({ type: 'list_models' })
   const data = (reply.data?.list_models ?? reply.data) as { models?: unknown } | undefined
-  const models = (Array.isArray(data?.models) ? data.models : []) as Array<{ requested_id?: unknown; requested_ids?: unknown; load_state?: unknown }>
+  const models = (Array.isArray(data?.models) ? data.models : []) as Array<{
+    requested_id?: unknown
+    requested_ids?: unknown
+    load_state?: unknown
+  }>
   const ids: string[] = []
   for (const m of models) {
     if (m.load_state !== undefined && m.load_state !== 'ready' && m.load_state !== 'loaded') continue

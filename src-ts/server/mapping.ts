@@ -6,13 +6,29 @@
 
 import { reasoningEfforts } from '../native'
 import type { ResponsesRequest } from '../responses/types'
-import type { ChatMessage, ChatOptions, ContentPart, FunctionTool, ReasoningEffort, ResponseFormat, ToolCall, ToolChoice } from '../types'
+import type {
+  ChatMessage,
+  ChatOptions,
+  ContentPart,
+  FunctionTool,
+  ReasoningEffort,
+  ResponseFormat,
+  ToolCall,
+  ToolChoice,
+} from '../types'
 import { badRequest, type ParamNames } from './errors'
 
 type Json = Record<string, unknown>
 
 /** Standard fields accepted and ignored (they have no meaning for a local engine). */
-export const IGNORED_FIELDS: readonly string[] = ['user', 'store', 'metadata', 'service_tier', 'prompt_cache_key', 'safety_identifier']
+export const IGNORED_FIELDS: readonly string[] = [
+  'user',
+  'store',
+  'metadata',
+  'service_tier',
+  'prompt_cache_key',
+  'safety_identifier',
+]
 
 /** orchard option → OpenAI field, for the messages of the core's validation. */
 const OPTION_FIELDS: ReadonlyArray<[string, string]> = [
@@ -162,7 +178,17 @@ const CHAT_FIELDS = new Set([
   ...IGNORED_FIELDS,
 ])
 
-const MESSAGE_FIELDS = new Set(['role', 'content', 'name', 'tool_calls', 'tool_call_id', 'refusal', 'annotations', 'audio', 'reasoning_content'])
+const MESSAGE_FIELDS = new Set([
+  'role',
+  'content',
+  'name',
+  'tool_calls',
+  'tool_call_id',
+  'refusal',
+  'annotations',
+  'audio',
+  'reasoning_content',
+])
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool'])
 
 function contentPart(p: unknown, at: string): ContentPart {
@@ -179,7 +205,8 @@ function contentPart(p: unknown, at: string): ContentPart {
   if (type === 'image_url') {
     const img = p.image_url
     const url = typeof img === 'string' ? img : isObject(img) ? img.url : undefined
-    if (typeof url !== 'string' || url.length === 0) throw badRequest(`${at}.image_url.url`, 'expected an image URL or a data: URL')
+    if (typeof url !== 'string' || url.length === 0)
+      throw badRequest(`${at}.image_url.url`, 'expected an image URL or a data: URL')
     // `detail` has no meaning here: the model sees the image at its own resolution.
     return { type: 'image_url', image_url: { url } }
   }
@@ -190,7 +217,8 @@ function toolCall(c: unknown, at: string): ToolCall {
   if (!isObject(c)) throw badRequest(at, 'expected a tool call object')
   if (c.type !== undefined && c.type !== 'function') throw badRequest(`${at}.type`, "expected 'function'")
   const f = c.function
-  if (!isObject(f) || typeof f.name !== 'string' || f.name.length === 0) throw badRequest(`${at}.function.name`, "expected the function's name")
+  if (!isObject(f) || typeof f.name !== 'string' || f.name.length === 0)
+    throw badRequest(`${at}.function.name`, "expected the function's name")
   const args = f.arguments
   if (typeof args !== 'string' && !isObject(args)) throw badRequest(`${at}.function.arguments`, 'expected JSON text')
   const call: ToolCall = { type: 'function', function: { name: f.name, arguments: args } }
@@ -206,7 +234,8 @@ function chatMessage(m: unknown, i: number): ChatMessage {
   if (!isObject(m)) throw badRequest(at, 'expected a message object')
   checkKeys(m, MESSAGE_FIELDS, at)
   const role = m.role
-  if (typeof role !== 'string' || !ROLES.has(role)) throw badRequest(`${at}.role`, 'expected system, developer, user, assistant or tool')
+  if (typeof role !== 'string' || !ROLES.has(role))
+    throw badRequest(`${at}.role`, 'expected system, developer, user, assistant or tool')
   const out: ChatMessage = { role: role as ChatMessage['role'] }
   const content = m.content
   if (typeof content === 'string') out.content = content
@@ -224,9 +253,11 @@ function chatMessage(m: unknown, i: number): ChatMessage {
   }
   if (role === 'tool') {
     const id = m.tool_call_id
-    if (typeof id !== 'string') throw badRequest(`${at}.tool_call_id`, 'expected the id of the tool call this message answers')
+    if (typeof id !== 'string')
+      throw badRequest(`${at}.tool_call_id`, 'expected the id of the tool call this message answers')
     out.tool_call_id = id
-  } else if (m.tool_call_id !== undefined) throw badRequest(`${at}.tool_call_id`, 'only tool messages answer a tool call')
+  } else if (m.tool_call_id !== undefined)
+    throw badRequest(`${at}.tool_call_id`, 'only tool messages answer a tool call')
   return out
 }
 
@@ -236,9 +267,11 @@ function chatTools(o: Json): FunctionTool[] | undefined {
   if (!Array.isArray(v)) throw badRequest('tools', 'expected an array of function tools')
   return v.map((t, i) => {
     const at = `tools[${i}]`
-    if (!isObject(t) || t.type !== 'function') throw badRequest(`${at}.type`, "expected 'function' (the only tool type served)")
+    if (!isObject(t) || t.type !== 'function')
+      throw badRequest(`${at}.type`, "expected 'function' (the only tool type served)")
     const f = t.function
-    if (!isObject(f) || typeof f.name !== 'string' || f.name.length === 0) throw badRequest(`${at}.function.name`, "expected the function's name")
+    if (!isObject(f) || typeof f.name !== 'string' || f.name.length === 0)
+      throw badRequest(`${at}.function.name`, "expected the function's name")
     checkKeys(f, new Set(['name', 'description', 'parameters', 'strict']), `${at}.function`)
     const fn: NonNullable<FunctionTool['function']> = { name: f.name }
     const description = optString(f, 'description', `${at}.function.description`)
@@ -273,7 +306,8 @@ function responseFormat(o: Json): ResponseFormat | undefined {
     if (!isObject(js)) throw badRequest('response_format.json_schema', 'expected { name, schema, strict }')
     checkKeys(js, new Set(['name', 'description', 'schema', 'strict']), 'response_format.json_schema')
     const schema = js.schema
-    if (!isObject(schema) && typeof schema !== 'boolean') throw badRequest('response_format.json_schema.schema', 'expected a JSON Schema')
+    if (!isObject(schema) && typeof schema !== 'boolean')
+      throw badRequest('response_format.json_schema.schema', 'expected a JSON Schema')
     const out: Extract<ResponseFormat, { type: 'json_schema' }> = { type: 'json_schema', json_schema: { schema } }
     const name = optString(js, 'name', 'response_format.json_schema.name')
     if (name !== undefined) out.json_schema.name = name
@@ -285,7 +319,6 @@ function responseFormat(o: Json): ResponseFormat | undefined {
   }
   throw badRequest('response_format.type', "expected 'text', 'json_object' or 'json_schema'")
 }
-
 
 function reasoningEffort(o: Json): boolean | ReasoningEffort | undefined {
   const v = o.reasoning_effort
@@ -321,10 +354,15 @@ export function mapChatRequest(raw: unknown): ChatRequest {
   const o = body(raw)
   checkKeys(o, CHAT_FIELDS, '')
   const id = model(o)
-  if (!Array.isArray(o.messages) || o.messages.length === 0) throw badRequest('messages', 'expected a non-empty array of messages')
+  if (!Array.isArray(o.messages) || o.messages.length === 0)
+    throw badRequest('messages', 'expected a non-empty array of messages')
   const messages = o.messages.map(chatMessage)
   const modalities = o.modalities
-  if (modalities !== undefined && modalities !== null && !(Array.isArray(modalities) && modalities.every((m) => m === 'text'))) {
+  if (
+    modalities !== undefined &&
+    modalities !== null &&
+    !(Array.isArray(modalities) && modalities.every((m) => m === 'text'))
+  ) {
     throw badRequest('modalities', "only ['text'] is served")
   }
   const options: ChatOptions = {}
@@ -343,11 +381,20 @@ export function mapChatRequest(raw: unknown): ChatRequest {
   const logprobs = optBool(o, 'logprobs') ?? false
   const top = optNumber(o, 'top_logprobs', true)
   if (top !== undefined && !logprobs) throw badRequest('top_logprobs', 'needs logprobs: true')
-  if (top !== undefined && (top < 0 || top > 20)) throw badRequest('top_logprobs', `${top} is out of range; use 0 to 20`)
+  if (top !== undefined && (top < 0 || top > 20))
+    throw badRequest('top_logprobs', `${top} is out of range; use 0 to 20`)
   // The engine reports a token's log-probability along with its alternatives: ask for one at least.
   if (logprobs) options.topLogprobs = Math.max(1, top ?? 0)
-  const override: Array<[string, string]> = o.max_completion_tokens !== undefined ? [['maxTokens', 'max_completion_tokens']] : []
-  return { model: id, messages, options, ...streamOptions(o), logprobs: { enabled: logprobs, top: top ?? 0 }, names: names(override) }
+  const override: Array<[string, string]> =
+    o.max_completion_tokens !== undefined ? [['maxTokens', 'max_completion_tokens']] : []
+  return {
+    model: id,
+    messages,
+    options,
+    ...streamOptions(o),
+    logprobs: { enabled: logprobs, top: top ?? 0 },
+    names: names(override),
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -398,7 +445,11 @@ export function mapCompletionRequest(raw: unknown): CompletionRequest {
   else if (Array.isArray(p) && p.length > 0 && p.every((s): s is string => typeof s === 'string')) prompts = p
   else throw badRequest('prompt', 'expected a string or a non-empty array of strings (token arrays are not served)')
   prompts.forEach((s, i) => {
-    if (s.length === 0) throw badRequest(prompts.length === 1 && typeof p === 'string' ? 'prompt' : `prompt[${i}]`, 'expected a non-empty prompt')
+    if (s.length === 0)
+      throw badRequest(
+        prompts.length === 1 && typeof p === 'string' ? 'prompt' : `prompt[${i}]`,
+        'expected a non-empty prompt',
+      )
   })
   if (o.suffix !== undefined && o.suffix !== null) throw badRequest('suffix', 'insertion (suffix) is not served')
   if (optBool(o, 'echo') === true) throw badRequest('echo', 'echoing the prompt is not served')
@@ -411,7 +462,8 @@ export function mapCompletionRequest(raw: unknown): CompletionRequest {
   if (lp !== undefined && (lp < 0 || lp > 5)) throw badRequest('logprobs', `${lp} is out of range; use 0 to 5`)
   if (lp !== undefined) options.topLogprobs = Math.max(1, lp)
   const s = streamOptions(o)
-  if (s.stream && bestOf !== undefined && bestOf > (options.n ?? 1)) throw badRequest('best_of', 'cannot be more than n when streaming')
+  if (s.stream && bestOf !== undefined && bestOf > (options.n ?? 1))
+    throw badRequest('best_of', 'cannot be more than n when streaming')
   return {
     model: id,
     conversations: prompts.map((text) => [{ role: 'user', content: text }]),
@@ -441,7 +493,8 @@ export interface ResponsesHttpRequest {
  */
 export function mapResponsesRequest(raw: unknown): ResponsesHttpRequest {
   const o = body(raw)
-  for (const key of Object.keys(o)) if (RESPONSES_REFUSED.has(key)) throw badRequest(key, 'unknown or unsupported field')
+  for (const key of Object.keys(o))
+    if (RESPONSES_REFUSED.has(key)) throw badRequest(key, 'unknown or unsupported field')
   const id = model(o)
   const stream = optBool(o, 'stream') ?? false
   const { model: _m, stream: _s, ...rest } = o
@@ -481,7 +534,8 @@ export function mapEmbeddingsRequest(raw: unknown): EmbeddingsRequest {
     if (input.length > 0 && input.every((t) => typeof t === 'number' || Array.isArray(t))) {
       throw badRequest('input', 'token arrays are not served; send the text')
     }
-    if (input.length > MAX_EMBEDDING_INPUTS) throw badRequest('input', `${input.length} texts; at most ${MAX_EMBEDDING_INPUTS} per request`)
+    if (input.length > MAX_EMBEDDING_INPUTS)
+      throw badRequest('input', `${input.length} texts; at most ${MAX_EMBEDDING_INPUTS} per request`)
   }
   const format = optString(o, 'encoding_format') ?? 'float'
   if (format !== 'float' && format !== 'base64') throw badRequest('encoding_format', "expected 'float' or 'base64'")

@@ -23,7 +23,9 @@ export function imageMimeType(bytes: Uint8Array, field: string): string {
   const found = SIGNATURES.find(([, test]) => test(bytes))
   if (found === undefined) {
     const head = Buffer.from(bytes.subarray(0, 8)).toString('hex')
-    throw new InvalidRequestError(`${field}: not a PNG, JPEG, GIF or WebP image (${bytes.length} bytes starting ${head || '(empty)'})`)
+    throw new InvalidRequestError(
+      `${field}: not a PNG, JPEG, GIF or WebP image (${bytes.length} bytes starting ${head || '(empty)'})`,
+    )
   }
   return found[0]
 }
@@ -42,14 +44,18 @@ export async function imageBytes(image: unknown, field: string): Promise<Uint8Ar
   const m = DATA_URL.exec(image)
   let bytes: Uint8Array
   if (m) {
-    if (m[2] === undefined) throw new InvalidRequestError(`${field}: a data URL must be base64 (data:image/png;base64,...)`)
+    if (m[2] === undefined)
+      throw new InvalidRequestError(`${field}: a data URL must be base64 (data:image/png;base64,...)`)
     bytes = Buffer.from(image.slice(m[0].length), 'base64')
   } else {
     try {
       bytes = await readFile(image)
     } catch (e) {
       const code = (e as { code?: unknown }).code
-      throw new InvalidRequestError(`${field}: cannot read the file ${JSON.stringify(image)} (${typeof code === 'string' ? code : String(e)})`, { cause: e })
+      throw new InvalidRequestError(
+        `${field}: cannot read the file ${JSON.stringify(image)} (${typeof code === 'string' ? code : String(e)})`,
+        { cause: e },
+      )
     }
   }
   imageMimeType(bytes, field)

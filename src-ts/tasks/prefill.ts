@@ -3,13 +3,12 @@
  * a task result, generating nothing. One request for a batch of texts.
  */
 
+import type { NativeEngine } from '../../index'
 import { InvalidRequestError } from '../errors'
 import { requestJson } from '../json'
 import type { ChatDelta } from '../types'
-import { runRequest, splitOptions } from './request'
 import type { RequestPromise } from './request'
-
-import type { NativeEngine } from '../../index'
+import { runRequest, splitOptions } from './request'
 
 /** A delta of a prefill task: a {@link ChatDelta} without the chat pipeline's text views. */
 export type TaskDelta = Omit<ChatDelta, 'text' | 'reasoning' | 'toolCallDeltas'>
@@ -76,7 +75,18 @@ export function prefillRequest<T>(
 }
 
 /** @internal the body of `Client.prefill`. */
-export function prefill(engine: NativeEngine, model: string, texts: string | string[], task: string, options: PrefillOptions): PrefillPromise {
-  const args = (): PrefillArgs => ({ model, texts, task, signal: splitOptions<PrefillOptions>(options, 'prefill').signal })
+export function prefill(
+  engine: NativeEngine,
+  model: string,
+  texts: string | string[],
+  task: string,
+  options: PrefillOptions,
+): PrefillPromise {
+  const args = (): PrefillArgs => ({
+    model,
+    texts,
+    task,
+    signal: splitOptions<PrefillOptions>(options, 'prefill').signal,
+  })
   return prefillRequest(engine, args, (prompts, requestId) => ({ prompts, model, requestId }))
 }

@@ -3,7 +3,7 @@
  * promise its method returns, its `requestId()`, and cancellation through an `AbortSignal`.
  */
 
-import { AbortError, InvalidRequestError, fromNative, native } from '../errors'
+import { AbortError, fromNative, InvalidRequestError, native } from '../errors'
 
 /** A request in flight in the native addon. */
 export interface NativeRequest<R> {
@@ -30,7 +30,11 @@ function abortError(signal: AbortSignal, what: string): AbortError {
  * Check an options object whose keys are `signal` plus `known`; names the bad field. Returns
  * the signal and the other options.
  */
-export function splitOptions<O extends { signal?: AbortSignal }>(options: unknown, method: string, known: readonly string[] = []): { signal: AbortSignal | undefined; rest: Omit<O, 'signal'> } {
+export function splitOptions<O extends { signal?: AbortSignal }>(
+  options: unknown,
+  method: string,
+  known: readonly string[] = [],
+): { signal: AbortSignal | undefined; rest: Omit<O, 'signal'> } {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new InvalidRequestError('options: expected an options object')
   }
@@ -57,7 +61,11 @@ export interface Prepared<R> {
  * how to send; `finish` turns the native result into the public one. Aborting `signal`
  * cancels the request in the engine and rejects with an `AbortError`.
  */
-export function runRequest<R, T>(what: string, prepare: () => Prepared<R>, finish: (r: R, requestId: number) => T): RequestPromise<T> {
+export function runRequest<R, T>(
+  what: string,
+  prepare: () => Prepared<R>,
+  finish: (r: R, requestId: number) => T,
+): RequestPromise<T> {
   let signal: AbortSignal | undefined
   const handle: Promise<NativeRequest<R>> = (async () => {
     const p = prepare()
