@@ -15,12 +15,15 @@ useEmulator('schema', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '1' } }, (e) => {
   model = e.model
 })
 
-/** The error a request fails with, whether it is thrown at once or the stream rejects. */
+/** The error a request fails with (never thrown by `responses()` itself: the stream rejects). */
 async function failure(request: ResponsesRequest): Promise<unknown> {
-  return (async () => client.responses(model, request).finalResponse())().then(
-    () => null,
-    (e: unknown) => e,
-  )
+  return client
+    .responses(model, request)
+    .finalResponse()
+    .then(
+      () => null,
+      (e: unknown) => e,
+    )
 }
 
 describe('structured output checked with the whole schema', () => {
@@ -84,6 +87,44 @@ describe('structured output checked with the whole schema', () => {
     })
     expect(response.parsed).toBeNull()
     expect(response.parseError).toContain('$.zip: must match pattern')
+  })
+})
+
+describe('tool-call arguments checked against the tool parameters', () => {
+  const plant = (zip: Record<string, unknown>) => ({
+    type: 'function' as const,
+    name: 'plant_tree',
+    parameters: {
+      type: 'object',
+      properties: { zip, tree: { type: 'string', minLength: 1 } },
+      required: ['zip', 'tree'],
+      additionalProperties: false,
+    },
+  })
+
+  it('arguments that break a pattern are reported, naming the path; conforming ones are parsed', async () => {
+    const strict = await client.responses(model, {
+      input: 'Plant a tree.',
+      tools: [plant({ type: 'string', pattern: '^[0-9]{5}$' })],
+      tool_choice: 'required',
+      seed: 7,
+    })
+    expect(strict.toolCalls).toHaveLength(1)
+    const [call] = strict.toolCalls
+    expect(JSON.parse(call!.arguments).zip).not.toMatch(/^[0-9]{5}$/)
+    expect(call!.parsedArguments).toBeNull()
+    expect(call!.argumentsError).toContain("plant_tree's parameters")
+    expect(call!.argumentsError).toContain('$.zip: must match pattern "^[0-9]{5}$"')
+
+    const loose = await client.responses(model, {
+      input: 'Plant a tree.',
+      tools: [plant({ type: 'string' })],
+      tool_choice: 'required',
+      seed: 7,
+    })
+    const [ok] = loose.toolCalls
+    expect(ok!.argumentsError).toBeNull()
+    expect(ok!.parsedArguments).toEqual(JSON.parse(ok!.arguments))
   })
 })
 

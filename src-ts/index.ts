@@ -54,7 +54,7 @@ export type { PrivacyFilterAnalysis, PrivacyFilterOptions } from './privacy-filt
 export { PRIVACY_FILTER_MAX_INPUT_BYTES, PRIVACY_FILTER_MODEL } from './privacy-filter'
 export type { RenderedPrompt, RenderInput } from './render'
 export { renderChat } from './render'
-export type { Response } from './responses'
+export type { Response, ResponseToolCall } from './responses'
 export { ResponseStream } from './responses'
 export type * from './responses/types'
 export { ChatBatchStream, ChatStream, DeltaStream } from './stream'

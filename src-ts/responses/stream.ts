@@ -10,6 +10,7 @@ import { ResponseAssembler } from './assembly'
 import type { Prepared } from './request'
 import type {
   ResponseFunctionCall,
+  ResponseFunctionTool,
   ResponseObject,
   ResponseOutputMessage,
   ResponseStreamEvent,
@@ -20,12 +21,20 @@ import type {
 export interface Response extends ResponseObject {
   /** The text of every message item, concatenated. */
   outputText: string
-  /** The function calls the model made. */
-  toolCalls: ResponseFunctionCall[]
+  /** The function calls the model made, each with its arguments parsed and checked. */
+  toolCalls: ResponseToolCall[]
   /** With a JSON `text.format`: the output parsed (and checked against the schema), else null. */
   parsed: unknown
   /** Why `parsed` is null although a JSON format was asked for. */
   parseError: string | null
+}
+
+/** A function call of {@link Response.toolCalls}: the output item plus its checked arguments. */
+export interface ResponseToolCall extends ResponseFunctionCall {
+  /** The arguments parsed, when they are JSON matching the tool's `parameters`; else null. */
+  parsedArguments: unknown
+  /** Why `parsedArguments` is null: not JSON, or where they break the schema (by path). */
+  argumentsError: string | null
 }
 
 /** @internal What a ResponseStream runs: the chat stream and what the request was prepared into. */
@@ -104,7 +113,9 @@ export class ResponseStream extends Consumable<ResponseStreamEvent, Response> {
       toolCalls.length === 0
         ? await parseOutput(source.prepared.format, outputText)
         : { parsed: null, parseError: null }
-    return { ...structuredClone(r), outputText, toolCalls: structuredClone(toolCalls), parsed, parseError }
+    const tools = source.request.tools ?? []
+    const checked = toolCalls.map((call) => ({ ...structuredClone(call), ...checkArguments(call, tools) }))
+    return { ...structuredClone(r), outputText, toolCalls: checked, parsed, parseError }
   }
 
   /** Stop generating: the chat request is cancelled (iteration ends with an AbortError). */
@@ -122,6 +133,28 @@ export class ResponseStream extends Consumable<ResponseStreamEvent, Response> {
     const source = this.#source
     return source.ok ? source.chat.requestId() : Promise.reject(source.error)
   }
+}
+
+/** A call's arguments parsed and checked against its tool's JSON Schema `parameters`. */
+function checkArguments(
+  call: ResponseFunctionCall,
+  tools: readonly ResponseFunctionTool[],
+): { parsedArguments: unknown; argumentsError: string | null } {
+  let args: unknown
+  try {
+    args = JSON.parse(call.arguments)
+  } catch (e) {
+    return { parsedArguments: null, argumentsError: `the arguments are not JSON: ${(e as Error).message}` }
+  }
+  const parameters = tools.find((t) => t.name === call.name)?.parameters
+  const issues = parameters === undefined ? [] : validateJson(parameters, args)
+  if (issues.length > 0) {
+    return {
+      parsedArguments: null,
+      argumentsError: `the arguments do not match ${call.name}'s parameters: ${issues.join('; ')}`,
+    }
+  }
+  return { parsedArguments: args, argumentsError: null }
 }
 
 /** The output parsed and checked against the requested JSON format (no format: nothing to parse). */
