@@ -46,6 +46,11 @@ useEmulator('responses', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '1' }, thinker: t
   thinker = e.thinker
 })
 
+/** A function_call item as `response.toolCalls` gives it: its arguments parsed, checked clean. */
+function withArguments(item: ResponseFunctionCall) {
+  return { ...item, parsedArguments: JSON.parse(item.arguments), argumentsError: null }
+}
+
 async function collect(
   request: ResponsesRequest,
   on: string = model,
@@ -134,6 +139,12 @@ describe('requests are validated before anything is sent', () => {
     [{ input: 'x', reasoning: { effort: 'extreme' as never } }, /reasoning\.effort/],
     [{ input: 'x', top_k: 0 }, /top_k/],
     [{ input: 'x', temperature: 3 }, /temperature/],
+    // Every numeric field goes through the core's table, in its words.
+    [{ input: 'x', max_output_tokens: 0 }, /^max_output_tokens: 0 is out of range; use 1 or more$/],
+    [{ input: 'x', max_tool_calls: 0 }, /^max_tool_calls: 0 is out of range; use 1 or more$/],
+    [{ input: 'x', min_tool_calls: 1.5 }, /^min_tool_calls: 1.5 is not an integer; use 1 or more$/],
+    [{ input: 'x', seed: -1 }, /^seed: -1 is out of range; use 0 or more$/],
+    [{ input: 'x', reasoning: 'high' as never }, /^reasoning: expected \{ effort: minimal \| low \| medium \| high \}/],
     [{ input: 'x', tools: [{ type: 'function', name: '' }] }, /tools\[0\]\.name/],
     [
       { input: 'x', text: { format: { type: 'json_schema', schema: { type: 'objekt' } } } },
@@ -231,7 +242,7 @@ describe('tool calls', () => {
     const item = checkFunctionCall(events, 0, LLAMA_CALL)
     expect(item.name).toBe('get_weather')
     expect(response.output).toEqual([item])
-    expect(response.toolCalls).toEqual([item])
+    expect(response.toolCalls).toEqual([withArguments(item)])
     expect(typeof (JSON.parse(response.toolCalls[0]!.arguments) as { city: unknown }).city).toBe('string')
     // A tool turn has no text.
     expect(events.some((e) => e.type === 'response.output_text.delta')).toBe(false)
@@ -250,7 +261,7 @@ describe('tool calls', () => {
     expect([first.name, second.name]).toEqual(['get_weather', 'get_time'])
     expect(first.call_id).not.toBe(second.call_id)
     expect(first.id).not.toBe(second.id)
-    expect(response.toolCalls).toEqual([first, second])
+    expect(response.toolCalls).toEqual([first, second].map(withArguments))
     // The first call is closed before the second opens.
     const firstDone = ofType(events, 'response.output_item.done').find((e) => e.output_index === 0)!
     const secondAdded = ofType(events, 'response.output_item.added').find((e) => e.output_index === 1)!
@@ -267,7 +278,7 @@ describe('tool calls', () => {
     checkReasoning(events, response, 0)
     const item = checkFunctionCall(events, 1, QWEN_CALL)
     expect(item.name).toBe('get_weather')
-    expect(response.toolCalls).toEqual([item])
+    expect(response.toolCalls).toEqual([withArguments(item)])
     expect(response.outputText).toBe('')
     expectNoThinkMarkers(events)
     expect(response.usage.output_tokens_details.reasoning_tokens).toBe(5)
@@ -329,8 +340,17 @@ describe('tool calls', () => {
     expect(one.response.toolCalls.map((c) => c.name)).toEqual(['get_weather'])
 
     await expect(client.responses(model, { input: 'x', tools, min_tool_calls: 3, max_tool_calls: 2 })).rejects.toThrow(
-      /min_tool_calls/,
+      /minToolCalls: 3 is more than maxToolCalls \(2\)/,
     )
+    // No cap beyond the engine's: many calls are allowed (the reference's int ≥ 1).
+    const many = await client.responses(model, {
+      input: 'Use get_weather.',
+      tools,
+      min_tool_calls: 1,
+      max_tool_calls: 5000,
+      seed: 8,
+    })
+    expect(many.status).toBe('completed')
   })
 
   it('a three-turn tool chain: call, another call, then a text answer', async () => {

@@ -653,6 +653,14 @@ describe('errors', () => {
     expect(range.error).toMatchObject({ param: 'top_k' })
     expect(range.message).toMatch(/^400 top_k: /)
 
+    // top_logprobs: the core's range, in its words, named as the caller wrote it.
+    const tops = await status(
+      openai.chat.completions.create({ model, messages: user('hi'), logprobs: true, top_logprobs: 21 }),
+    )
+    expect(tops.status).toBe(400)
+    expect(tops.error).toMatchObject({ param: 'top_logprobs' })
+    expect(tops.message).toMatch(/^400 top_logprobs: 21 is out of range; use 0 to 20$/)
+
     const noId = await status(
       openai.chat.completions.create({ model, messages: [{ role: 'tool', content: 'x' } as never] }),
     )

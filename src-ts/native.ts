@@ -90,30 +90,12 @@ export function modelSpecsDir(): string {
   return process.env.ORCHARD_MODEL_SPECS || path.join(packageRoot, 'model-specs')
 }
 
-/** Where a numeric option is valid (one row of the core's table). */
-export interface OptionBounds {
-  min: number
-  /** null: no upper bound. */
-  max: number | null
-  /** `min` itself is not allowed. */
-  minExclusive: boolean
-  /** One value outside the interval that means "off" (topK −1), else null. */
-  off: number | null
-}
-
-export interface OptionRange {
-  /** The chat option (camelCase). */
-  option: string
-  /** The same setting in a Responses request (snake_case), or null. */
-  responsesName: string | null
-  integer: boolean
-  chat: OptionBounds
-  /** Narrower bounds for Responses, or null: the chat bounds. */
-  responses: OptionBounds | null
-}
-
+/**
+ * What TypeScript reads of the core's option table. The JSON also carries `ranges` (the numeric
+ * rows); TypeScript never restates them: numeric fields are checked natively
+ * (`checkResponsesOption`, chat validation).
+ */
 export interface OptionLimits {
-  ranges: OptionRange[]
   reasoningEfforts: ReasoningEffort[]
   defaultReasoningEffort: ReasoningEffort
 }

@@ -2,7 +2,7 @@
 
 import { InvalidRequestError, nativeSync } from '../errors'
 import { requestJson } from '../json'
-import { addon, reasoningEfforts } from '../native'
+import { addon, optionLimits } from '../native'
 import { checkJsonSchema } from '../schema'
 import type { ChatMessage, ChatOptions, ContentPart, ReasoningEffort, ResponseFormat } from '../types'
 import type { ResponseFunctionTool, ResponsesRequest, SchemaLike, StandardSchemaLike } from './types'
@@ -155,22 +155,14 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
   }
   const messages = toMessages(request)
   const options: ChatOptions = {}
-  const num = (key: keyof ResponsesRequest, lo: number, hi: number, integer = false): number | undefined => {
-    const v = request[key]
-    if (v === undefined || v === null) return undefined
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < lo || v > hi || (integer && !Number.isInteger(v))) {
-      throw invalid(`${key}: ${JSON.stringify(v)} is out of range; use ${integer ? 'an integer ' : ''}${lo} to ${hi}`)
-    }
-    return v
-  }
-  options.maxTokens = num('max_output_tokens', 1, Number.MAX_SAFE_INTEGER, true)
-  // Sampling ranges: the core's one table (its Responses column), checked natively.
+  // Every numeric field: the core's one range table (its Responses column), checked natively.
   const ranged = (key: keyof ResponsesRequest): number | undefined => {
     const v = request[key]
     if (v === undefined || v === null) return undefined
     nativeSync(() => addon().checkResponsesOption(key, requestJson(v, { root: key })))
     return v as number
   }
+  options.maxTokens = ranged('max_output_tokens')
   options.temperature = ranged('temperature')
   options.topP = ranged('top_p')
   options.topK = ranged('top_k')
@@ -179,16 +171,10 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
   options.frequencyPenalty = ranged('frequency_penalty')
   options.repetitionPenalty = ranged('repetition_penalty')
   options.topLogprobs = ranged('top_logprobs')
-  options.minToolCalls = num('min_tool_calls', 1, 1024, true)
-  options.maxToolCalls = num('max_tool_calls', 1, 1024, true)
-  if (
-    options.minToolCalls !== undefined &&
-    options.maxToolCalls !== undefined &&
-    options.minToolCalls > options.maxToolCalls
-  ) {
-    throw invalid(`min_tool_calls: ${options.minToolCalls} is more than max_tool_calls (${options.maxToolCalls})`)
-  }
-  options.seed = num('seed', 0, 2 ** 53, true)
+  // min_tool_calls ≤ max_tool_calls is checked once, by the core's chat validation.
+  options.minToolCalls = ranged('min_tool_calls')
+  options.maxToolCalls = ranged('max_tool_calls')
+  options.seed = ranged('seed')
   if (request.deterministic !== undefined) options.deterministic = request.deterministic
   if (request.prefix_cache !== undefined) options.prefixCache = request.prefix_cache
   if (request.instructions !== undefined) options.instructions = request.instructions
@@ -198,16 +184,17 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
 
   let effort: ReasoningEffort | null = null
   const r = request.reasoning
+  const limits = optionLimits()
   if (r === true) {
-    effort = 'medium'
-    options.reasoning = 'medium'
+    effort = limits.defaultReasoningEffort
+    options.reasoning = effort
   } else if (r === false) {
     options.reasoning = false
   } else if (r !== undefined && r !== null) {
     if (typeof r !== 'object' || Array.isArray(r))
-      throw invalid("reasoning: expected { effort: 'minimal' | 'low' | 'medium' | 'high' } or a boolean")
-    const e = r.effort ?? 'medium'
-    const efforts = reasoningEfforts()
+      throw invalid(`reasoning: expected { effort: ${limits.reasoningEfforts.join(' | ')} } or a boolean`)
+    const e = r.effort ?? limits.defaultReasoningEffort
+    const efforts = limits.reasoningEfforts
     if (!efforts.includes(e)) throw invalid(`reasoning.effort: '${String(e)}' is not valid; use ${efforts.join(', ')}`)
     effort = e
     options.reasoning = e

@@ -381,10 +381,9 @@ export function mapChatRequest(raw: unknown): ChatRequest {
   const logprobs = optBool(o, 'logprobs') ?? false
   const top = optNumber(o, 'top_logprobs', true)
   if (top !== undefined && !logprobs) throw badRequest('top_logprobs', 'needs logprobs: true')
-  if (top !== undefined && (top < 0 || top > 20))
-    throw badRequest('top_logprobs', `${top} is out of range; use 0 to 20`)
   // The engine reports a token's log-probability along with its alternatives: ask for one at least.
-  if (logprobs) options.topLogprobs = Math.max(1, top ?? 0)
+  // Its range is the core's (out-of-range values come back as a 400 naming top_logprobs).
+  if (logprobs) options.topLogprobs = top === undefined || top === 0 ? 1 : top
   const override: Array<[string, string]> =
     o.max_completion_tokens !== undefined ? [['maxTokens', 'max_completion_tokens']] : []
   return {

@@ -1,8 +1,11 @@
 //! The one table of option ranges, for chat options and the Responses request alike.
 //!
-//! Chat takes what the engine's sampler accepts. Responses is the OpenAI-shaped surface, so two
-//! rows narrow it to the reference server's limits (temperature 0–2, top_k 1–100:
-//! `client-api.md` §4.1); everywhere else both use the chat bounds. TypeScript reads this table through the binding
+//! Chat takes what the engine's sampler accepts. Responses is the OpenAI-shaped surface, so three
+//! rows narrow it to the reference server's limits (temperature 0–2, top_k 1–100, max_tool_calls
+//! ≥ 1 where chat's 0 means "no limit": `client-api.md` §4.1); everywhere else both use the chat
+//! bounds. Every numeric Responses field has a row here and is checked by [`check_responses`];
+//! the one cross-field rule (min_tool_calls ≤ max_tool_calls) is checked by chat validation,
+//! which every Responses request goes through. TypeScript reads this table through the binding
 //! (`chatOptionLimits()`) instead of restating it.
 
 use serde::Serialize;
@@ -12,8 +15,9 @@ use crate::error::{Error, Result};
 
 /// Reasoning efforts the engine knows; `reasoning: true` means [`DEFAULT_REASONING_EFFORT`].
 pub const REASONING_EFFORTS: [&str; 4] = ["minimal", "low", "medium", "high"];
-/// The effort of boolean `reasoning: true` (the reference's `DEFAULT_BOOLEAN_REASONING_EFFORT`).
-pub const DEFAULT_REASONING_EFFORT: &str = "medium";
+/// The effort of boolean `reasoning: true` (the reference's `DEFAULT_BOOLEAN_REASONING_EFFORT`);
+/// defined where the prompt renderer uses it.
+pub use crate::format::DEFAULT_REASONING_EFFORT;
 
 /// An interval of allowed values.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -192,6 +196,21 @@ pub const RANGES: &[OptionRange] = &[
         responses: None,
     },
     OptionRange {
+        option: "maxToolCalls",
+        responses_name: Some("max_tool_calls"),
+        integer: true,
+        // 0: no limit (the reference's chat default); the Responses field starts at 1.
+        chat: Bounds::at_least(0.0),
+        responses: Some(Bounds::at_least(1.0)),
+    },
+    OptionRange {
+        option: "seed",
+        responses_name: Some("seed"),
+        integer: true,
+        chat: Bounds::at_least(0.0),
+        responses: None,
+    },
+    OptionRange {
         option: "logitBias",
         responses_name: None,
         integer: false,
@@ -296,6 +315,23 @@ mod tests {
             check_responses("top_p", "0").is_err(),
             "the engine cannot sample with 0"
         );
+        let e = check_responses("max_tool_calls", "0").unwrap_err();
+        assert_eq!(
+            e.message,
+            "max_tool_calls: 0 is out of range; use 1 or more"
+        );
+        assert!(
+            range_of("maxToolCalls").chat.contains(0.0),
+            "chat: 0 is no limit"
+        );
+        assert!(check_responses("min_tool_calls", "5000").is_ok());
+        let e = check_responses("max_output_tokens", "0").unwrap_err();
+        assert_eq!(
+            e.message,
+            "max_output_tokens: 0 is out of range; use 1 or more"
+        );
+        let e = check_responses("seed", "-1").unwrap_err();
+        assert_eq!(e.message, "seed: -1 is out of range; use 0 or more");
         let e = check_responses("top_logprobs", "\"5\"").unwrap_err();
         assert_eq!(e.message, "top_logprobs: expected an integer, got \"5\"");
     }

@@ -30,6 +30,10 @@ pub(crate) use render::sorted_tool_refs;
 pub use render::{RenderRequest, RenderedPrompt};
 pub use specs::ModelSpecs;
 
+/// The effort of reasoning that is on without a chosen effort (boolean `reasoning: true`; the
+/// reference's `DEFAULT_BOOLEAN_REASONING_EFFORT`). Chat re-exports it (`chat::ranges`).
+pub const DEFAULT_REASONING_EFFORT: &str = "medium";
+
 use serde_json::Value as Json;
 
 use crate::error::{Error, Result};

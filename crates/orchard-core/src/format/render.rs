@@ -34,7 +34,7 @@ pub struct RenderedPrompt {
     pub layout: Vec<LayoutSegment>,
     /// Whether the model was asked to reason (only native-thinking families say yes).
     pub reasoning: bool,
-    /// Effort sent to the engine when reasoning ("medium" unless the caller chose one).
+    /// Effort sent to the engine when reasoning ([`super::DEFAULT_REASONING_EFFORT`] unless the caller chose one).
     pub reasoning_effort: Option<String>,
     pub images: Vec<Vec<u8>>,
     /// Little-endian f32 samples, one buffer per audio part.
@@ -227,7 +227,8 @@ impl Profile {
             && (requested == Some(true)
                 || effort.is_some()
                 || (requested.is_none() && effort.is_none()));
-        let reasoning_effort = reasoning.then(|| effort.unwrap_or_else(|| "medium".into()));
+        let reasoning_effort =
+            reasoning.then(|| effort.unwrap_or_else(|| super::DEFAULT_REASONING_EFFORT.into()));
 
         // 2. Messages and tools.
         let prepared = messages::prepare(messages)?;
@@ -248,7 +249,11 @@ impl Profile {
                 messages.clone(),
                 messages,
                 Value::from(reasoning),
-                Value::from(reasoning_effort.as_deref().unwrap_or("medium")),
+                Value::from(
+                    reasoning_effort
+                        .as_deref()
+                        .unwrap_or(super::DEFAULT_REASONING_EFFORT),
+                ),
                 match task {
                     Some(s) => Value::from(s),
                     None => Value::from(()),
