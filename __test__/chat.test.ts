@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest'
 
 import type { ChatDelta, ChatMessage, StateEvent } from '../src-ts'
 import { AbortError, Engine, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
-import { Accumulator } from '../src-ts/accumulator'
+import { Accumulator, argumentsText } from '../src-ts/accumulator'
+import { ResponseAssembler } from '../src-ts/responses/assembly'
 import { repoRoot, useEmulator } from './helpers'
 
 let engine: Engine
@@ -212,6 +213,31 @@ describe('Accumulator: the one reading of deltas', () => {
       [{ name: 'get_weather', arguments: { city: 'Paris' } }],
       'stop',
     ])
+  })
+
+  it('a call whose arguments are not JSON: raw in the result, one JSON text on every wire surface', () => {
+    const acc = new Accumulator()
+    const assembler = new ResponseAssembler('m', { input: 'x' }, null)
+    const d = delta({
+      tokens: [1],
+      stateEvents: [
+        ev('tool_call', 'item_started', 0, 'tool_call:get_weather'),
+        ev('tool_call', 'item_completed', 0, 'tool_call:get_weather', '', {
+          name: 'get_weather',
+          arguments: '(location="Paris")',
+        }),
+      ],
+    })
+    const usage = { promptTokens: 0, completionTokens: 0, reasoningTokens: 0, cachedTokens: 0, totalTokens: 0 }
+    const events = acc.add(d).flatMap((out) => assembler.add(out, acc.items(out), usage))
+    acc.add(delta({ isFinal: true, finishReason: 'stop', generationLen: 1 }))
+    const call = acc.result(0, 1).toolCalls[0]!
+    expect(call.arguments).toBe('(location="Paris")')
+    expect(argumentsText(call)).toBe('"(location=\\"Paris\\")"')
+    const done = events.find((e) => e.type === 'response.function_call_arguments.done')
+    expect(done && 'arguments' in done ? done.arguments : null).toBe(argumentsText(call))
+    expect(argumentsText({ arguments: '{ "city": "Paris" }' })).toBe('{"city":"Paris"}')
+    expect(argumentsText({ arguments: { city: 'Paris' } })).toBe('{"city":"Paris"}')
   })
 
   it('counts usage as the largest running count seen (a late smaller count lowers nothing)', () => {

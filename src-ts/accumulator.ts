@@ -60,13 +60,19 @@ interface Sequence {
 }
 
 /**
- * Why a sequence ended, as the engine reports it (lowercased): `stop`, `length` (the token
- * budget), `cancelled`, `error`; the engine may add values, hence the open end.
+ * A completed call's arguments as JSON text, the same on every surface (chat completions,
+ * Responses, the AI SDK provider). An object is serialized; text that is JSON is kept (compacted);
+ * text that is not JSON becomes a JSON string, as the reference's `json.dumps(arguments)` does
+ * (`client-api.md` §4.2). The result always parses.
  */
-
-/** A completed call's arguments as JSON text (text that is not a JSON object is kept as it is). */
-export function argumentsText(call: ToolCallResult): string {
-  return typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments)
+export function argumentsText(call: Pick<ToolCallResult, 'arguments'>): string {
+  const args: unknown = call.arguments
+  if (typeof args !== 'string') return JSON.stringify(args ?? {})
+  try {
+    return JSON.stringify(JSON.parse(args))
+  } catch {
+    return JSON.stringify(args)
+  }
 }
 
 const TOOL_CALL_PREFIX = 'tool_call:'

@@ -5,7 +5,7 @@
 
 import { randomBytes } from 'node:crypto'
 
-import { type ItemEvent, parseMaybeJson } from '../accumulator'
+import { argumentsText, type ItemEvent } from '../accumulator'
 import { OrchardError } from '../errors'
 import type { ChatDelta, FinishReason, ReasoningEffort, ToolCallResult, Usage } from '../types'
 import type {
@@ -204,7 +204,7 @@ export class ResponseAssembler {
     } else {
       if (value !== null && typeof value === 'object') {
         if (value.name) item.name = value.name
-        item.arguments = argumentsJson(value.arguments)
+        item.arguments = argumentsText(value)
       } else if (item.arguments === '') item.arguments = '{}'
       out.push(
         this.#event({
@@ -347,11 +347,4 @@ export class ResponseAssembler {
 
 function emptyText(): OutputText {
   return { type: 'output_text', text: '', annotations: [], logprobs: [] }
-}
-
-/** A call's arguments as JSON text; text that is not a JSON value is wrapped as `{ arguments }`. */
-function argumentsJson(args: ToolCallResult['arguments']): string {
-  const parsed = parseMaybeJson(args)
-  if (typeof parsed === 'string') return JSON.stringify({ arguments: parsed })
-  return JSON.stringify(parsed ?? {})
 }
