@@ -97,7 +97,7 @@ export function decodeMessage(message: Uint8Array): WireMessage {
 export function buildChatFrame(input: {
   config: Record<string, unknown>
   messages: ChatMessage[]
-  options?: Omit<ChatOptions, 'signal'>
+  options?: Omit<ChatOptions, 'signal' | 'stallTimeoutMs'>
 }): Buffer {
   return nativeSync(() =>
     addon().buildChatFrame(
