@@ -424,6 +424,30 @@ describe('engine.loadModel with Hub ids', () => {
     expect(hub.requests.some((r) => r.headers.range !== undefined)).toBe(true)
   })
 
+  it('cancelLoad stops the load only: a pull sharing its download goes on and completes', async () => {
+    hub.chunkDelayMs = 30
+    const pull = models.pull('Orchard-Test/Tiny-Llama')
+    let cancelled = false
+    const load = engine.loadModel('Orchard-Test/Tiny-Llama', {
+      onProgress: (p) => {
+        if (!cancelled && p.bytesDownloaded > 50_000) cancelled = engine.cancelLoad('orchard-test/tiny-llama')
+      },
+    })
+    await expect(load).rejects.toBeInstanceOf(AbortError)
+    expect(cancelled).toBe(true)
+    expect(engine.modelStatus('Orchard-Test/Tiny-Llama').state).toBe('failed')
+    hub.chunkDelayMs = 0
+    const r = await pull
+    expect(r.path).toBe(path.join(folder(), 'snapshots', repo.sha))
+    // One download, never restarted: no file was fetched twice or resumed.
+    const shard = 'model-00001-of-00002.safetensors'
+    expect(downloads(shard)).toHaveLength(1)
+    expect(hub.requests.some((q) => q.headers.range !== undefined)).toBe(false)
+    // The next load finds the files in the cache.
+    expect((await engine.loadModel('Orchard-Test/Tiny-Llama')).canonicalId).toBe('Orchard-Test/Tiny-Llama')
+    expect(downloads(shard)).toHaveLength(1)
+  })
+
   it('a failed load reports failed with the typed error; idle before any load', async () => {
     expect(engine.modelStatus('Orchard-Test/Other').state).toBe('idle')
     await expect(engine.loadModel('Orchard-Test/Other')).rejects.toBeInstanceOf(ModelNotFoundError)

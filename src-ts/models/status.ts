@@ -1,8 +1,10 @@
 /**
  * `modelStatus` for this process: the download phase is tracked here (the only part of a
  * load TypeScript drives); activation, readiness, failures and cancellation belong to the
- * native session, which this merges in. Downloads of one model share one attempt (see
- * ./shared.ts) that `cancel` stops. Shared by every `Engine` in the process.
+ * native session, which this merges in. Loads of one model share one attempt (see
+ * ./shared.ts) that `cancel` stops for every load; the attempt waits on the Hub download
+ * (./hub.ts), which other callers (`models.pull`) may share: a cancelled attempt leaves it,
+ * and it stops only when nobody else waits for it. Shared by every `Engine` in the process.
  */
 
 import path from 'node:path'
@@ -48,7 +50,8 @@ class Downloads {
 
   /**
    * Resolve `id` to files on disk, downloading a Hub model into the cache. A caller's
-   * `signal` leaves its own wait; {@link cancel} stops the download for everyone.
+   * `signal` leaves its own wait; {@link cancel} ends the attempt for every load (the Hub
+   * download goes on while a pull still waits for it).
    */
   fetch(id: string, options: HubOptions): Promise<ResolvedModel> {
     const key = modelKey(id)
@@ -79,7 +82,7 @@ class Downloads {
     return this.#tasks.join(key, start, options, () => new AbortError(`loadModel('${id}') was aborted`))
   }
 
-  /** Stop the download of `id` for every caller. False when none was running. */
+  /** End the load attempt of `id` for every load. False when none was running. */
   cancel(id: string): boolean {
     return this.#tasks.cancel(modelKey(id))
   }
