@@ -131,12 +131,12 @@ try {
   const result = await t.client.chat(t.model, [{ role: 'user', content: 'Tell me about apples.' }], { maxTokens: 12, seed: 7 })
   if (result.usage.completionTokens < 8) throw new Error('only ' + result.usage.completionTokens + ' tokens')
   if (result.text !== text) throw new Error('streamed and awaited texts differ')
-  try {
-    t.client.chat(t.model, [])
-    throw new Error('empty messages accepted')
-  } catch (e) {
-    if (!(e instanceof InvalidRequestError)) throw e
-  }
+  // Input errors arrive through the stream, never as a synchronous throw.
+  const refused = await t.client.chat(t.model, []).then(
+    () => null,
+    (e) => e,
+  )
+  if (!(refused instanceof InvalidRequestError)) throw new Error('empty messages accepted: ' + refused)
   console.log(deltas + ' deltas, ' + result.usage.completionTokens + ' tokens')
 } finally {
   await t.close()

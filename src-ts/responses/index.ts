@@ -2,5 +2,5 @@
 
 export type { Prepared } from './request'
 export { prepareResponses } from './request'
-export type { Response, ResponseSource, ResponseToolCall } from './stream'
+export type { Response, ResponseToolCall } from './stream'
 export { ResponseStream } from './stream'
