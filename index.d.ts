@@ -142,6 +142,9 @@ export declare function decodeRequest(frame: Buffer): string
  */
 export declare function encodeRequest(inputJson: string): Buffer
 
+/** The file name of the engine binary (PIE and pie-emulator alike). */
+export declare function engineBinaryName(): string
+
 /** The engine install directory: `home`, else `ORCHARD_HOME`, else `~/.orchard`. */
 export declare function engineHome(home?: string | undefined | null): string
 
@@ -156,6 +159,12 @@ export declare function engineStatus(cacheRoot?: string | undefined | null): Nat
  * every path tried.
  */
 export declare function findEngineBinary(binary?: string | undefined | null, home?: string | undefined | null): string
+
+/**
+ * The engine binary of the install in `home` (resolved as `engineHome` does), whether or
+ * not it exists.
+ */
+export declare function installedBinary(home?: string | undefined | null): string
 
 /**
  * Register this environment's cleanup. When the last environment that loaded the addon
@@ -233,3 +242,9 @@ export declare function renderChat(inputJson: string, modelSpecsDir: string): Na
  * with identity checks).
  */
 export declare function stopEngine(graceMs?: number | undefined | null, cacheRoot?: string | undefined | null): Promise<number | null>
+
+/**
+ * The tasks' fixed names and input limits, as JSON text: `{privacyFilterModel,
+ * privacyFilterTask, privacyFilterMaxInputBytes}`.
+ */
+export declare function taskLimits(): string

@@ -22,6 +22,7 @@ import {
   DownloadError,
   type DownloadProgress,
   Engine,
+  InvalidRequestError,
   ModelNotFoundError,
   ModelNotLoadedError,
   models,
@@ -316,12 +317,23 @@ describe('engine.loadModel with Hub ids', () => {
     expect(text.length).toBeGreaterThan(0)
     // A second load (other casing) is instant and downloads nothing.
     const before = hub.requests.length
-    await engine.loadModel('orchard-test/TINY-llama')
+    const again = await engine.loadModel('orchard-test/TINY-llama')
     expect(hub.requests.length).toBe(before)
+    // The core reports the id this call asked for, and the path the session loaded from.
+    expect(again).toEqual({ ...info, requestedId: 'orchard-test/TINY-llama' })
     // Local directories still work as before.
     const local = makeModelDir(roots.at(-1)!)
     expect((await engine.loadModel(local)).canonicalId).toBe(path.basename(local))
     expect(engine.modelStatus(local).state).toBe('ready')
+  })
+
+  it('managementCommand leaves the type check to the core: a missing or empty type rejects, typed', async () => {
+    for (const bad of [{ type: '' }, { type: 3 }, {}, null]) {
+      const p = engine.managementCommand(bad as never)
+      await expect(p).rejects.toBeInstanceOf(InvalidRequestError)
+      await expect(p).rejects.toThrow(/^command\.type: /)
+    }
+    expect((await engine.managementCommand({ type: 'ping' })).status).toBe('ok')
   })
 
   interface Listed {

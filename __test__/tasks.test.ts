@@ -8,7 +8,9 @@ import {
   InvalidRequestError,
   ModelNotLoadedError,
   PRIVACY_FILTER_MAX_INPUT_BYTES,
+  PRIVACY_FILTER_MODEL,
 } from '../src-ts'
+import { taskLimits } from '../src-ts/native'
 import { useEmulator } from './helpers'
 
 let engine: Engine
@@ -151,6 +153,12 @@ describe('client.privacyFilter', () => {
 
   it('enforces the 16 KiB UTF-8 limit per text with InvalidRequestError naming the field', async () => {
     expect(PRIVACY_FILTER_MAX_INPUT_BYTES).toBe(16 * 1024)
+    // The exported constants are the core's values (tasks/prefill.rs owns them).
+    expect(taskLimits()).toEqual({
+      privacyFilterModel: PRIVACY_FILTER_MODEL,
+      privacyFilterTask: 'privacy_filter',
+      privacyFilterMaxInputBytes: PRIVACY_FILTER_MAX_INPUT_BYTES,
+    })
     // 'é' is two UTF-8 bytes: exactly at the limit passes, one byte over fails.
     const atLimit = 'é'.repeat(PRIVACY_FILTER_MAX_INPUT_BYTES / 2)
     expect((await client.privacyFilter(atLimit, { model })).tokenCount).toBe(1)

@@ -59,7 +59,7 @@ client leaves, so it stays up while this command (or any other client) runs.
   'engine stop': `usage: orchard engine stop [--timeout SECONDS]
 
 Stop the engine of this cache root: SIGINT, then SIGTERM, then SIGKILL, each after the
-timeout (default 15 s). Exit 0 also when no engine was running.
+timeout (default 5 s per signal). Exit 0 also when no engine was running.
 `,
   'engine status': `usage: orchard engine status [--json]
 
@@ -242,8 +242,8 @@ async function engineCommand(sub: string | undefined, rest: string[]): Promise<n
       const a = parse(rest, { timeout: { type: 'string' } }, false)
       if (a.values.help) return help('engine stop')
       const { Engine } = await import('./engine')
-      const secs = num(a.values.timeout, '--timeout') ?? 15
-      const pid = await Engine.stop({ graceMs: Math.round(secs * 1000) })
+      const secs = num(a.values.timeout, '--timeout')
+      const pid = await Engine.stop({ graceMs: secs === undefined ? undefined : Math.round(secs * 1000) })
       process.stdout.write(pid === null ? 'no engine running\n' : `stopped engine pid ${pid}\n`)
       return 0
     }
@@ -251,7 +251,8 @@ async function engineCommand(sub: string | undefined, rest: string[]): Promise<n
       const a = parse(rest, { json: { type: 'boolean' } }, false)
       if (a.values.help) return help('engine status')
       const { addon } = await import('./native')
-      const { cacheRoot: root, pid: found } = addon().engineStatus()
+      const { nativeSync } = await import('./errors')
+      const { cacheRoot: root, pid: found } = nativeSync(() => addon().engineStatus())
       const pid = found ?? null
       if (a.values.json) process.stdout.write(`${JSON.stringify({ running: pid !== null, pid, cacheRoot: root })}\n`)
       else
@@ -266,7 +267,8 @@ async function engineCommand(sub: string | undefined, rest: string[]): Promise<n
       const a = parse(rest, { lines: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' } }, false)
       if (a.values.help) return help('engine logs')
       const { addon } = await import('./native')
-      const log = path.join(addon().engineStatus().cacheRoot, 'engine.log')
+      const { nativeSync } = await import('./errors')
+      const log = path.join(nativeSync(() => addon().engineStatus()).cacheRoot, 'engine.log')
       if (!existsSync(log)) fail(`no engine log at ${log}`)
       const n = num(a.values.lines, '--lines')
       const text = readFileSync(log, 'utf8')

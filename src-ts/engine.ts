@@ -6,6 +6,7 @@ import { AbortError, EngineDiedError, EngineNotFoundError, InvalidRequestError, 
 import type { DownloadProgress } from './install/http'
 import { type InstallOptions, type InstallResult, installEngine } from './install/install'
 import { requestJson } from './json'
+import type { HubOptions } from './models/hub'
 import { downloads, type ModelStatus } from './models/status'
 import { addon, modelSpecsDir } from './native'
 import type { ModelInfo } from './types'
@@ -43,23 +44,17 @@ export interface EngineStopOptions {
   cacheRoot?: string
 }
 
-export interface LoadModelOptions {
+/**
+ * Options of {@link Engine.loadModel}: the Hub options (revision, cache directory, endpoint,
+ * token, offline, retries) for a model fetched from the Hub, and these.
+ */
+export interface LoadModelOptions extends Omit<HubOptions, 'signal' | 'onProgress'> {
   /** Give up waiting for the engine to activate the model after this long. Default 600 000 ms. */
   timeoutMs?: number
   /** Stop waiting (this caller only; {@link Engine.cancelLoad} stops the load itself). */
   signal?: AbortSignal
-  /** Hub revision: branch, tag or commit (default `main`). */
-  revision?: string
   /** Download progress, in bytes, while the model is fetched from the Hub. */
   onProgress?: (progress: DownloadProgress) => void
-  /** Hub cache directory (default `HF_HUB_CACHE`, `$HF_HOME/hub`, `~/.cache/huggingface/hub`). */
-  cacheDir?: string
-  /** Hub endpoint (default `HF_ENDPOINT`, then https://huggingface.co). */
-  endpoint?: string
-  /** Hub access token (default `HF_TOKEN`). */
-  token?: string
-  /** Use the Hub cache only (default: `HF_HUB_OFFLINE=1`). */
-  offline?: boolean
 }
 
 /** A management command: its name in `type`, then its fields in the engine's snake_case. */
@@ -211,14 +206,13 @@ export class Engine {
     const load = native(() =>
       fromHub ? n.loadModel(id, timeoutMs, resolved.path, resolved.canonicalId) : n.loadModel(id, timeoutMs),
     )
-    const info = await untilAborted(load, options.signal, () => new AbortError(`loadModel('${id}') was aborted`))
-    return { ...info, requestedId: id, ...(fromHub ? { modelPath: resolved.path } : {}) }
+    return untilAborted(load, options.signal, () => new AbortError(`loadModel('${id}') was aborted`))
   }
 
   /** Where a model is: `idle`, `downloading` (with byte progress), `activating`, `ready` or `failed` (with the error). */
   modelStatus(id: string): ModelStatus {
     const n = this.#native
-    return downloads.status(id, this.closed ? null : n.modelStatus(id))
+    return downloads.status(id, this.closed ? null : nativeSync(() => n.modelStatus(id)))
   }
 
   /**
@@ -240,14 +234,6 @@ export class Engine {
    * thrown. Prefer the typed methods for the commands they cover.
    */
   async managementCommand(command: ManagementCommand, options: { timeoutMs?: number } = {}): Promise<ManagementReply> {
-    if (
-      command === null ||
-      typeof command !== 'object' ||
-      typeof command.type !== 'string' ||
-      command.type.length === 0
-    ) {
-      throw new InvalidRequestError("command.type: expected the command name, e.g. { type: 'ping' }")
-    }
     const timeoutMs = checkMs('timeoutMs', options.timeoutMs)
     const n = this.#native
     const reply = await native(() => n.managementCommand(requestJson(command, { root: 'command' }), timeoutMs))

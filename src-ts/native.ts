@@ -112,3 +112,31 @@ export function optionLimits(): OptionLimits {
 export function reasoningEfforts(): readonly ReasoningEffort[] {
   return optionLimits().reasoningEfforts
 }
+
+/** The tasks' fixed names and input limits (one row per task in the core). */
+export interface TaskLimits {
+  /** The model id the reference clients use for the privacy filter. */
+  privacyFilterModel: string
+  /** The prefill task name of the privacy filter. */
+  privacyFilterTask: string
+  /** The largest text, in UTF-8 bytes, the privacy filter takes. */
+  privacyFilterMaxInputBytes: number
+}
+
+let tasks: TaskLimits | undefined
+
+/** The tasks' names and input limits, defined once in the native core (`tasks/prefill.rs`). */
+export function taskLimits(): TaskLimits {
+  tasks ??= JSON.parse(addon().taskLimits()) as TaskLimits
+  return tasks
+}
+
+/** The engine binary's file name (PIE and pie-emulator alike), defined in the native core. */
+export function engineBinaryName(): string {
+  return addon().engineBinaryName()
+}
+
+/** The engine binary of the install in `home` (`ORCHARD_HOME`, then `~/.orchard`), whether or not it exists. */
+export function installedEngineBinary(home?: string): string {
+  return addon().installedBinary(home)
+}

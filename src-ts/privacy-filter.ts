@@ -4,15 +4,23 @@
  */
 
 import type { NativeEngine } from '../index'
-import { ProtocolError } from './errors'
+import { nativeSync, ProtocolError } from './errors'
+import { taskLimits } from './native'
 import type { PrefillArgs, TaskDelta } from './tasks/prefill'
 import { prefillRequest } from './tasks/prefill'
 import type { RequestPromise } from './tasks/request'
 import { splitOptions } from './tasks/request'
 
-/** The model id the reference clients use for the privacy filter. */
+/**
+ * The model id the reference clients use for the privacy filter. The native core owns it
+ * (`taskLimits().privacyFilterModel`, which the filter uses); this constant, readable before the
+ * addon loads, is checked against it by the test suite.
+ */
 export const PRIVACY_FILTER_MODEL = 'openai/privacy-filter'
-/** The largest text, in UTF-8 bytes, the filter takes; the core rejects longer text. */
+/**
+ * The largest text, in UTF-8 bytes, the filter takes; the core rejects longer text. The core
+ * owns it (`taskLimits().privacyFilterMaxInputBytes`); the test suite checks this copy.
+ */
 export const PRIVACY_FILTER_MAX_INPUT_BYTES = 16 * 1024
 
 /** Options of {@link Client.privacyFilter}. */
@@ -85,7 +93,8 @@ export function privacyFilter(
 ): RequestPromise<PrivacyFilterAnalysis | PrivacyFilterAnalysis[]> {
   const args = (): PrefillArgs => {
     const { signal, rest } = splitOptions<PrivacyFilterOptions>(options, 'privacyFilter', ['model'])
-    return { model: rest.model ?? PRIVACY_FILTER_MODEL, texts, task: 'privacy_filter', signal }
+    const limits = nativeSync(taskLimits)
+    return { model: rest.model ?? limits.privacyFilterModel, texts, task: limits.privacyFilterTask, signal }
   }
   return prefillRequest(engine, args, (prompts) => {
     const analyses = prompts.map((p, i) => analysisOf(p, Array.isArray(texts) ? `texts[${i}]` : 'text'))

@@ -21,10 +21,9 @@ import path from 'node:path'
 
 import type { Client } from './client'
 import { Engine } from './engine'
-import { EngineNotFoundError, InvalidRequestError } from './errors'
+import { EngineNotFoundError, InvalidRequestError, nativeSync } from './errors'
+import { engineBinaryName } from './native'
 import { currentPlatform, isPrebuilt, packageRoot, packageVersion, platformPackageName } from './platform'
-
-const EMULATOR_BINARY = 'proxy_inference_engine'
 
 function executable(file: string): boolean {
   try {
@@ -41,13 +40,15 @@ function executable(file: string): boolean {
  * Throws {@link EngineNotFoundError} naming that package when it is not installed.
  */
 export function emulatorPath(): string {
-  const built = path.join(packageRoot, 'target', 'release', EMULATOR_BINARY)
+  // pie-emulator is built under the engine binary's name, which the native core owns.
+  const name = nativeSync(engineBinaryName)
+  const built = path.join(packageRoot, 'target', 'release', name)
   if (executable(built)) return built
   const platform = currentPlatform()
   const pkg = platformPackageName(platform)
   let bundled: string | undefined
   try {
-    bundled = path.join(path.dirname(require.resolve(`${pkg}/package.json`)), EMULATOR_BINARY)
+    bundled = path.join(path.dirname(require.resolve(`${pkg}/package.json`)), name)
   } catch {
     // not installed: reported below
   }
@@ -55,7 +56,7 @@ export function emulatorPath(): string {
   if (!isPrebuilt(platform)) {
     throw new EngineNotFoundError(
       `pie-emulator is not prebuilt for ${platform}; build it from an orchard-ts checkout with \`npm run build:emulator\` ` +
-        `and pass its path (target/release/${EMULATOR_BINARY}) as the binary option.`,
+        `and pass its path (target/release/${name}) as the binary option.`,
     )
   }
   throw new EngineNotFoundError(

@@ -21,14 +21,13 @@ import { promises as fs, constants as fsc } from 'node:fs'
 import path from 'node:path'
 
 import { AbortError, ChecksumError, DownloadError, nativeSync, OrchardError } from '../errors'
-import { addon } from '../native'
+import { addon, installedEngineBinary } from '../native'
 import { type DownloadProgress, downloadTo, httpFetch, withRetries, withStatus } from './http'
 import { acquireLock } from './lock'
 import { extractTarGz } from './tar'
 
 export type { DownloadProgress } from './http'
 
-export const ENGINE_BINARY_NAME = 'proxy_inference_engine'
 export const DEFAULT_MANIFEST_URL = 'https://orchard.theproxycompany.com'
 
 export interface InstallOptions {
@@ -69,9 +68,9 @@ export function orchardHome(home?: string): string {
   return nativeSync(() => addon().engineHome(home))
 }
 
-/** The installed engine binary path (whether or not it exists). */
+/** The installed engine binary path, `<home>/bin/proxy_inference_engine` (decided by the native core; whether or not it exists). */
 export function installedBinary(home?: string): string {
-  return path.join(orchardHome(home), 'bin', ENGINE_BINARY_NAME)
+  return nativeSync(() => installedEngineBinary(home))
 }
 
 /** The installed version, or null. */
@@ -254,11 +253,12 @@ export async function installEngine(options: InstallOptions = {}): Promise<Insta
         throw new DownloadError(`engine ${version} from ${url}: ${e.message}; nothing was installed`, { cause: e })
       throw e
     }
-    const bin = path.join(staging, 'bin', ENGINE_BINARY_NAME)
+    // The staging directory is laid out like a home: its binary is where the install's will be.
+    const bin = installedBinary(staging)
     const st = await fs.lstat(bin).catch(() => null)
     if (!st?.isFile()) {
       throw new DownloadError(
-        `engine ${version} from ${url}: the archive has no bin/${ENGINE_BINARY_NAME}; nothing was installed`,
+        `engine ${version} from ${url}: the archive has no ${path.relative(staging, bin)}; nothing was installed`,
       )
     }
     await fs.chmod(bin, 0o755)

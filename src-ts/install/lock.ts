@@ -8,7 +8,7 @@
 import { promises as fs } from 'node:fs'
 import path from 'node:path'
 
-import { AbortError, native } from '../errors'
+import { AbortError, native, nativeSync } from '../errors'
 import { addon } from '../native'
 
 export interface LockOptions {
@@ -26,12 +26,12 @@ export async function acquireLock(file: string, options: LockOptions): Promise<H
   await fs.mkdir(path.dirname(file), { recursive: true })
   const { signal } = options
   if (signal?.aborted) throw new AbortError(`aborted while waiting for the lock ${file}`)
-  const request = new (addon().NativeLockRequest)(file)
-  const onAbort = () => request.cancel()
+  const request = nativeSync(() => new (addon().NativeLockRequest)(file))
+  const onAbort = () => nativeSync(() => request.cancel())
   signal?.addEventListener('abort', onAbort, { once: true })
   try {
     const held = await native(() => request.acquire(options.timeoutMs))
-    return { release: () => held.release() }
+    return { release: () => nativeSync(() => held.release()) }
   } finally {
     signal?.removeEventListener('abort', onAbort)
   }

@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::chat::Target;
 use crate::error::{Error, ErrorCode, Result};
-use crate::transport::Batch;
 use crate::wire::json::type_name;
 use crate::wire::{Delta, PromptPayload, Request, RequestType};
 
@@ -122,20 +121,6 @@ impl EmbeddingCollector {
         EmbeddingCollector {
             vectors: vec![None; count],
             prompt_tokens: 0,
-        }
-    }
-
-    /// Take one batch of the request's slot: `Ok(true)` once the request has ended.
-    pub fn add_batch(&mut self, batch: Batch) -> Result<bool> {
-        match batch {
-            Batch::Deltas(deltas) => {
-                for d in &deltas {
-                    self.add(d)?;
-                }
-                Ok(false)
-            }
-            Batch::Finished => Ok(true),
-            Batch::Failed(e) => Err(e),
         }
     }
 

@@ -44,14 +44,14 @@ pub struct NativeEmbedding {
 impl NativeEmbedding {
     #[napi(getter)]
     pub fn request_id(&self) -> i64 {
-        self.sent.request_id as i64
+        self.sent.request_id()
     }
 
     /// Wait for every text's vector. Call once.
     #[napi]
     pub async fn result(&self) -> napi::Result<NativeEmbeddings> {
-        let mut collector = EmbeddingCollector::new(self.sent.count);
-        self.sent.drain(|d| collector.add(d)).await?;
+        let mut collector = EmbeddingCollector::new(self.sent.count());
+        self.sent.drain(&mut collector).await?;
         let e = guarded(move || collector.finish())?;
         Ok(NativeEmbeddings {
             vectors: Float32Array::new(e.vectors),

@@ -1,15 +1,14 @@
 //! Bindings for what the core owns about models and the engine install: which engine
-//! binary to launch, the install directory, model ids and load state, load cancellation, and the one
-//! cross-process lock (`flock`). Conversion only; the decisions are the core's.
+//! binary to launch, the install directory and the binary in it, model load state, load
+//! cancellation, and the one cross-process lock (`flock`). Conversion only; the decisions
+//! are the core's (`orchard_core::api`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use napi_derive::napi;
-use orchard_core::engine::binary;
+use orchard_core::api;
 use orchard_core::lock::{FileLock, LockCancel};
-use orchard_core::{paths, Error};
 
 use crate::engine::NativeEngine;
 use crate::errors::{blocking, guarded};
@@ -17,28 +16,27 @@ use crate::errors::{blocking, guarded};
 /// The engine install directory: `home`, else `ORCHARD_HOME`, else `~/.orchard`.
 #[napi]
 pub fn engine_home(home: Option<String>) -> napi::Result<String> {
-    guarded(|| {
-        paths::orchard_home(home.as_deref().map(Path::new))
-            .map(|p| p.to_string_lossy().into_owned())
-            .ok_or_else(|| {
-                Error::invalid(
-                    "HOME is not set; set ORCHARD_HOME to choose the engine install directory",
-                )
-            })
-    })
+    guarded(|| api::engine_home(home.as_deref()))
+}
+
+/// The engine binary of the install in `home` (resolved as `engineHome` does), whether or
+/// not it exists.
+#[napi]
+pub fn installed_binary(home: Option<String>) -> napi::Result<String> {
+    guarded(|| api::installed_binary(home.as_deref()))
+}
+
+/// The file name of the engine binary (PIE and pie-emulator alike).
+#[napi]
+pub fn engine_binary_name() -> napi::Result<String> {
+    guarded(|| Ok(api::ENGINE_BINARY_NAME.to_string()))
 }
 
 /// The engine binary `Engine.start` would launch, or an `ENGINE_NOT_FOUND` error naming
 /// every path tried.
 #[napi]
 pub fn find_engine_binary(binary: Option<String>, home: Option<String>) -> napi::Result<String> {
-    guarded(|| {
-        binary::find_binary(
-            binary.as_deref().map(Path::new),
-            home.as_deref().map(Path::new),
-        )
-        .map(|p| p.to_string_lossy().into_owned())
-    })
+    guarded(|| api::find_engine_binary(binary.as_deref(), home.as_deref()))
 }
 
 /// A held lock; `release()` (or garbage collection) gives it back.
@@ -51,8 +49,11 @@ pub struct NativeFileLock {
 impl NativeFileLock {
     /// Idempotent.
     #[napi]
-    pub fn release(&self) {
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+    pub fn release(&self) -> napi::Result<()> {
+        guarded(|| {
+            drop(self.held.lock().unwrap_or_else(|p| p.into_inner()).take());
+            Ok(())
+        })
     }
 }
 
@@ -67,27 +68,30 @@ pub struct NativeLockRequest {
 #[napi]
 impl NativeLockRequest {
     #[napi(constructor)]
-    pub fn new(path: String) -> Self {
-        NativeLockRequest {
-            path: PathBuf::from(path),
-            cancel: Arc::new(LockCancel::default()),
-        }
+    pub fn new(path: String) -> napi::Result<Self> {
+        guarded(|| {
+            Ok(NativeLockRequest {
+                path: PathBuf::from(path),
+                cancel: Arc::new(LockCancel::default()),
+            })
+        })
     }
 
     #[napi]
     pub async fn acquire(&self, timeout_ms: u32) -> napi::Result<NativeFileLock> {
         let (path, cancel) = (self.path.clone(), self.cancel.clone());
-        let timeout = Duration::from_millis(u64::from(timeout_ms));
-        let lock =
-            blocking(move || FileLock::acquire_cancellable(&path, timeout, Some(&cancel))).await?;
+        let lock = blocking(move || api::acquire_lock(&path, timeout_ms, &cancel)).await?;
         Ok(NativeFileLock {
             held: Mutex::new(Some(lock)),
         })
     }
 
     #[napi]
-    pub fn cancel(&self) {
-        self.cancel.cancel();
+    pub fn cancel(&self) -> napi::Result<()> {
+        guarded(|| {
+            self.cancel.cancel();
+            Ok(())
+        })
     }
 }
 
@@ -107,18 +111,21 @@ impl NativeEngine {
     /// when no activation of it was under way.
     #[napi]
     pub fn cancel_load(&self, id: String) -> napi::Result<bool> {
-        Ok(self.open_session()?.cancel_load(&id))
+        let session = self.open_session()?;
+        guarded(|| Ok(api::cancel_load(&session, &id)))
     }
 
     /// The load status of `id` on this connection; null when it was never asked for.
     #[napi]
-    pub fn model_status(&self, id: String) -> Option<NativeModelStatus> {
-        self.session.model_status(&id).map(|s| NativeModelStatus {
-            state: s.state.as_str().to_string(),
+    pub fn model_status(&self, id: String) -> napi::Result<Option<NativeModelStatus>> {
+        let session = self.open_session()?;
+        let status = guarded(|| Ok(api::model_status(&session, &id)))?;
+        Ok(status.map(|s| NativeModelStatus {
+            state: s.state,
             error_code: s.error.as_ref().map(|e| e.code.as_str().to_string()),
             error_message: s.error.map(|e| e.message),
             canonical_id: s.canonical_id,
             model_path: s.model_path,
-        })
+        }))
     }
 }

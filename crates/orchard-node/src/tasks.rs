@@ -1,86 +1,65 @@
 //! Engine tasks: `NativeEngine.prefillTask` sends one request for a batch of texts (the
 //! privacy filter among them), `modalTask` one speech, transcription or image request;
 //! `result()` hands back each prompt's deltas. Also [`Sent`], a one-shot request in flight
-//! and the loop that drains it into a collector, shared with embeddings.
+//! polled here and fed to a core collector (the core decides each step), shared with
+//! embeddings.
 
 use std::future::poll_fn;
-use std::sync::Arc;
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 use orchard_core::api::{self, SentTask};
-use orchard_core::delta_view::batch_json;
-use orchard_core::logprobs::LogprobContext;
 use orchard_core::session::Session;
-use orchard_core::tasks::TaskCollector;
-use orchard_core::transport::{Batch, RequestSlot, Transport};
-use orchard_core::wire::Delta;
+use orchard_core::tasks::{Collector, TaskCollector};
 
 use crate::engine::NativeEngine;
 use crate::errors::{blocking, guarded};
 
-/// A one-shot request (embeddings, prefill and modal tasks) the engine is working on: one
-/// final delta per prompt expected.
-pub(crate) struct Sent {
-    pub request_id: u64,
-    slot: Arc<RequestSlot>,
-    pub count: usize,
-    transport: Arc<Transport>,
-}
+/// A one-shot request (embeddings, prefill and modal tasks) the engine is working on.
+pub(crate) struct Sent(SentTask);
 
 impl NativeEngine {
-    /// Validate and send on the blocking pool; `send` returns the request id, its slot and
-    /// how many prompts it carries.
+    /// Validate and send on the blocking pool.
     pub(crate) async fn send_task(
         &self,
         send: impl FnOnce(&Session) -> orchard_core::Result<SentTask> + Send + 'static,
     ) -> napi::Result<Sent> {
         let session = self.open_session()?;
-        let (request_id, slot, count) = blocking(move || send(&session)).await?;
-        Ok(Sent {
-            request_id,
-            slot,
-            count,
-            transport: self.session.transport.clone(),
-        })
+        Ok(Sent(blocking(move || send(&session)).await?))
     }
 }
 
 impl Sent {
-    /// Feed every delta to `add` until the request is finished. On a failure the engine is
-    /// told to stop the request (when it is still running).
-    pub(crate) async fn drain(
-        &self,
-        mut add: impl FnMut(&Delta) -> orchard_core::Result<()>,
-    ) -> napi::Result<()> {
+    pub(crate) fn request_id(&self) -> i64 {
+        self.0.request_id as i64
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.0.count
+    }
+
+    /// Wait for each batch of the request and hand it to the core's step until the request
+    /// has ended (or failed).
+    pub(crate) async fn drain(&self, collector: &mut impl Collector) -> napi::Result<()> {
         loop {
-            let batch = poll_fn(|cx| self.slot.poll_batch(cx.waker())).await;
-            let step = guarded(|| match batch {
-                Batch::Deltas(deltas) => deltas.iter().try_for_each(&mut add).map(|()| false),
-                Batch::Finished => Ok(true),
-                Batch::Failed(e) => Err(e),
-            });
-            match step {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => {
-                    if !self.slot.is_done() {
-                        let _ = self.transport.cancel(self.request_id);
-                    }
-                    return Err(e);
-                }
+            let batch = poll_fn(|cx| self.0.poll_batch(cx.waker())).await;
+            if guarded(|| self.0.step(collector, batch))? {
+                return Ok(());
             }
         }
     }
 
-    /// End the request now (`drain` fails with ABORTED); `cancel_request` goes to the engine
-    /// in the background.
+    /// End the request now (`drain` fails with ABORTED).
     pub(crate) fn cancel(&self) -> napi::Result<()> {
-        if self.slot.is_done() {
-            return Ok(());
-        }
-        guarded(|| self.transport.cancel(self.request_id))
+        guarded(|| self.0.cancel())
     }
+}
+
+/// The tasks' fixed names and input limits, as JSON text: `{privacyFilterModel,
+/// privacyFilterTask, privacyFilterMaxInputBytes}`.
+#[napi]
+pub fn task_limits() -> napi::Result<String> {
+    guarded(|| Ok(api::task_limits_json()))
 }
 
 #[napi]
@@ -129,20 +108,16 @@ pub struct NativeTask {
 impl NativeTask {
     #[napi(getter)]
     pub fn request_id(&self) -> i64 {
-        self.sent.request_id as i64
+        self.sent.request_id()
     }
 
     /// Wait for every text's final delta. One JSON array of deltas per text, in input order.
     /// Call once.
     #[napi]
     pub async fn result(&self) -> napi::Result<Vec<String>> {
-        let mut collector = TaskCollector::new(self.sent.count);
-        self.sent.drain(|d| collector.add(d)).await?;
-        let prompts = guarded(move || collector.finish())?;
-        Ok(prompts
-            .iter()
-            .map(|deltas| batch_json(deltas, &mut LogprobContext::new(None)))
-            .collect())
+        let mut collector = TaskCollector::new(self.sent.count());
+        self.sent.drain(&mut collector).await?;
+        guarded(move || api::task_result_json(collector))
     }
 
     #[napi]

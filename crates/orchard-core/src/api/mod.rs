@@ -4,6 +4,7 @@
 
 mod chat;
 mod codec;
+mod models;
 mod tasks;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,11 @@ pub use codec::{
     build_chat_frame, decode_message, decode_request, encode_request, render_chat, segment_name,
     Message,
 };
-pub use tasks::{embed, modal_task, prefill_task, SentTask};
+pub use models::{
+    acquire_lock, cancel_load, engine_home, find_engine_binary, installed_binary, model_status,
+    ModelStatus, ENGINE_BINARY_NAME,
+};
+pub use tasks::{embed, modal_task, prefill_task, task_limits_json, task_result_json, SentTask};
 
 /// How long `loadModel` waits for the engine to load a model.
 pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(600);
@@ -70,7 +75,9 @@ pub struct ModelInfo {
     pub family: String,
 }
 
-/// Load a model (default deadline [`DEFAULT_LOAD_TIMEOUT`]).
+/// Load a model (default deadline [`DEFAULT_LOAD_TIMEOUT`]). `requested_id` is the caller's
+/// id (an alias of a model loaded under another id keeps it); `model_path` is the path the
+/// session loaded the model from (canonicalised).
 pub fn load_model(
     session: &Session,
     request: &LoadRequest,
@@ -78,7 +85,7 @@ pub fn load_model(
 ) -> Result<ModelInfo> {
     let m = session.load_model(request, millis_or(timeout_ms, DEFAULT_LOAD_TIMEOUT))?;
     Ok(ModelInfo {
-        requested_id: m.requested_id.clone(),
+        requested_id: request.requested_id.clone(),
         canonical_id: m.canonical_id.clone(),
         model_path: m.model_path.to_string_lossy().into_owned(),
         family: m.profile.family().to_string(),
@@ -92,13 +99,19 @@ pub fn management_command(
     timeout_ms: Option<u32>,
 ) -> Result<String> {
     let command = parse_json(command_json, "command")?;
-    if !command.get("type").is_some_and(Value::is_string) {
-        return Err(Error::invalid(
-            "command.type: expected the command name as a string, e.g. {\"type\": \"ping\"}",
-        ));
-    }
+    check_command(&command)?;
     let timeout = millis_or(timeout_ms, DEFAULT_MANAGEMENT_TIMEOUT);
     Ok(session.transport.management(&command, timeout)?.to_string())
+}
+
+/// A management command must be an object naming the command in a non-empty `type`.
+fn check_command(command: &Value) -> Result<()> {
+    match command.get("type").and_then(Value::as_str) {
+        Some(t) if !t.is_empty() => Ok(()),
+        _ => Err(Error::invalid(
+            "command.type: expected the command name as a non-empty string, e.g. {\"type\": \"ping\"}",
+        )),
+    }
 }
 
 /// The texts of an embedding call from their JSON text (a string or an array of strings).
@@ -154,5 +167,20 @@ mod tests {
         assert!(e.message.starts_with("command: not valid JSON"), "{e}");
         let e = embed_inputs("[\"a\", 3]").unwrap_err();
         assert!(e.message.starts_with("input[1]"), "{e}");
+    }
+
+    #[test]
+    fn a_command_needs_a_non_empty_type() {
+        assert!(check_command(&serde_json::json!({"type": "ping"})).is_ok());
+        for bad in [
+            serde_json::json!({"type": ""}),
+            serde_json::json!({"type": 3}),
+            serde_json::json!({}),
+            serde_json::json!(null),
+            serde_json::json!("ping"),
+        ] {
+            let e = check_command(&bad).unwrap_err();
+            assert!(e.message.starts_with("command.type:"), "{bad}: {e}");
+        }
     }
 }
