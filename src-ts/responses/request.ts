@@ -147,6 +147,26 @@ export interface Prepared {
   effort: ReasoningEffort | null
 }
 
+/** The numeric Responses fields and the chat option each becomes (ranges: the core's table). */
+const NUMERIC_FIELDS: ReadonlyArray<[keyof ResponsesRequest, NumericChatOption]> = [
+  ['max_output_tokens', 'maxTokens'],
+  ['temperature', 'temperature'],
+  ['top_p', 'topP'],
+  ['top_k', 'topK'],
+  ['min_p', 'minP'],
+  ['presence_penalty', 'presencePenalty'],
+  ['frequency_penalty', 'frequencyPenalty'],
+  ['repetition_penalty', 'repetitionPenalty'],
+  ['top_logprobs', 'topLogprobs'],
+  ['min_tool_calls', 'minToolCalls'],
+  ['max_tool_calls', 'maxToolCalls'],
+  ['seed', 'seed'],
+]
+
+type NumericChatOption = {
+  [K in keyof ChatOptions]-?: NonNullable<ChatOptions[K]> extends number ? K : never
+}[keyof ChatOptions]
+
 /** Validate a Responses request and turn it into chat messages and options. */
 export function prepareResponses(request: ResponsesRequest): Prepared {
   if (request === null || typeof request !== 'object') throw invalid('request: expected an object with `input`')
@@ -162,19 +182,11 @@ export function prepareResponses(request: ResponsesRequest): Prepared {
     nativeSync(() => addon().checkResponsesOption(key, requestJson(v, { root: key })))
     return v as number
   }
-  options.maxTokens = ranged('max_output_tokens')
-  options.temperature = ranged('temperature')
-  options.topP = ranged('top_p')
-  options.topK = ranged('top_k')
-  options.minP = ranged('min_p')
-  options.presencePenalty = ranged('presence_penalty')
-  options.frequencyPenalty = ranged('frequency_penalty')
-  options.repetitionPenalty = ranged('repetition_penalty')
-  options.topLogprobs = ranged('top_logprobs')
   // min_tool_calls ≤ max_tool_calls is checked once, by the core's chat validation.
-  options.minToolCalls = ranged('min_tool_calls')
-  options.maxToolCalls = ranged('max_tool_calls')
-  options.seed = ranged('seed')
+  for (const [field, option] of NUMERIC_FIELDS) {
+    const v = ranged(field)
+    if (v !== undefined) options[option] = v
+  }
   if (request.deterministic !== undefined) options.deterministic = request.deterministic
   if (request.prefix_cache !== undefined) options.prefixCache = request.prefix_cache
   if (request.instructions !== undefined) options.instructions = request.instructions
