@@ -69,7 +69,7 @@ impl Plan {
     }
 
     pub fn for_prompt(p: &PromptPayload, prompt_text: &str) -> Plan {
-        let reasoning = reasoning(p);
+        let reasoning = reasoning(p, prompt_text);
         let calls = tool_calls(p, prompt_text);
         let body = if !calls.is_empty() {
             let first = p.tool_calling_tokens.formats.first();
@@ -93,8 +93,10 @@ impl Plan {
 
 /// Reasoning happens when the model has thinking markers (`thinking_tokens.start` or `.end`
 /// non-empty) and the request gives a `reasoning_effort`, or when `thinking_tokens.required`
-/// is set (effort defaults to medium then).
-pub fn reasoning(p: &PromptPayload) -> Option<Reasoning> {
+/// is set (effort defaults to medium then). A required thinker asked not to reason (no
+/// effort: the client's `reasoning: false`) still thinks on a user turn, but answers a
+/// tool result directly, with no reasoning, as real lfm2_5 does.
+pub fn reasoning(p: &PromptPayload, prompt_text: &str) -> Option<Reasoning> {
     let t = &p.thinking_tokens;
     if t.start.is_empty() && t.end.is_empty() {
         return None;
@@ -115,13 +117,9 @@ pub fn reasoning(p: &PromptPayload) -> Option<Reasoning> {
     };
     let budget = match (budget, t.required) {
         (Some(b), _) => b,
-        (None, true) => {
-            if effort.is_some() {
-                REASONING_MINIMAL
-            } else {
-                REASONING_MEDIUM
-            }
-        }
+        (None, true) if effort.is_some() => REASONING_MINIMAL,
+        (None, true) if ends_with_tool_result(prompt_text) => return None,
+        (None, true) => REASONING_MEDIUM,
         (None, false) => return None,
     };
     Some(Reasoning {
@@ -361,7 +359,31 @@ pub fn last_user_turn(text: &str) -> Option<&str> {
     if headers.is_empty() {
         return Some(text);
     }
-    let mut turns: Vec<(&str, &str)> = headers
+    match last_turn(text, &headers) {
+        Some(("user", body)) if !is_tool_result(body) => Some(body),
+        _ => None,
+    }
+}
+
+/// Whether the conversation's last turn (the trailing, empty assistant header ignored) is a
+/// tool result: a `tool`/`ipython`/`function` turn, or a user turn that wraps a result.
+pub fn ends_with_tool_result(text: &str) -> bool {
+    match last_turn(text, &role_headers(text)) {
+        Some((role, body)) => {
+            matches!(role, "tool" | "ipython" | "function")
+                || (role == "user" && is_tool_result(body))
+        }
+        None => false,
+    }
+}
+
+/// The last turn `(role, body)` of a chat-templated prompt, after dropping trailing empty
+/// assistant turns (the generation prompt). `None` without role headers.
+fn last_turn<'a>(
+    text: &'a str,
+    headers: &[(usize, usize, &'static str)],
+) -> Option<(&'static str, &'a str)> {
+    let mut turns: Vec<(&'static str, &'a str)> = headers
         .iter()
         .enumerate()
         .map(|(i, &(_, end, role))| {
@@ -377,10 +399,7 @@ pub fn last_user_turn(text: &str) -> Option<&str> {
             break;
         }
     }
-    match turns.last() {
-        Some(&("user", body)) if !is_tool_result(body) => Some(body),
-        _ => None,
-    }
+    turns.last().copied()
 }
 
 /// Tool results that templates put inside a user turn (Qwen and Hermes style).
@@ -526,21 +545,50 @@ mod tests {
             reasoning_effort: Some("high".into()),
             ..PromptPayload::default()
         };
-        assert_eq!(reasoning(&p), None);
+        assert_eq!(reasoning(&p, ""), None);
         p.thinking_tokens.start = "<think>".into();
         p.thinking_tokens.end = "</think>".into();
-        assert_eq!(reasoning(&p).unwrap().budget, REASONING_HIGH);
+        assert_eq!(reasoning(&p, "").unwrap().budget, REASONING_HIGH);
         p.reasoning_effort = None;
-        assert_eq!(reasoning(&p), None);
+        assert_eq!(reasoning(&p, ""), None);
         p.thinking_tokens.required = true;
-        assert_eq!(reasoning(&p).unwrap().budget, REASONING_MEDIUM);
+        assert_eq!(reasoning(&p, "").unwrap().budget, REASONING_MEDIUM);
         let budgets: Vec<usize> = ["minimal", "low", "medium", "high"]
             .iter()
             .map(|e| {
                 p.reasoning_effort = Some(e.to_string());
-                reasoning(&p).unwrap().budget
+                reasoning(&p, "").unwrap().budget
             })
             .collect();
         assert!(budgets.windows(2).all(|w| w[0] < w[1]), "{budgets:?}");
+    }
+
+    #[test]
+    fn a_required_thinker_told_not_to_reason_answers_tool_results_directly() {
+        let mut p = PromptPayload::default();
+        p.thinking_tokens.start = "<think>".into();
+        p.thinking_tokens.end = "</think>".into();
+        p.thinking_tokens.required = true;
+        let user = "<|startoftext|><|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n";
+        let tool = "<|startoftext|><|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n\
+            <|tool_call_start|>[get_weather(city='Paris')]<|tool_call_end|><|im_end|>\n\
+            <|im_start|>tool\n{\"temp\": 20}<|im_end|>\n<|im_start|>assistant\n";
+        let wrapped = "<|im_start|>user\n<tool_response>\n20\n</tool_response><|im_end|>\n<|im_start|>assistant\n";
+        assert!(!ends_with_tool_result(user));
+        assert!(ends_with_tool_result(tool));
+        assert!(ends_with_tool_result(wrapped));
+        assert!(!ends_with_tool_result("plain text"));
+        // reasoning: false (no effort): it still thinks on a user turn, not on a tool result.
+        assert_eq!(reasoning(&p, user).unwrap().budget, REASONING_MEDIUM);
+        assert_eq!(reasoning(&p, tool), None);
+        assert_eq!(reasoning(&p, wrapped), None);
+        // reasoning: true (an effort) reasons on both.
+        p.reasoning_effort = Some("medium".into());
+        assert_eq!(reasoning(&p, tool).unwrap().budget, REASONING_MEDIUM);
+        // A thinker that is not required never reasons without an effort.
+        p.reasoning_effort = None;
+        p.thinking_tokens.required = false;
+        assert_eq!(reasoning(&p, user), None);
+        assert_eq!(reasoning(&p, tool), None);
     }
 }
