@@ -336,7 +336,8 @@ fn emulator_fault(cmd: &Value, ctx: &Ctx) -> Value {
 }
 
 /// What the emulator did for one request: deltas published, sequences still generating,
-/// whether a cancel reached it. Lets tests see that a cancelled request stopped.
+/// whether a cancel reached it, and each prompt's layout as received. Lets tests see that a
+/// cancelled request stopped, and where a client put its media.
 fn emulator_request_stats(cmd: &Value, ctx: &Ctx) -> Value {
     let Some(id) = cmd.get("request_id").and_then(Value::as_u64) else {
         return error("emulator_request_stats needs an integer request_id");
@@ -348,9 +349,10 @@ fn emulator_request_stats(cmd: &Value, ctx: &Ctx) -> Value {
             Some(s) => json!({"request_id": id, "known": true,
                               "published_deltas": s.published_deltas,
                               "active_sequences": s.active_sequences,
-                              "cancelled": s.cancelled}),
+                              "cancelled": s.cancelled,
+                              "layouts": s.layouts}),
             None => json!({"request_id": id, "known": false, "published_deltas": 0,
-                           "active_sequences": 0, "cancelled": false}),
+                           "active_sequences": 0, "cancelled": false, "layouts": []}),
         },
     )
 }

@@ -195,6 +195,11 @@ fn handle_request(req: Request, ctx: &Ctx) {
         prompt_index: prompt_index as u32,
         candidate_index,
     };
+    if req.request_type == RequestType::Generation {
+        // Every generation request reaches the scheduler, so its entry finishes and ages out.
+        let layouts = req.prompts.iter().map(|p| p.effective_layout()).collect();
+        ctx.scheduler.note_layouts(req.request_id, layouts);
+    }
     match req.request_type {
         RequestType::Generation if crate::tasks::moondream::serves(model_path.as_deref()) => {
             let make = |spec, p: &PromptPayload, text: &str| {

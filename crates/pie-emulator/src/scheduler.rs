@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use orchard_core::wire::Delta;
+use orchard_core::wire::{Delta, LayoutSegment};
 
 use crate::fault::{Action, Fault};
 use crate::sequence::{error_delta, Sequence};
@@ -34,6 +34,8 @@ pub struct RequestStats {
     pub cancelled: bool,
     /// When its last sequence ended (`None` while it runs).
     pub finished_at: Option<Instant>,
+    /// Per prompt, the layout it arrived with (generation requests): what the client sent.
+    pub layouts: Vec<Vec<LayoutSegment>>,
 }
 
 #[derive(Default)]
@@ -145,6 +147,12 @@ impl Scheduler {
         lock(&self.log).requests.get(&request_id).cloned()
     }
 
+    /// Remember the layouts a generation request arrived with, before its sequences run. They
+    /// survive the reset of a reused id's counters.
+    pub fn note_layouts(&self, request_id: u64, layouts: Vec<Vec<LayoutSegment>>) {
+        lock(&self.log).entry(request_id).layouts = layouts;
+    }
+
     /// Fold one scheduler iteration into the per-request counters; `running` counts each
     /// request's active sequences.
     fn log_requests(
@@ -160,8 +168,13 @@ impl Scheduler {
         for (id, n) in published {
             let entry = log.entry(*id);
             if entry.finished_at.is_some() {
-                // The id was used before and is in use again: a new request.
-                *entry = RequestStats::default();
+                // The id was used before and is in use again: a new request (whose layouts
+                // were noted on arrival).
+                let layouts = std::mem::take(&mut entry.layouts);
+                *entry = RequestStats {
+                    layouts,
+                    ..RequestStats::default()
+                };
             }
             entry.published_deltas += n;
             entry.active_sequences = running.get(id).copied().unwrap_or(0);
@@ -356,5 +369,34 @@ impl Scheduler {
             let running = self.record(&active, step_ms, &tokens);
             self.log_requests(&running, &published, &cancelled_now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orchard_core::wire::SegmentKind;
+
+    use super::*;
+
+    #[test]
+    fn a_request_keeps_the_layouts_it_arrived_with_also_under_a_reused_id() {
+        let s = Scheduler::default();
+        let audio = vec![
+            LayoutSegment::new(SegmentKind::Text, 5),
+            LayoutSegment::new(SegmentKind::Audio, 8),
+        ];
+        s.note_layouts(9, vec![audio.clone()]);
+        s.log_requests(&HashMap::new(), &HashMap::from([(9, 2)]), &[]);
+        let first = s.request_stats(9).unwrap();
+        assert_eq!(first.layouts, vec![audio]);
+        assert!(first.finished_at.is_some());
+        // The same id again: fresh counters, the new request's layouts.
+        let text = vec![LayoutSegment::new(SegmentKind::Text, 3)];
+        s.note_layouts(9, vec![text.clone()]);
+        s.log_requests(&HashMap::from([(9, 1)]), &HashMap::from([(9, 1)]), &[]);
+        let second = s.request_stats(9).unwrap();
+        assert_eq!(second.layouts, vec![text]);
+        assert_eq!(second.published_deltas, 1);
+        assert_eq!(second.finished_at, None);
     }
 }
