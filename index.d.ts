@@ -105,6 +105,11 @@ export declare class NativeTask {
    * Call once.
    */
   result(): Promise<Array<string>>
+  /**
+   * Every delta queued so far (waiting for at least one) as a JSON array, or null once the
+   * request has ended. The streamed alternative to `result()`: use one or the other.
+   */
+  next(): Promise<string | null>
   cancel(): void
 }
 

@@ -5,6 +5,7 @@
 //! embeddings.
 
 use std::future::poll_fn;
+use std::sync::Mutex;
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
@@ -76,7 +77,7 @@ impl NativeEngine {
         let sent = self
             .send_task(move |session| api::prefill_task(session, &model, &texts_json, &task))
             .await?;
-        Ok(NativeTask { sent })
+        Ok(NativeTask::new(sent))
     }
 
     /// A modal call (`kind`: speech, transcribe, image_generate, image_edit) with one
@@ -94,7 +95,7 @@ impl NativeEngine {
         let sent = self
             .send_task(move |session| api::modal_task(session, &model, &kind, &input_json, media))
             .await?;
-        Ok(NativeTask { sent })
+        Ok(NativeTask::new(sent))
     }
 }
 
@@ -102,6 +103,15 @@ impl NativeEngine {
 #[napi]
 pub struct NativeTask {
     sent: Sent,
+    /// What `next()` has taken so far (the core checks each batch against it).
+    streamed: Mutex<TaskCollector>,
+}
+
+impl NativeTask {
+    fn new(sent: Sent) -> Self {
+        let streamed = Mutex::new(TaskCollector::new(sent.count()));
+        NativeTask { sent, streamed }
+    }
 }
 
 #[napi]
@@ -118,6 +128,15 @@ impl NativeTask {
         let mut collector = TaskCollector::new(self.sent.count());
         self.sent.drain(&mut collector).await?;
         guarded(move || api::task_result_json(collector))
+    }
+
+    /// Every delta queued so far (waiting for at least one) as a JSON array, or null once the
+    /// request has ended. The streamed alternative to `result()`: use one or the other.
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub async fn next(&self) -> napi::Result<Option<String>> {
+        let batch = poll_fn(|cx| self.sent.0.poll_batch(cx.waker())).await;
+        let mut streamed = self.streamed.lock().unwrap_or_else(|p| p.into_inner());
+        guarded(|| self.sent.0.stream_step(&mut streamed, batch))
     }
 
     #[napi]

@@ -65,6 +65,24 @@ impl SentTask {
         outcome
     }
 
+    /// The streamed form of [`SentTask::step`]: the batch's deltas as one JSON array (each
+    /// also checked and kept by `collector`, so an engine error delta fails here), or `None`
+    /// once the request has ended with every prompt's final delta.
+    pub fn stream_step(
+        &self,
+        collector: &mut TaskCollector,
+        batch: Batch,
+    ) -> Result<Option<String>> {
+        let json = match &batch {
+            Batch::Deltas(deltas) => Some(batch_json(deltas, &mut LogprobContext::new(None))),
+            _ => None,
+        };
+        if self.step(collector, batch)? {
+            std::mem::replace(collector, TaskCollector::new(0)).finish()?;
+        }
+        Ok(json)
+    }
+
     /// End the request now (the waiting side fails with `Aborted`); `cancel_request` goes to
     /// the engine in the background. Nothing to do once the request is done.
     pub fn cancel(&self) -> Result<()> {
