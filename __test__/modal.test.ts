@@ -6,7 +6,7 @@ import zlib from 'node:zlib'
 import { describe, expect, it } from 'vitest'
 
 import type { Client, Engine, ModalArtifact } from '../src-ts'
-import { AbortError, EngineError, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
+import { AbortError, EngineError, InvalidRequestError, ModalStream, ModelNotLoadedError } from '../src-ts'
 import { useEmulator } from './helpers'
 
 let engine: Engine
@@ -209,5 +209,84 @@ describe('client.images', () => {
     expect(noPrompt.message).toMatch(/^prompt: /)
     const badOption = await rejection(client.images.edit(model, source!.data, 'x', { guidanceScale: 2 } as never))
     expect(badOption.message).toMatch(/^options\.guidanceScale: unknown key/)
+  })
+})
+
+describe('stream: true', () => {
+  it('hands out each artifact as its delta arrives, equal to the awaited result for the same seed', async () => {
+    const awaited = await client.images.generate(model, 'a red apple', { width: 64, height: 64, seed: 5 })
+    const stream = client.images.generate(model, 'a red apple', { width: 64, height: 64, seed: 5, stream: true })
+    expect(stream).toBeInstanceOf(ModalStream)
+    const streamed: ModalArtifact[] = []
+    for await (const a of stream) streamed.push(a)
+    expect(streamed.length).toBe(awaited.length)
+    expect(streamed.length).toBeGreaterThan(0)
+    for (const [i, a] of streamed.entries()) {
+      checkPng(a)
+      expect(Buffer.from(a.data).equals(Buffer.from(awaited[i]!.data))).toBe(true)
+      expect(a.metadata).toEqual(awaited[i]!.metadata)
+    }
+    // Awaited, a stream resolves to the same artifacts; speech streams too.
+    const speech = await client.audio.speech(model, 'Apples are ripe', { seed: 2 })
+    const streamedSpeech = await client.audio.generate(model, 'Apples are ripe', { seed: 2, stream: true })
+    expect(streamedSpeech.map((a) => Buffer.from(a.data))).toEqual(speech.map((a) => Buffer.from(a.data)))
+    const edits = await client.images.edit(model, awaited[0]!.data, 'swap', { stream: true })
+    expect(edits[0]!.decoderId).toBe('qwen_image_edit')
+    // A stream is consumed once.
+    const once = client.images.generate(model, 'x', { width: 16, height: 16, stream: true })
+    await once
+    expect(() => once[Symbol.asyncIterator]()).toThrow(InvalidRequestError)
+  })
+
+  it('cancel() mid-stream ends it with an AbortError and cancels the request in the engine', async () => {
+    const stream = client.audio.speech(model, 'Apple trees blossom in the orchard every spring. '.repeat(300), {
+      stream: true,
+    })
+    const seen: ModalArtifact[] = []
+    const iterating = (async () => {
+      for await (const a of stream) seen.push(a)
+    })()
+    // The iteration is waiting on the engine's deltas when the cancel comes.
+    const requestId = await stream.requestId()
+    await stream.cancel()
+    expect(await rejection(iterating)).toBeInstanceOf(AbortError)
+    expect(seen).toHaveLength(0)
+    const s = await until(requestId, (x) => x.cancelled && x.active_sequences === 0)
+    // The artifact was never published: the engine stopped the request.
+    expect(s.published_deltas).toBe(1)
+    // An AbortSignal and `await using` stop it the same way.
+    const controller = new AbortController()
+    const signalled = client.images.generate(model, 'x', { stream: true, signal: controller.signal })
+    controller.abort()
+    expect(await rejection(Promise.resolve(signalled))).toBeInstanceOf(AbortError)
+    {
+      await using disposed = client.audio.speech(model, 'Apples. '.repeat(300), { stream: true })
+      await disposed.requestId()
+    }
+  })
+
+  it('input and engine errors arrive asynchronously, typed', async () => {
+    let stream: ModalStream<ModalArtifact> | undefined
+    expect(() => {
+      stream = client.audio.speech(model, '', { stream: true })
+    }).not.toThrow()
+    const err = await rejection(Promise.resolve(stream!))
+    expect(err).toBeInstanceOf(InvalidRequestError)
+    expect(err.message).toMatch(/^text: /)
+    const badStream = await rejection(client.audio.speech(model, 'hi', { stream: 'yes' } as never))
+    expect(badStream.message).toMatch(/^options\.stream: expected a boolean/)
+    const unknown = await rejection(client.audio.transcribe(model, [0], { stream: true } as never))
+    expect(unknown.message).toMatch(/^options\.stream: unknown key/)
+    const iterated = (async () => {
+      for await (const _ of client.images.generate(model, 'x', { width: 0, stream: true })) {
+        /* fails first */
+      }
+    })()
+    expect((await rejection(iterated)).message).toMatch(/^options\.width: /)
+    const engineErr = await rejection(
+      Promise.resolve(client.audio.speech(model, 'hi', { sampleRate: 1, stream: true })),
+    )
+    expect(engineErr).toBeInstanceOf(EngineError)
+    expect(engineErr.message).toContain('sample_rate 1 is out of range')
   })
 })

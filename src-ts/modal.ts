@@ -6,14 +6,15 @@
 
 import { readFile } from 'node:fs/promises'
 
-import type { NativeEngine } from '../index'
-import { InvalidRequestError, ProtocolError } from './errors'
+import type { NativeEngine, NativeTask } from '../index'
+import { InvalidRequestError, native, ProtocolError } from './errors'
 import { requestJson } from './json'
 import type { ImageInput } from './tasks/media'
 import { imageBytes } from './tasks/media'
 import type { TaskDelta } from './tasks/prefill'
-import type { RequestPromise } from './tasks/request'
-import { runRequest, splitOptions } from './tasks/request'
+import type { Prepared, RequestPromise } from './tasks/request'
+import { abortError, runRequest, splitOptions } from './tasks/request'
+import { ModalStream } from './tasks/stream'
 import type { ChatOptions } from './types'
 
 /** One output file of a modal call (a WAV, a PNG, ...). */
@@ -37,7 +38,14 @@ interface Sampling extends Pick<ChatOptions, 'temperature' | 'topP' | 'topK' | '
   /** Extra engine options, merged into `modal_options_json` (e.g. ideogram's `mu`, `std`). */
   modalOptions?: Record<string, unknown>
   signal?: AbortSignal
+  /** Return a {@link ModalStream} of the artifacts as they arrive instead of resolving once. */
+  stream?: boolean
 }
+
+/** `stream: true`: the call returns a {@link ModalStream}. */
+type Streamed<O> = O & { stream: true }
+/** Without `stream: true`: the call resolves once to every artifact. */
+type Resolved<O> = O & { stream?: false }
 
 export interface SpeechOptions extends Sampling {
   /** A voice to clone: the audio file's bytes, or its path. */
@@ -122,53 +130,87 @@ function pcmBytes(pcm: unknown): Uint8Array {
   return bytes
 }
 
-/** @internal one modal request: `media` resolves the call's binary input. */
-function modal<T>(
+/** @internal one modal call as the facades describe it; `media` resolves its binary input. */
+interface ModalCall {
+  model: unknown
+  kind: string
+  text: string | undefined
+  options: unknown
+  media: (rest: Record<string, unknown>) => Promise<Uint8Array | undefined>
+}
+
+/** @internal check the call (its errors arrive asynchronously) and say how to send it. */
+function prepare(
   engine: NativeEngine,
-  call: {
-    model: unknown
-    kind: string
-    text: string | undefined
-    options: unknown
-    media: (rest: Record<string, unknown>) => Promise<Uint8Array | undefined>
-  },
-  finish: (deltas: TaskDelta[]) => T,
-): RequestPromise<T> {
+  call: ModalCall,
+  streamable: boolean,
+): Omit<Prepared<string[]>, 'send'> & { send: () => Promise<NativeTask> } {
+  if (typeof call.model !== 'string' || call.model.length === 0) {
+    throw new InvalidRequestError('model: expected the id of a loaded model')
+  }
+  const model = call.model
+  // Every key passes here: the core checks them against the call and names an unknown one.
+  const keys = call.options !== null && typeof call.options === 'object' ? Object.keys(call.options) : []
+  const { signal, rest } = splitOptions<{ signal?: AbortSignal } & Record<string, unknown>>(
+    call.options,
+    call.kind,
+    keys,
+  )
+  const { referenceAudio: _a, ...wire } = rest
+  if (streamable) {
+    // `stream` picks the form of the result; it is not sent.
+    if (wire.stream !== undefined && typeof wire.stream !== 'boolean') {
+      throw new InvalidRequestError('options.stream: expected a boolean')
+    }
+    delete wire.stream
+  }
+  const json = requestJson({ text: call.text, options: wire })
+  return {
+    signal,
+    send: async () => {
+      const media = await call.media(rest)
+      return engine.modalTask(
+        model,
+        call.kind,
+        json,
+        media === undefined ? undefined : Buffer.from(media.buffer, media.byteOffset, media.byteLength),
+      )
+    },
+  }
+}
+
+/** @internal one modal request resolving once. */
+function modal<T>(engine: NativeEngine, call: ModalCall, finish: (deltas: TaskDelta[]) => T): RequestPromise<T> {
   return runRequest<string[], T>(
     call.kind,
-    () => {
-      if (typeof call.model !== 'string' || call.model.length === 0) {
-        throw new InvalidRequestError('model: expected the id of a loaded model')
-      }
-      const model = call.model
-      // Every key passes here: the core checks them against the call and names an unknown one.
-      const keys = call.options !== null && typeof call.options === 'object' ? Object.keys(call.options) : []
-      const { signal, rest } = splitOptions<{ signal?: AbortSignal } & Record<string, unknown>>(
-        call.options,
-        call.kind,
-        keys,
-      )
-      const { referenceAudio: _a, ...wire } = rest
-      const json = requestJson({ text: call.text, options: wire })
-      return {
-        signal,
-        send: async () => {
-          const media = await call.media(rest)
-          return engine.modalTask(
-            model,
-            call.kind,
-            json,
-            media === undefined ? undefined : Buffer.from(media.buffer, media.byteOffset, media.byteLength),
-          )
-        },
-      }
-    },
+    () => prepare(engine, call, call.kind !== 'transcribe'),
     (prompts) => finish(JSON.parse(prompts[0] ?? '[]') as TaskDelta[]),
   )
 }
 
+/** @internal a call returning artifacts: resolved once, or streamed with `stream: true`. */
+function artifactCall(
+  engine: NativeEngine,
+  call: ModalCall,
+): RequestPromise<ModalArtifact[]> | ModalStream<ModalArtifact> {
+  const options = call.options as { stream?: unknown } | null | undefined
+  if (options === null || typeof options !== 'object' || options.stream !== true) return modal(engine, call, artifacts)
+  let signal: AbortSignal | undefined
+  let handle: Promise<NativeTask>
+  try {
+    const p = prepare(engine, call, true)
+    signal = p.signal
+    handle = signal?.aborted ? Promise.reject(abortError(signal, call.kind)) : native(p.send)
+  } catch (e) {
+    handle = Promise.reject(e)
+  }
+  return new ModalStream(handle, signal, artifacts)
+}
+
 const artifacts = (deltas: TaskDelta[]): ModalArtifact[] =>
   deltas.filter((d) => d.modalBytesB64 !== undefined).map(artifactOf)
+
+type ModalResult = RequestPromise<ModalArtifact[]> | ModalStream<ModalArtifact>
 
 /** What both facades send through. */
 abstract class Facade {
@@ -182,18 +224,22 @@ abstract class Facade {
 
 /** `client.audio`: text to speech and speech to text. */
 export class AudioClient extends Facade {
-  /** Speak `text` (request type `audio`, task `text_to_speech`); resolves to the audio artifacts. */
-  speech(model: string, input: string, options: SpeechOptions = {}): RequestPromise<ModalArtifact[]> {
-    return modal(
-      this.engine,
-      { model, kind: 'speech', text: input, options, media: (o) => audioBytes(o.referenceAudio) },
-      artifacts,
-    )
+  /**
+   * Speak `text` (request type `audio`, task `text_to_speech`); resolves to the audio
+   * artifacts, or with `stream: true` returns a {@link ModalStream} of them.
+   */
+  speech(model: string, input: string, options?: Resolved<SpeechOptions>): RequestPromise<ModalArtifact[]>
+  speech(model: string, input: string, options: Streamed<SpeechOptions>): ModalStream<ModalArtifact>
+  speech(model: string, input: string, options: SpeechOptions = {}): ModalResult {
+    const media = (o: Record<string, unknown>) => audioBytes(o.referenceAudio)
+    return artifactCall(this.engine, { model, kind: 'speech', text: input, options, media })
   }
 
   /** The same as {@link AudioClient.speech} (the reference client's name). */
-  generate(model: string, input: string, options: SpeechOptions = {}): RequestPromise<ModalArtifact[]> {
-    return this.speech(model, input, options)
+  generate(model: string, input: string, options?: Resolved<SpeechOptions>): RequestPromise<ModalArtifact[]>
+  generate(model: string, input: string, options: Streamed<SpeechOptions>): ModalStream<ModalArtifact>
+  generate(model: string, input: string, options: SpeechOptions = {}): ModalResult {
+    return this.speech(model, input, options as Resolved<SpeechOptions>)
   }
 
   /** Transcribe mono float32 PCM (16 kHz for the usual models; request type `omni`). */
@@ -208,26 +254,40 @@ export class AudioClient extends Facade {
 
 /** `client.images`: image generation and editing. */
 export class ImagesClient extends Facade {
-  /** Generate an image from `prompt` (task `text_to_image`); resolves to the image artifacts. */
-  generate(model: string, prompt: string, options: ImageGenerateOptions = {}): RequestPromise<ModalArtifact[]> {
-    return modal(
-      this.engine,
-      { model, kind: 'image_generate', text: prompt, options, media: async () => undefined },
-      artifacts,
-    )
+  /**
+   * Generate an image from `prompt` (task `text_to_image`); resolves to the image artifacts,
+   * or with `stream: true` returns a {@link ModalStream} of them.
+   */
+  generate(model: string, prompt: string, options?: Resolved<ImageGenerateOptions>): RequestPromise<ModalArtifact[]>
+  generate(model: string, prompt: string, options: Streamed<ImageGenerateOptions>): ModalStream<ModalArtifact>
+  generate(model: string, prompt: string, options: ImageGenerateOptions = {}): ModalResult {
+    return artifactCall(this.engine, {
+      model,
+      kind: 'image_generate',
+      text: prompt,
+      options,
+      media: async () => undefined,
+    })
   }
 
-  /** Edit `image` as `prompt` says (task `image_to_image`); resolves to the image artifacts. */
+  /**
+   * Edit `image` as `prompt` says (task `image_to_image`); resolves to the image artifacts,
+   * or with `stream: true` returns a {@link ModalStream} of them.
+   */
   edit(
     model: string,
     image: ImageInput,
     prompt: string,
-    options: ImageEditOptions = {},
-  ): RequestPromise<ModalArtifact[]> {
-    return modal(
-      this.engine,
-      { model, kind: 'image_edit', text: prompt, options, media: () => imageBytes(image, 'image') },
-      artifacts,
-    )
+    options?: Resolved<ImageEditOptions>,
+  ): RequestPromise<ModalArtifact[]>
+  edit(
+    model: string,
+    image: ImageInput,
+    prompt: string,
+    options: Streamed<ImageEditOptions>,
+  ): ModalStream<ModalArtifact>
+  edit(model: string, image: ImageInput, prompt: string, options: ImageEditOptions = {}): ModalResult {
+    const media = () => imageBytes(image, 'image')
+    return artifactCall(this.engine, { model, kind: 'image_edit', text: prompt, options, media })
   }
 }

@@ -20,7 +20,8 @@ export interface RequestPromise<T> extends Promise<T> {
   requestId(): Promise<number>
 }
 
-function abortError(signal: AbortSignal, what: string): AbortError {
+/** The AbortError for `signal`: its reason when that is one. */
+export function abortError(signal: AbortSignal, what: string): AbortError {
   const reason: unknown = signal.reason
   if (reason instanceof AbortError) return reason
   return new AbortError(`The ${what} request was aborted`, reason === undefined ? undefined : { cause: reason })
