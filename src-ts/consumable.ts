@@ -59,7 +59,7 @@ export abstract class Consumable<T, R> implements AsyncIterable<T>, PromiseLike<
     if (!signal?.aborted && !this.#cancelled) return null
     const reason: unknown = signal?.reason
     if (reason instanceof AbortError) return reason
-    return new AbortError('The chat request was aborted', reason === undefined ? undefined : { cause: reason })
+    return new AbortError('The request was aborted', reason === undefined ? undefined : { cause: reason })
   }
 
   /** Mark the request stopped (its pending work then ends with an AbortError). */
@@ -135,7 +135,7 @@ export abstract class Consumable<T, R> implements AsyncIterable<T>, PromiseLike<
    */
   async cancel(): Promise<void> {
     this.#cancelled = true
-    this.#settle({ ok: false, error: new AbortError('The chat request was cancelled') })
+    this.#settle({ ok: false, error: new AbortError('The request was cancelled') })
     await this.stop()
   }
 
