@@ -36,15 +36,32 @@ function declarations(): Map<string, string> {
   return out
 }
 
-/** Every name a consumer reaches from `entry`, with the text of what it declares. */
-function publicSurface(files: Map<string, string>): Map<string, string> {
-  const options: ts.CompilerOptions = { strict: true, skipLibCheck: true, types: ['node'], noEmit: true }
+/** A program over the entries' emitted declarations (`skipLibCheck`: whether to type-check them). */
+function declarationProgram(files: Map<string, string>, skipLibCheck: boolean): ts.Program {
+  const options: ts.CompilerOptions = {
+    strict: true,
+    skipLibCheck,
+    types: ['node'],
+    noEmit: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+  }
   const host = ts.createCompilerHost(options)
   const { fileExists, readFile } = host
   host.fileExists = (f) => files.has(path.resolve(f)) || fileExists(f)
   host.readFile = (f) => files.get(path.resolve(f)) ?? readFile(f)
-  const roots = ENTRIES.map((e) => path.join(repoRoot, 'dist', `${e}.d.ts`))
-  const program = ts.createProgram(roots, options, host)
+  return ts.createProgram(
+    ENTRIES.map((e) => path.join(repoRoot, 'dist', `${e}.d.ts`)),
+    options,
+    host,
+  )
+}
+
+/** Every name a consumer reaches from `entry`, with the text of what it declares. */
+function publicSurface(files: Map<string, string>): Map<string, string> {
+  const program = declarationProgram(files, true)
+  const roots = program.getRootFileNames()
   const checker = program.getTypeChecker()
   const surface = new Map<string, string>()
   const visit = (moduleSymbol: ts.Symbol, prefix: string): void => {
@@ -74,5 +91,17 @@ describe('public declarations', () => {
       .filter(([name, text]) => INTERNAL.test(name.split(/[:.]/).pop()!) || INTERNAL.test(text))
       .map(([name, text]) => `${name}: ${INTERNAL.exec(text)?.[0] ?? name}`)
     expect(leaks).toEqual([])
+  }, 120_000)
+
+  it('type-check on their own (stripInternal leaves no dangling import or export)', () => {
+    const files = declarations()
+    const program = declarationProgram(files, false)
+    const problems = ts
+      .getPreEmitDiagnostics(program)
+      .filter((d) => d.file !== undefined && files.has(path.resolve(d.file.fileName)))
+      .map(
+        (d) => `${path.relative(repoRoot, d.file!.fileName)}: ${ts.flattenDiagnosticMessageText(d.messageText, ' ')}`,
+      )
+    expect(problems).toEqual([])
   }, 120_000)
 })

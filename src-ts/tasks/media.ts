@@ -1,4 +1,4 @@
-/** @internal Media inputs of the engine tasks: images as bytes, file paths or data URLs. */
+// Media inputs of the engine tasks: images as bytes, file paths or data URLs.
 
 import { readFile } from 'node:fs/promises'
 

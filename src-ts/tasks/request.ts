@@ -1,5 +1,5 @@
 /**
- * @internal One native request that resolves once (embeddings, prefill tasks, ...): the
+ * One native request that resolves once (embeddings, prefill tasks, ...): the
  * promise its method returns, its `requestId()`, and cancellation through an `AbortSignal`.
  */
 

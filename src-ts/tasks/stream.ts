@@ -1,5 +1,5 @@
 /**
- * @internal ModalStream: a modal call (speech, image generation or editing) with
+ * ModalStream: a modal call (speech, image generation or editing) with
  * `stream: true`. Awaitable for every artifact, iterable once for each artifact as its delta
  * arrives; one native pull per batch of deltas.
  */
