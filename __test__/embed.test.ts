@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import type { Client, EmbedResult, Engine } from '../src-ts'
 import { AbortError, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
 import { LLAMA_CONFIG, makeModelDir, useEmulator } from './helpers'
-import { type RequestStats, statsWhen } from './pipeline-fixtures'
+import { type RequestStats, rejection, statsWhen } from './pipeline-fixtures'
 
 let engine: Engine
 let client: Client
@@ -21,15 +21,6 @@ useEmulator('embed', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '5' } }, (e) => {
 /** Poll the emulator's counters for a request until `done` holds for them. */
 const until = (requestId: number, done: (s: RequestStats) => boolean): Promise<RequestStats> =>
   statsWhen(engine, requestId, done)
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(Error)
-  return err as Error
-}
 
 const same = (a: Float32Array, b: Float32Array): boolean => a.length === b.length && a.every((x, i) => x === b[i])
 

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest'
 import type { Client, Engine, ModalArtifact } from '../src-ts'
 import { AbortError, EngineError, InvalidRequestError, ModalStream, ModelNotLoadedError } from '../src-ts'
 import { useEmulator } from './helpers'
+import { type RequestStats, rejection, statsWhen } from './pipeline-fixtures'
 
 let engine: Engine
 let client: Client
@@ -21,30 +22,9 @@ useEmulator('modal', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '5' } }, (e) => {
   cacheRoot = e.cacheRoot
 })
 
-interface RequestStats {
-  known: boolean
-  published_deltas: number
-  active_sequences: number
-  cancelled: boolean
-}
-
-async function until(requestId: number, done: (s: RequestStats) => boolean): Promise<RequestStats> {
-  for (;;) {
-    const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
-    const s = reply.data!.emulator_request_stats as RequestStats
-    if (done(s)) return s
-    await new Promise<void>((resolve) => setImmediate(resolve))
-  }
-}
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(Error)
-  return err as Error
-}
+/** Poll the emulator's counters for a request until `done` holds for them. */
+const until = (requestId: number, done: (s: RequestStats) => boolean): Promise<RequestStats> =>
+  statsWhen(engine, requestId, done)
 
 /** CRC-32 (IEEE), as PNG chunks use it. */
 function crc32(bytes: Uint8Array): number {

@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import type { Client, Engine, Moondream } from '../src-ts'
 import { AbortError, EngineError, InvalidRequestError } from '../src-ts'
 import { makeModelDir, useEmulator } from './helpers'
+import { rejection } from './pipeline-fixtures'
 
 let engine: Engine
 let client: Client
@@ -31,15 +32,6 @@ beforeAll(async () => {
   await engine.loadModel(dir)
   md = client.moondream(dir)
 })
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(Error)
-  return err as Error
-}
 
 const unit = (v: number): boolean => v >= 0 && v <= 1
 

@@ -1,4 +1,6 @@
 // Fixtures shared by the chat-pipeline suites: the emulator's per-request counters, and two tools.
+import { expect } from 'vitest'
+
 import type { Engine } from '../src-ts'
 
 /** What the emulator did for one request. */
@@ -13,6 +15,16 @@ export async function requestStats(engine: Engine, requestId: number): Promise<R
   const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
   if (reply.status !== 'ok') throw new Error(`emulator_request_stats failed: ${JSON.stringify(reply)}`)
   return reply.data!.emulator_request_stats as RequestStats
+}
+
+/** The error `p` rejects with (it must reject, with an Error). */
+export async function rejection(p: Promise<unknown>): Promise<Error> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  )
+  expect(err).toBeInstanceOf(Error)
+  return err as Error
 }
 
 /** Wait for `cond`, checking once per turn of the event loop. */

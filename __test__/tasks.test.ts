@@ -12,6 +12,7 @@ import {
 } from '../src-ts'
 import { taskLimits } from '../src-ts/native'
 import { useEmulator } from './helpers'
+import { type RequestStats, rejection, statsWhen } from './pipeline-fixtures'
 
 let engine: Engine
 let client: Client
@@ -23,35 +24,9 @@ useEmulator('tasks', { env: { PIE_EMULATOR_TOKEN_DELAY_MS: '5' } }, (e) => {
   model = e.model
 })
 
-interface RequestStats {
-  known: boolean
-  published_deltas: number
-  active_sequences: number
-  cancelled: boolean
-}
-
-async function stats(requestId: number): Promise<RequestStats> {
-  const reply = await engine.managementCommand({ type: 'emulator_request_stats', request_id: requestId })
-  return reply.data!.emulator_request_stats as RequestStats
-}
-
 /** Poll the emulator's counters (no sleeping) until `done` holds for them. */
-async function until(requestId: number, done: (s: RequestStats) => boolean): Promise<RequestStats> {
-  for (;;) {
-    const s = await stats(requestId)
-    if (done(s)) return s
-    await new Promise<void>((resolve) => setImmediate(resolve))
-  }
-}
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(Error)
-  return err as Error
-}
+const until = (requestId: number, done: (s: RequestStats) => boolean): Promise<RequestStats> =>
+  statsWhen(engine, requestId, done)
 
 const SAMPLE = 'Write to Alice at alice@example.com or call +1-555-0100-22. See https://x.org today'
 
