@@ -21,6 +21,29 @@ describe('requestJson', () => {
     expect(requestJson(value)).toBe(JSON.stringify(value))
   })
 
+  it('writes what JSON.stringify writes for deep data, class instances, toJSON and prototype-less objects', () => {
+    let deep: unknown = 'leaf'
+    for (let i = 0; i < 100; i++) deep = i % 2 ? { k: deep } : [deep]
+    class Point {
+      constructor(
+        public x: number,
+        public y: number,
+      ) {}
+    }
+    const bare = Object.assign(Object.create(null) as Record<string, unknown>, { a: 1 })
+    const custom = { toJSON: () => ({ replaced: true }) }
+    const list = Object.assign([1, 2], { toJSON: () => 'list' })
+    for (const value of [deep, new Point(1, 2), bare, custom, list, { m: new Map([[1, 2]]), s: new Set([1]) }]) {
+      expect(requestJson(value)).toBe(JSON.stringify(value))
+    }
+  })
+
+  it('checks deep data too: a bad value below the nesting the quick check looks at is still refused', () => {
+    let deep: unknown = Number.NaN
+    for (let i = 0; i < 80; i++) deep = { k: deep }
+    expect(refusal(deep)).toBe(`${Array(80).fill('k').join('.')}: NaN is not a finite number`)
+  })
+
   it('names the field of a BigInt, function, symbol or non-finite number', () => {
     expect(refusal({ seed: 5n })).toBe('seed: 5n is a BigInt, which JSON cannot carry; use a number')
     expect(refusal({ a: { b: [0, () => 1] } })).toBe('a.b[1]: a function cannot be sent; expected JSON data')
@@ -57,5 +80,10 @@ describe('requestJson', () => {
       },
     )
     expect(json).toBe(`{"id":"${2n ** 60n}","bytes":"bytes"}`)
+    const nested = requestJson(
+      { prompts: [{ text: 'plain', bytes: new Uint8Array([1]) }] },
+      { convert: (original) => (original instanceof Uint8Array ? 'converted' : undefined) },
+    )
+    expect(nested).toBe('{"prompts":[{"text":"plain","bytes":"converted"}]}')
   })
 })

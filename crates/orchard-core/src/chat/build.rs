@@ -7,18 +7,7 @@ use super::options::{
 };
 use crate::error::{Error, Result};
 use crate::format::{sorted_tool_refs, Profile};
-use crate::wire::{Obj, PromptPayload, Request, RequestType, ThinkingTokens, ToolCallingTokens};
-
-/// The profile's `tool_calling_tokens` JSON in its wire form.
-fn tool_calling_tokens(profile: &Profile) -> Result<ToolCallingTokens> {
-    let json = profile.tool_calling_tokens();
-    let o = Obj::new(
-        &json,
-        format!("{}/capabilities.yaml tool_calling", profile.family()),
-        Error::template,
-    )?;
-    ToolCallingTokens::from_obj(&o, false)
-}
+use crate::wire::{PromptPayload, Request, RequestType, ThinkingTokens};
 
 /// Render `messages` with `profile` (the model's `config.json` visible to the template) and
 /// fill one prompt payload from `opts`: explicit values win, then the profile's sampling
@@ -109,7 +98,7 @@ pub fn build_prompt(
             end: thinking.end,
             required: thinking.required,
         },
-        tool_calling_tokens: tool_calling_tokens(profile)?,
+        tool_calling_tokens: profile.wire_tool_calling_tokens()?,
         output_frame_tokens: profile.output_frame_tokens().into_iter().collect(),
         logit_bias: opts.logit_bias.clone(),
         reasoning_effort: rendered.reasoning_effort,

@@ -18,6 +18,8 @@ use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
 
+use super::value::{json_value, JsonMap};
+
 /// One part of a list-valued message content, as templates see it.
 ///
 /// It prints as its text (media parts print as ""), and answers `part.type` / `part['type']`
@@ -370,7 +372,7 @@ pub fn prepare(messages: &[Json]) -> Result<PreparedMessages> {
             }
         };
 
-        let mut entries: Vec<(String, Value)> = Vec::with_capacity(obj.len() + 2);
+        let mut entries: Vec<(Value, Value)> = Vec::with_capacity(obj.len() + 2);
         let mut saw_role = false;
         let mut saw_content = false;
         for (key, value) in obj {
@@ -383,21 +385,21 @@ pub fn prepare(messages: &[Json]) -> Result<PreparedMessages> {
                     saw_content = true;
                     content.clone()
                 }
-                "tool_calls" if !value.is_null() => Value::from_serialize(normalize_tool_calls(
+                "tool_calls" if !value.is_null() => json_value(&normalize_tool_calls(
                     value,
                     &format!("messages[{index}].tool_calls"),
                 )?),
-                _ => Value::from_serialize(value),
+                _ => json_value(value),
             };
-            entries.push((key.clone(), value));
+            entries.push((Value::from(key.as_str()), value));
         }
         if !saw_role {
-            entries.push(("role".into(), Value::from(role)));
+            entries.push((Value::from("role"), Value::from(role)));
         }
         if !saw_content {
-            entries.push(("content".into(), content));
+            entries.push((Value::from("content"), content));
         }
-        prepared.messages.push(entries.into_iter().collect());
+        prepared.messages.push(JsonMap::value(entries));
     }
     Ok(prepared)
 }

@@ -19,6 +19,7 @@ mod python;
 mod render;
 mod specs;
 mod strftime;
+mod value;
 
 pub use layout::Placeholders;
 pub use messages::{CapabilityInput, ContentPart};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use minijinja::value::Value;
 use minijinja::Environment;
@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
+use crate::wire::{Obj, ToolCallingTokens};
 
 use super::jinja;
 use super::layout::Placeholders;
@@ -89,6 +90,8 @@ pub struct Profile {
     /// Template variables that do not depend on the request (control tokens, roles,
     /// capabilities, `template_vars`), converted to template values once at load.
     pub(super) statics: Arc<Vec<(String, Value)>>,
+    /// [`Profile::tool_calling_tokens`] in its wire form, built on first use.
+    wire_tool_tokens: OnceLock<Result<ToolCallingTokens>>,
 }
 
 impl std::fmt::Debug for Profile {
@@ -200,6 +203,7 @@ impl Profile {
             placeholders,
             env,
             statics,
+            wire_tool_tokens: OnceLock::new(),
         })
     }
 
@@ -302,6 +306,17 @@ impl Profile {
                 .and_then(Json::as_bool)
                 .unwrap_or(false),
         }
+    }
+
+    /// [`Self::tool_calling_tokens`] as the wire sends it (checked and converted once).
+    pub fn wire_tool_calling_tokens(&self) -> Result<ToolCallingTokens> {
+        self.wire_tool_tokens
+            .get_or_init(|| {
+                let json = self.tool_calling_tokens();
+                let at = format!("{}/capabilities.yaml tool_calling", self.family);
+                ToolCallingTokens::from_obj(&Obj::new(&json, at, Error::template)?, false)
+            })
+            .clone()
     }
 
     /// `tool_calling_tokens` for the engine, flattened from `capabilities.tool_calling.formats`.

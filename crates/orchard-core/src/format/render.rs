@@ -13,6 +13,7 @@ use crate::wire::LayoutSegment;
 use super::layout::{self, Media};
 use super::messages::{self, CapabilityInput};
 use super::profile::{template_error, ControlTokens, Profile, CHAT_TEMPLATE};
+use super::value::json_value;
 
 /// A request to render one conversation.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -70,7 +71,10 @@ impl Object for RenderContext {
     }
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let key = key.as_str()?;
+        self.get_value_by_str(key.as_str()?)
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
         // A match compiles to a length switch, cheaper than scanning the names: templates look
         // up root variables like `messages` and `roles` thousands of times per render.
         let dynamic = match key {
@@ -115,7 +119,7 @@ pub(super) fn static_vars(control: &ControlTokens, capabilities: &Json) -> Vec<(
         None => vars.push((k.to_string(), v)),
     };
     for (k, v) in &control.template_vars {
-        set(k, Value::from_serialize(v));
+        set(k, json_value(v));
     }
     let opt = |s: &Option<String>| match s {
         Some(s) => Value::from(s.as_str()),
@@ -130,8 +134,12 @@ pub(super) fn static_vars(control: &ControlTokens, capabilities: &Json) -> Vec<(
     set("eos_token", Value::from(c.end_of_sequence.as_str()));
     set("start_image_token", opt(&c.start_image_token));
     set("end_image_token", opt(&c.end_image_token));
-    set("roles", Value::from_serialize(&c.roles));
-    set("capabilities", Value::from_serialize(capabilities));
+    set(
+        "roles",
+        serde_json::to_value(&c.roles)
+            .map_or_else(|_| Value::from_serialize(&c.roles), |r| json_value(&r)),
+    );
+    set("capabilities", json_value(capabilities));
     // Per-request names are answered by the render context; drop any shadowed default.
     vars.retain(|(k, _)| !DYNAMIC_VARS.contains(&k.as_str()));
     vars
@@ -233,14 +241,19 @@ impl Profile {
         // 2. Messages and tools.
         let prepared = messages::prepare(messages)?;
         let tools = match tools {
-            Some(tools) => Value::from_serialize(sorted_tool_refs(tools)?),
+            Some(tools) => Value::from(
+                sorted_tool_refs(tools)?
+                    .into_iter()
+                    .map(json_value)
+                    .collect::<Vec<_>>(),
+            ),
             None => Value::from(()),
         };
 
         // 3. Template.
         let messages = Value::from(prepared.messages);
         let model_config = if config.is_object() {
-            Value::from_serialize(config)
+            json_value(config)
         } else {
             Value::from_iter([("model_type", Value::from(self.family.as_str()))])
         };
