@@ -171,7 +171,7 @@ fn speech(ids: &SeqIds, text: &str, rate: u64, reference_audio: bool) -> Vec<Del
             let wav = wav(
                 rate as u32,
                 samples as usize,
-                fnv(&[&voice.to_le_bytes(), &i.to_le_bytes()]),
+                fnv(&[&voice.to_le_bytes(), &(i as u64).to_le_bytes()]),
             );
             let meta = json!({"sample_rate": rate, "channels": 1, "duration_ms": duration_ms,
                 "start_ms": start_ms, "segment": i, "reference_audio": reference_audio});
