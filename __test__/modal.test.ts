@@ -52,10 +52,10 @@ function pngChunks(data: Uint8Array): Array<{ kind: string; body: Buffer }> {
   return chunks
 }
 
-function checkPng(a: ModalArtifact): { width: number; height: number } {
+function checkPng(a: ModalArtifact, event = 'artifact.done'): { width: number; height: number } {
   expect(a.mimeType).toBe('image/png')
   expect(a.type).toBe('image')
-  expect(a.event).toBe('artifact.done')
+  expect(a.event).toBe(event)
   const chunks = pngChunks(a.data)
   expect(chunks.map((c) => c.kind)).toEqual(['IHDR', 'IDAT', 'IEND'])
   const width = chunks[0]!.body.readUInt32BE(0)
@@ -65,6 +65,21 @@ function checkPng(a: ModalArtifact): { width: number; height: number } {
   expect(a.metadata).toMatchObject({ width, height })
   return { width, height }
 }
+
+/** A 16-bit mono PCM WAV whose header agrees with its length and its metadata; its sample count. */
+function checkWav(a: ModalArtifact, rate = 24_000): number {
+  expect([a.type, a.mimeType, a.decoderId]).toEqual(['audio', 'audio/wav', 'tts'])
+  const b = Buffer.from(a.data)
+  expect([b.subarray(0, 4).toString('latin1'), b.subarray(8, 16).toString('latin1')]).toEqual(['RIFF', 'WAVEfmt '])
+  expect(b.readUInt32LE(4)).toBe(b.length - 8)
+  expect([b.readUInt16LE(22), b.readUInt32LE(24), b.readUInt16LE(34)]).toEqual([1, rate, 16])
+  expect(b.readUInt32LE(40)).toBe(b.length - 44)
+  const samples = (b.length - 44) / 2
+  expect(a.metadata).toMatchObject({ sample_rate: rate, duration_ms: (samples * 1000) / rate })
+  return samples
+}
+
+const bytesOf = (list: ModalArtifact[]): Buffer[] => list.map((a) => Buffer.from(a.data))
 
 describe('client.audio', () => {
   it('speaks text: one WAV artifact with its metadata, from one request', async () => {
@@ -81,7 +96,15 @@ describe('client.audio', () => {
     expect(b.readUInt32LE(4)).toBe(b.length - 8)
     expect(b.readUInt32LE(24)).toBe(24_000)
     expect(b.readUInt32LE(40)).toBe(b.length - 44)
-    expect(wav!.metadata).toEqual({ sample_rate: 24_000, channels: 1, duration_ms: 120, reference_audio: false })
+    expect(wav!.event).toBe('artifact.done')
+    expect(wav!.metadata).toEqual({
+      sample_rate: 24_000,
+      channels: 1,
+      duration_ms: 120,
+      start_ms: 0,
+      segment: 0,
+      reference_audio: false,
+    })
     const s = await until(requestId, (x) => x.known && x.active_sequences === 0)
     expect(s.published_deltas).toBe(2)
     // `generate` is the same call.
@@ -268,5 +291,149 @@ describe('stream: true', () => {
     )
     expect(engineErr).toBeInstanceOf(EngineError)
     expect(engineErr.message).toContain('sample_rate 1 is out of range')
+  })
+})
+
+/** Three sentences: three WAVs (3, 3 and 7 words, 20 ms a word). */
+const SENTENCES = 'Apples are ripe. Pears are green! Do plums fall in the autumn wind?'
+const SENTENCE_WORDS = [3, 3, 7]
+/** Two hundred sentences: two hundred WAVs, one a scheduler step. */
+const LONG_SEGMENTS = 200
+const LONG = 'Apple trees blossom in the orchard every spring. '.repeat(LONG_SEGMENTS)
+
+describe('several artifacts a request', () => {
+  it('speech comes one WAV a sentence, in order, the last artifact.done; streamed the same, byte for byte', async () => {
+    const p = client.audio.speech(model, SENTENCES)
+    const requestId = await p.requestId()
+    const awaited = await p
+    expect(awaited.map((a) => a.event)).toEqual(['artifact.delta', 'artifact.delta', 'artifact.done'])
+    let start = 0
+    for (const [i, a] of awaited.entries()) {
+      const words = SENTENCE_WORDS[i]!
+      expect(checkWav(a)).toBe((24_000 * 20 * words) / 1000)
+      expect(a.metadata).toEqual({
+        sample_rate: 24_000,
+        channels: 1,
+        duration_ms: 20 * words,
+        start_ms: start,
+        segment: i,
+        reference_audio: false,
+      })
+      expect(a.delta.isFinal).toBe(false)
+      start += 20 * words
+    }
+    expect(new Set(bytesOf(awaited).map((b) => b.toString('base64'))).size).toBe(3)
+    // One delta an artifact, then the final delta.
+    const s = await until(requestId, (x) => x.known && x.active_sequences === 0)
+    expect(s.published_deltas).toBe(4)
+
+    const stream = client.audio.speech(model, SENTENCES, { stream: true })
+    const streamed: ModalArtifact[] = []
+    for await (const a of stream) streamed.push(a)
+    expect(bytesOf(streamed)).toEqual(bytesOf(awaited))
+    expect(streamed.map((a) => [a.event, a.metadata])).toEqual(awaited.map((a) => [a.event, a.metadata]))
+    // Awaited after the loop, the stream resolves to what it handed out.
+    expect(bytesOf(await stream)).toEqual(bytesOf(awaited))
+  })
+
+  it('an image of many steps sends small previews before the final image', async () => {
+    const options = { width: 512, height: 256, numSteps: 192, seed: 4 }
+    const awaited = await client.images.generate(model, 'a red apple', options)
+    expect(awaited.map((a) => a.event)).toEqual(['artifact.delta', 'artifact.delta', 'artifact.done'])
+    for (const [i, preview] of awaited.slice(0, 2).entries()) {
+      expect(checkPng(preview, 'artifact.delta')).toEqual({ width: 16, height: 8 })
+      expect(preview.metadata).toEqual({ width: 16, height: 8, step: 64 * (i + 1), num_steps: 192 })
+      expect(preview.decoderId).toBe('flux')
+    }
+    expect(Buffer.from(awaited[0]!.data).equals(Buffer.from(awaited[1]!.data))).toBe(false)
+    expect(checkPng(awaited[2]!)).toEqual({ width: 64, height: 32 })
+    // The final image is the one a request of fewer steps gets, without previews.
+    const plain = await client.images.generate(model, 'a red apple', { ...options, numSteps: 64 })
+    expect(bytesOf(plain)).toEqual(bytesOf(awaited.slice(2)))
+    const streamed: ModalArtifact[] = []
+    for await (const a of client.images.generate(model, 'a red apple', { ...options, stream: true })) streamed.push(a)
+    expect(bytesOf(streamed)).toEqual(bytesOf(awaited))
+    expect(streamed.map((a) => a.metadata)).toEqual(awaited.map((a) => a.metadata))
+  })
+
+  it('cancel() after the first artifact: the stream ends there and the engine never sends the rest', async () => {
+    const stream = client.audio.speech(model, LONG, { stream: true })
+    const requestId = await stream.requestId()
+    const seen: ModalArtifact[] = []
+    const iterating = (async () => {
+      for await (const a of stream) {
+        seen.push(a)
+        await stream.cancel()
+      }
+    })()
+    expect(await rejection(iterating)).toBeInstanceOf(AbortError)
+    expect(await rejection(Promise.resolve(stream))).toBeInstanceOf(AbortError)
+    expect(seen).toHaveLength(1)
+    expect(seen[0]!.event).toBe('artifact.delta')
+    expect(seen[0]!.metadata).toMatchObject({ segment: 0, start_ms: 0 })
+    checkWav(seen[0]!)
+    const s = await until(requestId, (x) => x.cancelled && x.active_sequences === 0)
+    // The first artifact (maybe a few more, sent while the cancel travelled), then the
+    // cancelled final delta: at least one artifact was never sent.
+    expect(s.published_deltas).toBeGreaterThanOrEqual(2)
+    expect(s.published_deltas).toBeLessThanOrEqual(LONG_SEGMENTS)
+  })
+
+  it('a cancel between two artifacts that arrived together hands out none after it', async () => {
+    const stream = client.audio.speech(model, LONG, { stream: true })
+    const requestId = await stream.requestId()
+    // Several artifacts are out before the first pull, which takes the queued ones as one batch.
+    await until(requestId, (x) => x.published_deltas >= 4)
+    const seen: ModalArtifact[] = []
+    const iterating = (async () => {
+      for await (const a of stream) {
+        seen.push(a)
+        await stream.cancel()
+      }
+    })()
+    expect(await rejection(iterating)).toBeInstanceOf(AbortError)
+    expect(seen.map((a) => a.metadata?.segment)).toEqual([0])
+    const s = await until(requestId, (x) => x.cancelled && x.active_sequences === 0)
+    expect(s.published_deltas).toBeLessThanOrEqual(LONG_SEGMENTS)
+  })
+
+  it('aborting the signal after the first preview stops the image in the engine', async () => {
+    const controller = new AbortController()
+    // 99 previews (every 64 steps) and the final image: 100 artifacts.
+    const numSteps = 64 * 100
+    const stream = client.images.generate(model, 'an orchard at dawn', {
+      width: 64,
+      height: 64,
+      numSteps,
+      stream: true,
+      signal: controller.signal,
+    })
+    const requestId = await stream.requestId()
+    const seen: ModalArtifact[] = []
+    const iterating = (async () => {
+      for await (const a of stream) {
+        seen.push(a)
+        controller.abort()
+      }
+    })()
+    expect(await rejection(iterating)).toBeInstanceOf(AbortError)
+    expect(seen).toHaveLength(1)
+    expect(checkPng(seen[0]!, 'artifact.delta')).toEqual({ width: 16, height: 16 })
+    expect(seen[0]!.metadata).toMatchObject({ step: 64, num_steps: numSteps })
+    const s = await until(requestId, (x) => x.cancelled && x.active_sequences === 0)
+    expect(s.published_deltas).toBeGreaterThanOrEqual(2)
+    expect(s.published_deltas).toBeLessThanOrEqual(100)
+  })
+
+  it('an awaited call aborted once the engine sent its first artifact rejects, the rest never sent', async () => {
+    const controller = new AbortController()
+    const p = client.audio.speech(model, LONG, { signal: controller.signal })
+    const requestId = await p.requestId()
+    await until(requestId, (x) => x.published_deltas >= 1)
+    controller.abort()
+    expect(await rejection(p)).toBeInstanceOf(AbortError)
+    const s = await until(requestId, (x) => x.cancelled && x.active_sequences === 0)
+    expect(s.published_deltas).toBeGreaterThanOrEqual(2)
+    expect(s.published_deltas).toBeLessThanOrEqual(LONG_SEGMENTS)
   })
 })

@@ -83,8 +83,13 @@ export abstract class Consumable<T, R> implements AsyncIterable<T>, PromiseLike<
       for (;;) {
         const items = await this.pull()
         if (items === null) break
-        // A plain loop: `yield*` over an array costs an extra promise per item.
-        for (const item of items) yield item
+        // A plain loop: `yield*` over an array costs an extra promise per item. A cancel between
+        // two items of one batch ends the stream there.
+        for (const item of items) {
+          const stopped = this.aborted()
+          if (stopped) throw stopped
+          yield item
+        }
       }
       const value = await this.result()
       complete = true

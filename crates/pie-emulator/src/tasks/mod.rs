@@ -3,6 +3,7 @@
 //! prompt becomes a [`Sequence::prefilled`]: it reads its prompt like an embedding, then
 //! sends deltas prepared here, one a scheduler step, the last one final.
 
+mod files;
 pub mod modal;
 pub mod moondream;
 mod privacy;
