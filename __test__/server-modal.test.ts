@@ -231,6 +231,23 @@ describe('POST /v1/audio/transcriptions', () => {
     expect(json.status).toBe(400)
     expect(((await json.json()) as { error: { param: string } }).error.param).toBe('body')
   })
+  it('an upload over bodyLimit is a 413', async () => {
+    const small = createServer({ engine, models: [model], bodyLimit: 4096 })
+    const { url } = await small.listen({ port: 0 })
+    try {
+      const o = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 })
+      const file = await toFile(wavBytes(tone(16_000, 16_000), 16_000), 'long.wav')
+      const err = await status(o.audio.transcriptions.create({ model, file }))
+      expect(err.status).toBe(413)
+      expect(err.error).toMatchObject({ type: 'invalid_request_error', code: 'request_too_large' })
+      const short = await toFile(wavBytes(tone(800, 16_000), 16_000), 'short.wav')
+      expect((await o.audio.transcriptions.create({ model, file: short })).text).toBe(
+        'I heard 50 milliseconds of audio about apples.',
+      )
+    } finally {
+      await small.close({ graceMs: 1_000 })
+    }
+  })
 })
 
 describe('POST /v1/images/generations', () => {
