@@ -186,6 +186,13 @@ describe('POST /v1/audio/transcriptions', () => {
     const r = await openai.audio.transcriptions.create({ model, file })
     expect(r.text).toBe('I heard 500 milliseconds of audio about apples.')
     expect(r.usage).toEqual({ type: 'duration', seconds: 0.5 })
+    // Other chunks (an odd-sized LIST, padded) may come before the data.
+    const plain = wavBytes(tone(8000, 16_000), 16_000)
+    const list = Buffer.concat([Buffer.from('LIST'), Buffer.from([3, 0, 0, 0]), Buffer.from('abc\0')])
+    const withList = Buffer.concat([plain.subarray(0, 36), list, plain.subarray(36)])
+    withList.writeUInt32LE(withList.length - 8, 4)
+    const listed = await openai.audio.transcriptions.create({ model, file: await toFile(withList, 'list.wav') })
+    expect(listed.text).toBe('I heard 500 milliseconds of audio about apples.')
     const eight = await toFile(wavBytes(tone(4000, 8000), 8000), 'eight.wav')
     expect((await openai.audio.transcriptions.create({ model, file: eight })).text).toBe(
       'I heard 500 milliseconds of audio about apples.',

@@ -155,9 +155,11 @@ export function modalRoutes(app: Hono, ctx: RouteContext): void {
       )
       await ids(calls)
       const results = await Promise.all(calls)
-      const data = results.flatMap((r) =>
-        finished(r, 'image').map((a) => ({ b64_json: Buffer.from(a.data).toString('base64') })),
-      )
+      const data = results.flatMap((r) => {
+        const made = finished(r, 'image')
+        if (made.length === 0) throw new HttpError(500, 'The engine returned no image', { code: 'no_output' })
+        return made.map((a) => ({ b64_json: Buffer.from(a.data).toString('base64') }))
+      })
       return c.json({ created: Math.floor(Date.now() / 1000), data, output_format: 'png' })
     })
   }

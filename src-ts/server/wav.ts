@@ -53,11 +53,8 @@ export function parseWav(bytes: Uint8Array): Wav {
     const start = at + 8
     // A file written while streaming may declare a data size it never reached (or 0xFFFFFFFF).
     const size = Math.min(declared, bytes.length - start)
-    if (id === 'fmt ') fmt = readFmt(view, start, size)
-    else if (id === 'data') {
-      data = bytes.subarray(start, start + size)
-      break
-    }
+    if (id === 'fmt ') fmt ??= readFmt(view, start, size)
+    else if (id === 'data') data ??= bytes.subarray(start, start + size)
     at = start + size + (size % 2)
   }
   if (fmt === undefined) throw new WavFormatError('the WAV file has no fmt chunk')
