@@ -701,7 +701,7 @@ describe('errors', () => {
     const err = await status(openai.chat.completions.create({ model: 'org/unknown', messages: user('hi') }))
     expect(err.status).toBe(404)
     expect(err.error).toMatchObject({ param: 'model', code: 'model_not_found' })
-    const res = await fetch(`${baseURL}/audio/speech`, {
+    const res = await fetch(`${baseURL}/audio/translations`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: '{}',

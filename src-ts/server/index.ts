@@ -13,7 +13,9 @@
  * ```
  *
  * Endpoints: `POST /v1/chat/completions`, `POST /v1/responses`, `POST /v1/completions`,
- * `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}`. See docs/server.md.
+ * `POST /v1/embeddings`, `POST /v1/audio/speech`, `POST /v1/audio/transcriptions`,
+ * `POST /v1/images/generations`, `POST /v1/images/edits`, `GET /v1/models`, `GET /v1/models/{id}`.
+ * See docs/server.md.
  */
 
 import { timingSafeEqual } from 'node:crypto'
@@ -45,6 +47,7 @@ import {
   usage,
 } from './format'
 import { mapChatRequest, mapCompletionRequest, mapEmbeddingsRequest, mapResponsesRequest } from './mapping'
+import { modalRoutes } from './modal'
 
 export type { OpenAIErrorBody } from './errors'
 export { HttpError } from './errors'
@@ -63,7 +66,7 @@ export interface ServerOptions {
   apiKey?: string
   /** Answer CORS requests: `true` for any origin, or the allowed origin(s). Default off. */
   cors?: boolean | string | string[]
-  /** Largest request body in bytes (default 32 MiB: images travel as data URLs). */
+  /** Largest request body in bytes, uploads included (default 32 MiB: images travel as data URLs). */
   bodyLimit?: number
 }
 
@@ -416,6 +419,8 @@ export function createServer(options: ServerOptions): OrchardServer {
       }
     })
   })
+
+  modalRoutes(app, { engine, checkModel, begin, json, requestIdHeader: REQUEST_ID_HEADER })
 
   const fetch = async (request: Request): Promise<Response> => app.fetch(request)
 

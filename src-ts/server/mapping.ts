@@ -17,8 +17,7 @@ import type {
   ToolChoice,
 } from '../types'
 import { badRequest, type ParamNames } from './errors'
-
-type Json = Record<string, unknown>
+import { body, checkKeys, isObject, type Json, model, optBool, optNumber, optString } from './fields'
 
 /** Standard fields accepted and ignored (they have no meaning for a local engine). */
 export const IGNORED_FIELDS: readonly string[] = [
@@ -52,48 +51,6 @@ const OPTION_FIELDS: ReadonlyArray<[string, string]> = [
   ['maxToolCalls', 'parallel_tool_calls'],
   ['responseFormat', 'response_format'],
 ]
-
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v)
-
-function body(raw: unknown): Json {
-  if (!isObject(raw)) throw badRequest('body', 'expected a JSON object')
-  return raw
-}
-
-function checkKeys(o: Json, allowed: ReadonlySet<string>, at: string): void {
-  for (const key of Object.keys(o)) {
-    if (!allowed.has(key)) throw badRequest(at ? `${at}.${key}` : key, 'unknown or unsupported field')
-  }
-}
-
-function optString(o: Json, key: string, at = key): string | undefined {
-  const v = o[key]
-  if (v === undefined || v === null) return undefined
-  if (typeof v !== 'string') throw badRequest(at, 'expected a string')
-  return v
-}
-
-function optBool(o: Json, key: string, at = key): boolean | undefined {
-  const v = o[key]
-  if (v === undefined || v === null) return undefined
-  if (typeof v !== 'boolean') throw badRequest(at, 'expected true or false')
-  return v
-}
-
-function optNumber(o: Json, key: string, integer = false): number | undefined {
-  const v = o[key]
-  if (v === undefined || v === null) return undefined
-  if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
-    throw badRequest(key, integer ? 'expected an integer' : 'expected a number')
-  }
-  return v
-}
-
-function model(o: Json): string {
-  const m = o.model
-  if (typeof m !== 'string' || m.length === 0) throw badRequest('model', 'expected the id of a served model')
-  return m
-}
 
 function stop(o: Json): string | string[] | undefined {
   const v = o.stop
