@@ -110,6 +110,28 @@ describe('POST /v1/audio/speech', () => {
     expect(Buffer.from(await explicit.arrayBuffer()).equals(wav)).toBe(true)
   })
 
+  it('joins speech the engine streams in pieces (one WAV a sentence) into one WAV, pcm too', async () => {
+    const input = 'Apples are ripe. Pears come later! Plums, too?'
+    const pieces = await client.audio.speech(model, input, { speaker: 'alloy', seed: 3 })
+    expect(pieces.map((a) => a.event)).toEqual(['artifact.delta', 'artifact.delta', 'artifact.done'])
+    const samples = Buffer.concat(pieces.map((a) => Buffer.from(a.data).subarray(44)))
+    const wav = Buffer.from(
+      await (await openai.audio.speech.create({ model, input, voice: 'alloy', seed: 3 } as never)).arrayBuffer(),
+    )
+    expect(wav.subarray(0, 4).toString('latin1')).toBe('RIFF')
+    expect(wav.readUInt32LE(40)).toBe(samples.length)
+    expect(wav.subarray(44).equals(samples)).toBe(true)
+    expect(wav.subarray(0, 36).subarray(20).equals(Buffer.from(pieces[0]!.data).subarray(20, 36))).toBe(true)
+    const pcm = await openai.audio.speech.create({
+      model,
+      input,
+      voice: 'alloy',
+      seed: 3,
+      response_format: 'pcm',
+    } as never)
+    expect(Buffer.from(await pcm.arrayBuffer()).equals(samples)).toBe(true)
+  })
+
   it("response_format 'pcm' is the WAV's 16-bit samples; sample_rate is passed on", async () => {
     const pcm = await openai.audio.speech.create({ model, input: 'Hello there', voice: 'ash', response_format: 'pcm' })
     expect(pcm.headers.get('content-type')).toBe('audio/pcm')
@@ -272,6 +294,12 @@ describe('POST /v1/images/generations', () => {
       const [expected] = await client.images.generate(model, 'a red apple', { width: 512, height: 256, seed: 4 + i })
       expect(png.equals(Buffer.from(expected!.data))).toBe(true)
     }
+    // Many steps: the engine sends previews (artifact.delta) before the image; only the image is answered.
+    const streamed = await client.images.generate(model, 'a red apple', { numSteps: 130, seed: 4 })
+    expect(streamed.map((a) => a.event)).toEqual(['artifact.delta', 'artifact.delta', 'artifact.done'])
+    const final = await openai.images.generate({ model, prompt: 'a red apple', num_steps: 130, seed: 4 } as never)
+    expect(final.data).toHaveLength(1)
+    expect(Buffer.from(final.data![0]!.b64_json!, 'base64').equals(Buffer.from(streamed[2]!.data))).toBe(true)
     const one = await openai.images.generate({ model, prompt: 'a green pear', response_format: 'b64_json' })
     expect(one.data).toHaveLength(1)
     expect(pngSize(Buffer.from(one.data![0]!.b64_json!, 'base64'))).toEqual({ width: 64, height: 64 })

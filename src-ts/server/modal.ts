@@ -35,16 +35,24 @@ export interface RouteContext {
   requestIdHeader: string
 }
 
-/** The `artifact.done` artifacts (all of them when none is marked done). */
+/** The artifacts of one kind (`type` null: unlabelled), in the order they came. */
+function ofType(artifacts: ModalArtifact[], type: string): ModalArtifact[] {
+  return artifacts.filter((a) => a.type === null || a.type === type)
+}
+
+/** The finished artifacts: `artifact.done` ones (all of them when none is marked done); earlier ones are previews. */
 function finished(artifacts: ModalArtifact[], type: string): ModalArtifact[] {
-  const typed = artifacts.filter((a) => a.type === null || a.type === type)
+  const typed = ofType(artifacts, type)
   const done = typed.filter((a) => a.event === 'artifact.done')
   return done.length > 0 ? done : typed
 }
 
-/** The engine's speech as one WAV file: its own file, or several finished pieces joined. */
+/**
+ * The engine's speech as one WAV file. Speech streams in pieces (`artifact.delta` for each but
+ * the last, which is `artifact.done`), each a WAV of the next stretch of audio: they are joined.
+ */
 function speechWav(artifacts: ModalArtifact[]): { wav: Wav; file: Uint8Array } {
-  const files = finished(artifacts, 'audio').map((a) => a.data)
+  const files = ofType(artifacts, 'audio').map((a) => a.data)
   const pieces = files.map(parseWav)
   const first = pieces[0]
   if (first === undefined) throw new HttpError(500, 'The engine returned no audio', { code: 'no_output' })
