@@ -45,9 +45,13 @@ export async function statsWhen(
   }
 }
 
-/** The request's counters once none of its sequences is generating. */
+/**
+ * The request's counters once the engine is done with it: cancelled, or published and no
+ * sequence still generating. (The emulator knows a request from its arrival, before its first
+ * step: "known and nothing running" alone would also hold for a request not started yet.)
+ */
 export const settledStats = (engine: Engine, requestId: number): Promise<RequestStats> =>
-  statsWhen(engine, requestId, (s) => s.known && s.active_sequences === 0)
+  statsWhen(engine, requestId, (s) => s.known && s.active_sequences === 0 && (s.cancelled || s.published_deltas > 0))
 
 /** Two function tools (weather by city, time by zone), in the OpenAI shape both APIs take. */
 export const weatherAndTime = [
