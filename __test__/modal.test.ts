@@ -356,9 +356,8 @@ describe('several artifacts a request', () => {
     expect(streamed.map((a) => a.metadata)).toEqual(awaited.map((a) => a.metadata))
   })
 
-  it('cancel() after the first artifact: the stream ends there and the engine never sends the rest', async () => {
-    const stream = client.audio.speech(model, LONG, { stream: true })
-    const requestId = await stream.requestId()
+  /** Iterate `stream`, cancelling it at the first artifact: what was handed out (the loop must end in AbortError). */
+  async function cancelAtFirst(stream: ModalStream<ModalArtifact>): Promise<ModalArtifact[]> {
     const seen: ModalArtifact[] = []
     const iterating = (async () => {
       for await (const a of stream) {
@@ -367,6 +366,13 @@ describe('several artifacts a request', () => {
       }
     })()
     expect(await rejection(iterating)).toBeInstanceOf(AbortError)
+    return seen
+  }
+
+  it('cancel() after the first artifact: the stream ends there and the engine never sends the rest', async () => {
+    const stream = client.audio.speech(model, LONG, { stream: true })
+    const requestId = await stream.requestId()
+    const seen = await cancelAtFirst(stream)
     expect(await rejection(Promise.resolve(stream))).toBeInstanceOf(AbortError)
     expect(seen).toHaveLength(1)
     expect(seen[0]!.event).toBe('artifact.delta')
@@ -384,14 +390,7 @@ describe('several artifacts a request', () => {
     const requestId = await stream.requestId()
     // Several artifacts are out before the first pull, which takes the queued ones as one batch.
     await until(requestId, (x) => x.published_deltas >= 4)
-    const seen: ModalArtifact[] = []
-    const iterating = (async () => {
-      for await (const a of stream) {
-        seen.push(a)
-        await stream.cancel()
-      }
-    })()
-    expect(await rejection(iterating)).toBeInstanceOf(AbortError)
+    const seen = await cancelAtFirst(stream)
     expect(seen.map((a) => a.metadata?.segment)).toEqual([0])
     const s = await until(requestId, (x) => x.cancelled && x.active_sequences === 0)
     expect(s.published_deltas).toBeLessThanOrEqual(LONG_SEGMENTS)
