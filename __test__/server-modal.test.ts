@@ -215,6 +215,14 @@ describe('POST /v1/audio/transcriptions', () => {
     withList.writeUInt32LE(withList.length - 8, 4)
     const listed = await openai.audio.transcriptions.create({ model, file: await toFile(withList, 'list.wav') })
     expect(listed.text).toBe('I heard 500 milliseconds of audio about apples.')
+    // Non-finite float samples are silence, not an error.
+    const poisoned = tone(8000, 16_000)
+    poisoned[5] = Number.NaN
+    poisoned[6] = Number.POSITIVE_INFINITY
+    const nan = await toFile(wavBytes(poisoned, 16_000, 1, true), 'nan.wav')
+    expect((await openai.audio.transcriptions.create({ model, file: nan })).text).toBe(
+      'I heard 500 milliseconds of audio about apples.',
+    )
     const eight = await toFile(wavBytes(tone(4000, 8000), 8000), 'eight.wav')
     expect((await openai.audio.transcriptions.create({ model, file: eight })).text).toBe(
       'I heard 500 milliseconds of audio about apples.',
@@ -249,6 +257,19 @@ describe('POST /v1/audio/transcriptions', () => {
     await badParam(openai.audio.transcriptions.create({ model, file: wav, language: 'en' }), 'language')
     await badParam(openai.audio.transcriptions.create({ model, file: wav, response_format: 'srt' }), 'response_format')
     await badParam(openai.audio.transcriptions.create({ model, file: wav, mood: 'calm' } as never), 'mood')
+    // Over 20 minutes (here at 1 kHz, a small upload) is refused before any decoding.
+    const long = await toFile(wavBytes(new Float32Array(1_201_000), 1000), 'long.wav')
+    expect(await badParam(openai.audio.transcriptions.create({ model, file: long }), 'file')).toMatch(
+      /the audio is 1201 s long; at most 1200 s per request/,
+    )
+    // A field named __proto__ is an unknown field like any other.
+    const form = new FormData()
+    form.append('model', model)
+    form.append('file', new Blob([wavBytes(tone(1600, 16_000), 16_000)]), 'a.wav')
+    form.append('__proto__', 'x')
+    const proto = await fetch(`${baseURL}/audio/transcriptions`, { method: 'POST', body: form })
+    expect(proto.status).toBe(400)
+    expect(((await proto.json()) as { error: { param: string } }).error.param).toBe('__proto__')
     const unknown = await status(openai.audio.transcriptions.create({ model: 'org/unknown', file: wav }))
     expect(unknown.status).toBe(404)
     expect(unknown.error).toMatchObject({ param: 'model', code: 'model_not_found' })
@@ -288,6 +309,7 @@ describe('POST /v1/images/generations', () => {
     expect(r.output_format).toBe('png')
     expect(r.data).toHaveLength(2)
     expect(response.headers.get('x-request-id')).toMatch(/^\d+,\d+$/)
+    expect(r.data![0]!.b64_json).not.toBe(r.data![1]!.b64_json)
     for (const [i, image] of r.data!.entries()) {
       const png = Buffer.from(image.b64_json!, 'base64')
       expect(pngSize(png)).toEqual({ width: 64, height: 32 })
@@ -320,6 +342,9 @@ describe('POST /v1/images/generations', () => {
     await badParam(openai.images.generate({ ...base, stream: true }), 'stream')
     await badParam(openai.images.generate({ ...base, frame_count: 2 } as never), 'frame_count')
     await badParam(openai.images.generate({ prompt: 'x' }), 'model')
+    // One of n calls refused by the SDK (seed -1 for the first, 0 for the second): a 400, the
+    // other call stopped, and no rejection left unhandled (vitest fails the run on one).
+    await badParam(openai.images.generate({ ...base, n: 2, seed: -1 } as never), 'seed')
     // Quality and style mean nothing here and are accepted.
     expect((await openai.images.generate({ ...base, quality: 'high', style: 'vivid' })).data).toHaveLength(1)
     const unknown = await status(openai.images.generate({ ...base, model: 'org/unknown' }))

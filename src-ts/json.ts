@@ -12,6 +12,8 @@ export interface RequestJsonOptions {
   /**
    * Replace a value before it is checked: return the replacement, or `undefined` to keep it.
    * `original` is the value before its `toJSON` (a Buffer's bytes, not `{ type, data }`).
+   * Plain JSON data (strings, finite numbers, booleans, null, arrays and plain objects) is
+   * written as it is without calling this: convert what JSON cannot carry as it stands.
    */
   convert?: (original: unknown, value: unknown) => unknown
 }

@@ -91,7 +91,8 @@ function formValue(key: string, value: File | string, shape: FormShape): unknown
  * numbers and booleans are parsed, files stay `File`s.
  */
 export function formBody(form: FormData, shape: FormShape): Json {
-  const o: Json = {}
+  // No prototype: a field named `__proto__` is a field like any other.
+  const o: Json = Object.create(null) as Json
   for (const [name, value] of form.entries()) {
     const listed = name.endsWith('[]')
     const key = listed ? name.slice(0, -2) : name

@@ -19,10 +19,17 @@ import {
   mapTranscriptionRequest,
   TRANSCRIPTION_FORM,
 } from './modal-mapping'
-import { isWav, monoSamples, parseWav, pcm16, resample, type Wav, WavFormatError, wavFile } from './wav'
+import { frameCount, isWav, monoSamples, parseWav, pcm16, resample, type Wav, WavFormatError, wavFile } from './wav'
 
 /** The rate orchard's speech-to-text models take their PCM at. */
 export const TRANSCRIPTION_SAMPLE_RATE = 16_000
+
+/**
+ * The longest audio one transcription request takes (20 minutes): decoding and resampling
+ * run on the server's thread, and a long low-rate upload would otherwise hold it for seconds
+ * and expand to gigabytes of samples.
+ */
+export const MAX_TRANSCRIPTION_SECONDS = 1_200
 
 /** What the routes need from the server that mounts them. */
 export interface RouteContext {
@@ -139,6 +146,13 @@ export function modalRoutes(app: Hono, ctx: RouteContext): void {
       if (e instanceof WavFormatError) throw badRequest('file', `${e.message}; ${accepted}`)
       throw e
     }
+    const seconds = frameCount(wav) / wav.sampleRate
+    if (seconds > MAX_TRANSCRIPTION_SECONDS) {
+      throw badRequest(
+        'file',
+        `the audio is ${Math.round(seconds)} s long; at most ${MAX_TRANSCRIPTION_SECONDS} s per request (split it)`,
+      )
+    }
     const samples = monoSamples(wav)
     const pcm = resample(samples, wav.sampleRate, TRANSCRIPTION_SAMPLE_RATE)
     return run(c, req.model, new Map(), async (signal, ids) => {
@@ -161,6 +175,8 @@ export function modalRoutes(app: Hono, ctx: RouteContext): void {
       const calls = Array.from({ length: req.n }, (_, i) =>
         call({ ...req.options, signal, ...(i > 0 ? { seed: (req.options.seed ?? 0) + i } : {}) }),
       )
+      // When one call fails the others are aborted (below); nothing else awaits them then.
+      for (const p of calls) p.catch(() => undefined)
       await ids(calls)
       const results = await Promise.all(calls)
       const data = results.flatMap((r) => {

@@ -87,12 +87,17 @@ function readFmt(view: DataView, at: number, size: number): Omit<Wav, 'data'> {
   )
 }
 
+/** Whole frames (one sample per channel) in the WAV's data. */
+export function frameCount(wav: Wav): number {
+  return Math.floor(wav.data.length / ((wav.bits / 8) * wav.channels))
+}
+
 /** The WAV's samples as mono float32 in [-1, 1] (channels averaged). */
 export function monoSamples(wav: Wav): Float32Array {
   const { channels, bits, encoding } = wav
   const view = new DataView(wav.data.buffer, wav.data.byteOffset, wav.data.byteLength)
   const width = bits / 8
-  const frames = wav.data.length / (width * channels)
+  const frames = frameCount(wav)
   const read = (at: number): number => {
     if (encoding === 'float') return bits === 32 ? view.getFloat32(at, true) : view.getFloat64(at, true)
     switch (bits) {
@@ -109,7 +114,11 @@ export function monoSamples(wav: Wav): Float32Array {
   const out = new Float32Array(frames)
   for (let f = 0; f < frames; f++) {
     let sum = 0
-    for (let ch = 0; ch < channels; ch++) sum += read((f * channels + ch) * width)
+    for (let ch = 0; ch < channels; ch++) {
+      const v = read((f * channels + ch) * width)
+      // A float file may hold NaN or ±Infinity: silence, not poison for the engine.
+      if (Number.isFinite(v)) sum += v
+    }
     out[f] = sum / channels
   }
   return out

@@ -25,6 +25,8 @@ pub const MAX_IMAGE_SIDE: u64 = 64;
 pub const PREVIEW_SIDE: u64 = 16;
 /// An image request of more steps than this sends a preview every this many steps.
 pub const PREVIEW_EVERY: u64 = 64;
+/// At most this many previews, however many steps are asked for.
+pub const MAX_PREVIEWS: usize = 8;
 /// Milliseconds of speech per word of text.
 const MS_PER_WORD: u64 = 20;
 /// Words a speech segment holds at most (a longer sentence is cut).
@@ -100,7 +102,13 @@ fn script(
                 return Err(format!("image size {w}x{h} is empty"));
             }
             let steps = opts.get("num_steps").and_then(Value::as_u64).unwrap_or(0);
-            let seed = fnv(&[text.as_bytes(), source.map_or(&[][..], Vec::as_slice)]);
+            // The request's seed picks the image too, so `n` images of one prompt differ.
+            let rng_seed = p.rng_seed.unwrap_or(0).to_le_bytes();
+            let seed = fnv(&[
+                text.as_bytes(),
+                source.map_or(&[][..], Vec::as_slice),
+                &rng_seed,
+            ]);
             let decoder = if edit { "qwen_image_edit" } else { "flux" };
             let mut out: Vec<Delta> = preview_steps(steps)
                 .map(|step| {
@@ -212,9 +220,12 @@ fn segments(text: &str) -> Vec<usize> {
 }
 
 /// The denoising steps after which an image of `steps` steps sends a preview: every
-/// [`PREVIEW_EVERY`] steps, the last step excluded (it is the final image).
+/// [`PREVIEW_EVERY`] steps, the last step excluded (it is the final image), at most
+/// [`MAX_PREVIEWS`] of them.
 fn preview_steps(steps: u64) -> impl Iterator<Item = u64> {
-    (1..steps.saturating_sub(1) / PREVIEW_EVERY + 1).map(|k| k * PREVIEW_EVERY)
+    (1..steps.saturating_sub(1) / PREVIEW_EVERY + 1)
+        .map(|k| k * PREVIEW_EVERY)
+        .take(MAX_PREVIEWS)
 }
 
 /// `w`x`h` scaled down to at most `max` pixels a side, keeping the aspect.
@@ -370,6 +381,23 @@ mod tests {
     }
 
     #[test]
+    fn the_request_seed_picks_the_image() {
+        let image = |seed: u64| {
+            let p = PromptPayload {
+                task_name: Some("text_to_image".into()),
+                modal_options_json: r#"{"width":64,"height":64}"#.into(),
+                rng_seed: Some(seed),
+                ..PromptPayload::default()
+            };
+            script(RequestType::Image, &ids(), &p, "an apple").unwrap()[0]
+                .modal_bytes_b64
+                .clone()
+        };
+        assert_eq!(image(1), image(1));
+        assert_ne!(image(1), image(2));
+    }
+
+    #[test]
     fn many_step_images_send_previews_first() {
         assert_eq!(preview_steps(0).count(), 0);
         assert_eq!(preview_steps(PREVIEW_EVERY).count(), 0);
@@ -381,6 +409,8 @@ mod tests {
             preview_steps(3 * PREVIEW_EVERY).collect::<Vec<_>>(),
             [PREVIEW_EVERY, 2 * PREVIEW_EVERY]
         );
+        // However many steps are asked for, a bounded number of previews.
+        assert_eq!(preview_steps(u64::MAX).count(), MAX_PREVIEWS);
         let mut p = PromptPayload {
             task_name: Some("text_to_image".into()),
             modal_options_json: format!(r#"{{"width":512,"height":256,"num_steps":{}}}"#, 48),
