@@ -1,14 +1,16 @@
 // orchard-ts/server's audio and image routes driven by the official `openai` client against the
 // emulator over HTTP: speech (WAV, PCM), transcription of uploaded WAVs, image generation and
 // editing, the 400s naming their field, 404s and cancellation.
-import OpenAI, { APIError, toFile } from 'openai'
+import type OpenAI from 'openai'
+import { toFile } from 'openai'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import type { Client, Engine } from '../src-ts'
-import { createServer, type OrchardServer } from '../src-ts/server'
+import type { OrchardServer } from '../src-ts/server'
 import { resample } from '../src-ts/server/wav'
 import { useEmulator } from './helpers'
 import { statsWhen, until } from './pipeline-fixtures'
+import { serveOpenAI, apiError as status } from './server-fixtures'
 
 let engine: Engine
 let client: Client
@@ -25,24 +27,12 @@ let baseURL: string
 let openai: OpenAI
 
 beforeAll(async () => {
-  server = createServer({ engine, models: [model] })
-  const { url } = await server.listen({ port: 0 })
-  baseURL = `${url}/v1`
-  openai = new OpenAI({ baseURL, apiKey: 'unused', maxRetries: 0 })
+  ;({ server, baseURL, openai } = await serveOpenAI({ engine, models: [model] }))
 })
 
 afterAll(async () => {
   await server?.close({ graceMs: 1_000 })
 })
-
-async function status(p: Promise<unknown>): Promise<APIError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(APIError)
-  return err as APIError
-}
 
 /** A 400 whose error object names `param`. */
 async function badParam(p: Promise<unknown>, param: string): Promise<string> {
@@ -281,11 +271,10 @@ describe('POST /v1/audio/transcriptions', () => {
     expect(json.status).toBe(400)
     expect(((await json.json()) as { error: { param: string } }).error.param).toBe('body')
   })
+
   it('an upload over bodyLimit is a 413', async () => {
-    const small = createServer({ engine, models: [model], bodyLimit: 4096 })
-    const { url } = await small.listen({ port: 0 })
+    const { server: small, openai: o } = await serveOpenAI({ engine, models: [model], bodyLimit: 4096 })
     try {
-      const o = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 })
       const file = await toFile(wavBytes(tone(16_000, 16_000), 16_000), 'long.wav')
       const err = await status(o.audio.transcriptions.create({ model, file }))
       expect(err.status).toBe(413)

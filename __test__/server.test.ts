@@ -1,7 +1,7 @@
 // orchard-ts/server driven by the official `openai` client against the emulator, over HTTP on
 // 127.0.0.1 (ephemeral ports): chat (plain, streamed, n, logprobs, reasoning, tools, parsed
 // JSON), Responses, legacy completions, models, cancellation, error statuses, concurrency.
-import OpenAI, { APIError } from 'openai'
+import OpenAI from 'openai'
 import { zodResponseFormat } from 'openai/helpers/zod'
 import type {
   ChatCompletionChunk,
@@ -16,6 +16,7 @@ import { createServer, type OrchardServer } from '../src-ts/server'
 import { startTestEngine } from '../src-ts/testing'
 import { makeModelDir, useEmulator } from './helpers'
 import { statsWhen, until, weatherAndTime } from './pipeline-fixtures'
+import { serveOpenAI, apiError as status } from './server-fixtures'
 
 let engine: Engine
 let client: Client
@@ -40,19 +41,16 @@ async function serve(
   options: Partial<Parameters<typeof createServer>[0]> = {},
   apiKey = 'unused',
 ): Promise<{ server: OrchardServer; url: string; openai: OpenAI }> {
-  const s = createServer({ engine, ...options })
-  const { url } = await s.listen({ host: '127.0.0.1', port: 0 })
-  extra.push(s)
-  return { server: s, url, openai: new OpenAI({ baseURL: `${url}/v1`, apiKey, maxRetries: 0 }) }
+  const served = await serveOpenAI({ engine, ...options }, apiKey)
+  extra.push(served.server)
+  return served
 }
 const extra: OrchardServer[] = []
 
 beforeAll(async () => {
-  server = createServer({ engine, models: [model, thinker] })
-  const { url, host } = await server.listen({ port: 0 })
+  let host: string
+  ;({ server, host, baseURL, openai } = await serveOpenAI({ engine, models: [model, thinker] }))
   expect(host).toBe('127.0.0.1')
-  baseURL = `${url}/v1`
-  openai = new OpenAI({ baseURL, apiKey: 'unused', maxRetries: 0 })
 })
 
 afterAll(async () => {
@@ -69,15 +67,6 @@ async function direct(on: string, messages: ChatMessage[], options: Parameters<C
 /** Whether the engine cancelled a request (polled until it did, or it ended without). */
 async function cancelledInEngine(requestId: number): Promise<boolean> {
   return (await statsWhen(engine, requestId, (s) => s.cancelled || (s.known && s.active_sequences === 0))).cancelled
-}
-
-async function status(p: Promise<unknown>): Promise<APIError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(APIError)
-  return err as APIError
 }
 
 const tools: ChatCompletionTool[] = weatherAndTime
