@@ -4,6 +4,7 @@ import OpenAI, { APIError } from 'openai'
 import { expect } from 'vitest'
 
 import { createServer, type OrchardServer, type ServerOptions } from '../src-ts/server'
+import { rejection } from './pipeline-fixtures'
 
 export interface ServedApi {
   server: OrchardServer
@@ -25,10 +26,7 @@ export async function serveOpenAI(options: ServerOptions, apiKey = 'unused'): Pr
 
 /** The APIError `p` rejects with (it must reject with one). */
 export async function apiError(p: Promise<unknown>): Promise<APIError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  )
+  const err = await rejection(p)
   expect(err).toBeInstanceOf(APIError)
   return err as APIError
 }
