@@ -341,12 +341,17 @@ impl Model {
 }
 
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    fnv1a_parts(&[bytes])
+}
+
+/// FNV-1a over byte strings one after another: the emulator's deterministic choices for an input.
+pub fn fnv1a_parts(parts: &[&[u8]]) -> u64 {
+    parts
+        .iter()
+        .flat_map(|p| p.iter())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// A deterministic bag-of-words embedding: every content piece adds a pseudo-random

@@ -43,22 +43,17 @@ fn safe_relative(name: &str) -> Option<PathBuf> {
 }
 
 fn tojson(value: &Value, kwargs: Kwargs) -> Result<Value, JinjaError> {
-    let defaults = || JsonOptions {
-        ensure_ascii: false,
-        sort_keys: false,
-        ..JsonOptions::default()
-    };
     // Most calls pass no options: skip reading each keyword (a lookup and conversion apiece).
     if kwargs.args().next().is_none() {
         return Ok(Value::from_safe_string(python::json_dumps(
             value,
-            &defaults(),
+            &JsonOptions::default(),
         )?));
     }
     let mut opts = JsonOptions {
         ensure_ascii: kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false),
         sort_keys: kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false),
-        ..defaults()
+        ..JsonOptions::default()
     };
     let indent: Option<Value> = kwargs.get("indent")?;
     if let Some(indent) = indent.filter(|v| !v.is_none()) {

@@ -134,10 +134,10 @@ pub(super) fn static_vars(control: &ControlTokens, capabilities: &Json) -> Vec<(
     set("eos_token", Value::from(c.end_of_sequence.as_str()));
     set("start_image_token", opt(&c.start_image_token));
     set("end_image_token", opt(&c.end_image_token));
+    // A struct of strings: converting it to JSON cannot fail.
     set(
         "roles",
-        serde_json::to_value(&c.roles)
-            .map_or_else(|_| Value::from_serialize(&c.roles), |r| json_value(&r)),
+        json_value(&serde_json::to_value(&c.roles).unwrap_or_default()),
     );
     set("capabilities", json_value(capabilities));
     // Per-request names are answered by the render context; drop any shadowed default.

@@ -100,15 +100,7 @@ pub fn final_delta(
     }
 }
 
-/// FNV-1a over byte strings: the emulator's deterministic choices for an input.
-pub fn fnv(parts: &[&[u8]]) -> u64 {
-    parts
-        .iter()
-        .flat_map(|p| p.iter())
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-        })
-}
+pub use crate::lm::fnv1a_parts as fnv;
 
 /// Sequence ids for unit tests.
 #[cfg(test)]
