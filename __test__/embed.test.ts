@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import type { Client, EmbedResult, Engine } from '../src-ts'
 import { AbortError, InvalidRequestError, ModelNotLoadedError } from '../src-ts'
 import { LLAMA_CONFIG, makeModelDir, useEmulator } from './helpers'
-import { type RequestStats, rejection, statsWhen } from './pipeline-fixtures'
+import { type RequestStats, rejection, settledStats, statsWhen } from './pipeline-fixtures'
 
 let engine: Engine
 let client: Client
@@ -63,7 +63,7 @@ describe('client.embed', () => {
     expect(same(r.embeddings[0]!, r.embeddings[3]!)).toBe(true)
     expect(same(r.embeddings[0]!, r.embeddings[1]!)).toBe(false)
     // One request: the emulator published exactly one (final) delta per input under its id.
-    const s = await until(requestId, (x) => x.known && x.active_sequences === 0)
+    const s = await settledStats(engine, requestId)
     expect(s.published_deltas).toBe(texts.length)
     expect(s.cancelled).toBe(false)
     // Usage adds the inputs up.

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import type { Client, Engine, ModalArtifact } from '../src-ts'
 import { AbortError, EngineError, InvalidRequestError, ModalStream, ModelNotLoadedError } from '../src-ts'
 import { useEmulator } from './helpers'
-import { type RequestStats, rejection, statsWhen } from './pipeline-fixtures'
+import { type RequestStats, rejection, settledStats, statsWhen } from './pipeline-fixtures'
 
 let engine: Engine
 let client: Client
@@ -105,7 +105,7 @@ describe('client.audio', () => {
       segment: 0,
       reference_audio: false,
     })
-    const s = await until(requestId, (x) => x.known && x.active_sequences === 0)
+    const s = await settledStats(engine, requestId)
     expect(s.published_deltas).toBe(2)
     // `generate` is the same call.
     const again = await client.audio.generate(model, 'Apples are ripe in the orchard')
@@ -324,7 +324,7 @@ describe('several artifacts a request', () => {
     }
     expect(new Set(bytesOf(awaited).map((b) => b.toString('base64'))).size).toBe(3)
     // One delta an artifact, then the final delta.
-    const s = await until(requestId, (x) => x.known && x.active_sequences === 0)
+    const s = await settledStats(engine, requestId)
     expect(s.published_deltas).toBe(4)
 
     const stream = client.audio.speech(model, SENTENCES, { stream: true })

@@ -15,7 +15,7 @@ import type { ChatMessage, Client, Engine, FunctionTool } from '../src-ts'
 import { createServer, type OrchardServer } from '../src-ts/server'
 import { startTestEngine } from '../src-ts/testing'
 import { makeModelDir, useEmulator } from './helpers'
-import { statsWhen, until, weatherAndTime } from './pipeline-fixtures'
+import { settledStats, until, weatherAndTime } from './pipeline-fixtures'
 import { serveOpenAI, apiError as status } from './server-fixtures'
 
 let engine: Engine
@@ -66,7 +66,7 @@ async function direct(on: string, messages: ChatMessage[], options: Parameters<C
 
 /** Whether the engine cancelled a request (polled until it did, or it ended without). */
 async function cancelledInEngine(requestId: number): Promise<boolean> {
-  return (await statsWhen(engine, requestId, (s) => s.cancelled || (s.known && s.active_sequences === 0))).cancelled
+  return (await settledStats(engine, requestId)).cancelled
 }
 
 const tools: ChatCompletionTool[] = weatherAndTime

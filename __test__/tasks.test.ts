@@ -12,7 +12,7 @@ import {
 } from '../src-ts'
 import { taskLimits } from '../src-ts/native'
 import { useEmulator } from './helpers'
-import { type RequestStats, rejection, statsWhen } from './pipeline-fixtures'
+import { type RequestStats, rejection, settledStats, statsWhen } from './pipeline-fixtures'
 
 let engine: Engine
 let client: Client
@@ -48,7 +48,7 @@ describe('client.prefill', () => {
       expect(last.modalMimeType).toBe('application/json')
       expect(typeof last.modalBytesB64).toBe('string')
     })
-    const s = await until(requestId, (x) => x.known && x.active_sequences === 0)
+    const s = await settledStats(engine, requestId)
     expect(s.published_deltas).toBe(texts.length)
   })
 
@@ -122,7 +122,7 @@ describe('client.privacyFilter', () => {
     expect(all[0]!.labels).toEqual(['O', 'private_email', 'O'])
     expect(all[1]!.labels).toEqual(['O', 'O'])
     expect(all[2]).toEqual(await client.privacyFilter(SAMPLE, { model }))
-    const s = await until(requestId, (x) => x.known && x.active_sequences === 0)
+    const s = await settledStats(engine, requestId)
     expect(s.published_deltas).toBe(3)
   })
 
