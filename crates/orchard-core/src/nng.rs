@@ -1,9 +1,12 @@
 //! A small safe layer over the NNG C library (nng-sys, NNG 1.11).
 //!
 //! Only what orchard needs: open a socket of one protocol, dial or listen on an IPC URL,
-//! set a few options, send bytes, receive whole messages. Sockets are thread-safe in NNG,
-//! so `Socket` is `Send + Sync`; closing it from any thread wakes a blocked `recv` with
-//! [`NngError::is_closed`]. Receives block (no short-timeout polling: see nng issue #1523).
+//! set a few options, send bytes, receive whole messages, blocking ([`Socket::recv`]) or
+//! continuously with a handler on NNG's threads ([`Receiver`]). Sockets are thread-safe in
+//! NNG, so `Socket` is `Send + Sync`; closing it from any thread wakes a blocked `recv` with
+//! [`NngError::is_closed`]. No short-timeout polling (see nng issue #1523).
+
+mod receiver;
 
 use std::ffi::{CStr, CString};
 use std::fmt;
@@ -13,6 +16,8 @@ use std::time::Duration;
 use nng_sys as sys;
 
 use crate::error::{Error, ErrorCode};
+
+pub use receiver::Receiver;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -34,6 +39,11 @@ pub struct NngError {
 impl NngError {
     pub fn is_closed(&self) -> bool {
         self.errno == sys::NNG_ECLOSED as i32
+    }
+    /// The operation was stopped (e.g. a [`Receiver`] stopped before its socket's close
+    /// reached it).
+    pub fn is_canceled(&self) -> bool {
+        self.errno == sys::NNG_ECANCELED as i32
     }
     pub fn is_timeout(&self) -> bool {
         self.errno == sys::NNG_ETIMEDOUT as i32
@@ -337,7 +347,7 @@ impl Drop for Message {
 mod tests {
     use super::*;
 
-    fn url(name: &str) -> String {
+    pub(super) fn url(name: &str) -> String {
         let dir = std::env::temp_dir().join(format!("orchard-nng-{}-{}", std::process::id(), name));
         let _ = std::fs::create_dir_all(&dir);
         format!("ipc://{}/s.ipc", dir.display())

@@ -1,7 +1,7 @@
 //! The process-wide connection to the engine: one PUSH (requests), one SUB (deltas and
-//! events: one thread receives with blocking calls and only enqueues, one routes; see
-//! `receive.rs`), one REQ (management), and, once needed, a REQ for cancels (`cancel.rs`)
-//! and the lost-final watchdog (`watchdog.rs`).
+//! events, routed on NNG's receiving thread as they arrive; see `receive.rs`), one REQ
+//! (management), and, once needed, a REQ for cancels (`cancel.rs`) and the lost-final
+//! watchdog (`watchdog.rs`).
 
 mod block_on;
 mod cancel;
@@ -13,7 +13,6 @@ mod watchdog;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -24,15 +23,15 @@ pub use events::{EventHub, EventWait};
 pub use slot::{Batch, RequestSlot};
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::nng::{Protocol, Socket};
+use crate::nng::{Protocol, Receiver, Socket};
 use crate::paths::Endpoints;
 use crate::wire::{self, delta::channel_topic, Request};
 
 use cancel::Canceller;
-use receive::Inbox;
+use receive::Router;
 use watchdog::{Watchdog, Watched};
 
-/// NNG's largest receive queue. The receiving thread only enqueues, so it stays far below.
+/// NNG's largest receive queue: what may arrive while one message is being routed.
 const SUB_RECV_BUFFER: i32 = 8192;
 const PUSH_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest message accepted from the engine (`ORCHARD_MAX_MESSAGE_BYTES`): a delta, an
@@ -88,8 +87,8 @@ pub struct Transport {
     watchdog: Watchdog,
     slots: SlotMap,
     events: Arc<EventHub>,
-    /// The receiving and the routing thread.
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Routes what the SUB socket receives; set once connected.
+    receiver: Mutex<Option<Receiver>>,
     next_request_id: AtomicU64,
     closed: Arc<AtomicBool>,
     /// Why the connection ended, when it was ended on purpose (e.g. the engine died).
@@ -151,33 +150,28 @@ impl Transport {
             management: Mutex::new(management),
             slots: Arc::new(Mutex::new(HashMap::new())),
             events: Arc::new(EventHub::default()),
-            threads: Mutex::new(Vec::new()),
+            receiver: Mutex::new(None),
             next_request_id: AtomicU64::new(first_request_id()),
             closed: Arc::new(AtomicBool::new(false)),
             end_reason: Arc::new(Mutex::new(None)),
         });
         let first_event = transport.events.wait_for(|_| true);
-        let inbox = Arc::new(Inbox::default());
-        let router = {
-            let inbox = inbox.clone();
-            let slots = transport.slots.clone();
-            let events = transport.events.clone();
-            let closed = transport.closed.clone();
-            let end_reason = transport.end_reason.clone();
-            std::thread::Builder::new()
-                .name("orchard-sub-router".into())
-                .spawn(move || receive::route(inbox, channel_id, slots, events, closed, end_reason))
-                .map_err(|e| Error::io("cannot start the SUB routing thread", e))?
+        let router = Router {
+            channel_id,
+            slots: transport.slots.clone(),
+            events: transport.events.clone(),
         };
-        lock(&transport.threads).push(router);
+        let router = Arc::new(router);
         let receiver = {
-            let sub = transport.sub.clone();
-            std::thread::Builder::new()
-                .name("orchard-sub-receive".into())
-                .spawn(move || receive::receive(sub, inbox))
-                .map_err(|e| Error::io("cannot start the SUB receiving thread", e))?
+            let (closed, end_reason) = (transport.closed.clone(), transport.end_reason.clone());
+            let ending = router.clone();
+            Receiver::start(
+                &transport.sub,
+                move |msg| router.route(msg),
+                move |e| ending.end(e, &closed, &end_reason),
+            )?
         };
-        lock(&transport.threads).push(receiver);
+        *lock(&transport.receiver) = Some(receiver);
         match block_on_timeout(first_event, ready_timeout) {
             Some(Ok(_)) => {
                 transport.sub.unsubscribe(TELEMETRY_TOPIC)?;
@@ -332,10 +326,9 @@ impl Transport {
         self.canceller.close();
         self.watchdog.stop();
         lock(&self.management).close();
-        for h in lock(&self.threads).drain(..) {
-            if h.thread().id() != std::thread::current().id() {
-                let _ = h.join();
-            }
+        // The closed socket ends receiving (requests in flight fail); wait until it has.
+        if let Some(receiver) = lock(&self.receiver).as_ref() {
+            receiver.stop();
         }
     }
 }

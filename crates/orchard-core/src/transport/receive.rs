@@ -1,110 +1,54 @@
-//! The SUB side: one thread that only receives and enqueues, so NNG's bounded receive queue
-//! never overflows while deltas are routed, and one thread that routes them into their
-//! requests' slots. PUB/SUB has no flow control: what the SUB socket cannot queue is dropped
-//! without a trace, so the receiving thread does nothing else.
+//! The SUB side: every message is routed as NNG hands it over, on NNG's receiving thread
+//! ([`crate::nng::Receiver`]), with no thread of ours in between: deltas into their requests'
+//! slots, events to the hub. PUB/SUB has no flow control — what the subscriber cannot take
+//! in time is dropped without a trace — so routing only reads a delta's routing fields and
+//! queues its bytes (decoding waits for the consumer), takes short locks and never blocks.
+//! While it runs, NNG queues what arrives (`SUB_RECV_BUFFER` messages).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, ErrorCode};
-use crate::nng::{Message, Socket};
+use crate::nng::{Message, NngError};
 use crate::wire::{self, Incoming};
 
 use super::{lock, EventHub, SlotMap};
 
-/// Messages received and not yet routed, and why receiving stopped (once it has).
-#[derive(Default)]
-struct Queue {
-    messages: VecDeque<Message>,
-    end: Option<Error>,
+/// Where received messages go.
+pub struct Router {
+    pub channel_id: u64,
+    pub slots: SlotMap,
+    pub events: Arc<EventHub>,
 }
 
-#[derive(Default)]
-pub struct Inbox {
-    queue: Mutex<Queue>,
-    ready: Condvar,
-}
-
-impl Inbox {
-    fn push(&self, msg: Message) {
-        let mut q = lock(&self.queue);
-        q.messages.push_back(msg);
-        // The router takes everything at once, so only the first message of a batch has to
-        // wake it (it checks the queue under this lock before it sleeps).
-        if q.messages.len() == 1 {
-            self.ready.notify_one();
+impl Router {
+    pub fn route(&self, msg: Message) {
+        if msg.starts_with(wire::delta::DELTA_PREFIX) {
+            route_delta(&msg, self.channel_id, &self.slots);
+        } else if let Ok(Incoming::Event(event)) = wire::decode_message(&msg) {
+            self.events.dispatch(event);
         }
     }
 
-    fn end(&self, reason: Error) {
-        lock(&self.queue).end.get_or_insert(reason);
-        self.ready.notify_one();
-    }
-
-    /// Every queued message, waiting for one; `Err` once receiving has stopped and
-    /// everything before that was taken.
-    fn take(&self) -> Result<VecDeque<Message>, Error> {
-        let mut q = lock(&self.queue);
-        loop {
-            if !q.messages.is_empty() {
-                return Ok(std::mem::take(&mut q.messages));
-            }
-            if let Some(e) = q.end.clone() {
-                return Err(e);
-            }
-            q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+    /// Receiving stopped: every request still in flight fails, with the reason the connection
+    /// was ended for when it was ended on purpose.
+    pub fn end(&self, error: NngError, closed: &AtomicBool, end_reason: &Mutex<Option<Error>>) {
+        // `close()` closes the socket, then stops the receiver: either may reach it first.
+        let reason = if error.is_closed() || error.is_canceled() {
+            Error::new(
+                ErrorCode::EngineDied,
+                "the engine connection was closed while the request was in flight",
+            )
+        } else {
+            Error::new(ErrorCode::Transport, format!("SUB receive: {error}"))
+        };
+        closed.store(true, Ordering::SeqCst);
+        let reason = lock(end_reason).clone().unwrap_or(reason);
+        for (_, slot) in lock(&self.slots).drain() {
+            slot.fail(reason.clone());
         }
+        self.events.fail_all(reason);
     }
-}
-
-/// The receiving thread: enqueue every message until the socket closes.
-pub fn receive(sub: Arc<Socket>, inbox: Arc<Inbox>) {
-    let reason = loop {
-        match sub.recv() {
-            Ok(msg) => inbox.push(msg),
-            Err(e) if e.is_closed() => {
-                break Error::new(
-                    ErrorCode::EngineDied,
-                    "the engine connection was closed while the request was in flight",
-                )
-            }
-            Err(e) => break Error::new(ErrorCode::Transport, format!("SUB receive: {e}")),
-        }
-    };
-    inbox.end(reason);
-}
-
-/// The routing thread: deltas to their slots, events to the hub; when receiving stops,
-/// every request still in flight fails.
-pub fn route(
-    inbox: Arc<Inbox>,
-    channel_id: u64,
-    slots: SlotMap,
-    events: Arc<EventHub>,
-    closed: Arc<AtomicBool>,
-    end_reason: Arc<Mutex<Option<Error>>>,
-) {
-    let reason = loop {
-        match inbox.take() {
-            Ok(batch) => {
-                for msg in batch {
-                    if msg.starts_with(wire::delta::DELTA_PREFIX) {
-                        route_delta(&msg, channel_id, &slots);
-                    } else if let Ok(Incoming::Event(event)) = wire::decode_message(&msg) {
-                        events.dispatch(event);
-                    }
-                }
-            }
-            Err(reason) => break reason,
-        }
-    };
-    closed.store(true, Ordering::SeqCst);
-    let reason = lock(&end_reason).clone().unwrap_or(reason);
-    for (_, slot) in lock(&slots).drain() {
-        slot.fail(reason.clone());
-    }
-    events.fail_all(reason);
 }
 
 /// Queue one delta in its request's slot, reading only its routing fields. A frame on this
