@@ -36,6 +36,18 @@ let server: OrchardServer
 let baseURL: string
 let openai: OpenAI
 
+/**
+ * Fields of a request that runs until it is cancelled: the emulator's replies otherwise end at
+ * a sentence end after a dozen tokens, possibly before a cancel arrives.
+ */
+let forever: { max_tokens: number; stop: string[]; logit_bias: Record<string, number> }
+beforeAll(async () => {
+  const vocab = (await engine.managementCommand({ type: 'emulator_vocab' })).data?.emulator_vocab as {
+    eot_token_id: number
+  }
+  forever = { max_tokens: 100_000, stop: ['<never>'], logit_bias: { [vocab.eot_token_id]: -100 } }
+})
+
 /** A server of its own (closed after the file), with an OpenAI client for it. */
 async function serve(
   options: Partial<Parameters<typeof createServer>[0]> = {},
@@ -570,7 +582,7 @@ describe('cancellation', () => {
     const controller = new AbortController()
     const { data: stream, response } = await openai.chat.completions
       .create(
-        { model, messages: user('Tell me a long story.'), max_tokens: 100_000, stop: ['<never>'], stream: true },
+        { model, messages: user('Tell me a long story.'), ...forever, stream: true },
         { signal: controller.signal },
       )
       .withResponse()
@@ -593,7 +605,7 @@ describe('cancellation', () => {
     const pending = fetch(`${baseURL}/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model, messages: user('Tell me a long story.'), max_tokens: 100_000, stop: ['<never>'] }),
+      body: JSON.stringify({ model, messages: user('Tell me a long story.'), ...forever }),
       signal: controller.signal,
     })
     // The request id is not sent before the answer: find the request in the server's count.
@@ -612,8 +624,7 @@ describe('cancellation', () => {
       body: JSON.stringify({
         model,
         messages: user('Tell me a long story.'),
-        max_tokens: 100_000,
-        stop: ['<never>'],
+        ...forever,
         stream: true,
       }),
     })
