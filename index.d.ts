@@ -6,10 +6,8 @@ export declare class NativeChat {
   get requestId(): number
   /**
    * Every delta queued so far (waiting for at least one) as a JSON array of `ChatDelta`
-   * objects, or null once the request ended.
-   *
-   * No runtime thread in between: the SUB listener's wake-up resolves the promise straight
-   * onto the JavaScript thread, which then takes and encodes the whole backlog.
+   * objects, or null once the request ended. See `wakeup.rs` for how a waiting call is
+   * woken.
    */
   next(): Promise<string | null>
   /** End this request's stream now; `cancel_request` goes to the engine in the background. */

@@ -438,4 +438,38 @@ describe('process lifetime', () => {
     expect(code).toBe(0)
     expect(out.trim()).toBe('terminated')
   })
+
+  it('a worker terminated while its stream waits for deltas leaves this thread streaming', async () => {
+    // The worker's request goes on in the engine after the worker is gone: its deltas still
+    // arrive for a promise whose environment was torn down.
+    const dist = JSON.stringify(path.join(repoRoot, 'dist'))
+    const m = JSON.stringify(model)
+    const worker = `
+      const { parentPort } = require('node:worker_threads');
+      const { Engine } = require(${dist});
+      (async () => {
+        const engine = await Engine.start();
+        await engine.loadModel(${m});
+        for await (const d of engine.client().chat(${m}, [{ role: 'user', content: 'hi' }], { maxTokens: 300, stop: ['<never>'] }))
+          parentPort.postMessage(d.content ?? '');
+      })();
+    `
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(${JSON.stringify(worker)}, { eval: true });
+      w.on('error', (e) => { console.error(e); process.exit(3); });
+      w.once('message', async () => {
+        await w.terminate();
+        const { Engine } = require(${dist});
+        const engine = await Engine.start();
+        await engine.loadModel(${m});
+        const r = await engine.client().chat(${m}, [{ role: 'user', content: 'hi' }], { maxTokens: 5 });
+        process.stdout.write(r.usage.completionTokens + '\\n');
+      });
+    `
+    const { code, signal, out, err } = await spawnAndWait(['-e', script])
+    expect(err).toBe('')
+    expect({ code, signal }).toEqual({ code: 0, signal: null })
+    expect(out.trim()).toBe('5')
+  })
 })

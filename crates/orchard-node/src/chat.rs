@@ -2,17 +2,15 @@
 //! pulls a request's deltas as JSON batches.
 
 use std::sync::{Arc, Mutex};
-use std::task::{Poll, Wake, Waker};
 
 use napi::Env;
 use napi_derive::napi;
 use orchard_core::api::{self, SentChat};
-use orchard_core::delta_view;
-use orchard_core::logprobs::LogprobContext;
-use orchard_core::transport::{Batch, RequestSlot, Transport};
+use orchard_core::transport::{RequestSlot, Transport};
 
 use crate::engine::NativeEngine;
 use crate::errors::{blocking, guarded};
+use crate::wakeup::{Convert, Wakeup, WakeupCell};
 
 #[napi]
 impl NativeEngine {
@@ -60,11 +58,13 @@ impl NativeEngine {
     }
 
     fn stream(&self, sent: SentChat) -> NativeChat {
+        let logprobs = Mutex::new(sent.logprobs);
         NativeChat {
             request_id: sent.request_id,
             slot: sent.slot,
             transport: self.session.transport.clone(),
-            logprobs: Arc::new(Mutex::new(sent.logprobs)),
+            wakeup: self.wakeup.clone(),
+            convert: Arc::new(move |batch| guarded(|| api::next_batch_json(batch, &logprobs))),
         }
     }
 }
@@ -75,48 +75,8 @@ pub struct NativeChat {
     request_id: u64,
     slot: Arc<RequestSlot>,
     transport: Arc<Transport>,
-    logprobs: Arc<Mutex<LogprobContext>>,
-}
-
-type Resolver = Box<dyn FnOnce(Env) -> napi::Result<Option<String>> + Send>;
-
-/// A `next()` promise waiting for deltas; the slot wakes it from the listener thread.
-struct PendingNext {
-    slot: Arc<RequestSlot>,
-    logprobs: Arc<Mutex<LogprobContext>>,
-    deferred: Mutex<Option<napi::JsDeferred<Option<String>, Resolver>>>,
-}
-
-impl PendingNext {
-    /// Resolve the promise once (later calls do nothing).
-    fn settle(&self, resolver: Resolver) {
-        let deferred = self
-            .deferred
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(d) = deferred {
-            d.resolve(resolver);
-        }
-    }
-}
-
-impl Wake for PendingNext {
-    fn wake(self: Arc<Self>) {
-        let (slot, logprobs) = (self.slot.clone(), self.logprobs.clone());
-        // Runs on the JavaScript thread: take everything queued by then.
-        self.settle(Box::new(move |_| {
-            match slot.poll_batch(Waker::noop()) {
-                Poll::Ready(batch) => batch_result(batch, &logprobs),
-                // Already taken by another call: an empty batch, and the caller asks again.
-                Poll::Pending => Ok(Some(delta_view::EMPTY_BATCH_JSON.to_string())),
-            }
-        }));
-    }
-}
-
-fn batch_result(batch: Batch, logprobs: &Mutex<LogprobContext>) -> napi::Result<Option<String>> {
-    guarded(|| api::next_batch_json(batch, logprobs))
+    wakeup: WakeupCell,
+    convert: Arc<Convert>,
 }
 
 #[napi]
@@ -127,23 +87,11 @@ impl NativeChat {
     }
 
     /// Every delta queued so far (waiting for at least one) as a JSON array of `ChatDelta`
-    /// objects, or null once the request ended.
-    ///
-    /// No runtime thread in between: the SUB listener's wake-up resolves the promise straight
-    /// onto the JavaScript thread, which then takes and encodes the whole backlog.
+    /// objects, or null once the request ended. See `wakeup.rs` for how a waiting call is
+    /// woken.
     #[napi(ts_return_type = "Promise<string | null>")]
     pub fn next<'env>(&self, env: &'env Env) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
-        let (deferred, promise) = env.create_deferred::<Option<String>, Resolver>()?;
-        let pending = Arc::new(PendingNext {
-            slot: self.slot.clone(),
-            logprobs: self.logprobs.clone(),
-            deferred: Mutex::new(Some(deferred)),
-        });
-        if let Poll::Ready(batch) = self.slot.poll_batch(&Waker::from(pending.clone())) {
-            let result = batch_result(batch, &self.logprobs);
-            pending.settle(Box::new(move |_| result));
-        }
-        Ok(promise)
+        Wakeup::of(&self.wakeup, env)?.next(env, &self.slot, self.convert.clone())
     }
 
     /// End this request's stream now; `cancel_request` goes to the engine in the background.

@@ -12,6 +12,7 @@ use orchard_core::session::Session;
 use orchard_core::Error;
 
 use crate::errors::{blocking, guarded, to_napi};
+use crate::wakeup::WakeupCell;
 
 #[napi(object)]
 pub struct NativeStartOptions {
@@ -36,6 +37,8 @@ pub struct NativeModelInfo {
 pub struct NativeEngine {
     pub(crate) session: Arc<Session>,
     closed: AtomicBool,
+    /// How this engine's chat streams' `next()` calls are woken (see `wakeup.rs`).
+    pub(crate) wakeup: WakeupCell,
 }
 
 #[napi]
@@ -57,6 +60,7 @@ impl NativeEngine {
         Ok(NativeEngine {
             session,
             closed: AtomicBool::new(false),
+            wakeup: WakeupCell::default(),
         })
     }
 

@@ -13,6 +13,7 @@ pub mod engine;
 mod errors;
 pub mod models;
 pub mod tasks;
+mod wakeup;
 
 use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicUsize, Ordering};

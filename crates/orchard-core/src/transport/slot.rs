@@ -166,9 +166,14 @@ impl RequestSlot {
                 if s.finished {
                     return Poll::Ready(Batch::Finished);
                 }
-                match &s.waker {
-                    Some(w) if w.will_wake(waker) => {}
-                    _ => s.waker = Some(waker.clone()),
+                let replaced = match &s.waker {
+                    Some(w) if w.will_wake(waker) => None,
+                    _ => s.waker.replace(waker.clone()),
+                };
+                drop(s);
+                // Whoever waited before still gets an answer (an empty batch: ask again).
+                if let Some(earlier) = replaced {
+                    earlier.wake();
                 }
                 return Poll::Pending;
             };
