@@ -25,8 +25,8 @@ use napi_derive::napi;
 static LIVE_ENVS: AtomicUsize = AtomicUsize::new(0);
 
 /// Register this environment's cleanup. When the last environment that loaded the addon
-/// goes away (process exit), deregister from the engine, close the sockets and join the
-/// listener. Called once per environment by the TypeScript layer when it loads.
+/// goes away (process exit), deregister from the engine, close the sockets and end the SUB
+/// receive. Called once per environment by the TypeScript layer when it loads.
 #[napi]
 pub fn install_exit_hook(env: Env) -> napi::Result<()> {
     LIVE_ENVS.fetch_add(1, Ordering::SeqCst);

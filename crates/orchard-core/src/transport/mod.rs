@@ -316,7 +316,7 @@ impl Transport {
         self.close();
     }
 
-    /// Close the sockets, stop the listener and fail whatever is still in flight.
+    /// Close the sockets, end the SUB receive and fail whatever is still in flight.
     pub fn close(&self) {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;

@@ -1,10 +1,10 @@
 //! Per-request delta queues and the futures that drain them.
 //!
-//! The listener thread reads only what routing needs from each delta
+//! The router reads only what routing needs from each delta
 //! ([`crate::wire::DeltaRouting`]) and
 //! queues the message as received; the consumer decodes a whole batch when it drains the
 //! slot, on its own thread. A queued delta therefore costs one buffer, not a decoded struct,
-//! and the listener stays fast enough to keep the SUB socket's queue from overflowing.
+//! and routing stays fast enough to keep the SUB socket's queue from overflowing.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -179,7 +179,7 @@ impl RequestSlot {
             };
             block
         };
-        // Decode outside the lock, so the listener never waits on it. A delta whose routing
+        // Decode outside the lock, so the router never waits on it. A delta whose routing
         // fields parsed but whose body does not is a protocol error for this request, and so
         // is a sequence that ends with fewer tokens than the engine says it generated.
         let mut deltas = Vec::with_capacity(block.ends.len());
