@@ -171,8 +171,8 @@ export declare function installedBinary(home?: string | undefined | null): strin
 
 /**
  * Register this environment's cleanup. When the last environment that loaded the addon
- * goes away (process exit), deregister from the engine, close the sockets and join the
- * listener. Called once per environment by the TypeScript layer when it loads.
+ * goes away (process exit), deregister from the engine, close the sockets and end the SUB
+ * receive. Called once per environment by the TypeScript layer when it loads.
  */
 export declare function installExitHook(): void
 
