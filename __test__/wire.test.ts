@@ -118,6 +118,9 @@ describe('wire.encodeRequest reproduces the reference frames', () => {
       })
       expect(again.equals(frame)).toBe(true)
     }
+    // A prompt that is not plain data is sent as JSON writes it (here, through its toJSON).
+    const custom = { prompt_bytes: 'bm8=', toJSON: () => ({ prompt_bytes: 'aGk=', max_generated_tokens: 4 }) }
+    expect(wire.encodeRequest({ request: v.request, prompts: [custom] }).equals(frame)).toBe(true)
   })
 })
 

@@ -64,6 +64,12 @@ function wireValue(original: unknown, value: unknown): unknown {
   return undefined
 }
 
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || 'toJSON' in value) return false
+  const proto: unknown = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
@@ -74,12 +80,12 @@ function asBuffer(bytes: Uint8Array): Buffer {
  * nor parsed out of it. Anything else is left in place for the native side to judge.
  */
 function splitPromptBytes(input: WireRequest): [WireRequest, Array<string | Buffer | null> | undefined] {
-  const prompts: unknown = input?.prompts
-  if (!Array.isArray(prompts)) return [input, undefined]
+  // Only plain objects are copied: a copy of anything else could serialize differently.
+  if (!isPlainObject(input) || !Array.isArray(input.prompts)) return [input, undefined]
   const bytes: Array<string | Buffer | null> = []
   let found = false
-  const rest = prompts.map((p: unknown) => {
-    const b = p !== null && typeof p === 'object' ? (p as WirePrompt).prompt_bytes : undefined
+  const rest = input.prompts.map((p: unknown) => {
+    const b = isPlainObject(p) ? (p as WirePrompt).prompt_bytes : undefined
     if (typeof b !== 'string' && !(b instanceof Uint8Array)) {
       bytes.push(null)
       return p
