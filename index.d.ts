@@ -141,9 +141,10 @@ export declare function decodeRequest(frame: Buffer): string
 
 /**
  * Encode a request frame from the reference serializer's vocabulary (JSON text with byte
- * fields as base64).
+ * fields as base64). `prompt_bytes[i]`, when given, is prompt i's `prompt_bytes` (base64
+ * text or the bytes), left out of the JSON.
  */
-export declare function encodeRequest(inputJson: string): Buffer
+export declare function encodeRequest(inputJson: string, promptBytes?: Array<string | Buffer | undefined | null> | undefined | null): Buffer
 
 /** The file name of the engine binary (PIE and pie-emulator alike). */
 export declare function engineBinaryName(): string

@@ -100,6 +100,27 @@ describe('wire.encodeRequest reproduces the reference frames', () => {
     expect(bad([{ prompt_bytes: '***' }])).toThrow(/prompts\[0\]\.prompt_bytes/)
     expect(bad([])).toThrow(/prompts/)
     expect(bad([{ prompt: 'hi', layout: [{ type: 'text', length: 5 }] }])).toThrow(/layout/)
+    expect(bad([{ prompt_bytes: 5 }])).toThrow(
+      /^prompts\[0\]\.prompt_bytes: expected base64 text or a Buffer, got a number$/,
+    )
+  })
+
+  it('takes prompt bytes as base64, a Buffer or a Uint8Array alike, leaving the input as it was', () => {
+    const v = vectors[0]!
+    const base: WireRequest = { request: v.request, prompts: [{ prompt_bytes: 'aGk=', max_generated_tokens: 4 }] }
+    const frame = wire.encodeRequest(base)
+    expect(base.prompts[0]!.prompt_bytes).toBe('aGk=')
+    expect(split(frame).payload.subarray(0, 2).toString()).toBe('hi')
+    for (const bytes of [Buffer.from('hi'), new Uint8Array([104, 105]), new Uint8Array([0, 104, 105]).subarray(1)]) {
+      const again = wire.encodeRequest({
+        request: v.request,
+        prompts: [{ prompt_bytes: bytes, max_generated_tokens: 4 }],
+      })
+      expect(again.equals(frame)).toBe(true)
+    }
+    // A prompt that is not plain data is sent as JSON writes it (here, through its toJSON).
+    const custom = { prompt_bytes: 'bm8=', toJSON: () => ({ prompt_bytes: 'aGk=', max_generated_tokens: 4 }) }
+    expect(wire.encodeRequest({ request: v.request, prompts: [custom] }).equals(frame)).toBe(true)
   })
 })
 

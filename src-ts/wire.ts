@@ -64,9 +64,43 @@ function wireValue(original: unknown, value: unknown): unknown {
   return undefined
 }
 
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || 'toJSON' in value) return false
+  const proto: unknown = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/**
+ * The request with each prompt's `prompt_bytes` (base64 text or bytes) taken out, and those
+ * bytes by prompt: the bulk of a request then crosses as it is, neither escaped into JSON
+ * nor parsed out of it. Anything else is left in place for the native side to judge.
+ */
+function splitPromptBytes(input: WireRequest): [WireRequest, Array<string | Buffer | null> | undefined] {
+  // Only plain objects are copied: a copy of anything else could serialize differently.
+  if (!isPlainObject(input) || !Array.isArray(input.prompts)) return [input, undefined]
+  const bytes: Array<string | Buffer | null> = []
+  let found = false
+  const rest = input.prompts.map((p: unknown) => {
+    const b = isPlainObject(p) ? (p as WirePrompt).prompt_bytes : undefined
+    if (typeof b !== 'string' && !(b instanceof Uint8Array)) {
+      bytes.push(null)
+      return p
+    }
+    found = true
+    bytes.push(typeof b === 'string' ? b : asBuffer(b))
+    return { ...(p as WirePrompt), prompt_bytes: undefined }
+  })
+  return found ? [{ ...input, prompts: rest as WirePrompt[] }, bytes] : [input, undefined]
+}
+
 /** Build the request frame (`u32 LE length | JSON | aligned blobs`) the engine reads. */
 export function encodeRequest(input: WireRequest): Buffer {
-  return nativeSync(() => addon().encodeRequest(requestJson(input, { convert: wireValue })))
+  const [rest, promptBytes] = splitPromptBytes(input)
+  return nativeSync(() => addon().encodeRequest(requestJson(rest, { convert: wireValue }), promptBytes))
 }
 
 /**

@@ -1,16 +1,38 @@
 //! Engine-free calls: the wire codec and offline rendering.
 
-use napi::bindgen_prelude::{BigInt, Buffer};
+use napi::bindgen_prelude::{BigInt, Buffer, BufferSlice, Either};
+use napi::Env;
 use napi_derive::napi;
-use orchard_core::api::{self, Message};
+use orchard_core::api::{self, Message, SideBytes};
 
 use crate::errors::guarded;
 
 /// Encode a request frame from the reference serializer's vocabulary (JSON text with byte
-/// fields as base64).
-#[napi]
-pub fn encode_request(input_json: String) -> napi::Result<Buffer> {
-    guarded(|| api::encode_request(&input_json)).map(Buffer::from)
+/// fields as base64). `prompt_bytes[i]`, when given, is prompt i's `prompt_bytes` (base64
+/// text or the bytes), left out of the JSON.
+#[napi(ts_return_type = "Buffer")]
+pub fn encode_request<'env>(
+    env: &'env Env,
+    input_json: String,
+    prompt_bytes: Option<Vec<Option<Either<String, BufferSlice<'env>>>>>,
+) -> napi::Result<BufferSlice<'env>> {
+    let side: Vec<Option<SideBytes>> = prompt_bytes
+        .iter()
+        .flatten()
+        .map(|b| {
+            b.as_ref().map(|b| match b {
+                Either::A(text) => SideBytes::Base64(text),
+                Either::B(bytes) => SideBytes::Raw(bytes),
+            })
+        })
+        .collect();
+    guarded(|| api::encode_request_with(&input_json, &side)).and_then(|frame| v8_buffer(env, frame))
+}
+
+/// A frame as a Buffer that V8 owns: for a few KB a copy is cheaper than handing over the
+/// Vec (an external buffer with a finaliser is freed only by a GC, so its pages churn).
+fn v8_buffer(env: &Env, frame: Vec<u8>) -> napi::Result<BufferSlice<'_>> {
+    BufferSlice::copy_from(env, &frame)
 }
 
 /// Decode a request frame into the reference vocabulary, as JSON text (the inverse of
@@ -70,13 +92,14 @@ pub struct NativeRendered {
 
 /// The frame `client.chat` would send for one conversation, without an engine: render with
 /// the profile `config` selects, apply the options, encode. (For tools and benchmarks.)
-#[napi]
-pub fn build_chat_frame(
+#[napi(ts_return_type = "Buffer")]
+pub fn build_chat_frame<'env>(
+    env: &'env Env,
     config_json: String,
     messages_json: String,
     options_json: String,
     model_specs_dir: String,
-) -> napi::Result<Buffer> {
+) -> napi::Result<BufferSlice<'env>> {
     guarded(|| {
         api::build_chat_frame(
             &config_json,
@@ -85,7 +108,7 @@ pub fn build_chat_frame(
             &model_specs_dir,
         )
     })
-    .map(Buffer::from)
+    .and_then(|frame| v8_buffer(env, frame))
 }
 
 /// Render a prompt without an engine. `input_json`: `{config, messages, tools, reasoning, task}`.

@@ -24,7 +24,7 @@ pub(super) fn chat_input(
         Value::Array(m) => m,
         _ => return Err(Error::invalid("messages: expected an array of messages")),
     };
-    let opts = ChatOptions::parse(&parse_json(options_json, "options")?)?;
+    let opts = ChatOptions::parse_text(options_json, "options")?;
     Ok((messages, opts))
 }
 

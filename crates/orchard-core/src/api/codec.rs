@@ -8,12 +8,22 @@ use crate::chat::{build_request, Target};
 use crate::delta_view;
 use crate::error::Result;
 use crate::format::{ModelSpecs, RenderedPrompt};
+use crate::wire::vocab::SideBytes;
 use crate::wire::{self, Incoming, SegmentKind};
 
 /// Encode a request frame from the reference serializer's vocabulary (JSON text with byte
 /// fields as base64).
 pub fn encode_request(input_json: &str) -> Result<Vec<u8>> {
-    let req = wire::vocab::parse_request(&parse_json(input_json, "input")?)?;
+    encode_request_with(input_json, &[])
+}
+
+/// [`encode_request`] with each prompt's `prompt_bytes` given beside the JSON text (`None`:
+/// in the JSON, if anywhere), so the bulk of a request is neither escaped nor parsed as JSON.
+pub fn encode_request_with(
+    input_json: &str,
+    prompt_bytes: &[Option<SideBytes>],
+) -> Result<Vec<u8>> {
+    let req = wire::vocab::parse_request_with(&parse_json(input_json, "input")?, prompt_bytes)?;
     wire::encode_request(&req)
 }
 

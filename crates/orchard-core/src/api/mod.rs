@@ -17,11 +17,12 @@ use crate::engine::StartOptions;
 use crate::error::{Error, Result};
 use crate::models::LoadRequest;
 use crate::session::{self, Session};
+pub use crate::wire::vocab::SideBytes;
 
 pub use chat::{chat, chat_batch, next_batch_json, render_prompt, SentChat};
 pub use codec::{
-    build_chat_frame, decode_message, decode_request, encode_request, render_chat, segment_name,
-    Message,
+    build_chat_frame, decode_message, decode_request, encode_request, encode_request_with,
+    render_chat, segment_name, Message,
 };
 pub use models::{
     acquire_lock, cancel_load, engine_home, find_engine_binary, installed_binary, model_status,

@@ -152,26 +152,52 @@ fn plain_words(serde_message: &str) -> String {
     format!("expected {expected}, got {got}")
 }
 
+/// A deserialization error at `field` (serde_path_to_error's path, `.` for the root) in the
+/// words of a JavaScript caller, under `path`.
+fn field_error(path: &str, field: &str, inner: &str) -> Error {
+    if let Some(rest) = inner.strip_prefix("unknown field `") {
+        let (name, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected = expected
+            .trim_start_matches(", expected one of ")
+            .replace('`', "");
+        return Error::invalid(format!(
+            "{path}.{name}: unknown option; use one of {expected}"
+        ));
+    }
+    if field == "." {
+        Error::invalid(format!("{path}: {}", plain_words(inner)))
+    } else {
+        Error::invalid(format!("{path}.{field}: {}", plain_words(inner)))
+    }
+}
+
 /// The options object into [`Input`], with errors at the offending field.
 fn deserialize(v: &Value, path: &str) -> Result<Input> {
-    serde_path_to_error::deserialize(v).map_err(|e| {
+    serde_path_to_error::deserialize(v)
+        .map_err(|e| field_error(path, &e.path().to_string(), &e.into_inner().to_string()))
+}
+
+/// [`deserialize`] straight from JSON text: no JSON tree is built for the options.
+fn deserialize_text(text: &str, path: &str) -> Result<Input> {
+    let not_json = |e: serde_json::Error| Error::invalid(format!("{path}: not valid JSON: {e}"));
+    let mut de = serde_json::Deserializer::from_str(text);
+    let input = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        if let Some(rest) = inner.strip_prefix("unknown field `") {
-            let (name, expected) = rest.split_once('`').unwrap_or((rest, ""));
-            let expected = expected
-                .trim_start_matches(", expected one of ")
-                .replace('`', "");
-            return Error::invalid(format!(
-                "{path}.{name}: unknown option; use one of {expected}"
-            ));
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return not_json(inner);
         }
-        if field == "." {
-            Error::invalid(format!("{path}: {}", plain_words(&inner)))
-        } else {
-            Error::invalid(format!("{path}.{field}: {}", plain_words(&inner)))
-        }
-    })
+        // The text's position adds nothing to the field's path.
+        let position = format!(" at line {} column {}", inner.line(), inner.column());
+        let message = inner.to_string();
+        field_error(
+            path,
+            &field,
+            message.strip_suffix(&position).unwrap_or(&message),
+        )
+    })?;
+    de.end().map_err(not_json)?;
+    Ok(input)
 }
 
 impl ChatOptions {
@@ -179,6 +205,17 @@ impl ChatOptions {
     /// out-of-range values are `InvalidRequest` errors naming the key.
     pub fn parse(v: &Value) -> Result<ChatOptions> {
         Self::parse_at(v, "options")
+    }
+
+    /// [`ChatOptions::parse`] from the options' JSON text (from TypeScript), without building
+    /// a JSON tree for an object; `path` names the options in errors.
+    pub fn parse_text(text: &str, path: &str) -> Result<ChatOptions> {
+        if !text.trim_start().starts_with('{') {
+            let v: Value = serde_json::from_str(text)
+                .map_err(|e| Error::invalid(format!("{path}: not valid JSON: {e}")))?;
+            return Self::parse_at(&v, path);
+        }
+        Self::validate(deserialize_text(text, path)?, path)
     }
 
     /// [`ChatOptions::parse`] for the options found at `path` (named in errors).

@@ -188,3 +188,35 @@ fn nulls_are_unset_and_defaults_have_one_definition() {
     assert_eq!(p.max_generated_tokens, DEFAULT_MAX_TOKENS);
     assert_eq!(p.repetition_context_size, DEFAULT_REPETITION_CONTEXT_SIZE);
 }
+
+#[test]
+fn options_from_text_match_options_from_a_tree() {
+    for v in [
+        json!(null),
+        json!({}),
+        json!({"temperature": 0, "stop": "END", "maxTokens": 256, "tools": [{"name": "f"}]}),
+        json!({"temperature": "hot"}),
+        json!({"maxTokens": 2.5}),
+        json!({"topK": 0}),
+        json!({"tools": {}}),
+        json!({"stop": 5}),
+        json!({"logitBias": {"5": 101}}),
+        json!({"logitBias": {"5": -3, "x": 1}}),
+        json!({"temprature": 1}),
+        json!({"reasoning": {"effort": "high"}}),
+        json!({"responseFormat": {"type": "json_schema"}}),
+        json!(3),
+        json!([]),
+    ] {
+        let from_tree = ChatOptions::parse(&v).map_err(|e| e.message);
+        let from_text = ChatOptions::parse_text(&v.to_string(), "options").map_err(|e| e.message);
+        assert_eq!(from_text, from_tree, "{v}");
+    }
+    for bad in ["{", "{\"n\": 1} x", "{\"n\": }", ""] {
+        let e = ChatOptions::parse_text(bad, "options").unwrap_err();
+        assert!(
+            e.message.starts_with("options: not valid JSON: "),
+            "{bad}: {e}"
+        );
+    }
+}

@@ -106,6 +106,15 @@ pub enum MediaKind {
     Capability,
 }
 
+/// `obj[key]`. A message has a handful of keys: comparing them is cheaper than hashing the
+/// key (the map hashes with SipHash).
+fn field<'a>(obj: &'a Map<String, Json>, key: &str) -> Option<&'a Json> {
+    if obj.len() > 8 {
+        return obj.get(key);
+    }
+    obj.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
 /// The conversation ready for the template, plus the media pulled out of it.
 #[derive(Default)]
 pub struct PreparedMessages {
@@ -343,10 +352,11 @@ pub fn prepare(messages: &[Json]) -> Result<PreparedMessages> {
                 json_type(message)
             ))
         })?;
-        let role = normalize_role(index, obj.get("role"))?;
+        let role = normalize_role(index, field(obj, "role"))?;
 
-        let has_tool_calls = matches!(obj.get("tool_calls"), Some(Json::Array(a)) if !a.is_empty());
-        let content = match obj.get("content") {
+        let has_tool_calls =
+            matches!(field(obj, "tool_calls"), Some(Json::Array(a)) if !a.is_empty());
+        let content = match field(obj, "content") {
             Some(Json::String(s)) => Value::from(s.as_str()),
             Some(Json::Array(parts)) => {
                 let mut converted = Vec::with_capacity(parts.len());

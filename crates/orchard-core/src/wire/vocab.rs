@@ -67,11 +67,23 @@ const LOGITS_KEYS: &[&str] = &[
     "logit_bias",
 ];
 
+/// A prompt's bytes given beside the JSON text, so the largest field of a request skips JSON:
+/// base64 text, or the bytes themselves.
+#[derive(Clone, Copy, Debug)]
+pub enum SideBytes<'a> {
+    Base64(&'a str),
+    Raw(&'a [u8]),
+}
+
+fn base64_field(o: &Obj, key: &str, s: &str) -> Result<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| o.fail(key, format!("not valid base64: {e}")))
+}
+
 fn bytes_field(o: &Obj, key: &str, v: &Value) -> Result<Vec<u8>> {
     match v {
-        Value::String(s) => base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(|e| o.fail(key, format!("not valid base64: {e}"))),
+        Value::String(s) => base64_field(o, key, s),
         Value::Null => Ok(Vec::new()),
         other => Err(o.fail(
             key,
@@ -126,13 +138,18 @@ fn parse_logit_bias(lp: &Obj) -> Result<Vec<(i64, f64)>> {
     Ok(out)
 }
 
-fn parse_prompt(o: &Obj) -> Result<PromptPayload> {
+fn parse_prompt(o: &Obj, side: Option<SideBytes>) -> Result<PromptPayload> {
     o.deny_unknown(PROMPT_KEYS)?;
-    let text = match (o.get("prompt_bytes"), o.get("prompt")) {
-        (Some(v), _) if !v.is_null() => bytes_field(o, "prompt_bytes", v)?,
-        (_, Some(Value::String(s))) => s.as_bytes().to_vec(),
-        (_, Some(Value::Null)) | (_, None) => Vec::new(),
-        (_, Some(other)) => {
+    let text = match (side, o.get("prompt_bytes"), o.get("prompt")) {
+        (Some(_), Some(v), _) if !v.is_null() => {
+            return Err(o.fail("prompt_bytes", "given both in the JSON and beside it"))
+        }
+        (Some(SideBytes::Base64(s)), _, _) => base64_field(o, "prompt_bytes", s)?,
+        (Some(SideBytes::Raw(b)), _, _) => b.to_vec(),
+        (None, Some(v), _) if !v.is_null() => bytes_field(o, "prompt_bytes", v)?,
+        (_, _, Some(Value::String(s))) => s.as_bytes().to_vec(),
+        (_, _, Some(Value::Null)) | (_, _, None) => Vec::new(),
+        (_, _, Some(other)) => {
             return Err(o.fail(
                 "prompt",
                 format!("expected a string, got {}", type_name(other)),
@@ -240,6 +257,12 @@ fn parse_prompt(o: &Obj) -> Result<PromptPayload> {
 
 /// Parse `{ request, prompts }` in the reference vocabulary.
 pub fn parse_request(input: &Value) -> Result<Request> {
+    parse_request_with(input, &[])
+}
+
+/// [`parse_request`] with the `prompt_bytes` of each prompt given beside the JSON (`None`:
+/// read from the JSON, if there).
+pub fn parse_request_with(input: &Value, prompt_bytes: &[Option<SideBytes>]) -> Result<Request> {
     let root = Obj::new(input, String::new(), Error::invalid)?;
     root.deny_unknown(&["request", "prompts"])?;
     let r = Obj::new(
@@ -269,11 +292,21 @@ pub fn parse_request(input: &Value) -> Result<Request> {
             ))
         }
     };
-    let prompts = root
-        .array("prompts")?
+    let prompts = root.array("prompts")?;
+    if prompt_bytes.len() > prompts.len() {
+        return Err(Error::invalid(format!(
+            "prompts: prompt_bytes given for {} prompts, but there are {}",
+            prompt_bytes.len(),
+            prompts.len()
+        )));
+    }
+    let prompts = prompts
         .iter()
         .enumerate()
-        .map(|(i, p)| parse_prompt(&Obj::new(p, format!("prompts[{i}]"), Error::invalid)?))
+        .map(|(i, p)| {
+            let o = Obj::new(p, format!("prompts[{i}]"), Error::invalid)?;
+            parse_prompt(&o, prompt_bytes.get(i).copied().flatten())
+        })
         .collect::<Result<Vec<_>>>()?;
     if prompts.is_empty() {
         return Err(Error::invalid(
@@ -374,4 +407,57 @@ pub fn to_vocab(req: &Request) -> Value {
         },
         "prompts": prompts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(prompt: Value) -> Value {
+        json!({"request": {"request_id": 1, "model_id": "m", "response_channel_id": 2}, "prompts": [prompt]})
+    }
+
+    #[test]
+    fn prompt_bytes_beside_the_json_read_as_in_it() {
+        let inline = parse_request(&request(
+            json!({"prompt_bytes": "aGk=", "max_generated_tokens": 3}),
+        ));
+        let inline = inline.unwrap();
+        assert_eq!(inline.prompts[0].text, b"hi");
+        let rest = request(json!({"max_generated_tokens": 3}));
+        for side in [SideBytes::Base64("aGk="), SideBytes::Raw(b"hi")] {
+            assert_eq!(parse_request_with(&rest, &[Some(side)]).unwrap(), inline);
+        }
+        assert_eq!(
+            parse_request_with(
+                &request(json!({"prompt": "hi", "max_generated_tokens": 3})),
+                &[None]
+            )
+            .unwrap(),
+            inline
+        );
+    }
+
+    #[test]
+    fn prompt_bytes_beside_the_json_are_checked() {
+        let msg = |prompt: Value, side: &[Option<SideBytes>]| {
+            parse_request_with(&request(prompt), side)
+                .unwrap_err()
+                .message
+        };
+        assert!(msg(json!({}), &[Some(SideBytes::Base64("***"))])
+            .starts_with("prompts[0].prompt_bytes: not valid base64"),);
+        assert_eq!(
+            msg(
+                json!({"prompt_bytes": "aGk="}),
+                &[Some(SideBytes::Raw(b"hi"))]
+            ),
+            "prompts[0].prompt_bytes: given both in the JSON and beside it"
+        );
+        assert_eq!(
+            msg(json!({}), &[None, Some(SideBytes::Raw(b"hi"))]),
+            "prompts: prompt_bytes given for 2 prompts, but there are 1"
+        );
+    }
 }
