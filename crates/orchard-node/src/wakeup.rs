@@ -2,7 +2,7 @@
 //!
 //! `next()` takes what is queued at once and settles its promise before returning. Only when
 //! nothing is queued does it park the promise here. The thread that queues a delta then
-//! marks the stream ready and, when it is the first ready stream, calls the environment's one
+//! marks the stream ready and, when it is the first ready stream, calls the engine's one
 //! threadsafe function; on the JavaScript thread that call settles every ready stream's promise
 //! with the batch queued by then. Streams that become ready together cost one wake-up of the
 //! JavaScript thread, and no `next()` creates a threadsafe function of its own (napi-rs's
@@ -54,7 +54,7 @@ impl Shared {
     }
 }
 
-/// One environment's wake-up channel (created on the first `next()` that has to wait).
+/// One engine's wake-up channel (made on its streams' first `next()`).
 pub struct Wakeup(Arc<Shared>);
 
 impl Drop for Wakeup {
@@ -96,16 +96,19 @@ impl Wakeup {
             }),
             parked: AtomicUsize::new(0),
         });
-        let context = Arc::into_raw(shared.clone()) as *mut c_void;
         let mut name = null_mut();
+        // SAFETY: called on the JavaScript thread with its env.
+        check(
+            unsafe {
+                sys::napi_create_string_utf8(env.raw(), c"orchard:next".as_ptr(), 12, &mut name)
+            },
+            "napi_create_string_utf8",
+        )?;
+        let context = Arc::into_raw(shared.clone()) as *mut c_void;
         let mut tsfn = null_mut();
-        // SAFETY: called on the JavaScript thread with its env; `context` is an Arc that the
-        // finaliser takes back.
+        // SAFETY: JavaScript thread; `context` is an Arc that the finaliser takes back (or we
+        // do, when creation fails).
         unsafe {
-            check(
-                sys::napi_create_string_utf8(env.raw(), c"orchard:next".as_ptr(), 12, &mut name),
-                "napi_create_string_utf8",
-            )?;
             let created = sys::napi_create_threadsafe_function(
                 env.raw(),
                 null_mut(),
@@ -126,17 +129,26 @@ impl Wakeup {
                     format!("napi_create_threadsafe_function failed ({created})"),
                 ));
             }
-            check(
-                sys::napi_unref_threadsafe_function(env.raw(), tsfn),
-                "napi_unref_threadsafe_function",
-            )?;
+            let unref = sys::napi_unref_threadsafe_function(env.raw(), tsfn);
+            if unref != sys::Status::napi_ok {
+                // Referenced, it would keep Node running for good: give it up.
+                sys::napi_release_threadsafe_function(
+                    tsfn,
+                    sys::ThreadsafeFunctionReleaseMode::release,
+                );
+                return Err(napi::Error::new(
+                    Status::GenericFailure,
+                    format!("napi_unref_threadsafe_function failed ({unref})"),
+                ));
+            }
         }
         // Nothing calls the function before this returns (no stream is parked yet).
         shared.tsfn.store(tsfn, Ordering::Release);
         Ok(Arc::new(Wakeup(shared)))
     }
 
-    /// This environment's channel, made on first use.
+    /// The engine's channel, made on first use (on the JavaScript thread of the engine's
+    /// environment: a `NativeEngine` and its streams never leave it).
     pub fn of(cell: &WakeupCell, env: &Env) -> napi::Result<Arc<Wakeup>> {
         if let Some(w) = cell.get() {
             return Ok(w.clone());
@@ -207,7 +219,7 @@ impl Parked {
             return;
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            match batch.map_or_else(|| self.slot.poll_batch(Waker::noop()), Poll::Ready) {
+            match batch.map_or_else(|| self.slot.try_batch(), Poll::Ready) {
                 Poll::Ready(batch) => (self.convert)(batch),
                 Poll::Pending => Ok(Some(EMPTY_BATCH_JSON.to_string())),
             }
@@ -289,18 +301,17 @@ unsafe extern "C" fn deliver(
     }
     // SAFETY: `context` is the Arc given at creation, released only by `finalize`.
     let shared = unsafe { &*(context as *const Shared) };
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        let streams = std::mem::take(&mut shared.ready().streams);
-        let settled = streams.len();
-        for parked in streams {
-            parked.settle(env, None);
-        }
-        let before = shared.parked.fetch_sub(settled, Ordering::Relaxed);
-        if before == settled {
-            // SAFETY: JavaScript thread; not finalised while it is calling us.
-            unsafe { sys::napi_unref_threadsafe_function(env, shared.tsfn()) };
-        }
-    }));
+    let streams = std::mem::take(&mut shared.ready().streams);
+    let settled = streams.len();
+    if shared.parked.fetch_sub(settled, Ordering::Relaxed) == settled {
+        // Nothing left parked: Node may exit once these are settled.
+        // SAFETY: JavaScript thread; not finalised while it is calling us.
+        unsafe { sys::napi_unref_threadsafe_function(env, shared.tsfn()) };
+    }
+    for parked in streams {
+        // `settle` catches a panic of its own conversion; this guards the rest of the loop.
+        let _ = catch_unwind(AssertUnwindSafe(|| parked.settle(env, None)));
+    }
 }
 
 /// The threadsafe function is gone (released, or its environment torn down).

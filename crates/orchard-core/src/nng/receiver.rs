@@ -2,8 +2,9 @@
 //! the receive, so a message reaches its consumer without waking a thread of our own.
 //!
 //! One receive is outstanding at a time, so the handler sees messages one by one, in order.
-//! While it runs, further messages wait in the socket's receive queue (and, for SUB, the
-//! pipe pauses reading): the handler must be quick and must never block.
+//! While it runs, further messages wait (for SUB, the pipe pauses reading: SUB completes a
+//! waiting receive before it reads the pipe again): the handler must be quick, must never
+//! block, and must not close its socket or drop its receiver.
 
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -79,19 +80,43 @@ impl Receiver {
         })
     }
 
-    /// Stop receiving and wait for a running handler to return (close the socket first to
-    /// have `on_end` called with a closed error). From inside a handler it only returns.
+    /// Stop receiving: wait for a running handler to return, then call `on_end` (with a
+    /// closed error) unless a failed receive already did. Close the socket first; never from
+    /// inside a handler (there it only returns: NNG would wait for the very callback).
     pub fn stop(&self) {
         if IN_HANDLER.with(Cell::get) {
             return;
         }
         // SAFETY: the aio is valid until Drop.
-        unsafe { sys::nng_aio_stop(self.shared.as_ref().aio) };
+        let shared = unsafe { self.shared.as_ref() };
+        // SAFETY: as above; returns once no callback runs and none will.
+        unsafe { sys::nng_aio_stop(shared.aio) };
+        // A receive re-posted by a handler after the close but before the stop never
+        // completes, so its end would never be reported: report it here.
+        shared.end(NngError {
+            op: "nng_recv_aio",
+            errno: sys::NNG_ECLOSED as i32,
+        });
+    }
+}
+
+impl Shared {
+    fn end(&self, error: NngError) {
+        let end = self.on_end.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(end) = end {
+            let _ = catch_unwind(AssertUnwindSafe(|| end(error)));
+        }
     }
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
+        if IN_HANDLER.with(Cell::get) {
+            // Freeing an aio from its own callback would wait for that callback forever.
+            // Nothing a handler drops owns a receiver; should that change, leak it rather
+            // than hang.
+            return;
+        }
         self.stop();
         // SAFETY: stopped above, so no callback runs or will run; we free both once.
         unsafe {
@@ -116,18 +141,10 @@ extern "C" fn completed(arg: *mut c_void) {
         // which comes back here as the end); posting from the callback is NNG's usual loop.
         unsafe { sys::nng_recv_aio(shared.socket, shared.aio) };
     } else if rv != sys::NNG_ETIMEDOUT as i32 {
-        let end = shared
-            .on_end
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(end) = end {
-            let error = NngError {
-                op: "nng_recv_aio",
-                errno: rv,
-            };
-            let _ = catch_unwind(AssertUnwindSafe(|| end(error)));
-        }
+        shared.end(NngError {
+            op: "nng_recv_aio",
+            errno: rv,
+        });
     } else {
         unsafe { sys::nng_recv_aio(shared.socket, shared.aio) };
     }
@@ -171,6 +188,23 @@ mod tests {
             .unwrap_err();
         assert!(e.is_closed(), "{e}");
         drop(receiver);
+    }
+
+    #[test]
+    fn stopping_ends_receiving_exactly_once() {
+        let url = super::super::tests::url("receiver-stop");
+        let pull = Socket::open(Protocol::Pull).unwrap();
+        pull.listen(&url).unwrap();
+        let (tx, rx) = mpsc::channel::<NngError>();
+        let receiver = Receiver::start(&pull, |_| {}, move |e| tx.send(e).unwrap()).unwrap();
+        receiver.stop();
+        let e = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(e.is_canceled() || e.is_closed(), "{e}");
+        drop(receiver);
+        assert!(
+            rx.recv_timeout(Duration::from_millis(50)).is_err(),
+            "ended twice"
+        );
     }
 
     #[test]

@@ -31,7 +31,8 @@ use cancel::Canceller;
 use receive::Router;
 use watchdog::{Watchdog, Watched};
 
-/// NNG's largest receive queue: what may arrive while one message is being routed.
+/// NNG's largest receive queue: what arrives while no receive is waiting (before routing
+/// starts, or between a completion and the next receive).
 const SUB_RECV_BUFFER: i32 = 8192;
 const PUSH_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest message accepted from the engine (`ORCHARD_MAX_MESSAGE_BYTES`): a delta, an

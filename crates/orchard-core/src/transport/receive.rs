@@ -1,9 +1,11 @@
 //! The SUB side: every message is routed as NNG hands it over, on NNG's receiving thread
 //! ([`crate::nng::Receiver`]), with no thread of ours in between: deltas into their requests'
-//! slots, events to the hub. PUB/SUB has no flow control — what the subscriber cannot take
-//! in time is dropped without a trace — so routing only reads a delta's routing fields and
-//! queues its bytes (decoding waits for the consumer), takes short locks and never blocks.
-//! While it runs, NNG queues what arrives (`SUB_RECV_BUFFER` messages).
+//! slots, events to the hub. PUB/SUB has no flow control — what cannot be queued is dropped
+//! without a trace — and SUB reads the pipe again only when routing returns, so routing only
+//! reads a delta's routing fields and queues its bytes (decoding waits for the consumer),
+//! takes short locks and never blocks. (A receiving thread would let NNG read on meanwhile,
+//! but its wake-up per delta costs about as much CPU as NNG's own work, and in a burst the
+//! engine's PUB queue overflows first either way: docs/architecture.md.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -44,7 +44,8 @@ struct State {
     remaining_finals: u64,
     finished: bool,
     failure: Option<Error>,
-    waker: Option<Waker>,
+    /// Whoever waits for the next change (usually one consumer).
+    wakers: Vec<Waker>,
     /// When the request was sent or its last delta arrived.
     last_activity: Instant,
 }
@@ -57,6 +58,14 @@ pub struct RequestSlot {
     received: Mutex<HashMap<(u32, u32), u64>>,
 }
 
+impl State {
+    fn wake_all(&mut self) {
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
+    }
+}
+
 impl RequestSlot {
     pub fn new(request_id: u64, expected_finals: u64) -> Arc<Self> {
         Arc::new(RequestSlot {
@@ -66,7 +75,7 @@ impl RequestSlot {
                 remaining_finals: expected_finals.max(1),
                 finished: false,
                 failure: None,
-                waker: None,
+                wakers: Vec::new(),
                 last_activity: Instant::now(),
             }),
             received: Mutex::new(HashMap::new()),
@@ -111,9 +120,7 @@ impl RequestSlot {
             s.finished = true;
         }
         let done = s.finished;
-        if let Some(w) = s.waker.take() {
-            w.wake();
-        }
+        s.wake_all();
         done
     }
 
@@ -125,9 +132,7 @@ impl RequestSlot {
             return;
         }
         s.failure = Some(error);
-        if let Some(w) = s.waker.take() {
-            w.wake();
-        }
+        s.wake_all();
     }
 
     /// Abort: drop what is queued and fail with an `Aborted` error.
@@ -139,9 +144,7 @@ impl RequestSlot {
         s.blocks = VecDeque::new();
         s.finished = false;
         s.failure = Some(Error::new(ErrorCode::Aborted, message));
-        if let Some(w) = s.waker.take() {
-            w.wake();
-        }
+        s.wake_all();
     }
 
     /// When the request was sent or its last delta arrived.
@@ -157,6 +160,15 @@ impl RequestSlot {
     /// Every queued delta, decoded, or the end of the request; `Pending` (and `waker` is
     /// woken when that changes) while nothing is queued.
     pub fn poll_batch(&self, waker: &Waker) -> Poll<Batch> {
+        self.batch(Some(waker))
+    }
+
+    /// What [`Self::poll_batch`] would hand out, without waiting: `Pending` registers nothing.
+    pub fn try_batch(&self) -> Poll<Batch> {
+        self.batch(None)
+    }
+
+    fn batch(&self, waker: Option<&Waker>) -> Poll<Batch> {
         let block = {
             let mut s = self.lock();
             let Some(block) = s.blocks.pop_front() else {
@@ -166,14 +178,10 @@ impl RequestSlot {
                 if s.finished {
                     return Poll::Ready(Batch::Finished);
                 }
-                let replaced = match &s.waker {
-                    Some(w) if w.will_wake(waker) => None,
-                    _ => s.waker.replace(waker.clone()),
-                };
-                drop(s);
-                // Whoever waited before still gets an answer (an empty batch: ask again).
-                if let Some(earlier) = replaced {
-                    earlier.wake();
+                if let Some(waker) = waker {
+                    if !s.wakers.iter().any(|w| w.will_wake(waker)) {
+                        s.wakers.push(waker.clone());
+                    }
                 }
                 return Poll::Pending;
             };
