@@ -39,11 +39,6 @@ struct Shared {
     parked: AtomicUsize,
 }
 
-// SAFETY: the threadsafe function is made to be called from any thread; every call happens
-// under `ready`'s lock after checking `closed`, which its finaliser sets under the same lock.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
 impl Shared {
     fn tsfn(&self) -> sys::napi_threadsafe_function {
         self.tsfn.load(Ordering::Acquire)
