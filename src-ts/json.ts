@@ -30,6 +30,13 @@ function refuse(at: string, what: string): InvalidRequestError {
 /** Deeper than this, the checked path decides (a cycle is always deeper). */
 const PLAIN_DEPTH_LIMIT = 64
 
+/** An object literal's kind of object: prototype `Object.prototype` or none, no `toJSON`. */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || 'toJSON' in value) return false
+  const proto: unknown = Object.getPrototypeOf(value)
+  return proto === Object.prototype || proto === null
+}
+
 /**
  * Whether `value` is plain JSON data — strings, finite numbers, booleans, null, undefined,
  * arrays and plain objects without `toJSON`, not nested too deep — so `JSON.stringify` alone
@@ -52,10 +59,9 @@ function isPlainJson(value: unknown, depth: number): boolean {
         for (let i = 0; i < value.length; i++) if (!isPlainJson(value[i], depth + 1)) return false
         return true
       }
-      const proto: unknown = Object.getPrototypeOf(value)
-      if ((proto !== Object.prototype && proto !== null) || 'toJSON' in value) return false
+      if (!isPlainObject(value)) return false
       for (const key in value) {
-        if (!isPlainJson((value as Record<string, unknown>)[key], depth + 1)) return false
+        if (!isPlainJson(value[key], depth + 1)) return false
       }
       return true
     }

@@ -1,7 +1,7 @@
 /** Low-level access to the PIE wire codec (for tools, tests and protocol work). */
 
 import { nativeSync } from './errors'
-import { requestJson } from './json'
+import { isPlainObject, requestJson } from './json'
 import { addon, modelSpecsDir } from './native'
 import type { ChatDelta, ChatMessage, ChatOptions } from './types'
 
@@ -56,22 +56,16 @@ export type WireMessage =
   | { kind: 'delta'; channel: bigint; delta: ChatDelta }
   | { kind: 'event'; name: string; payload: unknown }
 
-/** Bytes travel as base64; ids above 2^53 as decimal text (the codec reads them back as u64). */
-function wireValue(original: unknown, value: unknown): unknown {
-  if (original instanceof Uint8Array)
-    return Buffer.from(original.buffer, original.byteOffset, original.byteLength).toString('base64')
-  if (typeof value === 'bigint') return value.toString()
-  return undefined
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || 'toJSON' in value) return false
-  const proto: unknown = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
-}
-
+/** `bytes` as a Buffer over the same memory. */
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/** Bytes travel as base64; ids above 2^53 as decimal text (the codec reads them back as u64). */
+function wireValue(original: unknown, value: unknown): unknown {
+  if (original instanceof Uint8Array) return asBuffer(original).toString('base64')
+  if (typeof value === 'bigint') return value.toString()
+  return undefined
 }
 
 /**
@@ -109,13 +103,13 @@ export function encodeRequest(input: WireRequest): Buffer {
  * JSON, a wrong field type or an offset outside the payload throws `ProtocolError`.
  */
 export function decodeRequest(frame: Uint8Array): WireRequest {
-  const buf = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength)
+  const buf = asBuffer(frame)
   return JSON.parse(nativeSync(() => addon().decodeRequest(buf))) as WireRequest
 }
 
 /** Decode one message from the response socket: a delta or an engine event. */
 export function decodeMessage(message: Uint8Array): WireMessage {
-  const buf = Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength)
+  const buf = asBuffer(message)
   const m = nativeSync(() => addon().decodeMessage(buf))
   if (m.kind === 'delta' && m.deltaJson != null && m.channel != null) {
     return { kind: 'delta', channel: m.channel, delta: JSON.parse(m.deltaJson) as ChatDelta }
