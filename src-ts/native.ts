@@ -85,9 +85,11 @@ export function addon(): NativeBinding {
   return loaded
 }
 
+const shippedModelSpecs = path.join(packageRoot, 'model-specs')
+
 /** The model-specs folder shipped with the package (override: ORCHARD_MODEL_SPECS). */
 export function modelSpecsDir(): string {
-  return process.env.ORCHARD_MODEL_SPECS || path.join(packageRoot, 'model-specs')
+  return process.env.ORCHARD_MODEL_SPECS || shippedModelSpecs
 }
 
 /**

@@ -120,15 +120,27 @@ pub fn json_dumps(value: &Value, opts: &JsonOptions) -> Result<String, JinjaErro
 
 fn write_json_string(out: &mut String, s: &str, ensure_ascii: bool) {
     out.push('"');
-    // Copy runs of characters that need no escape in one go.
+    // Copy runs that need no escape in one go, testing bytes: every byte of a multi-byte
+    // character is >= 0x80, so only ensure_ascii has to look at whole characters.
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let plain = c != '"' && c != '\\' && c >= ' ' && !(ensure_ascii && (c as u32) > 0x7e);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let plain = match b {
+            b'"' | b'\\' | 0..=0x1f => false,
+            0x7f..=0xff => !ensure_ascii,
+            _ => true,
+        };
         if plain {
+            i += 1;
             continue;
         }
         out.push_str(&s[start..i]);
-        start = i + c.len_utf8();
+        // `i` is on a character boundary: escapes start at an ASCII byte or a lead byte.
+        let c = s[i..].chars().next().unwrap_or_default();
+        i += c.len_utf8();
+        start = i;
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -137,9 +149,6 @@ fn write_json_string(out: &mut String, s: &str, ensure_ascii: bool) {
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
             c => {
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
@@ -492,6 +501,20 @@ mod tests {
         let got = json_dumps(&v, &opts).unwrap();
         let want = "{\n  \"a\": [],\n  \"z\": [\n    1,\n    {\n      \"y\": \"\\u00e9\\ud83d\\ude00\"\n    }\n  ]\n}";
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn json_strings_escape_as_python_does() {
+        let text = "a\u{7f}\u{1}\u{8}\u{c}\t\r\\\"z é😀 end";
+        let mut ascii = String::new();
+        write_json_string(&mut ascii, text, true);
+        assert_eq!(
+            ascii,
+            r#""a\u007f\u0001\b\f\t\r\\\"z \u00e9\ud83d\ude00 end""#
+        );
+        let mut utf8 = String::new();
+        write_json_string(&mut utf8, text, false);
+        assert_eq!(utf8, "\"a\u{7f}\\u0001\\b\\f\\t\\r\\\\\\\"z é😀 end\"");
     }
 
     #[test]

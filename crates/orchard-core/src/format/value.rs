@@ -45,8 +45,11 @@ impl Object for JsonMap {
             .map(|(_, v)| v.clone())
     }
 
+    // Keys with their values: `items` and `tojson` then read each pair without a lookup.
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        self.mapped_enumerator(|this| Box::new(this.0.iter().map(|(k, _)| k.clone())))
+        self.mapped_key_value_enumerator(|this| {
+            Box::new(this.0.iter().map(|(k, v)| (k.clone(), v.clone())))
+        })
     }
 
     fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
