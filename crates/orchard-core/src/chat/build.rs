@@ -99,7 +99,11 @@ pub fn build_prompt(
             required: thinking.required,
         },
         tool_calling_tokens: profile.wire_tool_calling_tokens()?,
-        output_frame_tokens: profile.output_frame_tokens().into_iter().collect(),
+        output_frame_tokens: profile
+            .output_frame_tokens()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         logit_bias: opts.logit_bias.clone(),
         reasoning_effort: rendered.reasoning_effort,
         prefix_cache: opts.prefix_cache,

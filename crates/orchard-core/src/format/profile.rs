@@ -92,6 +92,10 @@ pub struct Profile {
     pub(super) statics: Arc<Vec<(String, Value)>>,
     /// [`Profile::tool_calling_tokens`] in its wire form, built on first use.
     wire_tool_tokens: OnceLock<Result<ToolCallingTokens>>,
+    /// [`Profile::thinking_tokens`] and [`Profile::output_frame_tokens`], built on first use:
+    /// every request carries them.
+    thinking: OnceLock<ThinkingTokens>,
+    frame_tokens: OnceLock<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for Profile {
@@ -204,6 +208,8 @@ impl Profile {
             env,
             statics,
             wire_tool_tokens: OnceLock::new(),
+            thinking: OnceLock::new(),
+            frame_tokens: OnceLock::new(),
         })
     }
 
@@ -287,6 +293,12 @@ impl Profile {
     /// `thinking_tokens` for the engine: the profile's delimiters for native-thinking families,
     /// empty strings otherwise.
     pub fn thinking_tokens(&self) -> ThinkingTokens {
+        self.thinking
+            .get_or_init(|| self.read_thinking_tokens())
+            .clone()
+    }
+
+    fn read_thinking_tokens(&self) -> ThinkingTokens {
         if !self.supports_native_thinking() {
             return ThinkingTokens::default();
         }
@@ -372,7 +384,12 @@ impl Profile {
 
     /// `output_frame_tokens` for the engine: `marker.<name>` and `channel.<name>` entries of
     /// `capabilities.output_framing`.
-    pub fn output_frame_tokens(&self) -> BTreeMap<String, String> {
+    pub fn output_frame_tokens(&self) -> &BTreeMap<String, String> {
+        self.frame_tokens
+            .get_or_init(|| self.read_output_frame_tokens())
+    }
+
+    fn read_output_frame_tokens(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for (section, prefix) in [("markers", "marker"), ("channels", "channel")] {
             let Some(map) = self
