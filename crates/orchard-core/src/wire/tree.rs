@@ -266,20 +266,28 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 }
 
-/// Objects up to this many entries look for repeated keys pair by pair; larger ones hash.
-const PAIRWISE_MAX: usize = 32;
+/// Objects up to this many entries look for repeated keys by scanning; larger ones hash.
+const SCAN_MAX: usize = 32;
 
 /// Keep each key once: its last value, in its first place.
 fn merge_repeated_keys(entries: &mut Entries) {
     let n = entries.len();
     // (first index, later index) of every repeat, in text order.
     let mut repeats: Vec<(usize, usize)> = Vec::new();
-    if n <= PAIRWISE_MAX {
-        for j in 1..n {
-            let key = &entries[j].0;
-            if let Some(i) = entries[..j].iter().position(|(k, _)| k == key) {
-                repeats.push((i, j));
+    if n <= SCAN_MAX {
+        // One bit per (length, last byte) seen: a key whose bit is clear cannot be a repeat,
+        // so most keys skip the scan.
+        let mut seen = 0u64;
+        for j in 0..n {
+            let key = entries[j].0.as_bytes();
+            let bit =
+                1u64 << ((key.len() * 7 + usize::from(key.last().copied().unwrap_or(0))) % 64);
+            if seen & bit != 0 {
+                if let Some(i) = entries[..j].iter().position(|(k, _)| k.as_bytes() == key) {
+                    repeats.push((i, j));
+                }
             }
+            seen |= bit;
         }
     } else {
         let mut first: HashMap<&str, usize> = HashMap::with_capacity(n);
@@ -366,6 +374,16 @@ mod tests {
         };
         assert_eq!(keys, ["a", "b", "c"]);
         assert_eq!(node.get("a").unwrap().get("x"), Some(&Node::U64(5)));
+        same_as_value(text);
+        // Same length and last byte, different keys.
+        let text = r#"{"ab":1,"cb":2,"ab":3}"#;
+        assert_eq!(
+            parse(text).unwrap(),
+            Node::Object(vec![
+                ("ab".into(), Node::U64(3)),
+                ("cb".into(), Node::U64(2))
+            ])
+        );
         same_as_value(text);
     }
 
