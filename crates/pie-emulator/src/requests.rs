@@ -8,6 +8,7 @@ use std::time::Duration;
 use orchard_core::nng::Socket;
 use orchard_core::wire::decode_request;
 use orchard_core::wire::request::{split_frame, PromptPayload, Request, RequestType};
+use orchard_core::wire::Node;
 use serde_json::Value;
 
 use crate::lm::{embed, prompt_token_count};
@@ -81,18 +82,18 @@ fn reject_malformed(frame: &[u8], why: &str, ctx: &Ctx) {
         );
         return;
     };
-    let request_id = meta.get("request_id").and_then(Value::as_u64);
-    let channel = meta.get("response_channel_id").and_then(Value::as_u64);
+    let request_id = meta.get("request_id").and_then(Node::as_u64);
+    let channel = meta.get("response_channel_id").and_then(Node::as_u64);
     let (Some(request_id), Some(channel)) = (request_id, channel) else {
         crate::warn!("dropped a request frame without request_id/response_channel_id: {why}");
         return;
     };
     crate::warn!("request {request_id} on channel {channel:x} is malformed: {why}");
     let mut shape: Vec<u64> = match meta.get("prompts") {
-        Some(Value::Array(prompts)) => prompts
+        Some(Node::Array(prompts)) => prompts
             .iter()
             .map(|p| {
-                let n = |k: &str| p.get(k).and_then(Value::as_u64).unwrap_or(1);
+                let n = |k: &str| p.get(k).and_then(Node::as_u64).unwrap_or(1);
                 n("num_candidates").max(n("best_of")).max(1)
             })
             .collect(),

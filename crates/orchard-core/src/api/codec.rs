@@ -23,7 +23,7 @@ pub fn encode_request_with(
     input_json: &str,
     prompt_bytes: &[Option<SideBytes>],
 ) -> Result<Vec<u8>> {
-    let req = wire::vocab::parse_request_with(&parse_json(input_json, "input")?, prompt_bytes)?;
+    let req = wire::vocab::parse_request_text(input_json, prompt_bytes)?;
     wire::encode_request(&req)
 }
 

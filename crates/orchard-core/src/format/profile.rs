@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
-use crate::wire::{Obj, ToolCallingTokens};
+use crate::wire::{Node, Obj, ToolCallingTokens};
 
 use super::jinja;
 use super::layout::Placeholders;
@@ -326,7 +326,8 @@ impl Profile {
             .get_or_init(|| {
                 let json = self.tool_calling_tokens();
                 let at = format!("{}/capabilities.yaml tool_calling", self.family);
-                ToolCallingTokens::from_obj(&Obj::new(&json, at, Error::template)?, false)
+                let node = Node::from_value(&json);
+                ToolCallingTokens::from_obj(&Obj::new(&node, &at, Error::template)?, false)
             })
             .clone()
     }

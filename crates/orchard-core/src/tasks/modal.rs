@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::chat::Target;
 use crate::error::{Error, Result};
-use crate::wire::{LayoutSegment, Obj, PromptPayload, Request, RequestType, SegmentKind};
+use crate::wire::{LayoutSegment, Node, Obj, PromptPayload, Request, RequestType, SegmentKind};
 
 /// Which modal call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,17 +98,11 @@ pub fn build_request(
     media: Option<Vec<u8>>,
     target: &Target,
 ) -> Result<Request> {
-    let call = Obj::new(input, String::new(), Error::invalid)?;
+    let input = Node::from_value(input);
+    let call = Obj::new(&input, "", Error::invalid)?;
     call.deny_unknown(&["text", "options"])?;
     let text = call.string_or("text", "")?;
-    let null = Value::Null;
-    let raw = call.get("options").unwrap_or(&null);
-    let empty = Value::Object(Default::default());
-    let opts = Obj::new(
-        if raw.is_null() { &empty } else { raw },
-        "options".into(),
-        Error::invalid,
-    )?;
+    let opts = call.object_or_empty("options")?;
     let mut allowed: Vec<&str> = kind.own_options().to_vec();
     if kind != ModalKind::Transcribe {
         allowed.extend(SAMPLING.split(' '));
@@ -132,16 +126,12 @@ pub fn build_request(
         .chain(SAMPLING.split(' '))
     {
         if let Some(v) = opts.get(key).filter(|v| !v.is_null()) {
-            modal.insert(snake(key), v.clone());
+            modal.insert(snake(key), v.to_value());
         }
     }
-    if let Some(extra) = opts.get("modalOptions").filter(|v| !v.is_null()) {
-        let extra = Obj::new(extra, "options.modalOptions".into(), Error::invalid)?;
-        for k in extra.keys() {
-            if let Some(v) = extra.get(k).filter(|v| !v.is_null()) {
-                modal.insert(k.clone(), v.clone());
-            }
-        }
+    let extra = opts.object_or_empty("modalOptions")?;
+    for (k, v) in extra.entries().filter(|(_, v)| !v.is_null()) {
+        modal.insert(k.to_string(), v.to_value());
     }
     // Checked here so a bad value names the caller's field, not the engine's.
     for key in [

@@ -4,6 +4,7 @@ pub mod delta;
 pub(crate) mod json;
 mod layout;
 pub mod request;
+pub mod tree;
 pub mod vocab;
 
 pub use delta::{
@@ -16,3 +17,4 @@ pub use request::{
     decode as decode_request, encode as encode_request, CapabilityInput, PromptPayload, Request,
     RequestType, ThinkingTokens, ToolCallFormat, ToolCallingTokens,
 };
+pub use tree::Node;

@@ -6,9 +6,10 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::json::{type_name, Obj};
+use super::json::Obj;
 use super::layout::{LayoutSegment, SegmentKind};
 use super::request::{read_common, CapabilityInput, PromptPayload, Request, RequestType};
+use super::tree::{self, Node};
 use crate::error::{Error, Result};
 
 const REQUEST_KEYS: &[&str] = &[
@@ -75,19 +76,26 @@ pub enum SideBytes<'a> {
     Raw(&'a [u8]),
 }
 
+/// Decoded with SIMD; on failure `base64` says what is wrong (both accept exactly the same
+/// text: padded, canonical, no whitespace).
 fn base64_field(o: &Obj, key: &str, s: &str) -> Result<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(s)
-        .map_err(|e| o.fail(key, format!("not valid base64: {e}")))
+    base64_simd::STANDARD.decode_to_vec(s).or_else(|_| {
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|e| o.fail(key, format!("not valid base64: {e}")))
+    })
 }
 
-fn bytes_field(o: &Obj, key: &str, v: &Value) -> Result<Vec<u8>> {
+fn bytes_field(o: &Obj, key: &str, v: &Node) -> Result<Vec<u8>> {
     match v {
-        Value::String(s) => base64_field(o, key, s),
-        Value::Null => Ok(Vec::new()),
+        Node::Str(s) => base64_field(o, key, s),
+        Node::Null => Ok(Vec::new()),
         other => Err(o.fail(
             key,
-            format!("expected base64 text or a Buffer, got {}", type_name(other)),
+            format!(
+                "expected base64 text or a Buffer, got {}",
+                other.type_name()
+            ),
         )),
     }
 }
@@ -106,32 +114,38 @@ fn byte_list(o: &Obj, key: &str) -> Result<Vec<Vec<u8>>> {
 fn parse_logit_bias(lp: &Obj) -> Result<Vec<(i64, f64)>> {
     let mut out = Vec::new();
     match lp.get("logit_bias") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
+        None | Some(Node::Null) => {}
+        Some(Node::Array(items)) => {
+            out.reserve(items.len());
             for (i, item) in items.iter().enumerate() {
-                let at = format!("logit_bias[{i}]");
                 let pair = match item {
-                    Value::Array(p) if p.len() == 2 => (p[0].as_i64(), p[1].as_f64()),
-                    Value::Object(m) => (
-                        m.get("token").and_then(Value::as_i64),
-                        m.get("bias").and_then(Value::as_f64),
+                    Node::Array(p) if p.len() == 2 => (p[0].as_i64(), p[1].as_f64()),
+                    m @ Node::Object(_) => (
+                        m.get("token").and_then(Node::as_i64),
+                        m.get("bias").and_then(Node::as_f64),
                     ),
                     _ => (None, None),
                 };
                 match pair {
                     (Some(t), Some(b)) => out.push((t, b)),
-                    _ => return Err(lp.fail(&at, "expected [token, bias] or {token, bias}")),
+                    _ => {
+                        return Err(lp.fail(
+                            &format!("logit_bias[{i}]"),
+                            "expected [token, bias] or {token, bias}",
+                        ))
+                    }
                 }
             }
         }
-        Some(v) => {
-            let bias = Obj::new(v, lp.at("logit_bias"), Error::invalid)?;
-            for key in bias.keys() {
+        Some(_) => {
+            let bias = lp.object_or_empty("logit_bias")?;
+            // Entry by entry: a map can hold thousands of ids.
+            for (key, v) in bias.entries() {
                 let token: i64 = key
                     .trim()
                     .parse()
                     .map_err(|_| bias.fail(key, "keys must be token ids (integers)"))?;
-                out.push((token, bias.f64_opt(key)?.unwrap_or(0.0)));
+                out.push((token, bias.f64_of(key, Some(v))?.unwrap_or(0.0)));
             }
         }
     }
@@ -147,12 +161,12 @@ fn parse_prompt(o: &Obj, side: Option<SideBytes>) -> Result<PromptPayload> {
         (Some(SideBytes::Base64(s)), _, _) => base64_field(o, "prompt_bytes", s)?,
         (Some(SideBytes::Raw(b)), _, _) => b.to_vec(),
         (None, Some(v), _) if !v.is_null() => bytes_field(o, "prompt_bytes", v)?,
-        (_, _, Some(Value::String(s))) => s.as_bytes().to_vec(),
-        (_, _, Some(Value::Null)) | (_, _, None) => Vec::new(),
+        (_, _, Some(Node::Str(s))) => s.as_bytes().to_vec(),
+        (_, _, Some(Node::Null)) | (_, _, None) => Vec::new(),
         (_, _, Some(other)) => {
             return Err(o.fail(
                 "prompt",
-                format!("expected a string, got {}", type_name(other)),
+                format!("expected a string, got {}", other.type_name()),
             ))
         }
     };
@@ -171,7 +185,7 @@ fn parse_prompt(o: &Obj, side: Option<SideBytes>) -> Result<PromptPayload> {
     }
 
     let layout = match o.get("layout") {
-        None | Some(Value::Null) => None,
+        None | Some(Node::Null) => None,
         Some(_) => {
             let mut segs = Vec::new();
             for s in o.objects("layout")? {
@@ -204,19 +218,24 @@ fn parse_prompt(o: &Obj, side: Option<SideBytes>) -> Result<PromptPayload> {
 
     let output_frame_tokens = {
         let oft = o.object_or_empty("output_frame_tokens")?;
-        oft.keys()
-            .map(|k| Ok((k.clone(), oft.string_or(k, "")?)))
+        oft.entries()
+            .map(|(k, v)| {
+                Ok((
+                    k.to_string(),
+                    oft.string_of(k, Some(v))?.unwrap_or_default(),
+                ))
+            })
             .collect::<Result<Vec<_>>>()?
     };
 
     let tool_choice = match o.get("tool_choice") {
-        None | Some(Value::Null) => PromptPayload::default().tool_choice,
-        Some(Value::String(s)) => s.clone(),
-        Some(v @ Value::Object(_)) => crate::format::python_json(v, true),
+        None | Some(Node::Null) => PromptPayload::default().tool_choice,
+        Some(Node::Str(s)) => s.to_string(),
+        Some(v @ Node::Object(_)) => crate::format::python_json(&v.to_value(), true),
         Some(other) => {
             return Err(o.fail(
                 "tool_choice",
-                format!("expected a string or an object, got {}", type_name(other)),
+                format!("expected a string or an object, got {}", other.type_name()),
             ))
         }
     };
@@ -257,38 +276,45 @@ fn parse_prompt(o: &Obj, side: Option<SideBytes>) -> Result<PromptPayload> {
 
 /// Parse `{ request, prompts }` in the reference vocabulary.
 pub fn parse_request(input: &Value) -> Result<Request> {
-    parse_request_with(input, &[])
+    parse_request_with(&Node::from_value(input), &[])
+}
+
+/// [`parse_request_with`] of JSON text; text that is not JSON is an error about `input`.
+pub fn parse_request_text(input: &str, prompt_bytes: &[Option<SideBytes>]) -> Result<Request> {
+    let tree =
+        tree::parse(input).map_err(|e| Error::invalid(format!("input: not valid JSON: {e}")))?;
+    parse_request_with(&tree, prompt_bytes)
 }
 
 /// [`parse_request`] with the `prompt_bytes` of each prompt given beside the JSON (`None`:
 /// read from the JSON, if there).
-pub fn parse_request_with(input: &Value, prompt_bytes: &[Option<SideBytes>]) -> Result<Request> {
-    let root = Obj::new(input, String::new(), Error::invalid)?;
+pub fn parse_request_with(input: &Node, prompt_bytes: &[Option<SideBytes>]) -> Result<Request> {
+    let root = Obj::new(input, "", Error::invalid)?;
     root.deny_unknown(&["request", "prompts"])?;
     let r = Obj::new(
         root.get("request")
             .ok_or_else(|| Error::invalid("request: required"))?,
-        "request".to_string(),
+        "request",
         Error::invalid,
     )?;
     r.deny_unknown(REQUEST_KEYS)?;
     let request_type = match r.get("request_type") {
-        Some(Value::String(s)) => RequestType::from_name(s).ok_or_else(|| {
+        Some(Node::Str(s)) => RequestType::from_name(s).ok_or_else(|| {
             r.fail(
                 "request_type",
                 format!("unknown type '{s}'; expected generation, embedding, query, point, detect, agent, omni, prefill_task, audio or image"),
             )
         })?,
-        Some(Value::Number(_)) => {
+        Some(Node::U64(_) | Node::I64(_) | Node::F64(_)) => {
             let code = r.u64_req("request_type")?;
             RequestType::from_code(code)
                 .ok_or_else(|| r.fail("request_type", format!("unknown code {code}; expected 0..=9")))?
         }
-        None | Some(Value::Null) => RequestType::Generation,
+        None | Some(Node::Null) => RequestType::Generation,
         Some(other) => {
             return Err(r.fail(
                 "request_type",
-                format!("expected a name or a code, got {}", type_name(other)),
+                format!("expected a name or a code, got {}", other.type_name()),
             ))
         }
     };
@@ -300,13 +326,10 @@ pub fn parse_request_with(input: &Value, prompt_bytes: &[Option<SideBytes>]) -> 
             prompts.len()
         )));
     }
-    let prompts = prompts
-        .iter()
+    let prompts = root
+        .items("prompts")?
         .enumerate()
-        .map(|(i, p)| {
-            let o = Obj::new(p, format!("prompts[{i}]"), Error::invalid)?;
-            parse_prompt(&o, prompt_bytes.get(i).copied().flatten())
-        })
+        .map(|(i, o)| parse_prompt(&o?, prompt_bytes.get(i).copied().flatten()))
         .collect::<Result<Vec<_>>>()?;
     if prompts.is_empty() {
         return Err(Error::invalid(
@@ -327,7 +350,7 @@ pub fn parse_request_with(input: &Value, prompt_bytes: &[Option<SideBytes>]) -> 
 }
 
 fn b64(bytes: &[u8]) -> Value {
-    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+    Value::String(base64_simd::STANDARD.encode_to_string(bytes))
 }
 
 /// The inverse of [`parse_request`]: a request in the reference vocabulary, bytes as base64
@@ -427,11 +450,12 @@ mod tests {
         assert_eq!(inline.prompts[0].text, b"hi");
         let rest = request(json!({"max_generated_tokens": 3}));
         for side in [SideBytes::Base64("aGk="), SideBytes::Raw(b"hi")] {
+            let rest = Node::from_value(&rest);
             assert_eq!(parse_request_with(&rest, &[Some(side)]).unwrap(), inline);
         }
         assert_eq!(
             parse_request_with(
-                &request(json!({"prompt": "hi", "max_generated_tokens": 3})),
+                &Node::from_value(&request(json!({"prompt": "hi", "max_generated_tokens": 3}))),
                 &[None]
             )
             .unwrap(),
@@ -442,7 +466,7 @@ mod tests {
     #[test]
     fn prompt_bytes_beside_the_json_are_checked() {
         let msg = |prompt: Value, side: &[Option<SideBytes>]| {
-            parse_request_with(&request(prompt), side)
+            parse_request_with(&Node::from_value(&request(prompt)), side)
                 .unwrap_err()
                 .message
         };
@@ -458,6 +482,64 @@ mod tests {
         assert_eq!(
             msg(json!({}), &[None, Some(SideBytes::Raw(b"hi"))]),
             "prompts: prompt_bytes given for 2 prompts, but there are 1"
+        );
+    }
+
+    #[test]
+    fn text_input_keeps_the_last_of_a_repeated_key_and_reads_big_bias_maps_in_order() {
+        let mut bias = String::new();
+        for t in 0..5000 {
+            bias.push_str(&format!("\"{t}\":{}.5,", t % 7));
+        }
+        bias.push_str("\"3\":-1");
+        let text = format!(
+            r#"{{"request":{{"request_id":1,"model_id":"m","response_channel_id":2}},"prompts":[{{"output_frame_tokens":{{"a":"1","b":"2","a":"3"}},"logits_params":{{"logit_bias":{{{bias}}}}}}}]}}"#
+        );
+        let req = parse_request_text(&text, &[]).unwrap();
+        let p = &req.prompts[0];
+        assert_eq!(
+            p.output_frame_tokens,
+            [("a".into(), "3".into()), ("b".into(), "2".into())]
+        );
+        assert_eq!(p.logit_bias.len(), 5000);
+        assert_eq!(p.logit_bias[3], (3, -1.0));
+        assert_eq!(p.logit_bias[4999], (4999, 1.5));
+        assert_eq!(
+            parse_request_text("{", &[]).unwrap_err().message,
+            "input: not valid JSON: EOF while parsing an object at line 1 column 1"
+        );
+    }
+
+    #[test]
+    fn the_simd_decoder_accepts_what_base64_accepts() {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_ \n";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut accepted = 0;
+        for _ in 0..50_000 {
+            let len = (next() % 40) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next() as usize;
+                    // Mostly the alphabet, sometimes padding, URL-safe symbols or whitespace.
+                    alphabet[if r % 9 == 0 { 64 + r / 9 % 5 } else { r % 64 }]
+                })
+                .collect();
+            let simd = base64_simd::STANDARD.decode_to_vec(&text).ok();
+            let reference = base64::engine::general_purpose::STANDARD.decode(&text).ok();
+            assert_eq!(simd, reference, "{}", String::from_utf8_lossy(&text));
+            accepted += usize::from(simd.is_some());
+        }
+        assert!(accepted > 1000, "{accepted}");
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(
+            base64_simd::STANDARD.encode_to_string(&bytes),
+            base64::engine::general_purpose::STANDARD.encode(&bytes)
         );
     }
 }

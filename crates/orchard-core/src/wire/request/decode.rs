@@ -1,18 +1,18 @@
 //! Reading a frame back into a [`Request`] (the emulator's side), validating every offset.
 //! Absent per-prompt keys take the protocol defaults.
 
-use serde_json::Value;
-
 use super::super::json::Obj;
 use super::super::layout::{LayoutSegment, SegmentKind};
+use super::super::tree::{self, Node};
 use super::types::{
     CapabilityInput, PromptPayload, Request, RequestType, ThinkingTokens, ToolCallingTokens,
 };
 use super::MAX_FRAME_BYTES;
 use crate::error::{Error, Result};
 
-/// Split a frame into its metadata JSON and its payload region.
-pub fn split_frame(frame: &[u8]) -> Result<(Value, &[u8])> {
+/// Split a frame into its metadata JSON (a tree borrowing from the frame) and its payload
+/// region.
+pub fn split_frame(frame: &[u8]) -> Result<(Node<'_>, &[u8])> {
     if frame.len() < 4 {
         return Err(Error::protocol(format!(
             "request frame is {} bytes; it needs at least the 4-byte metadata length",
@@ -33,15 +33,16 @@ pub fn split_frame(frame: &[u8]) -> Result<(Value, &[u8])> {
             rest.len()
         )));
     }
-    let meta: Value = serde_json::from_slice(&rest[..meta_len])
+    let meta = tree::parse_slice(&rest[..meta_len])
         .map_err(|e| Error::protocol(format!("request metadata is not valid JSON: {e}")))?;
-    if !meta.is_object() {
+    if !matches!(meta, Node::Object(_)) {
         return Err(Error::protocol("request metadata must be a JSON object"));
     }
     Ok((meta, &rest[meta_len..]))
 }
 
-fn blob<'a>(payload: &'a [u8], offset: u64, size: u64, what: &str) -> Result<&'a [u8]> {
+/// The `size` bytes at `offset`; `what` names them in the error.
+fn blob(payload: &[u8], offset: u64, size: u64, what: impl FnOnce() -> String) -> Result<&[u8]> {
     if size == 0 {
         return Ok(&[]);
     }
@@ -50,7 +51,8 @@ fn blob<'a>(payload: &'a [u8], offset: u64, size: u64, what: &str) -> Result<&'a
         .filter(|e| *e <= payload.len() as u64)
         .ok_or_else(|| {
             Error::protocol(format!(
-                "{what}: bytes {offset}..{} lie outside the {}-byte payload",
+                "{}: bytes {offset}..{} lie outside the {}-byte payload",
+                what(),
                 offset.saturating_add(size),
                 payload.len()
             ))
@@ -66,21 +68,23 @@ fn take(data: &[u8], cursor: &mut usize, len: usize) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn split_spans(spans: &[u8], data: &[u8], what: &str) -> Result<Vec<Vec<u8>>> {
+fn split_spans(spans: &[u8], data: &[u8], what: impl Fn() -> String) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::with_capacity(spans.len() / 8);
     let mut cursor = 0usize;
     for chunk in spans.chunks_exact(8) {
         let len = u64::from_le_bytes(chunk.try_into().expect("chunks_exact(8)")) as usize;
         out.push(take(data, &mut cursor, len).ok_or_else(|| {
             Error::protocol(format!(
-                "{what}: spans add up to more than the {} data bytes",
+                "{}: spans add up to more than the {} data bytes",
+                what(),
                 data.len()
             ))
         })?);
     }
     if cursor != data.len() {
         return Err(Error::protocol(format!(
-            "{what}: spans cover {cursor} of {} data bytes",
+            "{}: spans cover {cursor} of {} data bytes",
+            what(),
             data.len()
         )));
     }
@@ -127,38 +131,98 @@ pub(in crate::wire) fn read_common(
     })
 }
 
-/// The `size` bytes at `<name>_offset`.
-fn blob_at<'a>(o: &Obj, payload: &'a [u8], name: &str, size: u64) -> Result<&'a [u8]> {
-    let offset = o.u64_or(&format!("{name}_offset"), 0)?;
-    blob(payload, offset, size, &o.at(name))
+/// A blob sized by a key: its name (for messages) and the keys of its offset and size.
+struct SizedBlob {
+    name: &'static str,
+    offset: &'static str,
+    size: &'static str,
 }
 
-/// The blob at `<name>_offset` of `<name>_size` bytes.
-fn sized_blob<'a>(o: &Obj, payload: &'a [u8], name: &str) -> Result<&'a [u8]> {
-    let size = o.u64_or(&format!("{name}_size"), 0)?;
-    blob_at(o, payload, name, size)
+/// The `size` bytes at `offset_key`; `name` names the blob in an error.
+fn blob_at<'a>(
+    o: &Obj,
+    payload: &'a [u8],
+    name: &str,
+    offset_key: &str,
+    size: u64,
+) -> Result<&'a [u8]> {
+    let offset = o.u64_or(offset_key, 0)?;
+    blob(payload, offset, size, || o.at(name))
 }
 
-/// Media items: `<kind>_count` u64 spans at `<kind>_sizes_offset` over the data blob
-/// `<kind>_data`.
-fn media(o: &Obj, payload: &[u8], kind: &str, label: &str) -> Result<Vec<Vec<u8>>> {
-    let count = o.u64_or(&format!("{kind}_count"), 0)?;
+fn sized_blob<'a>(o: &Obj, payload: &'a [u8], keys: &SizedBlob) -> Result<&'a [u8]> {
+    let size = o.u64_or(keys.size, 0)?;
+    blob_at(o, payload, keys.name, keys.offset, size)
+}
+
+/// Media items of one kind: `count` u64 spans at `sizes_offset` over the `data` blob.
+struct Media {
+    label: &'static str,
+    count: &'static str,
+    sizes_name: &'static str,
+    sizes_offset: &'static str,
+    data: SizedBlob,
+}
+
+const IMAGES: Media = Media {
+    label: "images",
+    count: "image_count",
+    sizes_name: "image_sizes",
+    sizes_offset: "image_sizes_offset",
+    data: SizedBlob {
+        name: "image_data",
+        offset: "image_data_offset",
+        size: "image_data_size",
+    },
+};
+const AUDIO: Media = Media {
+    label: "audio",
+    count: "audio_count",
+    sizes_name: "audio_sizes",
+    sizes_offset: "audio_sizes_offset",
+    data: SizedBlob {
+        name: "audio_data",
+        offset: "audio_data_offset",
+        size: "audio_data_size",
+    },
+};
+
+fn media(o: &Obj, payload: &[u8], m: &Media) -> Result<Vec<Vec<u8>>> {
+    let count = o.u64_or(m.count, 0)?;
     let spans = blob_at(
         o,
         payload,
-        &format!("{kind}_sizes"),
+        m.sizes_name,
+        m.sizes_offset,
         count.saturating_mul(8),
     )?;
-    let data = sized_blob(o, payload, &format!("{kind}_data"))?;
-    split_spans(spans, data, &o.at(label))
+    let data = sized_blob(o, payload, &m.data)?;
+    split_spans(spans, data, || o.at(m.label))
 }
 
 fn decode_prompt(o: &Obj, payload: &[u8]) -> Result<PromptPayload> {
     let d = PromptPayload::default();
-    let text = sized_blob(o, payload, "text")?.to_vec();
-    let images = media(o, payload, "image", "images")?;
-    let audio = media(o, payload, "audio", "audio")?;
-    let cap_data = sized_blob(o, payload, "capability_data")?;
+    let text = sized_blob(
+        o,
+        payload,
+        &SizedBlob {
+            name: "text",
+            offset: "text_offset",
+            size: "text_size",
+        },
+    )?
+    .to_vec();
+    let images = media(o, payload, &IMAGES)?;
+    let audio = media(o, payload, &AUDIO)?;
+    let cap_data = sized_blob(
+        o,
+        payload,
+        &SizedBlob {
+            name: "capability_data",
+            offset: "capability_data_offset",
+            size: "capability_data_size",
+        },
+    )?;
     let mut capabilities = Vec::new();
     let mut cursor = 0usize;
     for (i, c) in o.objects("capabilities")?.iter().enumerate() {
@@ -177,7 +241,13 @@ fn decode_prompt(o: &Obj, payload: &[u8]) -> Result<PromptPayload> {
     }
 
     let layout_count = o.u64_or("layout_count", 0)?;
-    let layout_raw = blob_at(o, payload, "layout", layout_count.saturating_mul(16))?;
+    let layout_raw = blob_at(
+        o,
+        payload,
+        "layout",
+        "layout_offset",
+        layout_count.saturating_mul(16),
+    )?;
     let mut layout = Vec::with_capacity(layout_count as usize);
     let mut cap_index = 0usize;
     for seg in layout_raw.chunks_exact(16) {
@@ -204,11 +274,11 @@ fn decode_prompt(o: &Obj, payload: &[u8]) -> Result<PromptPayload> {
         logit_bias.push((e.i64_or("token", 0)?, e.f64_or("bias", 0.0)?));
     }
     let output_frame_tokens = match o.get("output_frame_tokens") {
-        Some(Value::Object(m)) => m
+        Some(Node::Object(m)) => m
             .iter()
             .map(|(k, v)| {
                 Ok((
-                    k.clone(),
+                    k.to_string(),
                     v.as_str()
                         .ok_or_else(|| {
                             Error::protocol(format!(
@@ -220,7 +290,7 @@ fn decode_prompt(o: &Obj, payload: &[u8]) -> Result<PromptPayload> {
                 ))
             })
             .collect::<Result<Vec<_>>>()?,
-        None | Some(Value::Null) => Vec::new(),
+        None | Some(Node::Null) => Vec::new(),
         Some(_) => {
             return Err(Error::protocol(format!(
                 "{}: expected an object",
@@ -241,7 +311,7 @@ fn decode_prompt(o: &Obj, payload: &[u8]) -> Result<PromptPayload> {
         final_candidates: o.u64_or("final_candidates", u64::from(best_of))? as u32,
         rng_seed: match o.get("rng_seed") {
             None => None,
-            Some(Value::Null) => Some(0),
+            Some(Node::Null) => Some(0),
             Some(_) => Some(o.u64_or("rng_seed", 0)?),
         },
         top_logprobs: o.u64_or("top_logprobs", d.top_logprobs.into())? as u32,
@@ -257,7 +327,7 @@ fn decode_prompt(o: &Obj, payload: &[u8]) -> Result<PromptPayload> {
 /// (older engines and clients omit some); wrong types and out-of-range offsets are errors.
 pub fn decode(frame: &[u8]) -> Result<Request> {
     let (meta, payload) = split_frame(frame)?;
-    let top = Obj::new(&meta, "request".to_string(), Error::protocol)?;
+    let top = Obj::new(&meta, "request", Error::protocol)?;
     let code = top.u64_req("request_type")?;
     let request_type = RequestType::from_code(code)
         .ok_or_else(|| Error::protocol(format!("request.request_type: unknown code {code}")))?;

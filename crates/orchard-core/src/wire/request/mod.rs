@@ -6,6 +6,7 @@
 
 mod decode;
 mod encode;
+mod meta;
 mod types;
 
 pub(in crate::wire) use decode::read_common;

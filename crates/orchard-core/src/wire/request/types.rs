@@ -104,6 +104,21 @@ impl ToolCallFormat {
         "call_end",
     ];
 
+    /// The values, in the order of [`Self::KEYS`].
+    pub fn fields(&self) -> [&str; 9] {
+        [
+            &self.name,
+            &self.call_start,
+            &self.inline_start,
+            &self.channel,
+            &self.recipient_prefix,
+            &self.constraint_prefix,
+            &self.constraint,
+            &self.message,
+            &self.call_end,
+        ]
+    }
+
     fn fields_mut(&mut self) -> [&mut String; 9] {
         [
             &mut self.name,
