@@ -118,6 +118,18 @@ describe('wire.encodeRequest reproduces the reference frames', () => {
       })
       expect(again.equals(frame)).toBe(true)
     }
+    // Text beyond ASCII reads back the same.
+    const wide = wire.encodeRequest({
+      request: { ...v.request, model_id: 'modèle-😀' },
+      prompts: [{ prompt: 'héllo …', stop_sequences: ['…'], max_generated_tokens: 4 }],
+    })
+    const back = wire.decodeRequest(wide)
+    expect(back.request.model_id).toBe('modèle-😀')
+    expect(back.prompts[0]!.stop_sequences).toEqual(['…'])
+    expect(split(wide).payload.subarray(0, Buffer.byteLength('héllo …')).toString()).toBe('héllo …')
+    expect(() => wire.encodeRequest({ request: v.request, prompts: [{ prompt_bytes: 'aGé=' }] })).toThrow(
+      /^prompts\[0\]\.prompt_bytes: not valid base64: Invalid symbol 195, offset 2\.$/,
+    )
     // A prompt that is not plain data is sent as JSON writes it (here, through its toJSON).
     const custom = { prompt_bytes: 'bm8=', toJSON: () => ({ prompt_bytes: 'aGk=', max_generated_tokens: 4 }) }
     expect(wire.encodeRequest({ request: v.request, prompts: [custom] }).equals(frame)).toBe(true)
