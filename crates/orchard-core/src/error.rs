@@ -82,6 +82,10 @@ impl Error {
     pub fn transport(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Transport, message)
     }
+    /// Text that should be JSON and is not; `what` names it (`options`, a file's path).
+    pub fn not_json(what: impl std::fmt::Display, err: serde_json::Error) -> Self {
+        Self::invalid(format!("{what}: not valid JSON: {err}"))
+    }
     pub fn io(context: &str, err: std::io::Error) -> Self {
         Self::new(ErrorCode::Io, format!("{context}: {err}"))
     }

@@ -35,8 +35,8 @@ impl TokenDecoder {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path.display().to_string(), e)),
         };
-        let doc: Value = serde_json::from_slice(&text)
-            .map_err(|e| Error::invalid(format!("{}: not valid JSON: {e}", path.display())))?;
+        let doc: Value =
+            serde_json::from_slice(&text).map_err(|e| Error::not_json(path.display(), e))?;
         Self::from_json(&doc)
             .map(Some)
             .map_err(|e| Error::invalid(format!("{}: {}", path.display(), e.message)))

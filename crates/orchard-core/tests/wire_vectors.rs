@@ -34,6 +34,10 @@ fn every_vector_encodes_byte_exact() {
             "{name}"
         );
         assert_eq!(frame, want, "{name}");
+        // The same from JSON text, as `wire.encodeRequest` hands it over.
+        let from_text = orchard_core::api::encode_request(&input.to_string())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(from_text, want, "{name} from text");
     }
 }
 

@@ -44,7 +44,7 @@ fn millis_or(ms: Option<u32>, default: Duration) -> Duration {
 
 /// JSON text from JavaScript; `what` names the argument in the error.
 pub fn parse_json(text: &str, what: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| Error::invalid(format!("{what}: not valid JSON: {e}")))
+    serde_json::from_str(text).map_err(|e| Error::not_json(what, e))
 }
 
 /// Attach to (or launch) the engine and take a lease on it; absent timeouts take

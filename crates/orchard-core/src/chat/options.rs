@@ -179,7 +179,7 @@ fn deserialize(v: &Value, path: &str) -> Result<Input> {
 
 /// [`deserialize`] straight from JSON text: no JSON tree is built for the options.
 fn deserialize_text(text: &str, path: &str) -> Result<Input> {
-    let not_json = |e: serde_json::Error| Error::invalid(format!("{path}: not valid JSON: {e}"));
+    let not_json = |e: serde_json::Error| Error::not_json(path, e);
     let mut de = serde_json::Deserializer::from_str(text);
     let input = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let field = e.path().to_string();
@@ -211,8 +211,7 @@ impl ChatOptions {
     /// a JSON tree for an object; `path` names the options in errors.
     pub fn parse_text(text: &str, path: &str) -> Result<ChatOptions> {
         if !text.trim_start().starts_with('{') {
-            let v: Value = serde_json::from_str(text)
-                .map_err(|e| Error::invalid(format!("{path}: not valid JSON: {e}")))?;
+            let v: Value = serde_json::from_str(text).map_err(|e| Error::not_json(path, e))?;
             return Self::parse_at(&v, path);
         }
         Self::validate(deserialize_text(text, path)?, path)

@@ -92,9 +92,9 @@ pub struct Profile {
     pub(super) statics: Arc<Vec<(String, Value)>>,
     /// [`Profile::tool_calling_tokens`] in its wire form, built on first use.
     wire_tool_tokens: OnceLock<Result<ToolCallingTokens>>,
-    /// [`Profile::thinking_tokens`] and [`Profile::output_frame_tokens`], built on first use:
-    /// every request carries them.
+    /// [`Profile::thinking_tokens`], built on first use (every request carries them).
     thinking: OnceLock<ThinkingTokens>,
+    /// [`Profile::output_frame_tokens`], built on first use (every request carries them).
     frame_tokens: OnceLock<BTreeMap<String, String>>,
 }
 

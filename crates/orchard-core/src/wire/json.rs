@@ -1,5 +1,6 @@
 //! Typed reads from JSON objects, with errors that name the exact field.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 
@@ -8,14 +9,26 @@ use serde_json::Value;
 use super::tree::Node;
 use crate::error::{Error, Result};
 
+/// What `v` is, in messages ("a string"): the names [`Node::type_name`] gives.
 pub fn type_name(v: &Value) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Value::Null => Node::Null,
+        Value::Bool(_) => Node::Bool(false),
+        Value::Number(_) => Node::U64(0),
+        Value::String(_) => Node::Str("".into()),
+        Value::Array(_) => Node::Array(Vec::new()),
+        Value::Object(_) => Node::Object(Vec::new()),
+    }
+    .type_name()
+}
+
+/// A number as messages print it: as serde_json writes it (a float that is not finite, which
+/// JSON text cannot hold but a tree built in Rust can, as Rust writes it).
+fn number_text(n: &Node) -> String {
+    match (n.number(), n) {
+        (Some(number), _) => number.to_string(),
+        (None, Node::F64(f)) => f.to_string(),
+        (None, other) => other.type_name().to_string(),
     }
 }
 
@@ -62,7 +75,7 @@ impl fmt::Display for Joined<'_> {
 /// A view of one JSON object at a known path (e.g. `prompts[0].sampling_params`).
 #[derive(Clone)]
 pub struct Obj<'a> {
-    map: &'a [(std::borrow::Cow<'a, str>, Node<'a>)],
+    map: &'a [(Cow<'a, str>, Node<'a>)],
     path: Path<'a>,
     err: fn(String) -> Error,
     /// Where the last lookup found its key: readers mostly ask in the order keys are written.
@@ -144,10 +157,7 @@ impl<'a> Obj<'a> {
             }
             Some(n @ (Node::I64(_) | Node::F64(_))) => Err(self.fail(
                 key,
-                format!(
-                    "expected a non-negative integer, got {}",
-                    n.number().expect("a number")
-                ),
+                format!("expected a non-negative integer, got {}", number_text(n)),
             )),
             Some(Node::Str(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s
                 .parse::<u64>()
@@ -179,8 +189,7 @@ impl<'a> Obj<'a> {
                 })
                 .map(Some)
                 .ok_or_else(|| {
-                    let n = n.number().expect("a number");
-                    self.fail(key, format!("expected an integer, got {n}"))
+                    self.fail(key, format!("expected an integer, got {}", number_text(n)))
                 }),
             Some(other) => Err(self.fail(
                 key,
@@ -297,6 +306,24 @@ impl<'a> Obj<'a> {
 mod tests {
     use super::super::tree;
     use super::*;
+
+    /// A tree built in Rust can hold a float JSON text cannot spell: it is refused, not a panic.
+    #[test]
+    fn non_finite_numbers_are_refused_by_name() {
+        let node = Node::Object(vec![
+            ("n".into(), Node::F64(f64::NAN)),
+            ("i".into(), Node::F64(f64::NEG_INFINITY)),
+        ]);
+        let o = Obj::new(&node, "p", Error::invalid).unwrap();
+        assert_eq!(
+            o.u64_opt("n").unwrap_err().message,
+            "p.n: expected a non-negative integer, got NaN"
+        );
+        assert_eq!(
+            o.i64_opt("i").unwrap_err().message,
+            "p.i: expected an integer, got -inf"
+        );
+    }
 
     #[test]
     fn paths_are_written_out_only_in_messages() {

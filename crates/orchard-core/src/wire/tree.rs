@@ -1,5 +1,6 @@
 //! A JSON tree that borrows from its text, for the wire readers: strings without escapes are
-//! slices of the input, objects are their entries in order (no hashing, no key copies).
+//! slices of the input, objects are their entries in order (no key copies; only objects of
+//! more than 32 keys hash, to find repeated keys).
 //!
 //! Parsed by `serde_json`'s deserializer, so syntax errors, the recursion limit (128) and
 //! number classification are serde_json's: a non-negative integer that fits is [`Node::U64`],
@@ -18,8 +19,9 @@ use serde_json::{Number, Value};
 /// An object's entries, in order, each key once.
 pub type Entries<'a> = Vec<(Cow<'a, str>, Node<'a>)>;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum Node<'a> {
+    #[default]
     Null,
     Bool(bool),
     /// A non-negative integer.
@@ -269,21 +271,24 @@ impl<'de> Visitor<'de> for KeySeed {
 /// Objects up to this many entries look for repeated keys by scanning; larger ones hash.
 const SCAN_MAX: usize = 32;
 
-/// Keep each key once: its last value, in its first place.
-fn merge_repeated_keys(entries: &mut Entries) {
+/// (first index, later index) of every repeated key, in order; empty (no allocation) when
+/// each key comes once.
+pub(crate) fn repeated_keys<K: AsRef<str>, V>(entries: &[(K, V)]) -> Vec<(usize, usize)> {
     let n = entries.len();
-    // (first index, later index) of every repeat, in text order.
     let mut repeats: Vec<(usize, usize)> = Vec::new();
     if n <= SCAN_MAX {
         // One bit per (length, last byte) seen: a key whose bit is clear cannot be a repeat,
         // so most keys skip the scan.
         let mut seen = 0u64;
         for j in 0..n {
-            let key = entries[j].0.as_bytes();
+            let key = entries[j].0.as_ref().as_bytes();
             let bit =
                 1u64 << ((key.len() * 7 + usize::from(key.last().copied().unwrap_or(0))) % 64);
             if seen & bit != 0 {
-                if let Some(i) = entries[..j].iter().position(|(k, _)| k.as_bytes() == key) {
+                if let Some(i) = entries[..j]
+                    .iter()
+                    .position(|(k, _)| k.as_ref().as_bytes() == key)
+                {
                     repeats.push((i, j));
                 }
             }
@@ -295,16 +300,23 @@ fn merge_repeated_keys(entries: &mut Entries) {
             if let Some(&i) = first.get(key.as_ref()) {
                 repeats.push((i, j));
             } else {
-                first.insert(key, j);
+                first.insert(key.as_ref(), j);
             }
         }
     }
+    repeats
+}
+
+/// Keep each key once: its last value, in its first place (what a JSON object means by a
+/// repeated key, as `serde_json::Map::insert` keeps it with `preserve_order`).
+pub(crate) fn merge_repeated_keys<K: AsRef<str>, V: Default>(entries: &mut Vec<(K, V)>) {
+    let repeats = repeated_keys(entries);
     if repeats.is_empty() {
         return;
     }
-    let mut dropped = vec![false; n];
+    let mut dropped = vec![false; entries.len()];
     for (i, j) in repeats {
-        entries[i].1 = std::mem::replace(&mut entries[j].1, Node::Null);
+        entries[i].1 = std::mem::take(&mut entries[j].1);
         dropped[j] = true;
     }
     let mut index = 0;

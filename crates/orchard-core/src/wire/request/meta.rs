@@ -2,8 +2,7 @@
 //! serializer's order, compact, strings escaped and numbers printed exactly as `serde_json`
 //! does (`tests/wire_vectors.rs` holds it to the reference bytes).
 
-use std::collections::HashMap;
-
+use super::super::tree::{merge_repeated_keys, repeated_keys};
 use super::types::{PromptPayload, Request, ToolCallFormat};
 
 /// Where one prompt's blobs went in the payload (offsets relative to its start).
@@ -215,17 +214,21 @@ fn write_prompt(out: &mut Vec<u8>, index: usize, p: &PromptPayload, at: &Placed)
     }
     {
         let mut f = Object::open(o.key("output_frame_tokens"));
-        // A JSON object keeps the last value of a repeated key, in the first key's place (as
-        // `Map::insert` does with `preserve_order`).
+        // A payload built in Rust may repeat a key: write what the JSON object means by it.
         let tokens = &p.output_frame_tokens;
-        let mut last: HashMap<&str, &str> = tokens
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        for (key, _) in tokens {
-            if let Some(value) = last.remove(key.as_str()) {
-                write_str(f.any_key(key), value);
-            }
+        let merged;
+        let tokens = if repeated_keys(tokens).is_empty() {
+            tokens
+        } else {
+            merged = {
+                let mut owned = tokens.clone();
+                merge_repeated_keys(&mut owned);
+                owned
+            };
+            &merged
+        };
+        for (key, value) in tokens {
+            write_str(f.any_key(key), value);
         }
         f.close();
     }
