@@ -321,3 +321,29 @@ impl Request {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The frame writer and the readers go by `KEYS`, `decodeRequest` by the derived
+    /// serialization: they name the same fields in the same order.
+    #[test]
+    fn tool_call_format_keys_follow_the_struct() {
+        let mut format = ToolCallFormat::default();
+        for (key, slot) in ToolCallFormat::KEYS.iter().zip(format.fields_mut()) {
+            *slot = format!("{key}!");
+        }
+        let json = serde_json::to_value(&format).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ToolCallFormat::KEYS);
+        for (key, value) in ToolCallFormat::KEYS.iter().zip(format.fields()) {
+            assert_eq!(json[key], value, "{key}");
+        }
+    }
+}
