@@ -155,6 +155,17 @@ fn sized_blob<'a>(o: &Obj, payload: &'a [u8], keys: &SizedBlob) -> Result<&'a [u
     blob_at(o, payload, keys.name, keys.offset, size)
 }
 
+const TEXT: SizedBlob = SizedBlob {
+    name: "text",
+    offset: "text_offset",
+    size: "text_size",
+};
+const CAPABILITY_DATA: SizedBlob = SizedBlob {
+    name: "capability_data",
+    offset: "capability_data_offset",
+    size: "capability_data_size",
+};
+
 /// Media items of one kind: `count` u64 spans at `sizes_offset` over the `data` blob.
 struct Media {
     label: &'static str,
@@ -202,27 +213,10 @@ fn media(o: &Obj, payload: &[u8], m: &Media) -> Result<Vec<Vec<u8>>> {
 
 fn decode_prompt(o: &Obj, payload: &[u8]) -> Result<PromptPayload> {
     let d = PromptPayload::default();
-    let text = sized_blob(
-        o,
-        payload,
-        &SizedBlob {
-            name: "text",
-            offset: "text_offset",
-            size: "text_size",
-        },
-    )?
-    .to_vec();
+    let text = sized_blob(o, payload, &TEXT)?.to_vec();
     let images = media(o, payload, &IMAGES)?;
     let audio = media(o, payload, &AUDIO)?;
-    let cap_data = sized_blob(
-        o,
-        payload,
-        &SizedBlob {
-            name: "capability_data",
-            offset: "capability_data_offset",
-            size: "capability_data_size",
-        },
-    )?;
+    let cap_data = sized_blob(o, payload, &CAPABILITY_DATA)?;
     let mut capabilities = Vec::new();
     let mut cursor = 0usize;
     for (i, c) in o.objects("capabilities")?.iter().enumerate() {
